@@ -1,0 +1,493 @@
+"""The `broadcaster` command line: thin verbs over the service functions.
+
+Exit codes: 0 success; 2 bad input or a refusal (one line on stderr says what and why);
+1 an internal error. A refused command changes nothing: each verb runs in one transaction.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from functools import cached_property
+from typing import Any
+
+import click
+from rich.console import Console
+from rich.table import Table
+from rich.text import Text
+from sqlalchemy.orm import Session
+
+from broadcaster import db, identity, ledger, messages
+from broadcaster.catalog import Catalog
+from broadcaster.config import ROLES, DistrictConfig, Settings, load_district
+from broadcaster.errors import BadInput, BroadcasterError
+from broadcaster.models import User
+
+SEVERITY_STYLE = {"block": "bold red", "warn": "yellow"}
+
+
+class App:
+    """What every verb needs, built on first use so `--help` touches no database."""
+
+    def __init__(self) -> None:
+        self.settings = Settings()
+        self._prepared = False
+
+    @cached_property
+    def district(self) -> DistrictConfig:
+        return load_district(self.settings.config_path)
+
+    @cached_property
+    def catalog(self) -> Catalog:
+        return Catalog(self.district)
+
+    @property
+    def url(self) -> str:
+        return self.settings.effective_database_url
+
+    @contextmanager
+    def session(self) -> Iterator[Session]:
+        if not self._prepared:
+            db.prepare(self.url, self.settings.is_embedded)
+            self._prepared = True
+        with db.session_scope(self.url) as session:
+            yield session
+
+    def actor(self, session: Session, name: str, token: str) -> User:
+        return identity.authenticate(session, name, token)
+
+
+def read_token(name: str) -> str:
+    """The acting user's token: BROADCASTER_TOKEN, or a hidden prompt at a terminal."""
+    token = os.environ.get("BROADCASTER_TOKEN", "").strip()
+    if token:
+        return token
+    if sys.stdin.isatty():
+        return click.prompt(f"Token for {name}", hide_input=True).strip()
+    raise BadInput(f"set BROADCASTER_TOKEN to {name}'s personal token (or run at a terminal)")
+
+
+class BroadcasterGroup(click.Group):
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except BroadcasterError as exc:
+            click.echo(f"error: {exc}", err=True)
+            ctx.exit(exc.exit_code)
+        except (click.exceptions.Exit, click.exceptions.ClickException, click.Abort):
+            raise
+        except Exception as exc:  # an internal error: say so in one line, no secrets, exit 1
+            if os.environ.get("BROADCASTER_DEBUG"):
+                raise
+            first_line = (str(exc).splitlines() or [""])[0][:300]
+            click.echo(f"internal error: {type(exc).__name__}: {first_line}", err=True)
+            ctx.exit(1)
+
+
+def emit_json(data: Any) -> None:
+    click.echo(json.dumps(data, ensure_ascii=False, indent=2))
+
+
+def console() -> Console:
+    return Console(soft_wrap=True, highlight=False)
+
+
+pass_app = click.make_pass_decorator(App, ensure=True)
+json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+as_option = click.option(
+    "--as",
+    "as_user",
+    required=True,
+    metavar="NAME",
+    help="Act as this user; the token comes from BROADCASTER_TOKEN or a prompt.",
+)
+
+
+@click.group(cls=BroadcasterGroup)
+@click.version_option(package_name="broadcaster")
+def cli() -> None:
+    """Emergency and time-sensitive notifications for a school district."""
+
+
+# --- database -------------------------------------------------------------------------------
+
+
+@cli.group("db", cls=BroadcasterGroup)
+def db_group() -> None:
+    """The database schema."""
+
+
+@db_group.command("upgrade")
+@pass_app
+def db_upgrade(app: App) -> None:
+    """Migrate the database to the current schema."""
+    revision = db.upgrade(app.url)
+    click.echo(f"database at revision {revision}")
+
+
+# --- templates ------------------------------------------------------------------------------
+
+
+@cli.group("templates", cls=BroadcasterGroup)
+def templates_group() -> None:
+    """The template library."""
+
+
+@templates_group.command("list")
+@json_option
+@pass_app
+def templates_list(app: App, as_json: bool) -> None:
+    """List the templates."""
+    rows = [
+        {
+            "name": t.name,
+            "title": t.meta.title,
+            "category": t.meta.category,
+            "pre_approved": t.meta.pre_approved,
+            "channels": t.channels,
+            "locales": t.locales,
+            "version": t.version,
+        }
+        for t in app.catalog.all()
+    ]
+    if as_json:
+        return emit_json(rows)
+    table = Table("name", "title", "category", "pre-approved", "channels", "locales")
+    for row in rows:
+        table.add_row(
+            row["name"],
+            row["title"],
+            row["category"],
+            "yes" if row["pre_approved"] else "",
+            ",".join(row["channels"]),
+            ",".join(row["locales"]),
+        )
+    console().print(table)
+
+
+@templates_group.command("show")
+@click.argument("name")
+@json_option
+@pass_app
+def templates_show(app: App, name: str, as_json: bool) -> None:
+    """Show a template's variables, channels and languages."""
+    described = app.catalog.get(name).describe(app.district)
+    if as_json:
+        return emit_json(described)
+    out = console()
+    out.print(Text(f"{described['name']}: {described['title']} ({described['category']})", "bold"))
+    out.print(Text(described["description"]))
+    out.print(
+        Text(
+            f"version {described['version']}; channels {', '.join(described['channels'])}; "
+            f"languages {', '.join(described['locales'])}"
+            + ("; pre-approved for incidents" if described["pre_approved"] else "")
+        )
+    )
+    table = Table("variable", "type", "required", "limit", "choices")
+    for var in described["variables"]:
+        table.add_row(
+            var["name"],
+            var["type"],
+            "yes" if var["required"] else "",
+            str(var["max_length"] or ""),
+            ", ".join(var["choices"] or []),
+        )
+    out.print(table)
+
+
+# --- messages -------------------------------------------------------------------------------
+
+
+def parse_vars(pairs: tuple[str, ...]) -> dict[str, str]:
+    values: dict[str, str] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        key = key.strip()
+        if not sep or not key:
+            raise BadInput(f"--var {pair!r}: write KEY=VALUE")
+        if key in values:
+            raise BadInput(f"--var {key} is given twice")
+        values[key] = value
+    return values
+
+
+def split_list(value: str | None) -> list[str] | None:
+    if value is None:
+        return None
+    items = [item.strip() for item in value.split(",") if item.strip()]
+    if not items:
+        raise BadInput("an empty list: name at least one, separated by commas")
+    return items
+
+
+def print_preview(view: dict[str, Any]) -> None:
+    out = console()
+    out.print(
+        Text(
+            f"Message {view['id']} ({view['kind']}, {view['template']}) is {view['state']}", "bold"
+        )
+    )
+    for r in view["renditions"]:
+        if r["channel"] == "x":
+            counts = f"{r['weighted_length']}/280 weighted"
+        elif r["channel"] == "sms":
+            counts = f"{r['segments']} segment(s) {r['encoding']}"
+            if r["ucs2_chars"]:
+                counts += f" (UCS-2 because of {''.join(r['ucs2_chars'])})"
+        else:
+            counts = f"{r['length']} characters"
+        out.rule(Text(f"{r['channel']} · {r['locale']} · {counts}"))
+        out.print(Text(r["text"]))
+    if view["findings"]:
+        out.rule(Text("findings"))
+        for f in view["findings"]:
+            where = "/".join(filter(None, [f["channel"], f["locale"]]))
+            out.print(
+                Text(
+                    f"{f['severity'].upper():5} {f['check']} [{where}] {f['detail']}",
+                    SEVERITY_STYLE[f["severity"]],
+                )
+            )
+    else:
+        out.print(Text("no findings", "green"))
+
+
+@cli.command()
+@click.argument("template")
+@as_option
+@click.option("--var", "var_pairs", multiple=True, metavar="KEY=VALUE", help="A variable value.")
+@click.option("--channels", help="Comma-separated channels (default: the template's).")
+@click.option("--locales", help="Comma-separated languages (default: the district's).")
+@click.option(
+    "--kind", type=click.Choice(["actual", "exercise", "test"]), default="actual", show_default=True
+)
+@json_option
+@pass_app
+def compose(
+    app: App,
+    template: str,
+    as_user: str,
+    var_pairs: tuple[str, ...],
+    channels: str | None,
+    locales: str | None,
+    kind: str,
+    as_json: bool,
+) -> None:
+    """Create a draft from TEMPLATE and show its preview."""
+    values = parse_vars(var_pairs)
+    token = read_token(as_user)
+    with app.session() as session:
+        author = app.actor(session, as_user, token)
+        message = messages.compose(
+            session,
+            app.district,
+            app.catalog,
+            author,
+            template,
+            values,
+            split_list(channels),
+            split_list(locales),
+            kind,
+        )
+        view = messages.preview_view(message)
+    if as_json:
+        return emit_json(view)
+    print_preview(view)
+    if any(f["severity"] == "block" for f in view["findings"]):
+        click.echo("This draft has blocking findings and cannot be submitted.")
+    else:
+        click.echo(f"Next: broadcaster submit {view['id']} --as {as_user}")
+
+
+@cli.command()
+@click.argument("message_id", type=int)
+@json_option
+@pass_app
+def preview(app: App, message_id: int, as_json: bool) -> None:
+    """Show a message's renditions, counts and findings."""
+    with app.session() as session:
+        view = messages.preview_view(messages.get_message(session, message_id))
+    emit_json(view) if as_json else print_preview(view)
+
+
+@cli.command()
+@click.argument("message_id", type=int)
+@json_option
+@pass_app
+def show(app: App, message_id: int, as_json: bool) -> None:
+    """Show everything about a message: renditions, findings, approvals, timeline."""
+    with app.session() as session:
+        view = messages.detail_view(session, messages.get_message(session, message_id))
+    if as_json:
+        return emit_json(view)
+    print_preview(view)
+    out = console()
+    out.rule(Text("timeline"))
+    for step in view["timeline"]:
+        out.print(Text(f"{step['at']}  {step['event']:<32} {step['actor'] or ''}"))
+
+
+@cli.command("list")
+@click.option("--state", help="Only messages in this state.")
+@json_option
+@pass_app
+def list_cmd(app: App, state: str | None, as_json: bool) -> None:
+    """List messages, newest first."""
+    with app.session() as session:
+        rows = [messages.summary_view(m) for m in messages.list_messages(session, state)]
+    if as_json:
+        return emit_json(rows)
+    table = Table("id", "state", "kind", "template", "author", "created")
+    for row in rows:
+        table.add_row(
+            str(row["id"]),
+            row["state"],
+            row["kind"],
+            row["template"],
+            row["author"],
+            row["created_at"][:19],
+        )
+    console().print(table)
+
+
+def _act(app: App, message_id: int, as_user: str, action: str, **kwargs: Any) -> str:
+    token = read_token(as_user)
+    with app.session() as session:
+        actor = app.actor(session, as_user, token)
+        message = messages.get_message(session, message_id)
+        getattr(messages, action)(session, app.district, message, actor, **kwargs)
+        return message.state
+
+
+@cli.command()
+@click.argument("message_id", type=int)
+@as_option
+@pass_app
+def submit(app: App, message_id: int, as_user: str) -> None:
+    """Submit a draft for approval."""
+    state = _act(app, message_id, as_user, "submit")
+    click.echo(f"message {message_id} is {state}; an approver must approve it")
+
+
+@cli.command()
+@click.argument("message_id", type=int)
+@as_option
+@click.option("--ack-warnings", is_flag=True, help="Acknowledge the message's warnings.")
+@pass_app
+def approve(app: App, message_id: int, as_user: str, ack_warnings: bool) -> None:
+    """Approve a submitted message (not your own)."""
+    state = _act(app, message_id, as_user, "approve", ack_warnings=ack_warnings)
+    click.echo(f"message {message_id} is {state}")
+
+
+@cli.command()
+@click.argument("message_id", type=int)
+@as_option
+@click.option("--reason", required=True, help="Why, for the author.")
+@pass_app
+def reject(app: App, message_id: int, as_user: str, reason: str) -> None:
+    """Reject a submitted message, with a reason."""
+    state = _act(app, message_id, as_user, "reject", reason=reason)
+    click.echo(f"message {message_id} is {state}")
+
+
+@cli.command()
+@click.argument("message_id", type=int)
+@as_option
+@pass_app
+def cancel(app: App, message_id: int, as_user: str) -> None:
+    """Cancel a message before it is dispatched."""
+    state = _act(app, message_id, as_user, "cancel")
+    click.echo(f"message {message_id} is {state}")
+
+
+# --- records --------------------------------------------------------------------------------
+
+
+@cli.group("records", cls=BroadcasterGroup)
+def records_group() -> None:
+    """The public-records ledger."""
+
+
+@records_group.command("verify")
+@json_option
+@pass_app
+def records_verify(app: App, as_json: bool) -> None:
+    """Check the ledger's hash chain; exit 1 naming the first bad entry."""
+    with app.session() as session:
+        result = ledger.verify(session)
+    if as_json:
+        emit_json(
+            {
+                "ok": result.ok,
+                "entries": result.entries,
+                "bad_entry": result.bad_seq,
+                "problem": result.problem,
+            }
+        )
+    elif result.ok:
+        click.echo(f"ledger intact: {result.entries} entries verified")
+    else:
+        click.echo(f"ledger BROKEN: {result.problem}", err=True)
+    if not result.ok:
+        sys.exit(1)
+
+
+# --- users ----------------------------------------------------------------------------------
+
+
+@cli.group("users", cls=BroadcasterGroup)
+def users_group() -> None:
+    """Users, roles and personal tokens."""
+
+
+@users_group.command("add")
+@click.argument("name")
+@click.option(
+    "--role",
+    "roles",
+    multiple=True,
+    metavar="ROLE",
+    help=f"A role ({', '.join(ROLES)}); repeat for several.",
+)
+@click.option(
+    "--as", "as_user", metavar="ADMIN", help="The admin adding the user (once one exists)."
+)
+@json_option
+@pass_app
+def users_add(
+    app: App, name: str, roles: tuple[str, ...], as_user: str | None, as_json: bool
+) -> None:
+    """Add a user and print their personal token (shown only this once)."""
+    token_of_admin = read_token(as_user) if as_user else None
+    with app.session() as session:
+        by = app.actor(session, as_user, token_of_admin) if as_user and token_of_admin else None
+        user, token = identity.add_user(session, app.district, name, list(roles), by)
+        data = {"name": user.name, "roles": user.roles, "token": token}
+    if as_json:
+        return emit_json(data)
+    click.echo(f"added {data['name']} ({', '.join(data['roles'])})")
+    click.echo(f"token (shown once; keep it secret): {token}")
+
+
+@users_group.command("list")
+@json_option
+@pass_app
+def users_list(app: App, as_json: bool) -> None:
+    """List users and their roles."""
+    with app.session() as session:
+        rows = identity.list_users(session, app.district)
+    if as_json:
+        return emit_json(rows)
+    table = Table("name", "roles", "added")
+    for row in rows:
+        table.add_row(row["name"], ", ".join(row["roles"]), row["created_at"][:19])
+    console().print(table)
+
+
+def main() -> None:
+    cli(prog_name="broadcaster")

@@ -1,0 +1,264 @@
+"""Settings from the environment and the district's TOML configuration.
+
+Environment (`BROADCASTER_*`) says where things are; the district file says what the district is.
+Secrets never live in the district file.
+"""
+
+from __future__ import annotations
+
+import csv
+import re
+import tomllib
+import zoneinfo
+from functools import cached_property
+from pathlib import Path
+from typing import Literal
+
+import phonenumbers
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from broadcaster.errors import BadInput
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+SAMPLE_CONFIG = PROJECT_ROOT / "examples" / "district.toml"
+BUILTIN_TEMPLATES = PROJECT_ROOT / "templates"
+
+Channel = Literal["x", "facebook", "sms", "web"]
+CHANNELS: tuple[str, ...] = ("x", "facebook", "sms", "web")
+ROLES: tuple[str, ...] = ("author", "approver", "incident_commander", "records_officer", "admin")
+SLUG = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
+
+
+class Settings(BaseSettings):
+    """Where the broadcaster keeps things; read from `BROADCASTER_*` environment variables."""
+
+    model_config = SettingsConfigDict(env_prefix="BROADCASTER_")
+
+    home: Path = Path(".broadcaster")
+    config: Path | None = None
+    database_url: str | None = None
+
+    @property
+    def config_path(self) -> Path:
+        return self.config or SAMPLE_CONFIG
+
+    @property
+    def effective_database_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{(self.home / 'broadcaster.db').resolve()}"
+
+    @property
+    def is_embedded(self) -> bool:
+        """True when the database is the default SQLite file, which migrates itself."""
+        return not self.database_url
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class DistrictInfo(_Strict):
+    name: str = Field(min_length=1, max_length=120)
+    short_name: str = Field(min_length=1, max_length=40)
+    time_zone: str
+    alerts_url: str
+    phone: str | None = None
+    email: str | None = None
+    phone_region: str = "US"
+    locales: list[str] = ["en", "es"]
+
+    @field_validator("time_zone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        try:
+            zoneinfo.ZoneInfo(value)
+        except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+            raise ValueError(
+                f"unknown time zone {value!r} (use an IANA name such as America/Chicago)"
+            ) from None
+        return value
+
+    @field_validator("alerts_url")
+    @classmethod
+    def _https(cls, value: str) -> str:
+        if not value.startswith("https://"):
+            raise ValueError("must be an https:// address")
+        return value
+
+
+class _Named(_Strict):
+    name: str = Field(min_length=1, max_length=80)
+    names: dict[str, str] = {}  # the name in other languages, e.g. {es = "Ruta 12"}
+
+    def display(self, locale: str) -> str:
+        return self.names.get(locale, self.name)
+
+
+class School(_Named):
+    slug: str
+    phone: str | None = None
+
+    @field_validator("slug")
+    @classmethod
+    def _slug(cls, value: str) -> str:
+        if not SLUG.match(value):
+            raise ValueError(f"{value!r} is not a slug (lower-case letters, digits and hyphens)")
+        return value
+
+
+class Route(_Named):
+    id: str = Field(min_length=1, max_length=20)
+    schools: list[str] = []
+
+
+class Account(_Strict):
+    name: str
+    channel: Channel
+    handle: str = ""
+
+
+class TestAllowlist(_Strict):
+    accounts: list[str] = []
+    phones: list[str] = []
+
+
+class UserRoles(_Strict):
+    roles: list[str]
+
+    @field_validator("roles")
+    @classmethod
+    def _known_roles(cls, value: list[str]) -> list[str]:
+        for role in value:
+            if role not in ROLES:
+                raise ValueError(f"unknown role {role!r} (roles: {', '.join(ROLES)})")
+        return value
+
+
+class Policy(_Strict):
+    link_allowlist: list[str] = []
+    blocklist: list[str] = []
+    student_id_pattern: str | None = None
+    email_domains: list[str] = []
+    allowed_phones: list[str] = []
+    roster: str | None = None
+    sms_max_segments: int = Field(default=4, ge=1, le=10)
+
+    @field_validator("student_id_pattern")
+    @classmethod
+    def _compiles(cls, value: str | None) -> str | None:
+        if value is not None:
+            try:
+                re.compile(value)
+            except re.error as exc:
+                raise ValueError(f"not a valid regular expression: {exc}") from None
+        return value
+
+
+class DistrictConfig(_Strict):
+    """The district: schools, routes, accounts, who may do what, and its posting policy."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, ignored_types=(cached_property,))
+
+    district: DistrictInfo
+    schools: list[School] = []
+    routes: list[Route] = []
+    accounts: list[Account] = []
+    test_allowlist: TestAllowlist = TestAllowlist()
+    users: dict[str, UserRoles] = {}
+    policy: Policy = Policy()
+    templates_dirs: list[str] = []
+    source: Path | None = None
+
+    @model_validator(mode="after")
+    def _consistent(self) -> DistrictConfig:
+        slugs = [s.slug for s in self.schools]
+        _unique("school slug", slugs)
+        _unique("route id", [r.id for r in self.routes])
+        _unique("account name", [a.name for a in self.accounts])
+        for route in self.routes:
+            for slug in route.schools:
+                if slug not in slugs:
+                    raise ValueError(f"route {route.id} names unknown school {slug!r}")
+        names = {a.name for a in self.accounts}
+        for name in self.test_allowlist.accounts:
+            if name not in names:
+                raise ValueError(f"test_allowlist names unknown account {name!r}")
+        return self
+
+    def school(self, slug: str) -> School | None:
+        return next((s for s in self.schools if s.slug == slug), None)
+
+    def route(self, route_id: str) -> Route | None:
+        return next((r for r in self.routes if r.id == route_id), None)
+
+    def accounts_for(self, channel: str) -> list[Account]:
+        return [a for a in self.accounts if a.channel == channel]
+
+    @property
+    def base_dir(self) -> Path:
+        return self.source.parent if self.source else PROJECT_ROOT
+
+    @property
+    def template_dirs(self) -> list[Path]:
+        """The built-in library first; a district's own folders override it by name."""
+        return [BUILTIN_TEMPLATES, *(self.base_dir / d for d in self.templates_dirs)]
+
+    @cached_property
+    def district_phones(self) -> frozenset[str]:
+        """Every public number the district may publish, in E.164."""
+        raw = [self.district.phone, *(s.phone for s in self.schools), *self.policy.allowed_phones]
+        return frozenset(filter(None, (to_e164(p, self.district.phone_region) for p in raw if p)))
+
+    @cached_property
+    def roster(self) -> list[dict[str, str]]:
+        """Enrolled students (for the PII check), or none when no roster is configured."""
+        if not self.policy.roster:
+            return []
+        path = self.base_dir / self.policy.roster
+        try:
+            with path.open(newline="", encoding="utf-8-sig") as handle:
+                rows = list(csv.DictReader(handle))
+        except OSError as exc:
+            raise BadInput(f"cannot read the student roster {path}: {exc.strerror}") from None
+        if rows and not {"first_name", "last_name"} <= set(rows[0]):
+            raise BadInput(f"student roster {path} needs the columns first_name,last_name")
+        return rows
+
+
+def to_e164(raw: str, region: str) -> str | None:
+    """The number in E.164, or None when it is not a valid phone number."""
+    try:
+        number = phonenumbers.parse(raw, region)
+    except phonenumbers.NumberParseException:
+        return None
+    # "Possible" rather than "valid": the fictional 555-01xx numbers districts use in examples
+    # and rehearsals are possible but not assigned, and must still be recognized.
+    if not phonenumbers.is_possible_number(number):
+        return None
+    return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+
+
+def _unique(what: str, values: list[str]) -> None:
+    seen: set[str] = set()
+    for value in values:
+        if value in seen:
+            raise ValueError(f"duplicate {what} {value!r}")
+        seen.add(value)
+
+
+def load_district(path: Path) -> DistrictConfig:
+    """Read and validate a district file; any problem is one line naming the file and the field."""
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise BadInput(f"cannot read district config {path}: {exc.strerror}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise BadInput(f"{path}: not valid TOML: {exc}") from None
+    try:
+        return DistrictConfig.model_validate({**data, "source": path.resolve()})
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"]) or "file"
+        raise BadInput(f"{path}: {where}: {first['msg']}") from None

@@ -1,0 +1,93 @@
+"""Users and their personal tokens (shown once, stored as argon2 hashes)."""
+
+from __future__ import annotations
+
+import re
+import secrets
+
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from broadcaster import ledger
+from broadcaster.config import ROLES, DistrictConfig
+from broadcaster.errors import BadInput, Refused
+from broadcaster.models import User
+from broadcaster.permissions import effective_roles, require
+
+USER_NAME = re.compile(r"^[a-z][a-z0-9._-]{0,63}$")
+_hasher = PasswordHasher()
+# Verified against when the user does not exist, so a wrong name costs as long as a wrong token.
+_DUMMY_HASH = _hasher.hash("not-a-token")
+
+
+def new_token() -> str:
+    return "bct_" + secrets.token_urlsafe(32)
+
+
+def add_user(
+    session: Session, district: DistrictConfig, name: str, roles: list[str], by: User | None
+) -> tuple[User, str]:
+    """Create a user and return it with its token, which is never stored or shown again.
+
+    The first admin can be created by anyone with access to the database (bootstrap); after that
+    only an admin adds users.
+    """
+    if not USER_NAME.match(name):
+        raise BadInput(f"{name!r} is not a user name (lower-case letters, digits, . _ -)")
+    for role in roles:
+        if role not in ROLES:
+            raise BadInput(f"unknown role {role!r} (roles: {', '.join(ROLES)})")
+    listed = district.users.get(name)
+    if listed and roles and sorted(set(roles)) != sorted(set(listed.roles)):
+        raise Refused(
+            f"{name}'s roles are set in the district config ({', '.join(listed.roles)}); "
+            "change them there, or leave out --role"
+        )
+    roles = sorted(set(roles or (listed.roles if listed else [])), key=ROLES.index)
+    if not roles:
+        raise BadInput(f"{name} has no role: add --role ROLE (roles: {', '.join(ROLES)})")
+    if _admins_exist(session, district):
+        if by is None:
+            raise Refused("users are added by an admin once one exists: add --as ADMIN")
+        require(by, "manage_users", district)
+    if session.scalar(select(User).where(User.name == name)):
+        raise BadInput(f"user {name} already exists")
+    token = new_token()
+    user = User(name=name, roles=roles, token_hash=_hasher.hash(token))
+    session.add(user)
+    session.flush()
+    ledger.append(
+        session,
+        "user.added",
+        {"name": name, "roles": roles, "added_by": by.name if by else None},
+        actor=by.name if by else None,
+    )
+    return user, token
+
+
+def _admins_exist(session: Session, district: DistrictConfig) -> bool:
+    return any("admin" in effective_roles(u, district) for u in session.scalars(select(User)))
+
+
+def authenticate(session: Session, name: str, token: str) -> User:
+    user = session.scalar(select(User).where(User.name == name))
+    try:
+        _hasher.verify(user.token_hash if user else _DUMMY_HASH, token)
+    except (VerificationError, InvalidHashError):
+        user = None
+    if user is None:
+        raise Refused(f"wrong token for {name!r} (or no such user); check BROADCASTER_TOKEN")
+    return user
+
+
+def list_users(session: Session, district: DistrictConfig) -> list[dict]:
+    return [
+        {
+            "name": u.name,
+            "roles": effective_roles(u, district),
+            "created_at": u.created_at.isoformat(),
+        }
+        for u in session.scalars(select(User).order_by(User.name))
+    ]

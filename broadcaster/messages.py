@@ -1,0 +1,380 @@
+"""Message services: compose, submit, approve, reject, cancel, and how a message is shown.
+
+The CLI (and later the web console and API) are thin layers over these functions. Each runs inside
+the caller's transaction, so a refusal leaves nothing behind.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from broadcaster import ledger
+from broadcaster.catalog import Catalog
+from broadcaster.checks import BLOCK, WARN, Finding, check_rendition
+from broadcaster.config import CHANNELS, DistrictConfig
+from broadcaster.errors import BadInput, NotFound, Refused
+from broadcaster.lifecycle import STATES, transition
+from broadcaster.limits import measure
+from broadcaster.models import Approval, Message, User
+from broadcaster.models import Finding as FindingRow
+from broadcaster.models import Rendition as RenditionRow
+from broadcaster.models import Target as TargetRow
+from broadcaster.permissions import require
+from broadcaster.render import KINDS, render_all
+from broadcaster.targets import resolve_targets
+from broadcaster.variables import parse_values, untranslated
+
+
+def compose(
+    session: Session,
+    district: DistrictConfig,
+    catalog: Catalog,
+    author: User,
+    template_name: str,
+    raw_values: dict[str, str],
+    channels: list[str] | None = None,
+    locales: list[str] | None = None,
+    kind: str = "actual",
+) -> Message:
+    """Render, measure and check a new draft, and record all of it in the ledger."""
+    require(author, "compose", district)
+    template = catalog.get(template_name)
+    if kind not in KINDS:
+        raise BadInput(f"unknown kind {kind!r} (kinds: {', '.join(KINDS)})")
+    channels = _choose("channel", channels, template.channels, template.name)
+    default_locales = [loc for loc in district.district.locales if loc in template.locales]
+    locales = _choose("locale", locales, template.locales, template.name, default_locales)
+    values = parse_values(template, raw_values, district)
+    renditions = render_all(template, values, district, channels, locales, kind)
+    targets, findings = resolve_targets(district, channels, kind)
+    for locale in locales:
+        for name in untranslated(template, values, locale):
+            findings.append(
+                Finding(
+                    "untranslated",
+                    WARN,
+                    None,
+                    locale,
+                    f"{name!r} is shown as typed in the {locale} renditions; "
+                    f"add --var {name}.{locale}=... to translate it",
+                )
+            )
+    measured = []
+    for rendition in renditions:
+        metrics = measure(rendition.channel, rendition.text)
+        measured.append((rendition, metrics))
+        findings.extend(
+            check_rendition(district, rendition.channel, rendition.locale, rendition.text, metrics)
+        )
+
+    message = Message(
+        template=template.name,
+        template_version=template.version,
+        title=template.meta.title,
+        category=template.meta.category,
+        kind=kind,
+        state="draft",
+        variables=values,
+        channels=channels,
+        locales=locales,
+        author=author,
+        pre_approved=False,
+        needs_review=False,
+    )
+    message.renditions = [
+        RenditionRow(channel=r.channel, locale=r.locale, text=r.text, metrics=m)
+        for r, m in measured
+    ]
+    message.findings = [FindingRow(**f.as_dict()) for f in findings]
+    message.targets = [TargetRow(channel=c, account=a) for c, a in targets]
+    session.add(message)
+    session.flush()
+
+    actor = author.name
+    ledger.append(
+        session,
+        "message.composed",
+        {
+            "template": template.name,
+            "template_version": template.version,
+            "kind": kind,
+            "variables": values,
+            "channels": channels,
+            "locales": locales,
+            "targets": [{"channel": c, "account": a} for c, a in targets],
+            "author": actor,
+        },
+        message_id=message.id,
+        actor=actor,
+    )
+    for rendition, metrics in measured:
+        ledger.append(
+            session,
+            "rendition.rendered",
+            {
+                "channel": rendition.channel,
+                "locale": rendition.locale,
+                "text": rendition.text,
+                "metrics": metrics,
+            },
+            message_id=message.id,
+            actor=actor,
+        )
+    for finding in findings:
+        ledger.append(
+            session, "finding.raised", finding.as_dict(), message_id=message.id, actor=actor
+        )
+    return message
+
+
+def _choose(
+    what: str,
+    asked: list[str] | None,
+    available: list[str],
+    template: str,
+    default: list[str] | None = None,
+) -> list[str]:
+    if not asked:
+        chosen = default if default is not None else available
+        if not chosen:
+            raise BadInput(f"template {template} has no {what} the district publishes in")
+        return chosen
+    for item in asked:
+        if what == "channel" and item not in CHANNELS:
+            raise BadInput(f"unknown channel {item!r} (channels: {', '.join(CHANNELS)})")
+        if item not in available:
+            raise BadInput(
+                f"template {template} has no {item} {what} (it has: {', '.join(available)})"
+            )
+    return list(dict.fromkeys(asked))
+
+
+def get_message(session: Session, message_id: int) -> Message:
+    message = session.get(Message, message_id)
+    if message is None:
+        raise NotFound(f"no message {message_id}; `broadcaster list` shows the messages")
+    return message
+
+
+def blocking(message: Message) -> list[FindingRow]:
+    return [f for f in message.findings if f.severity == BLOCK]
+
+
+def warnings(message: Message) -> list[FindingRow]:
+    return [f for f in message.findings if f.severity == WARN]
+
+
+def _refuse_blocked(message: Message) -> None:
+    blocks = blocking(message)
+    if blocks:
+        first = blocks[0]
+        where = "/".join(filter(None, [first.channel, first.locale]))
+        raise Refused(
+            f"message {message.id} has {len(blocks)} blocking finding(s), first: {first.check} "
+            f"({where}): {first.detail}; compose a corrected message"
+        )
+
+
+def submit(session: Session, district: DistrictConfig, message: Message, actor: User) -> None:
+    _refuse_blocked(message)
+    transition(session, message, "submit", actor, district)
+
+
+def approve(
+    session: Session,
+    district: DistrictConfig,
+    message: Message,
+    approver: User,
+    ack_warnings: bool = False,
+) -> None:
+    _refuse_blocked(message)
+    pending = warnings(message)
+    if pending and not ack_warnings:
+        raise Refused(
+            f"message {message.id} has {len(pending)} warning(s), first: {pending[0].check}: "
+            f"{pending[0].detail}; review them and approve with --ack-warnings"
+        )
+    acknowledged = [f"{f.check}: {f.detail}" for f in pending]
+    transition(session, message, "approve", approver, district, acknowledged_warnings=acknowledged)
+    _record_approval(session, message, approver, "approved", "second person", acknowledged)
+
+
+def approve_pre_approved(
+    session: Session, district: DistrictConfig, catalog: Catalog, message: Message, commander: User
+) -> None:
+    """The incident path: a pre-approved template needs no second person, but is flagged for
+    after-action review."""
+    template = catalog.get(message.template)
+    if not template.meta.pre_approved:
+        raise Refused(f"template {template.name} is not pre-approved; submit it for approval")
+    if template.version != message.template_version:
+        raise Refused(f"template {template.name} changed since message {message.id} was composed")
+    _refuse_blocked(message)
+    basis = f"pre-approved template {template.name}@{template.version}"
+    acknowledged = [f"{f.check}: {f.detail}" for f in warnings(message)]
+    transition(
+        session,
+        message,
+        "approve_pre_approved",
+        commander,
+        district,
+        basis=basis,
+        after_action_review=True,
+        acknowledged_warnings=acknowledged,
+    )
+    message.pre_approved = True
+    message.needs_review = True
+    _record_approval(session, message, commander, "approved", basis, acknowledged)
+
+
+def reject(
+    session: Session, district: DistrictConfig, message: Message, approver: User, reason: str
+) -> None:
+    reason = reason.strip()
+    if not reason:
+        raise BadInput("give the author a reason: --reason TEXT")
+    transition(session, message, "reject", approver, district, reason=reason)
+    _record_approval(session, message, approver, "rejected", "second person", [], reason)
+
+
+def cancel(session: Session, district: DistrictConfig, message: Message, actor: User) -> None:
+    transition(session, message, "cancel", actor, district)
+
+
+def _record_approval(
+    session: Session,
+    message: Message,
+    user: User,
+    decision: str,
+    basis: str,
+    acknowledged: list[str],
+    reason: str | None = None,
+) -> None:
+    session.add(
+        Approval(
+            message_id=message.id,
+            user=user,
+            decision=decision,
+            basis=basis,
+            reason=reason,
+            acknowledged_warnings=acknowledged,
+        )
+    )
+    session.flush()
+    ledger.append(
+        session,
+        "approval.recorded",
+        {
+            "decision": decision,
+            "by": user.name,
+            "basis": basis,
+            "acknowledged_warnings": acknowledged,
+            "reason": reason,
+        },
+        message_id=message.id,
+        actor=user.name,
+    )
+
+
+def list_messages(session: Session, state: str | None = None) -> list[Message]:
+    if state is not None and state not in STATES:
+        raise BadInput(f"unknown state {state!r} (states: {', '.join(STATES)})")
+    query = select(Message).order_by(Message.id.desc())
+    if state:
+        query = query.where(Message.state == state)
+    return list(session.scalars(query))
+
+
+def rendition_view(row: RenditionRow) -> dict[str, Any]:
+    view: dict[str, Any] = {
+        "channel": row.channel,
+        "locale": row.locale,
+        "text": row.text,
+        "length": row.metrics["length"],
+    }
+    if row.channel == "x":
+        view["weighted_length"] = row.metrics["weighted_length"]
+    if row.channel == "sms":
+        view.update(
+            encoding=row.metrics["encoding"],
+            segments=row.metrics["segments"],
+            ucs2_chars=row.metrics["ucs2_chars"],
+        )
+    return view
+
+
+def preview_view(message: Message) -> dict[str, Any]:
+    return {
+        "id": message.id,
+        "state": message.state,
+        "template": message.template,
+        "template_version": message.template_version,
+        "kind": message.kind,
+        "renditions": [rendition_view(r) for r in message.renditions],
+        "findings": [
+            {
+                "check": f.check,
+                "severity": f.severity,
+                "channel": f.channel,
+                "locale": f.locale,
+                "detail": f.detail,
+            }
+            for f in message.findings
+        ],
+        "targets": [{"channel": t.channel, "account": t.account} for t in message.targets],
+    }
+
+
+def summary_view(message: Message) -> dict[str, Any]:
+    return {
+        "id": message.id,
+        "state": message.state,
+        "template": message.template,
+        "title": message.title,
+        "kind": message.kind,
+        "author": message.author.name,
+        "created_at": message.created_at.isoformat(),
+        "updated_at": message.updated_at.isoformat(),
+    }
+
+
+def detail_view(session: Session, message: Message) -> dict[str, Any]:
+    return {
+        **summary_view(message),
+        **preview_view(message),
+        "category": message.category,
+        "variables": message.variables,
+        "channels": message.channels,
+        "locales": message.locales,
+        "pre_approved": message.pre_approved,
+        "needs_review": message.needs_review,
+        "approvals": [
+            {
+                "decision": a.decision,
+                "by": a.user.name,
+                "basis": a.basis,
+                "reason": a.reason,
+                "acknowledged_warnings": a.acknowledged_warnings,
+                "at": a.created_at.isoformat(),
+            }
+            for a in message.approvals
+        ],
+        "timeline": [
+            {
+                "seq": entry.seq,
+                "at": entry.created_at,
+                "event": entry.event,
+                "actor": entry.actor,
+                **({"details": _timeline_details(payload)} if payload else {}),
+            }
+            for entry, payload in ledger.entries_for(session, message.id)
+            if entry.event.startswith(("message.", "approval."))
+        ],
+    }
+
+
+def _timeline_details(payload: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in payload.items() if k in ("from", "to", "reason", "basis", "decision")}

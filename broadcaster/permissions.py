@@ -1,0 +1,33 @@
+"""Who may do what: the one place where roles are checked, for the CLI and (later) the web."""
+
+from __future__ import annotations
+
+from broadcaster.config import DistrictConfig
+from broadcaster.errors import Refused
+from broadcaster.models import User
+
+# action -> roles that may perform it
+ACTION_ROLES: dict[str, frozenset[str]] = {
+    "compose": frozenset({"author", "incident_commander"}),
+    "submit": frozenset({"author", "incident_commander"}),
+    "approve": frozenset({"approver"}),
+    "reject": frozenset({"approver"}),
+    "approve_pre_approved": frozenset({"incident_commander"}),
+    "cancel": frozenset({"author", "approver", "incident_commander"}),
+    "manage_users": frozenset({"admin"}),
+}
+
+
+def effective_roles(user: User, district: DistrictConfig) -> list[str]:
+    """The district file is authoritative for the users it lists; others keep their stored roles."""
+    listed = district.users.get(user.name)
+    return list(listed.roles) if listed else list(user.roles)
+
+
+def require(user: User, action: str, district: DistrictConfig) -> None:
+    allowed = ACTION_ROLES[action]
+    roles = effective_roles(user, district)
+    if not allowed & set(roles):
+        have = ", ".join(roles) or "no role"
+        need = " or ".join(sorted(allowed))
+        raise Refused(f"{user.name} ({have}) may not {action.replace('_', ' ')}: it takes {need}")
