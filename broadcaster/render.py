@@ -21,9 +21,10 @@ from broadcaster.errors import BadInput
 from broadcaster.variables import display_values
 
 # A visible marker on every rendition of a message that is not for real.
+# Plain ASCII: one character outside the GSM alphabet (an en dash) would make every test SMS UCS-2.
 KIND_PREFIX: dict[str, dict[str, str]] = {
-    "test": {"en": "[TEST]", "es": "[TEST – PRUEBA]"},
-    "exercise": {"en": "[TEST – EXERCISE]", "es": "[TEST – SIMULACRO]"},
+    "test": {"en": "[TEST]", "es": "[TEST - PRUEBA]"},
+    "exercise": {"en": "[TEST - EXERCISE]", "es": "[TEST - SIMULACRO]"},
 }
 KINDS = ("actual", "exercise", "test")
 _BLANK_RUNS = re.compile(r"\n{3,}")

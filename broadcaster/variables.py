@@ -228,7 +228,10 @@ def _show_date(value: str, district: DistrictConfig, locale: str) -> str:
 
 
 def _show_time(value: str, district: DistrictConfig, locale: str) -> str:
-    return format_time(dt.time.fromisoformat(value), "short", locale=locale.replace("-", "_"))
+    shown = format_time(dt.time.fromisoformat(value), "short", locale=locale.replace("-", "_"))
+    # CLDR puts a narrow no-break space before "PM"; outside the GSM alphabet, it would turn
+    # every SMS that mentions a time into UCS-2 (67 characters a segment instead of 153).
+    return shown.replace("\u202f", " ").replace("\xa0", " ")
 
 
 def _show_datetime(value: str, district: DistrictConfig, locale: str) -> str:

@@ -70,8 +70,8 @@ def test_bad_variables_are_refused_naming_the_variable(catalog, district, values
 @pytest.mark.parametrize(
     ("kind", "marker_en", "marker_es"),
     [
-        ("test", "[TEST]", "[TEST – PRUEBA]"),
-        ("exercise", "[TEST – EXERCISE]", "[TEST – SIMULACRO]"),
+        ("test", "[TEST]", "[TEST - PRUEBA]"),
+        ("exercise", "[TEST - EXERCISE]", "[TEST - SIMULACRO]"),
     ],
 )
 def test_rehearsals_carry_a_visible_test_prefix_in_every_rendition(
@@ -108,7 +108,10 @@ def test_translated_text_values_reach_their_language(catalog, district):
 
 
 def sample_values(template, district, longest=False):
-    """A realistic (or, with longest=True, worst-case) value for every variable."""
+    """A realistic value for every variable, or with longest=True the longest a template must
+    still fit: free text at its limit, the longest school names, two schools or routes (a longer
+    list is what `all` is for, and an over-long post is then refused, not truncated)."""
+    by_length = sorted(district.schools, key=lambda s: -len(s.name))
     values = {}
     for spec in template.meta.variables:
         values[spec.name] = {
@@ -116,10 +119,10 @@ def sample_values(template, district, longest=False):
             "date": "2026-09-30",
             "time": "12:30",
             "datetime": "2026-09-30T12:30",
-            "school": max(district.schools, key=lambda s: len(s.name)).slug,
-            "schools": ",".join(s.slug for s in district.schools) if longest else "lincoln-hs",
+            "school": by_length[0].slug,
+            "schools": f"{by_length[0].slug},{by_length[1].slug}" if longest else "lincoln-hs",
             "route": district.routes[0].id,
-            "routes": ",".join(r.id for r in district.routes),
+            "routes": ",".join(r.id for r in district.routes[:2]),
             "url": "https://www.riversideusd.org/alerts/info",
             "integer": str(spec.max if spec.max is not None else 45) if longest else "30",
         }[spec.type]

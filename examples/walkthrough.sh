@@ -1,0 +1,29 @@
+#!/bin/sh
+# A closure notice through the approval gate, with the sample district and a throw-away home.
+set -eu
+BROADCASTER_HOME=$(mktemp -d /tmp/broadcaster-walkthrough.XXXXXX)
+export BROADCASTER_HOME
+unset BROADCASTER_CONFIG BROADCASTER_DATABASE_URL BROADCASTER_TOKEN 2>/dev/null || true
+token() { python3 -c 'import json, sys; print(json.load(sys.stdin)["token"])'; }
+
+echo "== users (roles from examples/district.toml)"
+ANA=$(broadcaster users add ana --json | token)
+BEN=$(broadcaster users add ben --json | token)
+broadcaster users list
+
+echo "== ana composes a closure notice"
+BROADCASTER_TOKEN=$ANA broadcaster compose school_closure --as ana \
+    --var schools=lincoln-hs,jefferson-es --var date=2026-03-03 \
+    --var "reason=a winter storm" --var "reason.es=una tormenta invernal"
+
+echo "== ana submits it; she cannot approve her own message"
+BROADCASTER_TOKEN=$ANA broadcaster submit 1 --as ana
+if BROADCASTER_TOKEN=$ANA broadcaster approve 1 --as ana; then exit 1; fi
+
+echo "== ben approves it"
+BROADCASTER_TOKEN=$BEN broadcaster approve 1 --as ben
+broadcaster list
+
+echo "== the ledger"
+broadcaster records verify
+echo "(data in $BROADCASTER_HOME)"
