@@ -109,6 +109,12 @@ def tokens(run) -> dict[str, str]:
     }
 
 
+def closure_vars(reason: str, reason_es: str | None = None) -> tuple[str, ...]:
+    """--var options for a closure of all schools with this reason."""
+    extra = ("--var", f"reason.es={reason_es}") if reason_es else ()
+    return ("--var", "schools=all", "--var", "date=2026-03-03", "--var", f"reason={reason}", *extra)
+
+
 CLOSURE_VARS = (
     "--var",
     "schools=lincoln-hs,jefferson-es",

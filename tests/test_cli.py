@@ -12,7 +12,7 @@ import sys
 from sqlalchemy import func, select
 
 from broadcaster.models import LedgerEntry, User
-from tests.conftest import Cli
+from tests.conftest import Cli, closure_vars
 
 
 def test_users_add_prints_the_token_once_and_stores_only_a_hash(run, session_factory):
@@ -66,12 +66,7 @@ def test_a_refused_command_writes_nothing(run, tokens, session_factory):
             "school_closure",
             "--as",
             "ana",
-            "--var",
-            "schools=all",
-            "--var",
-            "date=2026-03-03",
-            "--var",
-            "reason=snow",
+            *closure_vars("snow"),
             "--locales",
             "fr",
         ),
@@ -115,12 +110,7 @@ def test_markup_in_values_is_printed_as_typed(run, tokens):
         "school_closure",
         "--as",
         "ana",
-        "--var",
-        "schools=all",
-        "--var",
-        "date=2026-03-03",
-        "--var",
-        "reason=[bold]snow[/bold] {{ 7*7 }}",
+        *closure_vars("[bold]snow[/bold] {{ 7*7 }}"),
         token=tokens["ana"],
     )
     assert result.exit_code == 0

@@ -10,6 +10,7 @@ from broadcaster.errors import Refused
 from broadcaster.lifecycle import STATES, TRANSITIONS
 from broadcaster.models import LedgerEntry, Message, User
 from broadcaster.targets import ensure_allowed
+from tests.conftest import closure_vars
 
 
 def ledger_size(session_factory) -> int:
@@ -58,14 +59,7 @@ def test_self_approval_is_refused_even_for_an_approver(run, tokens, db_url, sess
         "school_closure",
         "--as",
         "pat",
-        "--var",
-        "schools=all",
-        "--var",
-        "date=2026-03-03",
-        "--var",
-        "reason=snow",
-        "--var",
-        "reason.es=nieve",
+        *closure_vars("snow", "nieve"),
         token=token,
     )
     run("submit", str(draft["id"]), "--as", "pat", token=token)
@@ -106,12 +100,7 @@ def test_a_blocking_finding_stops_submission(run, tokens, session_factory):
         "school_closure",
         "--as",
         "ana",
-        "--var",
-        "schools=all",
-        "--var",
-        "date=2026-03-03",
-        "--var",
-        "reason=Maria Gonzalez's illness",
+        *closure_vars("Maria Gonzalez's illness"),
         token=tokens["ana"],
     )
     assert ("student_name", "block") in {(f["check"], f["severity"]) for f in draft["findings"]}
@@ -129,12 +118,7 @@ def test_warnings_must_be_acknowledged_by_the_approver(run, tokens):
         "school_closure",
         "--as",
         "ana",
-        "--var",
-        "schools=all",
-        "--var",
-        "date=2026-03-03",
-        "--var",
-        "reason=snow (see http://weather.example.com)",
+        *closure_vars("snow (see http://weather.example.com)"),
         token=tokens["ana"],
     )
     checks = {f["check"] for f in draft["findings"] if f["severity"] == "warn"}
@@ -206,12 +190,7 @@ def test_pre_approval_is_refused_for_other_templates_and_other_roles(
         "school_closure",
         "--as",
         "carmen",
-        "--var",
-        "schools=all",
-        "--var",
-        "date=2026-03-03",
-        "--var",
-        "reason=snow",
+        *closure_vars("snow"),
         token=tokens["carmen"],
     )
     lockdown = run.json(
@@ -261,12 +240,7 @@ def test_a_test_message_with_no_allowlisted_account_is_blocked(run, tokens, tmp_
         "ana",
         "--kind",
         "test",
-        "--var",
-        "schools=all",
-        "--var",
-        "date=2026-03-03",
-        "--var",
-        "reason=snow",
+        *closure_vars("snow"),
         token=tokens["ana"],
     )
     assert {
@@ -307,12 +281,7 @@ def test_unknown_message_and_bad_options(run, tokens):
         "school_closure",
         "--as",
         "ben",
-        "--var",
-        "schools=all",
-        "--var",
-        "date=2026-03-03",
-        "--var",
-        "reason=x",
+        *closure_vars("x"),
         token=tokens["ben"],
     )
     assert result.exit_code == 2 and "may not compose" in result.stderr
