@@ -6,12 +6,15 @@ Exit codes: 0 success; 2 bad input or a refusal (one line on stderr says what an
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import sys
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from functools import cached_property
+from pathlib import Path
 from typing import Any
 
 import click
@@ -20,8 +23,9 @@ from rich.table import Table
 from rich.text import Text
 from sqlalchemy.orm import Session
 
-from broadcaster import db, identity, ledger, messages
+from broadcaster import contacts, db, dispatch, identity, ledger, messages, status
 from broadcaster.catalog import Catalog
+from broadcaster.celery_app import QUEUES, configure
 from broadcaster.config import ROLES, DistrictConfig, Settings, load_district
 from broadcaster.errors import BadInput, BroadcasterError
 from broadcaster.models import User
@@ -231,6 +235,9 @@ def print_preview(view: dict[str, Any]) -> None:
             f"Message {view['id']} ({view['kind']}, {view['template']}) is {view['state']}", "bold"
         )
     )
+    if "sms" in {r["channel"] for r in view["renditions"]}:
+        who = view["audience"] or "the test allowlist"
+        out.print(Text(f"Texted to: {who} ({view['recipients']} phone numbers)"))
     for r in view["renditions"]:
         if r["channel"] == "x":
             counts = f"{r['weighted_length']}/280 weighted"
@@ -256,44 +263,65 @@ def print_preview(view: dict[str, Any]) -> None:
         out.print(Text("no findings", "green"))
 
 
+def compose_options(command):  # type: ignore[no-untyped-def]
+    """The options that describe a message, shared by `compose` and `trigger`."""
+    for option in reversed(
+        [
+            click.argument("template"),
+            as_option,
+            click.option(
+                "--var",
+                "var_pairs",
+                multiple=True,
+                metavar="KEY=VALUE",
+                help="A variable value; NAME.LOCALE=... translates a text variable.",
+            ),
+            click.option("--channels", help="Comma-separated channels (default: the template's)."),
+            click.option("--locales", help="Comma-separated languages (default: the district's)."),
+            click.option(
+                "--audience", help='Who is texted: "all" or "school:SLUG route:ID grade:N".'
+            ),
+            click.option(
+                "--valid-until",
+                metavar="YYYY-MM-DDTHH:MM",
+                help="No text goes out after this (district time).",
+            ),
+            click.option(
+                "--kind",
+                type=click.Choice(["actual", "exercise", "test"]),
+                default="actual",
+                show_default=True,
+            ),
+            json_option,
+        ]
+    ):
+        command = option(command)
+    return command
+
+
+def compose_request(template: str, options: dict[str, Any]) -> messages.Request:
+    return messages.Request(
+        template=template,
+        values=parse_vars(options["var_pairs"]),
+        channels=split_list(options["channels"]),
+        locales=split_list(options["locales"]),
+        kind=options["kind"],
+        audience=options["audience"],
+        valid_until=options["valid_until"],
+    )
+
+
 @cli.command()
-@click.argument("template")
-@as_option
-@click.option("--var", "var_pairs", multiple=True, metavar="KEY=VALUE", help="A variable value.")
-@click.option("--channels", help="Comma-separated channels (default: the template's).")
-@click.option("--locales", help="Comma-separated languages (default: the district's).")
-@click.option(
-    "--kind", type=click.Choice(["actual", "exercise", "test"]), default="actual", show_default=True
-)
-@json_option
+@compose_options
 @pass_app
-def compose(
-    app: App,
-    template: str,
-    as_user: str,
-    var_pairs: tuple[str, ...],
-    channels: str | None,
-    locales: str | None,
-    kind: str,
-    as_json: bool,
-) -> None:
+def compose(app: App, template: str, as_user: str, as_json: bool, **options: Any) -> None:
     """Create a draft from TEMPLATE and show its preview."""
-    values = parse_vars(var_pairs)
+    request = compose_request(template, options)
     token = read_token(as_user)
     with app.session() as session:
         author = app.actor(session, as_user, token)
-        message = messages.compose(
-            session,
-            app.district,
-            app.catalog,
-            author,
-            template,
-            values,
-            split_list(channels),
-            split_list(locales),
-            kind,
-        )
-        view = messages.preview_view(message)
+        message = messages.compose(session, app.district, app.catalog, author, request)
+        view = messages.preview_view(session, app.district, message)
     if as_json:
         return emit_json(view)
     print_preview(view)
@@ -310,7 +338,9 @@ def compose(
 def preview(app: App, message_id: int, as_json: bool) -> None:
     """Show a message's renditions, counts and findings."""
     with app.session() as session:
-        view = messages.preview_view(messages.get_message(session, message_id))
+        view = messages.preview_view(
+            session, app.district, messages.get_message(session, message_id)
+        )
     emit_json(view) if as_json else print_preview(view)
 
 
@@ -321,7 +351,9 @@ def preview(app: App, message_id: int, as_json: bool) -> None:
 def show(app: App, message_id: int, as_json: bool) -> None:
     """Show everything about a message: renditions, findings, approvals, timeline."""
     with app.session() as session:
-        view = messages.detail_view(session, messages.get_message(session, message_id))
+        view = messages.detail_view(
+            session, app.district, messages.get_message(session, message_id)
+        )
     if as_json:
         return emit_json(view)
     print_preview(view)
@@ -379,9 +411,32 @@ def submit(app: App, message_id: int, as_user: str) -> None:
 @click.option("--ack-warnings", is_flag=True, help="Acknowledge the message's warnings.")
 @pass_app
 def approve(app: App, message_id: int, as_user: str, ack_warnings: bool) -> None:
-    """Approve a submitted message (not your own)."""
-    state = _act(app, message_id, as_user, "approve", ack_warnings=ack_warnings)
-    click.echo(f"message {message_id} is {state}")
+    """Approve a submitted message (not your own). Approval is the go: it is dispatched at once."""
+    token = read_token(as_user)
+    with app.session() as session:
+        approver = app.actor(session, as_user, token)
+        message = messages.get_message(session, message_id)
+        messages.approve(session, app.district, message, approver, ack_warnings=ack_warnings)
+        planned = dispatch.dispatch(session, app.district, message)
+    release(app, message_id, planned)
+
+
+def release(app: App, message_id: int, planned: list[dispatch.Batch], quiet: bool = False) -> None:
+    """After the commit: ring the broker. If it is down, the sweep enqueues the rows later."""
+    total = sum(len(b.ids) for b in planned)
+    try:
+        dispatch.enqueue(app.settings, planned)
+    except Exception as exc:  # the rows are safe in the database; say so and carry on
+        click.echo(
+            f"warning: the broker did not take the tasks ({type(exc).__name__}); "
+            "a worker's sweep will send them",
+            err=True,
+        )
+    click.echo(
+        f"message {message_id} approved and dispatching: {total} deliveries queued; "
+        f"follow with `broadcaster status {message_id} --follow`",
+        err=quiet,
+    )
 
 
 @cli.command()
@@ -487,6 +542,218 @@ def users_list(app: App, as_json: bool) -> None:
     for row in rows:
         table.add_row(row["name"], ", ".join(row["roles"]), row["created_at"][:19])
     console().print(table)
+
+
+# --- delivery ---------------------------------------------------------------------------------
+
+
+def print_status(view: dict[str, Any]) -> None:
+    out = console()
+    out.print(Text(f"Message {view['id']} is {view['state']}", "bold"))
+    table = Table("channel", *status.STATUSES)
+    for channel, counts in view["deliveries"].items():
+        table.add_row(channel, *(str(counts[s]) for s in status.STATUSES))
+    out.print(table)
+    for failure in view["failures"]:
+        out.print(
+            Text(f"failed {failure['channel']} {failure['target']}: {failure['error']}", "red")
+        )
+
+
+def follow(app: App, message_id: int, timeout: float) -> dict[str, Any]:
+    """Live per-channel progress until the message is done (or the timeout)."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+
+    deadline = time.monotonic() + timeout
+    with Progress(
+        TextColumn("{task.description:>9}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[detail]}"),
+        console=console(),
+        transient=False,
+    ) as progress:
+        bars: dict[str, Any] = {}
+        while True:
+            with app.session() as session:
+                view = status.status_view(session, messages.get_message(session, message_id))
+            for channel, counts in view["deliveries"].items():
+                total = sum(counts.values())
+                done = total - counts["queued"] - counts["sending"]
+                detail = f"sent {counts['sent'] + counts['delivered']}, failed {counts['failed']}"
+                if channel not in bars:
+                    bars[channel] = progress.add_task(channel, total=total, detail=detail)
+                progress.update(bars[channel], completed=done, total=total, detail=detail)
+            if view["state"] not in status.ACTIVE_STATES or time.monotonic() > deadline:
+                return view
+            time.sleep(0.3)
+
+
+def wait_done(app: App, message_id: int, timeout: float) -> dict[str, Any]:
+    """The status once the message is done, or as it stands when the timeout runs out."""
+    deadline = time.monotonic() + timeout
+    while True:
+        with app.session() as session:
+            view = status.status_view(session, messages.get_message(session, message_id))
+        if view["state"] not in status.ACTIVE_STATES or time.monotonic() >= deadline:
+            return view
+        time.sleep(0.3)
+
+
+@cli.command("status")
+@click.argument("message_id", type=int)
+@click.option("--follow", "follow_", is_flag=True, help="Watch until the message is done.")
+@click.option("--timeout", default=600.0, show_default=True, help="Seconds to follow at most.")
+@json_option
+@pass_app
+def status_cmd(app: App, message_id: int, follow_: bool, timeout: float, as_json: bool) -> None:
+    """Per-channel delivery progress of a message."""
+    if follow_ and not as_json:
+        view = follow(app, message_id, timeout)
+    else:
+        view = wait_done(app, message_id, timeout if follow_ else 0)
+    emit_json(view) if as_json else print_status(view)
+
+
+@cli.command()
+@compose_options
+@click.option("--yes", is_flag=True, help="Send at once: this is the incident path.")
+@click.option("--follow/--no-follow", "follow_", default=True, help="Watch delivery afterwards.")
+@pass_app
+def trigger(
+    app: App,
+    template: str,
+    as_user: str,
+    as_json: bool,
+    yes: bool,
+    follow_: bool,
+    **options: Any,
+) -> None:
+    """Incident path: compose from a pre-approved TEMPLATE and send it at once."""
+    request = compose_request(template, options)
+    if not yes:
+        raise BadInput("trigger sends at once to everyone selected: add --yes")
+    token = read_token(as_user)
+    with app.session() as session:
+        commander = app.actor(session, as_user, token)
+        message = messages.trigger(session, app.district, app.catalog, commander, request)
+        planned = dispatch.dispatch(session, app.district, message)
+        message_id = message.id
+    release(app, message_id, planned, quiet=as_json)
+    if as_json:
+        emit_json(wait_done(app, message_id, 600 if follow_ else 0))
+    elif follow_:
+        print_status(follow(app, message_id, 600))
+
+
+@cli.command()
+@click.argument("message_id", type=int)
+@as_option
+@pass_app
+def retry(app: App, message_id: int, as_user: str) -> None:
+    """Send again the deliveries of a message that failed (never those that were sent)."""
+    token = read_token(as_user)
+    with app.session() as session:
+        actor = app.actor(session, as_user, token)
+        message = messages.get_message(session, message_id)
+        planned = status.retry_failed(session, app.district, message, actor)
+    release(app, message_id, planned)
+
+
+@cli.group("contacts", cls=BroadcasterGroup)
+def contacts_group() -> None:
+    """The district's contact list."""
+
+
+@contacts_group.command("import")
+@click.argument("path", type=click.Path(path_type=Path))
+@as_option
+@json_option
+@pass_app
+def contacts_import(app: App, path: Path, as_user: str, as_json: bool) -> None:
+    """Replace the contact list with a CSV export (all of it, or nothing)."""
+    token = read_token(as_user)
+    with app.session() as session:
+        actor = app.actor(session, as_user, token)
+        result = contacts.import_csv(session, app.district, path, actor)
+    data = dataclasses.asdict(result)
+    if as_json:
+        return emit_json(data)
+    click.echo(
+        f"imported {result.rows} rows: {result.phones} phone numbers, "
+        f"{result.opted_out} opted out (replaced {result.replaced} rows)"
+    )
+
+
+@cli.command()
+@click.option(
+    "--queues",
+    default=",".join(QUEUES),
+    show_default=True,
+    help="Comma-separated queues to consume.",
+)
+@click.option("--concurrency", default=16, show_default=True, help="Threads for sending.")
+@click.option(
+    "--beat/--no-beat",
+    default=True,
+    show_default=True,
+    help="Also run the periodic sweep (one per deployment is enough; more is harmless).",
+)
+@click.option("--loglevel", default="info", show_default=True)
+@pass_app
+def worker(app: App, queues: str, concurrency: int, beat: bool, loglevel: str) -> None:
+    """Run a Celery worker with the settings delivery relies on."""
+    for queue in split_list(queues) or []:
+        if queue not in QUEUES:
+            raise BadInput(f"unknown queue {queue!r} (queues: {', '.join(QUEUES)})")
+    db.prepare(app.url, app.settings.is_embedded)
+    celery = configure(app.settings)
+    argv = [
+        "worker",
+        "--pool",
+        "threads",
+        "--concurrency",
+        str(concurrency),
+        "--queues",
+        queues,
+        "--hostname",
+        f"broadcaster-{os.getpid()}@%h",
+        "--without-gossip",
+        "--without-mingle",
+        "--loglevel",
+        loglevel,
+    ]
+    if beat:
+        app.settings.home.mkdir(parents=True, exist_ok=True)
+        argv += ["--beat", "--schedule", str(app.settings.home / "celerybeat-schedule")]
+    celery.worker_main(argv)
+
+
+@cli.command()
+@click.option("--port", default=8025, show_default=True)
+@click.option("--host", default="127.0.0.1", show_default=True)
+def sandbox(port: int, host: str) -> None:
+    """Run the provider sandbox (X, Facebook, Twilio) in the foreground."""
+    from provider_sandbox import Sandbox
+
+    with Sandbox(host=host, port=port) as running:
+        click.echo(
+            f"provider sandbox at {running.url}; export BROADCASTER_SANDBOX_URL={running.url}"
+        )
+        try:
+            while True:
+                time.sleep(3600)
+        except KeyboardInterrupt:
+            pass
+
+
+@cli.command()
+@pass_app
+def demo(app: App) -> None:
+    """The whole flow on this machine: embedded Redis, SQLite, the sandbox and one worker."""
+    from broadcaster.demo import run_demo
+
+    sys.exit(run_demo())
 
 
 def main() -> None:

@@ -38,6 +38,10 @@ class Settings(BaseSettings):
     home: Path = Path(".broadcaster")
     config: Path | None = None
     database_url: str | None = None
+    broker_url: str | None = None  # Redis; none means the embedded Redis in `home`
+    sandbox_url: str | None = None  # the provider sandbox, for accounts without credentials
+    public_url: str | None = None  # where Twilio reaches this broadcaster's web hooks
+    provider_timeout_s: float = 10.0  # past this a provider call is ambiguous: look it up
 
     @property
     def config_path(self) -> Path:
@@ -117,6 +121,20 @@ class Account(_Strict):
     name: str
     channel: Channel
     handle: str = ""
+    # Non-secret settings the channel adapter reads (page_id, messaging_service_sid, ...).
+    settings: dict[str, str] = {}
+    # Secrets by adapter key -> the environment variable that holds it. Never the secret itself.
+    credentials_env: dict[str, str] = {}
+    # The provider's rate for this account, shared by all workers (requests per second).
+    rate_per_second: float = Field(default=10.0, gt=0, le=1000)
+    # The language this account posts in. None: one post carrying every language of the message
+    # (Facebook, web); an X post has no room for that, so an X account posts in English unless
+    # it says otherwise (a district with a Spanish X account lists it with locale = "es").
+    locale: str | None = None
+
+    @property
+    def post_locale(self) -> str | None:
+        return self.locale or ("en" if self.channel == "x" else None)
 
 
 class TestAllowlist(_Strict):

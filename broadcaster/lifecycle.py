@@ -46,6 +46,9 @@ TRANSITIONS: tuple[Transition, ...] = (
     Transition("finish_sent", "dispatching", "sent", None),
     Transition("finish_partial", "dispatching", "partially_sent", None),
     Transition("finish_failed", "dispatching", "failed", None),
+    # Send again what did not go; deliveries that succeeded are never touched.
+    Transition("retry", "partially_sent", "dispatching", "retry"),
+    Transition("retry", "failed", "dispatching", "retry"),
 )
 STATES = (
     "draft",

@@ -6,7 +6,10 @@ the caller's transaction, so a refusal leaves nothing behind.
 
 from __future__ import annotations
 
+import datetime as dt
+from dataclasses import dataclass, field
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -15,39 +18,54 @@ from broadcaster import ledger
 from broadcaster.catalog import Catalog
 from broadcaster.checks import BLOCK, WARN, Finding, check_rendition
 from broadcaster.config import CHANNELS, DistrictConfig
+from broadcaster.contacts import parse_audience
+from broadcaster.dispatch import freeze_recipients
 from broadcaster.errors import BadInput, NotFound, Refused
 from broadcaster.lifecycle import STATES, transition
 from broadcaster.limits import measure
-from broadcaster.models import Approval, Message, User
+from broadcaster.models import Approval, Message, User, utcnow
 from broadcaster.models import Finding as FindingRow
 from broadcaster.models import Rendition as RenditionRow
 from broadcaster.models import Target as TargetRow
 from broadcaster.permissions import require
 from broadcaster.render import KINDS, render_all
-from broadcaster.targets import resolve_targets
+from broadcaster.targets import REHEARSAL_KINDS, resolve_targets
 from broadcaster.variables import parse_values, untranslated
 
 
+@dataclass(frozen=True)
+class Request:
+    """What an author asks for; everything is checked by `compose`."""
+
+    template: str
+    values: dict[str, str] = field(default_factory=dict)
+    channels: list[str] | None = None
+    locales: list[str] | None = None
+    kind: str = "actual"
+    audience: str | None = None  # "all" or terms such as "school:lincoln-hs route:12"
+    valid_until: str | None = None  # district local time, YYYY-MM-DDTHH:MM
+
+
 def compose(
-    session: Session,
-    district: DistrictConfig,
-    catalog: Catalog,
-    author: User,
-    template_name: str,
-    raw_values: dict[str, str],
-    channels: list[str] | None = None,
-    locales: list[str] | None = None,
-    kind: str = "actual",
+    session: Session, district: DistrictConfig, catalog: Catalog, author: User, request: Request
 ) -> Message:
     """Render, measure and check a new draft, and record all of it in the ledger."""
     require(author, "compose", district)
-    template = catalog.get(template_name)
+    template = catalog.get(request.template)
+    kind, channels, locales, raw_values = (
+        request.kind,
+        request.channels,
+        request.locales,
+        request.values,
+    )
     if kind not in KINDS:
         raise BadInput(f"unknown kind {kind!r} (kinds: {', '.join(KINDS)})")
     channels = _choose("channel", channels, template.channels, template.name)
     default_locales = [loc for loc in district.district.locales if loc in template.locales]
     locales = _choose("locale", locales, template.locales, template.name, default_locales)
     values = parse_values(template, raw_values, district)
+    audience = _audience(session, district, channels, kind, request.audience)
+    valid_until = parse_local_time(request.valid_until, district) if request.valid_until else None
     renditions = render_all(template, values, district, channels, locales, kind)
     targets, findings = resolve_targets(district, channels, kind)
     for locale in locales:
@@ -83,6 +101,9 @@ def compose(
         author=author,
         pre_approved=False,
         needs_review=False,
+        audience=audience,
+        valid_until=valid_until,
+        urgent=template.meta.category == "emergency",
     )
     message.renditions = [
         RenditionRow(channel=r.channel, locale=r.locale, text=r.text, metrics=m)
@@ -105,6 +126,8 @@ def compose(
             "channels": channels,
             "locales": locales,
             "targets": [{"channel": c, "account": a} for c, a in targets],
+            "audience": audience,
+            "valid_until": valid_until.isoformat() if valid_until else None,
             "author": actor,
         },
         message_id=message.id,
@@ -128,6 +151,38 @@ def compose(
             session, "finding.raised", finding.as_dict(), message_id=message.id, actor=actor
         )
     return message
+
+
+def _audience(
+    session: Session, district: DistrictConfig, channels: list[str], kind: str, raw: str | None
+) -> str | None:
+    """The normalized audience expression; texting needs one, so nobody texts everyone by
+    leaving it out."""
+    if "sms" not in channels:
+        if raw:
+            raise BadInput("--audience selects SMS recipients; add sms to --channels or drop it")
+        return None
+    if kind in REHEARSAL_KINDS:
+        return parse_audience(raw, district).describe() if raw else None
+    if not raw:
+        raise BadInput(
+            "texting needs --audience: all, or terms such as school:lincoln-hs route:12 grade:5"
+        )
+    return parse_audience(raw, district).describe()
+
+
+def parse_local_time(value: str, district: DistrictConfig) -> dt.datetime:
+    """District local time → UTC; it must be in the future."""
+    try:
+        local = dt.datetime.fromisoformat(value)
+    except ValueError:
+        raise BadInput(f"{value!r} is not a date and time (write YYYY-MM-DDTHH:MM)") from None
+    if local.tzinfo is None:
+        local = local.replace(tzinfo=ZoneInfo(district.district.time_zone))
+    moment = local.astimezone(dt.UTC)
+    if moment <= utcnow():
+        raise BadInput(f"{value} ({district.district.time_zone}) is already past")
+    return moment
 
 
 def _choose(
@@ -230,6 +285,22 @@ def approve_pre_approved(
     _record_approval(session, message, commander, "approved", basis, acknowledged)
 
 
+def trigger(
+    session: Session, district: DistrictConfig, catalog: Catalog, commander: User, request: Request
+) -> Message:
+    """Compose from a pre-approved template and approve it at once (the caller dispatches).
+    Checked before anything is written: the role, and that the template is pre-approved."""
+    require(commander, "approve_pre_approved", district)
+    if not catalog.get(request.template).meta.pre_approved:
+        raise Refused(
+            f"template {request.template} is not pre-approved for incidents; compose and submit it"
+        )
+    message = compose(session, district, catalog, commander, request)
+    approve_pre_approved(session, district, catalog, message, commander)
+    message.urgent = True
+    return message
+
+
 def reject(
     session: Session, district: DistrictConfig, message: Message, approver: User, reason: str
 ) -> None:
@@ -306,7 +377,8 @@ def rendition_view(row: RenditionRow) -> dict[str, Any]:
     return view
 
 
-def preview_view(message: Message) -> dict[str, Any]:
+def preview_view(session: Session, district: DistrictConfig, message: Message) -> dict[str, Any]:
+    texting = "sms" in message.channels
     return {
         "id": message.id,
         "state": message.state,
@@ -325,6 +397,9 @@ def preview_view(message: Message) -> dict[str, Any]:
             for f in message.findings
         ],
         "targets": [{"channel": t.channel, "account": t.account} for t in message.targets],
+        "audience": message.audience,
+        "recipients": len(freeze_recipients(session, district, message)) if texting else 0,
+        "valid_until": message.valid_until.isoformat() if message.valid_until else None,
     }
 
 
@@ -341,10 +416,10 @@ def summary_view(message: Message) -> dict[str, Any]:
     }
 
 
-def detail_view(session: Session, message: Message) -> dict[str, Any]:
+def detail_view(session: Session, district: DistrictConfig, message: Message) -> dict[str, Any]:
     return {
         **summary_view(message),
-        **preview_view(message),
+        **preview_view(session, district, message),
         "category": message.category,
         "variables": message.variables,
         "channels": message.channels,
@@ -371,7 +446,7 @@ def detail_view(session: Session, message: Message) -> dict[str, Any]:
                 **({"details": _timeline_details(payload)} if payload else {}),
             }
             for entry, payload in ledger.entries_for(session, message.id)
-            if entry.event.startswith(("message.", "approval."))
+            if entry.event.startswith(("message.", "approval.", "dispatch."))
         ],
     }
 

@@ -15,6 +15,8 @@ ACTION_ROLES: dict[str, frozenset[str]] = {
     "approve_pre_approved": frozenset({"incident_commander"}),
     "cancel": frozenset({"author", "approver", "incident_commander"}),
     "manage_users": frozenset({"admin"}),
+    "import_contacts": frozenset({"admin"}),
+    "retry": frozenset({"approver", "incident_commander"}),
 }
 
 

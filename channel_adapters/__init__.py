@@ -1,12 +1,29 @@
 """Channel adapters: one module per channel (X, Facebook, SMS, web), registered here.
 
 Adapters depend on nothing in `broadcaster/`; the broadcaster reaches them only through this
-registry. The adapters themselves arrive with the delivery work; the contract is fixed now.
+registry.
+
+An adapter is built per account and per thread (`adapter_for(channel)(account)` or
+`build(account)`): each instance owns one SDK client and its `requests` session, which are not
+documented as thread-safe. Every provider failure surfaces as a `DeliveryError` whose outcome
+tells the caller what to do next:
+
+- RETRYABLE: nothing was published (429 with `retry_after`, 5xx, connection refused, DNS, a
+  connect timeout); try again later.
+- PERMANENT: the provider refused for good (bad number, bad credentials, a policy error); do not
+  try again. `raw` holds the provider's error.
+- AMBIGUOUS: the request may have been acted on (read timeout or connection dropped after the
+  request was sent; X "duplicate content"): call `lookup` before any resend.
+
+`detail` is one line and never contains a credential.
 """
 
 from __future__ import annotations
 
+import importlib
+from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import datetime
 from enum import Enum
 from typing import Any, Protocol
 
@@ -20,6 +37,29 @@ class Receipt:
     raw: dict[str, Any] = field(default_factory=dict)
 
 
+@dataclass(frozen=True)
+class AccountConfig:
+    """One provider account, as an adapter needs it.
+
+    `settings` are not secret (X `user_id`, `username`; Facebook `page_id`, `graph_version`;
+    SMS `account_sid`, `messaging_service_sid` or `from_number`, `status_callback`).
+    `credentials` are secret (X `consumer_key`, `consumer_secret`, `access_token`,
+    `access_token_secret`; Facebook `page_access_token`; SMS `auth_token`) and are kept out of
+    the repr. With `sandbox_url` set, the SDK's own session sends the provider's hosts there.
+    """
+
+    name: str
+    channel: str
+    settings: Mapping[str, str] = field(default_factory=dict)
+    credentials: Mapping[str, str] = field(default_factory=dict, repr=False)
+    sandbox_url: str | None = None
+    timeout_s: float = 10.0
+
+    def secrets(self) -> tuple[str, ...]:
+        """The credential values, for scrubbing them out of any text."""
+        return tuple(v for v in self.credentials.values() if v)
+
+
 class Outcome(Enum):
     RETRYABLE = "retryable"  # 429, 5xx, connection refused: try again later
     PERMANENT = "permanent"  # bad number, bad credentials: do not try again
@@ -27,23 +67,58 @@ class Outcome(Enum):
 
 
 class DeliveryError(Exception):
-    def __init__(self, outcome: Outcome, detail: str, retry_after: float | None = None):
+    """A provider call failed. `raw` is the provider's error (HTTP status and body) if any."""
+
+    def __init__(
+        self,
+        outcome: Outcome,
+        detail: str,
+        retry_after: float | None = None,
+        raw: Any = None,
+    ):
         super().__init__(detail)
         self.outcome = outcome
+        self.detail = detail
         self.retry_after = retry_after
+        self.raw = raw
 
 
 class Adapter(Protocol):
     channel: str
 
-    def send(self, text: str, target: str) -> Receipt: ...
+    def __init__(self, account: AccountConfig) -> None: ...
 
-    def lookup(self, target: str, text: str) -> Receipt | None: ...
+    def send(
+        self,
+        text: str,
+        *,
+        to: str | None = None,
+        reply_to: str | None = None,
+        valid_for_s: int | None = None,
+    ) -> Receipt:
+        """Publish `text` (to the E.164 number `to` for SMS; as a reply to the provider id
+        `reply_to` where the channel has replies; valid for `valid_for_s` seconds for SMS)."""
+        ...
 
-    def retract(self, receipt: Receipt) -> None: ...
+    def lookup(self, text: str, *, to: str | None = None, since: datetime) -> Receipt | None:
+        """The post or message with exactly this text (and recipient) created at or after
+        `since`, if any: used to reconcile an AMBIGUOUS send before any resend."""
+        ...
+
+    def retract(self, receipt: Receipt) -> None:
+        """Take a post down (PERMANENT DeliveryError where the channel cannot)."""
+        ...
 
 
 REGISTRY: dict[str, type[Adapter]] = {}
+
+# Built-in adapters, imported on first use so that importing this package stays cheap.
+_BUILTIN = {
+    "x": "channel_adapters.x",
+    "facebook": "channel_adapters.facebook",
+    "sms": "channel_adapters.sms",
+    "web": "channel_adapters.web",
+}
 
 
 def register(adapter: type[Adapter]) -> type[Adapter]:
@@ -52,7 +127,18 @@ def register(adapter: type[Adapter]) -> type[Adapter]:
 
 
 def adapter_for(channel: str) -> type[Adapter]:
+    if channel not in REGISTRY and channel in _BUILTIN:
+        try:
+            importlib.import_module(_BUILTIN[channel])
+        except ModuleNotFoundError as exc:
+            if exc.name != _BUILTIN[channel]:
+                raise
     try:
         return REGISTRY[channel]
     except KeyError:
         raise LookupError(f"no adapter registered for channel {channel!r}") from None
+
+
+def build(account: AccountConfig) -> Adapter:
+    """A new adapter (with its own SDK client) for this account."""
+    return adapter_for(account.channel)(account)

@@ -14,7 +14,7 @@ broadcaster users list
 echo "== ana composes a closure notice"
 BROADCASTER_TOKEN=$ANA broadcaster compose school_closure --as ana \
     --var schools=lincoln-hs,jefferson-es --var date=2026-03-03 \
-    --var "reason=a winter storm" --var "reason.es=una tormenta invernal"
+    --var "reason=a winter storm" --var "reason.es=una tormenta invernal" --audience all
 
 echo "== ana submits it; she cannot approve her own message"
 BROADCASTER_TOKEN=$ANA broadcaster submit 1 --as ana

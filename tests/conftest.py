@@ -17,7 +17,7 @@ import psycopg
 import pytest
 from click.testing import CliRunner, Result
 
-from broadcaster import db
+from broadcaster import db, embedded_redis
 from broadcaster.catalog import Catalog
 from broadcaster.cli import cli
 from broadcaster.config import SAMPLE_CONFIG, load_district
@@ -95,10 +95,14 @@ class Cli:
 
 
 @pytest.fixture
-def run(db_url, tmp_path) -> Cli:
-    env = {"BROADCASTER_HOME": str(tmp_path / "home"), "BROADCASTER_TOKEN": ""}
-    env["BROADCASTER_DATABASE_URL"] = db_url
-    return Cli(env)
+def run(db_url, tmp_path) -> Iterator[Cli]:
+    """The CLI on this test's database. Without a broker configured, approving starts the
+    embedded Redis in the test's home; it is stopped afterwards."""
+    home = tmp_path / "home"
+    yield Cli(
+        {"BROADCASTER_HOME": str(home), "BROADCASTER_TOKEN": "", "BROADCASTER_DATABASE_URL": db_url}
+    )
+    embedded_redis.stop(home)
 
 
 @pytest.fixture
@@ -112,7 +116,17 @@ def tokens(run) -> dict[str, str]:
 def closure_vars(reason: str, reason_es: str | None = None) -> tuple[str, ...]:
     """--var options for a closure of all schools with this reason."""
     extra = ("--var", f"reason.es={reason_es}") if reason_es else ()
-    return ("--var", "schools=all", "--var", "date=2026-03-03", "--var", f"reason={reason}", *extra)
+    return (
+        "--var",
+        "schools=all",
+        "--var",
+        "date=2026-03-03",
+        "--var",
+        f"reason={reason}",
+        *extra,
+        "--audience",
+        "all",
+    )
 
 
 CLOSURE_VARS = (
@@ -129,15 +143,20 @@ CLOSURE_VARS = (
 
 @pytest.fixture
 def compose_closure(run, tokens):
-    def compose(*extra: str, as_user: str = "ana") -> dict:
+    def compose(*extra: str, as_user: str = "ana", audience: str | None = "all") -> dict:
+        chosen = ("--audience", audience) if audience else ()
         return run.json(
             "compose",
             "school_closure",
             "--as",
             as_user,
             *CLOSURE_VARS,
+            *chosen,
             *extra,
             token=tokens[as_user],
         )
 
     return compose
+
+
+from tests.delivery_stack import stack  # noqa: E402, F401  (the delivery stack fixture)

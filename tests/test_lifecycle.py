@@ -29,13 +29,15 @@ def test_compose_submit_approve(run, tokens, compose_closure):
     result = run("approve", str(draft["id"]), "--as", "ben", token=tokens["ben"])
     assert result.exit_code == 0, result.output
     shown = run.json("show", str(draft["id"]))
-    assert shown["state"] == "approved"
+    assert shown["state"] == "dispatching"  # approval is the go; no worker runs in this test
     assert [a["by"] for a in shown["approvals"]] == ["ben"]
     assert [step["event"] for step in shown["timeline"]] == [
         "message.composed",
         "message.submit",
         "message.approve",
         "approval.recorded",
+        "message.dispatch",
+        "dispatch.planned",
     ]
 
 
@@ -168,6 +170,8 @@ def test_pre_approved_template_goes_at_once_for_an_incident_commander(
         "carmen",
         "--var",
         "school=lincoln-hs",
+        "--audience",
+        "school:lincoln-hs",
         token=tokens["carmen"],
     )
     with session_factory() as session:
@@ -194,7 +198,15 @@ def test_pre_approval_is_refused_for_other_templates_and_other_roles(
         token=tokens["carmen"],
     )
     lockdown = run.json(
-        "compose", "lockdown", "--as", "ana", "--var", "school=lincoln-hs", token=tokens["ana"]
+        "compose",
+        "lockdown",
+        "--as",
+        "ana",
+        "--var",
+        "school=lincoln-hs",
+        "--audience",
+        "school:lincoln-hs",
+        token=tokens["ana"],
     )
     with session_factory() as session:
         carmen = session.scalar(select(User).where(User.name == "carmen"))
@@ -262,7 +274,7 @@ def test_the_transition_table_is_the_only_way(run, tokens, compose_closure):
     run("approve", mid, "--as", "ben", token=tokens["ben"])
     for verb, user in (("submit", "ana"), ("approve", "ben")):
         result = run(verb, mid, "--as", user, token=tokens[user])
-        assert result.exit_code == 2 and "is approved" in result.stderr
+        assert result.exit_code == 2 and "is dispatching" in result.stderr
     assert {t.source for t in TRANSITIONS} | {t.target for t in TRANSITIONS} <= set(STATES)
 
 

@@ -4,9 +4,10 @@ from alembic import context
 from sqlalchemy import create_engine
 
 from broadcaster.models import Base
+from channel_adapters.web import metadata as web_alert_store
 
 config = context.config
-target_metadata = Base.metadata
+target_metadata = [Base.metadata, web_alert_store]
 
 
 def run() -> None:

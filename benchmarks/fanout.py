@@ -1,0 +1,280 @@
+"""Fan-out benchmark: one SMS message to N sandbox recipients through the full path (Redis,
+Celery workers, the database, the ledger), and, in the same run against the same sandbox, two
+baselines: a plain sequential twilio loop, and an unbookkept thread pool of twilio calls at the
+same concurrency as the workers (the SDK's ceiling on this machine).
+
+    python benchmarks/fanout.py --recipients 10000 --latency-ms 50
+
+Needs Redis on 127.0.0.1:6379 (or --broker) and uses PostgreSQL on 127.0.0.1:5432 when it answers
+(a scratch database it drops afterwards), else SQLite. The last line printed is one JSON object.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import resource
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime
+from pathlib import Path
+
+import psycopg
+import redis
+from twilio.http.http_client import TwilioHttpClient
+from twilio.rest import Client
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from channel_adapters.transport import mount  # noqa: E402
+from provider_sandbox import Sandbox  # noqa: E402
+
+SID, TOKEN, SERVICE = "AC" + "0" * 32, "bench-token", "MG" + "0" * 32
+BODY = (
+    "Riverside USD: All schools closed Tuesday, March 3 due to a winter storm. "
+    "https://www.riversideusd.org/alerts"
+)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--recipients", type=int, default=10_000)
+    parser.add_argument("--latency-ms", type=int, default=50)
+    parser.add_argument("--workers", type=int, default=2, help="worker processes")
+    parser.add_argument("--threads", type=int, default=32, help="threads per worker")
+    parser.add_argument(
+        "--naive-sample",
+        type=int,
+        default=200,
+        help="messages the sequential loop sends (its rate is per message)",
+    )
+    parser.add_argument("--broker", default="redis://127.0.0.1:6379/13")
+    args = parser.parse_args()
+    concurrency = args.workers * args.threads
+
+    with Sandbox(port=0) as sandbox:
+        latency = [{"provider": "twilio", "fault": "latency", "latency_ms": args.latency_ms}]
+        sandbox.set_faults(latency)
+        naive = naive_loop(sandbox, args.naive_sample)
+        sandbox.reset()
+        sandbox.set_faults(latency)
+        ceiling = thread_pool(sandbox, args.recipients, concurrency)
+        sandbox.reset()
+        sandbox.set_faults(latency)
+        full = full_path(sandbox, args, concurrency)
+
+    result = {
+        "recipients": args.recipients,
+        "latency_ms": args.latency_ms,
+        "full_path_sms_per_s": round(full["sms_per_s"], 1),
+        "naive_sms_per_s": round(naive, 1),
+        "ceiling_sms_per_s": round(ceiling, 1),
+        "ratio_to_ceiling": round(full["sms_per_s"] / ceiling, 3),
+        "first_social_post_ms": full["first_social_post_ms"],
+        "cpu_s_per_1000": round(full["cpu_s"] / args.recipients * 1000, 3),
+        "peak_rss_mb": full["peak_rss_mb"],
+    }
+    print(
+        f"concurrency {concurrency} ({args.workers} workers x {args.threads} threads), "
+        f"database {full['database']}"
+    )
+    print(f"{'':<28}{'SMS/s':>10}{'ratio':>10}")
+    print(f"{'sequential twilio loop':<28}{naive:>10.1f}{naive / ceiling:>10.3f}")
+    print(f"{'thread pool (SDK ceiling)':<28}{ceiling:>10.1f}{1:>10.3f}")
+    print(
+        f"{'broadcaster full path':<28}{full['sms_per_s']:>10.1f}"
+        f"{full['sms_per_s'] / ceiling:>10.3f}"
+    )
+    print(
+        f"10,000-class run: {args.recipients} texts accepted in {full['elapsed_s']:.1f} s; "
+        f"first social post {full['first_social_post_ms']} ms after approval; "
+        f"{result['cpu_s_per_1000']} CPU s per 1,000 deliveries; peak RSS {full['peak_rss_mb']} MB"
+    )
+    print(json.dumps(result))
+
+
+def twilio_client(sandbox: Sandbox) -> Client:
+    http = TwilioHttpClient(timeout=30)
+    mount(http.session, sandbox_url=sandbox.url, timeout=30)
+    return Client(SID, TOKEN, http_client=http)
+
+
+def naive_loop(sandbox: Sandbox, n: int) -> float:
+    client = twilio_client(sandbox)
+    start = time.perf_counter()
+    for i in range(n):
+        client.messages.create(
+            to=f"+1415{3000000 + i:07d}", messaging_service_sid=SERVICE, body=BODY
+        )
+    return n / (time.perf_counter() - start)
+
+
+def thread_pool(sandbox: Sandbox, n: int, concurrency: int) -> float:
+    local = threading.local()
+
+    def send(i: int) -> None:
+        if not hasattr(local, "client"):
+            local.client = twilio_client(sandbox)  # one SDK client per thread
+        local.client.messages.create(
+            to=f"+1415{3000000 + i:07d}", messaging_service_sid=SERVICE, body=BODY
+        )
+
+    start = time.perf_counter()
+    with ThreadPoolExecutor(concurrency) as pool:
+        list(pool.map(send, range(n)))
+    return n / (time.perf_counter() - start)
+
+
+def scratch_database(home: Path) -> tuple[str, str | None]:
+    try:
+        admin = psycopg.connect(
+            "postgresql://root@127.0.0.1:5432/postgres", autocommit=True, connect_timeout=2
+        )
+    except psycopg.OperationalError:
+        return f"sqlite:///{home / 'bench.db'}", None
+    name = f"bc_bench_{uuid.uuid4().hex[:8]}"
+    with admin:
+        admin.execute(f'CREATE DATABASE "{name}"')
+    return f"postgresql+psycopg://root@127.0.0.1:5432/{name}", name
+
+
+def full_path(sandbox: Sandbox, args: argparse.Namespace, concurrency: int) -> dict:
+    home = Path(tempfile.mkdtemp(prefix="broadcaster-bench-"))
+    url, pg_name = scratch_database(home)
+    redis.Redis.from_url(args.broker).flushdb()
+    config = home / "district.toml"
+    sample = (ROOT / "examples" / "district.toml").read_text(encoding="utf-8")
+    config.write_text(
+        sample.replace("rate_per_second = 100.0", "rate_per_second = 1000.0").replace(
+            'roster = "roster.csv"', f'roster = "{ROOT / "examples" / "roster.csv"}"'
+        ),
+        encoding="utf-8",
+    )
+    env = {
+        **os.environ,
+        "BROADCASTER_HOME": str(home),
+        "BROADCASTER_DATABASE_URL": url,
+        "BROADCASTER_BROKER_URL": args.broker,
+        "BROADCASTER_SANDBOX_URL": sandbox.url,
+        "BROADCASTER_CONFIG": str(config),
+        "BROADCASTER_TOKEN": "",
+    }
+    cli = [sys.executable, "-m", "broadcaster"]
+
+    def run(*argv: str, token: str = "") -> str:
+        done = subprocess.run(
+            [*cli, *argv],
+            env={**env, "BROADCASTER_TOKEN": token},
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        return done.stdout
+
+    run("db", "upgrade")
+    tokens = {
+        n: json.loads(run("users", "add", n, "--json"))["token"] for n in ("ana", "ben", "it")
+    }
+    contacts = home / "contacts.csv"
+    with contacts.open("w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["phone", "language", "schools", "routes", "grades", "opted_out"])
+        for i in range(args.recipients):
+            writer.writerow(
+                [
+                    f"+1415{4000000 + i:07d}",
+                    "es" if i % 3 == 0 else "en",
+                    "lincoln-hs",
+                    "12",
+                    "10",
+                    "no",
+                ]
+            )
+    run("contacts", "import", str(contacts), "--as", "it", token=tokens["it"])
+    draft = json.loads(
+        run(
+            "compose",
+            "school_closure",
+            "--as",
+            "ana",
+            "--channels",
+            "sms,x",
+            "--var",
+            "schools=all",
+            "--var",
+            "date=2026-03-03",
+            "--var",
+            "reason=a winter storm",
+            "--var",
+            "reason.es=una tormenta invernal",
+            "--audience",
+            "all",
+            "--json",
+            token=tokens["ana"],
+        )
+    )
+    run("submit", str(draft["id"]), "--as", "ana", token=tokens["ana"])
+
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    workers = [
+        subprocess.Popen(
+            [
+                *cli,
+                "worker",
+                "--concurrency",
+                str(args.threads),
+                "--loglevel",
+                "warning",
+                "--no-beat",
+            ],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        for _ in range(args.workers)
+    ]
+    time.sleep(3)  # let the workers connect before the clock starts
+    approved_at = time.time()
+    run("approve", str(draft["id"]), "--as", "ben", token=tokens["ben"])
+    while sum(1 for _ in sandbox.posts("twilio")) < args.recipients:
+        time.sleep(0.05)
+        if time.time() - approved_at > 600:
+            raise SystemExit("the full path did not finish in 10 minutes")
+    elapsed = time.time() - approved_at
+    first_post = min(
+        (r["time"] for r in sandbox.requests("x") if r["method"] == "POST"), default=None
+    )
+    for worker in workers:
+        worker.send_signal(signal.SIGTERM)
+    for worker in workers:
+        worker.wait(timeout=60)
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    if pg_name:
+        with psycopg.connect("postgresql://root@127.0.0.1:5432/postgres", autocommit=True) as admin:
+            admin.execute(f'DROP DATABASE IF EXISTS "{pg_name}" WITH (FORCE)')
+    first_ms = (
+        int((datetime.fromisoformat(first_post).timestamp() - approved_at) * 1000)
+        if first_post
+        else None
+    )
+    return {
+        "sms_per_s": args.recipients / elapsed,
+        "elapsed_s": elapsed,
+        "first_social_post_ms": first_ms,
+        "cpu_s": (after.ru_utime + after.ru_stime) - (before.ru_utime + before.ru_stime),
+        "peak_rss_mb": round(after.ru_maxrss / 1024, 1),
+        "database": "PostgreSQL" if pg_name else "SQLite",
+    }
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,109 @@
+"""From the district's account list to the adapter configuration a worker uses.
+
+Secrets come from the environment variables an account names (`credentials_env`). An account
+that names none is a sandbox account, and every `test` or `exercise` message goes to the sandbox.
+An account that names variables which are unset is a misconfiguration: its deliveries fail with
+the variable's name. It never falls back to the sandbox, which would report "sent" untruly.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+
+from broadcaster.config import Account, DistrictConfig, Settings
+from broadcaster.errors import BroadcasterError
+from broadcaster.targets import REHEARSAL_KINDS
+from channel_adapters import AccountConfig
+
+# What the sandbox needs to impersonate an account that has no real settings.
+SANDBOX_CREDENTIALS = {
+    "x": {
+        "consumer_key": "sandbox",
+        "consumer_secret": "sandbox",
+        "access_token": "sandbox",
+        "access_token_secret": "sandbox",
+    },
+    "facebook": {"page_access_token": "sandbox"},
+    "sms": {"auth_token": "sandbox-auth-token"},
+    "web": {},
+}
+
+
+def sandbox_identity(account: Account) -> tuple[dict[str, str], dict[str, str]]:
+    """Settings and credentials that make each account a distinct user at the sandbox."""
+    digest = hashlib.sha256(account.name.encode()).hexdigest()
+    number = str(int(digest[:12], 16))
+    return {
+        "x": (
+            {"user_id": number, "username": account.handle.lstrip("@") or account.name},
+            {
+                "consumer_key": "sandbox",
+                "consumer_secret": "sandbox",
+                "access_token": f"{number}-sandbox",
+                "access_token_secret": "sandbox",
+            },
+        ),
+        "facebook": ({"page_id": number}, {"page_access_token": f"sandbox-{number}"}),
+        "sms": (
+            {"account_sid": "AC" + digest[:32], "messaging_service_sid": "MG" + digest[32:64]},
+            {"auth_token": "sandbox-auth-token"},
+        ),
+    }[account.channel]
+
+
+def account_config(
+    settings: Settings, district: DistrictConfig, name: str, kind: str
+) -> AccountConfig:
+    account = next((a for a in district.accounts if a.name == name), None)
+    if account is None:
+        raise BroadcasterError(f"account {name!r} is not in the district config")
+    extra: dict[str, str] = {}
+    if account.channel == "web":
+        extra["database_url"] = settings.effective_database_url
+        if settings.public_url:
+            extra["base_url"] = settings.public_url
+    if account.channel == "sms" and settings.public_url:
+        extra["status_callback"] = settings.public_url.rstrip("/") + "/hooks/twilio/status"
+    if account.channel == "web":
+        return AccountConfig(
+            name=account.name,
+            channel="web",
+            settings={**account.settings, **extra},
+            credentials={},
+            sandbox_url=None,
+        )
+    if uses_sandbox(account, kind):
+        if not settings.sandbox_url:
+            raise BroadcasterError(
+                f"account {name} is served by the provider sandbox (no credentials_env, or a "
+                f"{kind} message) and BROADCASTER_SANDBOX_URL is not set"
+            )
+        sandbox_settings, sandbox_credentials = sandbox_identity(account)
+        return AccountConfig(
+            name=account.name,
+            channel=account.channel,
+            settings={**sandbox_settings, **account.settings, **extra},
+            credentials=sandbox_credentials,
+            sandbox_url=settings.sandbox_url,
+            timeout_s=settings.provider_timeout_s,
+        )
+    credentials = {key: os.environ.get(var, "") for key, var in account.credentials_env.items()}
+    missing = [account.credentials_env[k] for k, v in credentials.items() if not v]
+    if missing:
+        raise BroadcasterError(
+            f"account {name} has no credentials: set the environment variable(s) "
+            f"{', '.join(missing)} for the workers"
+        )
+    return AccountConfig(
+        name=account.name,
+        channel=account.channel,
+        settings={**account.settings, **extra},
+        credentials=credentials,
+        sandbox_url=None,
+        timeout_s=settings.provider_timeout_s,
+    )
+
+
+def uses_sandbox(account: Account, kind: str) -> bool:
+    return account.channel != "web" and (not account.credentials_env or kind in REHEARSAL_KINDS)

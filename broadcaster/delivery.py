@@ -1,0 +1,436 @@
+"""Delivery: claim rows, call the adapters, record what happened, decide the retry.
+
+Guarantees (DESIGN.md): a row is claimed (`queued → sending`) with a conditional UPDATE before any
+provider call, so no two workers send it; an ambiguous outcome is looked up at the provider before
+any resend; a claim whose lease ran out is reconciled the same way by the sweep. Outcomes are
+written in small groups with their ledger entries, and only while the claim is still ours.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import random
+import threading
+import uuid
+from collections import defaultdict
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+import redis
+from sqlalchemy import and_, func, or_, select, update
+from sqlalchemy.orm import Session
+
+from broadcaster import ledger
+from broadcaster.accounts import account_config, uses_sandbox
+from broadcaster.config import DistrictConfig, Settings
+from broadcaster.db import session_scope
+from broadcaster.dispatch import MULTILINGUAL, Batch, batches
+from broadcaster.errors import BroadcasterError, Refused
+from broadcaster.lifecycle import transition
+from broadcaster.models import Delivery, Message, utcnow
+from broadcaster.ratelimit import TokenBucket
+from broadcaster.targets import ensure_allowed, ensure_allowed_phone
+from channel_adapters import AccountConfig, DeliveryError, Outcome, Receipt, adapter_for
+
+LEASE_S = float(os.environ.get("BROADCASTER_LEASE_SECONDS", "120"))
+REQUEUE_AFTER_S = float(os.environ.get("BROADCASTER_REQUEUE_AFTER", "120"))
+MAX_ATTEMPTS = 8
+BACKOFF_BASE_S, BACKOFF_CAP_S = 2.0, 300.0
+SMS_VALIDITY_S = 4 * 3600  # Twilio's default; never beyond the message's own valid_until
+RECORD_EVERY = 10
+OPEN = ("queued", "sending")
+SUCCESS = ("sent", "delivered")
+LANGUAGE_LABEL = {"en": "In English", "es": "En español"}
+EVENT = {
+    "sent": "delivery.sent",
+    "failed": "delivery.failed",
+    "expired": "delivery.expired",
+    "queued": "delivery.retry",
+    "unconfirmed": "delivery.unconfirmed",
+}
+# Waiting time before the sweep asks the provider again about a delivery it could not confirm.
+LOOK_AGAIN_S = 5.0
+
+
+@dataclass
+class Job:
+    delivery_id: int
+    message_id: int
+    channel: str
+    account: str
+    recipient: str
+    kind: str
+    text: str
+    attempt: int
+    claimed_at: dt.datetime
+    valid_until: dt.datetime | None
+
+
+@dataclass
+class Result:
+    job: Job
+    # sent | failed | expired | queued (retry later) | unconfirmed (maybe sent: look it up again)
+    status: str
+    receipt: Receipt | None = None
+    error: str | None = None
+    raw: dict[str, Any] | None = None
+    retry_in: float | None = None
+    how: str = "sent"
+
+
+@dataclass
+class Worker:
+    """What a worker process shares between its threads; adapters are one per thread."""
+
+    settings: Settings
+    district: DistrictConfig
+    redis_client: redis.Redis | None = None
+    _local: threading.local = field(default_factory=threading.local)
+
+    def adapter(self, account: str, kind: str):  # type: ignore[no-untyped-def]
+        cache = self._local.__dict__.setdefault("adapters", {})
+        key = (account, kind in ("test", "exercise"))
+        if key not in cache:
+            config: AccountConfig = account_config(self.settings, self.district, account, kind)
+            cache[key] = adapter_for(config.channel)(config)
+        return cache[key]
+
+    def sandboxed(self, account: str, kind: str) -> bool:
+        return uses_sandbox(next(a for a in self.district.accounts if a.name == account), kind)
+
+    def bucket(self, account: str) -> TokenBucket | None:
+        if self.redis_client is None:
+            return None
+        rate = next(a.rate_per_second for a in self.district.accounts if a.name == account)
+        buckets = self._local.__dict__.setdefault("buckets", {})
+        if account not in buckets:
+            buckets[account] = TokenBucket(self.redis_client, account, rate)
+        return buckets[account]
+
+
+def backoff(attempt: int) -> float:
+    """Exponential with full jitter, so a 429 storm does not come back in step."""
+    return random.uniform(0, min(BACKOFF_CAP_S, BACKOFF_BASE_S * 2 ** max(0, attempt - 1)))
+
+
+# --- claiming ----------------------------------------------------------------------------------
+
+
+def claim(session: Session, ids: Iterable[int], lease_s: float = LEASE_S) -> tuple[str, list[int]]:
+    token, now = uuid.uuid4().hex, utcnow()
+    claimed = session.scalars(
+        update(Delivery)
+        .where(
+            Delivery.id.in_(list(ids)),
+            Delivery.status == "queued",
+            or_(Delivery.next_attempt_at.is_(None), Delivery.next_attempt_at <= now),
+        )
+        .values(
+            status="sending",
+            claim=token,
+            claimed_at=now,
+            lease_until=now + dt.timedelta(seconds=lease_s),
+            attempts=Delivery.attempts + 1,
+            updated_at=now,
+        )
+        .returning(Delivery.id)
+    ).all()
+    return token, list(claimed)
+
+
+def text_for(message: Message, channel: str, locale: str) -> str:
+    """The rendition for one language, or every language in one post (Facebook, web)."""
+    texts = {r.locale: r.text for r in message.renditions if r.channel == channel}
+    if locale != MULTILINGUAL:
+        return texts[locale]
+    ordered = [loc for loc in message.locales if loc in texts]
+    if channel == "web":
+        return "\n".join(f'<section lang="{loc}">\n{texts[loc]}\n</section>' for loc in ordered)
+    parts = [texts[ordered[0]]]
+    parts += [f"— {LANGUAGE_LABEL.get(loc, loc)} —\n\n{texts[loc]}" for loc in ordered[1:]]
+    return "\n\n".join(parts)
+
+
+def load_jobs(session: Session, ids: list[int]) -> list[Job]:
+    rows = session.scalars(select(Delivery).where(Delivery.id.in_(ids)).order_by(Delivery.id)).all()
+    messages = {
+        m.id: m
+        for m in session.scalars(
+            select(Message).where(Message.id.in_({r.message_id for r in rows}))
+        )
+    }
+    return [
+        Job(
+            delivery_id=r.id,
+            message_id=r.message_id,
+            channel=r.channel,
+            account=r.account,
+            recipient=r.recipient,
+            kind=messages[r.message_id].kind,
+            text=text_for(messages[r.message_id], r.channel, r.locale),
+            attempt=r.attempts,
+            claimed_at=r.claimed_at,
+            valid_until=messages[r.message_id].valid_until,
+        )
+        for r in rows
+    ]
+
+
+# --- sending -----------------------------------------------------------------------------------
+
+
+def send_batch(worker: Worker, ids: list[int]) -> list[Batch]:
+    """Claim, send and record one batch; returns the retries to enqueue later."""
+    url = worker.settings.effective_database_url
+    with session_scope(url) as session:
+        token, claimed = claim(session, ids)
+        jobs = load_jobs(session, claimed) if claimed else []
+    # The session is closed: no connection is held during the slow provider calls.
+    pending: list[Result] = []
+    retries: list[Batch] = []
+    for job in jobs:
+        pending.append(send_one(worker, job, last_start(worker, job)))
+        if len(pending) >= RECORD_EVERY:
+            retries += record(worker, token, pending)
+            pending = []
+    if pending:
+        retries += record(worker, token, pending)
+    return retries
+
+
+def last_start(worker: Worker, job: Job) -> dt.datetime:
+    """The latest moment this claim may start a provider call: the call must be over, timeout
+    included, before the lease ends and the sweep may look the delivery up and send it again."""
+    margin = max(1.0, LEASE_S * 0.1)
+    return job.claimed_at + dt.timedelta(
+        seconds=LEASE_S - worker.settings.provider_timeout_s - margin
+    )
+
+
+def send_one(worker: Worker, job: Job, start_by: dt.datetime) -> Result:
+    if job.channel == "sms" and job.valid_until is not None and utcnow() >= job.valid_until:
+        return Result(job, "expired", error="not sent: the message was no longer valid")
+    try:
+        ensure_allowed(worker.district, job.kind, job.account)
+        if job.channel == "sms":
+            ensure_allowed_phone(worker.district, job.kind, job.recipient)
+        adapter = worker.adapter(job.account, job.kind)
+    except (Refused, BroadcasterError) as exc:
+        return Result(job, "failed", error=str(exc))
+    bucket = worker.bucket(job.account)
+    if bucket is not None and not bucket.acquire(max_wait=5.0):
+        return Result(job, "queued", retry_in=1 + random.random(), how="rate limited locally")
+    now = utcnow()
+    if now > start_by:
+        return Result(job, "queued", retry_in=0, how="claim about to lapse; released unsent")
+    to = job.recipient if job.channel == "sms" else None
+    valid_for = None
+    if job.channel == "sms":
+        remaining = (job.valid_until - now).total_seconds() if job.valid_until else SMS_VALIDITY_S
+        valid_for = max(1, int(min(SMS_VALIDITY_S, remaining)))
+    try:
+        return Result(job, "sent", receipt=adapter.send(job.text, to=to, valid_for_s=valid_for))
+    except DeliveryError as exc:
+        return classify(adapter, job, exc, to)
+
+
+def classify(adapter: Any, job: Job, exc: DeliveryError, to: str | None) -> Result:
+    raw = getattr(exc, "raw", None)
+    raw = raw if isinstance(raw, dict) else ({"raw": raw} if raw is not None else None)
+    if exc.outcome is Outcome.AMBIGUOUS:
+        return after_lookup(adapter, job, to, f"after {exc}", exc.retry_after)
+    if exc.outcome is Outcome.RETRYABLE:
+        return retry(job, exc, raw, exc.retry_after)
+    return Result(job, "failed", error=str(exc), raw=raw)
+
+
+def retry(job: Job, exc: Exception, raw: dict | None, retry_after: float | None) -> Result:
+    if job.attempt >= MAX_ATTEMPTS:
+        return Result(job, "failed", error=f"gave up after {job.attempt} attempts: {exc}", raw=raw)
+    delay = max(retry_after or 0.0, backoff(job.attempt))
+    return Result(
+        job, "queued", error=str(exc), raw=raw, retry_in=min(delay, BACKOFF_CAP_S), how="will retry"
+    )
+
+
+def after_lookup(
+    adapter: Any, job: Job, to: str | None, why: str, retry_after: float | None = None
+) -> Result:
+    """Did the provider get it? Found: sent. Not there: send again. The lookup itself failed:
+    nothing is known, so nothing is resent; the sweep asks again."""
+    since = job.claimed_at - dt.timedelta(seconds=5)  # a little clock skew between hosts
+    try:
+        found = adapter.lookup(job.text, to=to, since=since)
+    except DeliveryError as exc:
+        return Result(job, "unconfirmed", error=f"lookup failed ({exc})", how=why)
+    if found is not None:
+        return Result(job, "sent", receipt=found, how=f"confirmed by lookup {why}")
+    return Result(
+        job, "queued", retry_in=retry_after or 0, how=f"not at the provider {why}; resend"
+    )
+
+
+# --- recording ---------------------------------------------------------------------------------
+
+
+def record(worker: Worker, token: str | None, results: list[Result]) -> list[Batch]:
+    """Write outcomes (only where the claim is still ours) with their ledger entries, finish
+    messages that have nothing left open, and return the retries to enqueue."""
+    now = utcnow()
+    retry_ids: dict[tuple[int, float], list[int]] = defaultdict(list)
+    touched: set[int] = set()
+    with session_scope(worker.settings.effective_database_url) as session:
+        for result in results:
+            job = result.job
+            values: dict[str, Any] = {
+                "status": result.status,
+                "updated_at": now,
+                "claim": None,
+                "lease_until": None,
+            }
+            if result.receipt is not None:
+                values.update(
+                    provider_id=result.receipt.provider_id,
+                    provider_url=result.receipt.url,
+                    sent_at=now,
+                    error=None,
+                )
+            if result.error is not None:
+                values.update(error=result.error, error_raw=result.raw)
+            if result.status == "queued":
+                values["next_attempt_at"] = now + dt.timedelta(seconds=result.retry_in or 0)
+            if result.status == "unconfirmed":  # stays claimed, by nobody, until looked up again
+                values.update(
+                    status="sending", lease_until=now + dt.timedelta(seconds=LOOK_AGAIN_S)
+                )
+            conditions = [Delivery.id == job.delivery_id, Delivery.status == "sending"]
+            if token is not None:
+                conditions.append(Delivery.claim == token)
+            updated = session.execute(
+                update(Delivery)
+                .where(and_(*conditions))
+                .values(**values)
+                .execution_options(synchronize_session=False)
+            ).rowcount
+            if not updated:
+                continue  # the sweep took this claim back; its own outcome will be recorded
+            touched.add(job.message_id)
+            ledger.append(
+                session,
+                EVENT[result.status],
+                {
+                    "delivery": job.delivery_id,
+                    "channel": job.channel,
+                    "account": job.account,
+                    "recipient": job.recipient,
+                    "attempt": job.attempt,
+                    "how": result.how,
+                    "provider_id": result.receipt.provider_id if result.receipt else None,
+                    "url": result.receipt.url if result.receipt else None,
+                    "error": result.error,
+                    # Honest about where it went: a rehearsal or sandbox account is not a post.
+                    "sandbox": worker.sandboxed(job.account, job.kind),
+                },
+                message_id=job.message_id,
+            )
+            if result.status == "queued":
+                retry_ids[(job.message_id, round(result.retry_in or 0, 1))].append(job.delivery_id)
+        for message_id in touched:
+            finish_if_done(session, worker.district, message_id)
+        planned: list[Batch] = []
+        for (message_id, delay), ids in retry_ids.items():
+            message = session.get(Message, message_id)
+            rows = session.execute(
+                select(Delivery.id, Delivery.channel).where(Delivery.id.in_(ids))
+            ).all()
+            planned += [Batch(b.queue, b.ids, delay) for b in batches(message, rows)]
+    return planned
+
+
+def finish_if_done(session: Session, district: DistrictConfig, message_id: int) -> str | None:
+    """dispatching → sent | partially_sent | failed once no delivery is open."""
+    message = session.get(Message, message_id)
+    if message is None or message.state != "dispatching":
+        return None
+    counts = dict(
+        session.execute(
+            select(Delivery.status, func.count())
+            .where(Delivery.message_id == message_id)
+            .group_by(Delivery.status)
+        ).all()
+    )
+    if any(counts.get(s) for s in OPEN):
+        return None
+    succeeded = sum(counts.get(s, 0) for s in SUCCESS)
+    total = sum(counts.values())
+    action = (
+        "finish_sent"
+        if total and succeeded == total
+        else "finish_partial"
+        if succeeded
+        else "finish_failed"
+    )
+    try:
+        transition(session, message, action, None, district, deliveries=counts)
+    except Refused:
+        return None  # another worker finished it first
+    return message.state
+
+
+# --- the sweep ---------------------------------------------------------------------------------
+
+
+def sweep(worker: Worker) -> list[Batch]:
+    """What a lost worker left: re-enqueue stale `queued` rows, reconcile expired `sending`
+    claims at the provider, and finish messages with nothing open."""
+    now = utcnow()
+    url = worker.settings.effective_database_url
+    with session_scope(url) as session:
+        stale = session.execute(
+            select(Delivery.id, Delivery.channel, Delivery.message_id).where(
+                Delivery.status == "queued",
+                Delivery.updated_at < now - dt.timedelta(seconds=REQUEUE_AFTER_S),
+                or_(Delivery.next_attempt_at.is_(None), Delivery.next_attempt_at <= now),
+            )
+        ).all()
+        if stale:
+            session.execute(
+                update(Delivery)
+                .where(Delivery.id.in_([r.id for r in stale]))
+                .values(updated_at=now)
+                .execution_options(synchronize_session=False)
+            )
+        planned: list[Batch] = []
+        by_message: dict[int, list[tuple[int, str]]] = defaultdict(list)
+        for row in stale:
+            by_message[row.message_id].append((row.id, row.channel))
+        for message_id, rows in by_message.items():
+            planned += batches(session.get(Message, message_id), rows)
+        expired_ids = list(
+            session.scalars(
+                select(Delivery.id).where(Delivery.status == "sending", Delivery.lease_until < now)
+            )
+        )
+        jobs = load_jobs(session, expired_ids)
+        dispatching = list(
+            session.scalars(select(Message.id).where(Message.state == "dispatching"))
+        )
+    results = [reconcile(worker, job) for job in jobs]
+    if results:
+        planned += record(worker, None, results)
+    with session_scope(url) as session:
+        for message_id in dispatching:
+            finish_if_done(session, worker.district, message_id)
+    return planned
+
+
+def reconcile(worker: Worker, job: Job) -> Result:
+    """An expired claim: did the provider get it? Then it was sent; otherwise send it again."""
+    try:
+        adapter = worker.adapter(job.account, job.kind)
+    except BroadcasterError as exc:
+        return Result(job, "failed", error=str(exc))
+    to = job.recipient if job.channel == "sms" else None
+    return after_lookup(adapter, job, to, "after its claim lapsed")

@@ -1,0 +1,120 @@
+"""Dispatch: turn an approved message into delivery rows, then ring the broker.
+
+One row per social or web account and one per SMS recipient: phone numbers de-duplicated,
+opted-out numbers left out, the audience frozen now. Rows are inserted in bulk in the approval's
+transaction; the tasks (SMS in batches) are enqueued only after it commits, and if the broker is
+down the sweep enqueues them later.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass
+
+from sqlalchemy import insert, select
+from sqlalchemy.orm import Session
+
+from broadcaster import ledger
+from broadcaster.celery_app import CHANNEL_QUEUE, SEND, URGENT, client_for
+from broadcaster.config import DistrictConfig, Settings
+from broadcaster.contacts import normalize_phone, parse_audience, recipients
+from broadcaster.lifecycle import transition
+from broadcaster.models import Delivery, Message, utcnow
+from broadcaster.targets import REHEARSAL_KINDS, ensure_allowed, ensure_allowed_phone
+
+SMS_BATCH = 50
+MULTILINGUAL = "mul"  # ISO 639 "multiple languages": one post carrying every language
+
+
+@dataclass(frozen=True)
+class Batch:
+    queue: str
+    ids: list[int]
+    countdown: float = 0.0  # seconds; short backoffs only, the database holds the real schedule
+
+
+def freeze_recipients(
+    session: Session, district: DistrictConfig, message: Message
+) -> dict[str, str]:
+    """phone -> language: the audience now, or the test allowlist for a rehearsal."""
+    if message.kind in REHEARSAL_KINDS:
+        region = district.district.phone_region
+        phones = [normalize_phone(p, region) for p in district.test_allowlist.phones]
+        return {p: "en" for p in phones if p}
+    if not message.audience:
+        return {}
+    return recipients(session, parse_audience(message.audience, district))
+
+
+def plan(session: Session, district: DistrictConfig, message: Message) -> list[dict]:
+    rendered = {(r.channel, r.locale) for r in message.renditions}
+    rows: list[dict] = []
+    sms_done = False
+    for target in message.targets:
+        account = next(a for a in district.accounts if a.name == target.account)
+        ensure_allowed(district, message.kind, account.name)
+        base = {
+            "message_id": message.id,
+            "channel": target.channel,
+            "account": account.name,
+            "status": "queued",
+            "attempts": 0,
+        }
+        if target.channel == "sms":
+            if sms_done:  # one text per phone: only the first SMS account sends
+                continue
+            sms_done = True
+            for phone, locale in freeze_recipients(session, district, message).items():
+                ensure_allowed_phone(district, message.kind, phone)
+                chosen = locale if ("sms", locale) in rendered else "en"
+                rows.append({**base, "recipient": phone, "locale": chosen})
+        else:
+            locale = account.post_locale
+            if locale is not None and (target.channel, locale) not in rendered:
+                continue  # a Spanish account has nothing to post for an English-only message
+            rows.append({**base, "recipient": account.name, "locale": locale or MULTILINGUAL})
+    return rows
+
+
+def dispatch(session: Session, district: DistrictConfig, message: Message) -> list[Batch]:
+    """approved → dispatching, with every delivery row written. Returns the tasks to enqueue."""
+    rows = plan(session, district, message)
+    transition(session, message, "dispatch", None, district)
+    now = utcnow()
+    if rows:
+        session.execute(
+            insert(Delivery), [{**r, "created_at": now, "updated_at": now} for r in rows]
+        )
+    counts: dict[str, int] = defaultdict(int)
+    for row in rows:
+        counts[row["channel"]] += 1
+    ledger.append(
+        session,
+        "dispatch.planned",
+        {"deliveries": dict(counts), "audience": message.audience, "urgent": message.urgent},
+        message_id=message.id,
+    )
+    ids = session.execute(
+        select(Delivery.id, Delivery.channel).where(Delivery.message_id == message.id)
+    ).all()
+    return batches(message, ids)
+
+
+def batches(message: Message, ids: list[tuple[int, str]]) -> list[Batch]:
+    by_channel: dict[str, list[int]] = defaultdict(list)
+    for delivery_id, channel in ids:
+        by_channel[channel].append(delivery_id)
+    out: list[Batch] = []
+    for channel in ("web", "x", "facebook", "sms"):  # the web first: it is the reference
+        queue = URGENT if message.urgent else CHANNEL_QUEUE[channel]
+        size = SMS_BATCH if channel == "sms" else 1
+        chunk = by_channel.get(channel, [])
+        out.extend(Batch(queue, chunk[i : i + size]) for i in range(0, len(chunk), size))
+    return out
+
+
+def enqueue(settings: Settings, planned: list[Batch]) -> None:
+    """Ring the doorbell. Called after the rows are committed."""
+    app = client_for(settings)
+    for batch in planned:
+        app.send_task(SEND, args=[batch.ids], queue=batch.queue, countdown=batch.countdown or None)

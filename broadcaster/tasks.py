@@ -1,0 +1,47 @@
+"""Celery tasks: thin. Load, call one service function, enqueue what it says comes next."""
+
+from __future__ import annotations
+
+import threading
+from urllib.parse import urlsplit
+
+import redis
+
+from broadcaster import delivery, dispatch
+from broadcaster.celery_app import SEND, SWEEP, app
+from broadcaster.config import Settings, load_district
+
+_lock = threading.Lock()
+_worker: delivery.Worker | None = None
+
+
+def redis_for(broker_url: str) -> redis.Redis:
+    """A Redis client on the broker's server, for the shared per-account token buckets."""
+    if broker_url.startswith("redis+socket://"):
+        return redis.Redis(unix_socket_path=urlsplit(broker_url).path)
+    return redis.Redis.from_url(broker_url)
+
+
+def worker() -> delivery.Worker:
+    global _worker
+    with _lock:
+        if _worker is None:
+            settings = Settings()
+            _worker = delivery.Worker(
+                settings=settings,
+                district=load_district(settings.config_path),
+                redis_client=redis_for(app.conf.broker_url),
+            )
+        return _worker
+
+
+@app.task(name=SEND)
+def send_deliveries(ids: list[int]) -> None:
+    current = worker()
+    dispatch.enqueue(current.settings, delivery.send_batch(current, ids))
+
+
+@app.task(name=SWEEP)
+def sweep() -> None:
+    current = worker()
+    dispatch.enqueue(current.settings, delivery.sweep(current))

@@ -1,0 +1,169 @@
+"""SMS through twilio's `client.messages`, sent via a Messaging Service.
+
+settings: `account_sid`, `messaging_service_sid` (or `from_number` for a single sender),
+`status_callback` (optional URL for delivery status callbacks)
+credentials: `auth_token`
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
+from typing import Any
+
+from twilio.base.exceptions import TwilioException
+from twilio.http.http_client import TwilioHttpClient
+from twilio.rest import Client
+
+from . import AccountConfig, DeliveryError, Outcome, Receipt, register
+from .transport import mount, network_error, one_line, retry_after_from
+
+_LOOKUP_PAGES = 4
+_PAGE_SIZE = 50
+
+
+@register
+class SmsAdapter:
+    channel = "sms"
+
+    def __init__(self, account: AccountConfig) -> None:
+        settings = account.settings
+        account_sid = settings.get("account_sid")
+        token = account.credentials.get("auth_token")
+        if not account_sid or not token:
+            raise ValueError(f"SMS account {account.name!r}: needs account_sid and auth_token")
+        self._service = settings.get("messaging_service_sid") or None
+        self._from = settings.get("from_number") or None
+        if not self._service and not self._from:
+            raise ValueError(
+                f"SMS account {account.name!r}: needs messaging_service_sid (or from_number)"
+            )
+        self.account = account
+        self.account_sid = account_sid
+        self._callback = settings.get("status_callback") or None
+        # The SDK's own HTTP client and session; the transport is mounted on that session.
+        self._http = TwilioHttpClient(timeout=account.timeout_s)
+        assert self._http.session is not None
+        self._transport = mount(
+            self._http.session, sandbox_url=account.sandbox_url, timeout=account.timeout_s
+        )
+        self._client = Client(
+            username=account_sid, password=token, account_sid=account_sid, http_client=self._http
+        )
+        self._secrets = account.secrets()
+
+    # -- the contract ---------------------------------------------------------------------------
+
+    def send(
+        self,
+        text: str,
+        *,
+        to: str | None = None,
+        reply_to: str | None = None,
+        valid_for_s: int | None = None,
+    ) -> Receipt:
+        if not to:
+            raise DeliveryError(Outcome.PERMANENT, "sms: no recipient number (to=) given")
+        kwargs: dict[str, Any] = {"to": to, "body": text}
+        if self._service:
+            kwargs["messaging_service_sid"] = self._service
+        else:
+            kwargs["from_"] = self._from
+        if self._callback:
+            kwargs["status_callback"] = self._callback
+        if valid_for_s is not None:
+            kwargs["validity_period"] = int(valid_for_s)
+        try:
+            message = self._client.messages.create(**kwargs)
+        except Exception as exc:
+            raise self._error(exc, idempotent=False) from None
+        raw = self._transport.last_body()
+        return Receipt(str(message.sid), None, raw if isinstance(raw, dict) else {})
+
+    def lookup(self, text: str, *, to: str | None = None, since: datetime) -> Receipt | None:
+        """The message to `to` with this body created at or after `since`.
+
+        Filters by recipient only and compares `date_created` here: Twilio's DateSent filters
+        would miss a message still queued (it has no sent date yet), which is exactly the case
+        an ambiguous send needs to find.
+        """
+        if not to:
+            raise DeliveryError(Outcome.PERMANENT, "sms: lookup needs the recipient number (to=)")
+        if since.tzinfo is None:
+            since = since.replace(tzinfo=UTC)
+        floor = since.replace(microsecond=0)
+        found: dict[str, Any] | None = None
+        try:
+            page = self._client.messages.page(to=to, page_size=_PAGE_SIZE)
+            for _ in range(_LOOKUP_PAGES):
+                body = self._transport.last_body()
+                messages = body.get("messages", []) if isinstance(body, dict) else []
+                for item in messages:  # newest first: keep the oldest match
+                    created = _created(item)
+                    if created is None or created < floor:
+                        continue
+                    if item.get("body") == text and item.get("to") == to:
+                        found = item
+                if found:
+                    break
+                page = page.next_page()
+                if page is None:
+                    break
+        except Exception as exc:
+            raise self._error(exc, idempotent=True) from None
+        if found is None:
+            return None
+        return Receipt(str(found["sid"]), None, found)
+
+    def fetch(self, provider_id: str) -> Receipt:
+        """The message as Twilio has it now (status, error code)."""
+        try:
+            message = self._client.messages(provider_id).fetch()
+        except Exception as exc:
+            raise self._error(exc, idempotent=True) from None
+        raw = self._transport.last_body()
+        return Receipt(str(message.sid), None, raw if isinstance(raw, dict) else {})
+
+    def retract(self, receipt: Receipt) -> None:
+        raise DeliveryError(
+            Outcome.PERMANENT,
+            "sms: a text message cannot be retracted once sent; send a correction instead",
+        )
+
+    # -- errors -----------------------------------------------------------------------------------
+
+    def _error(self, exc: Exception, *, idempotent: bool) -> DeliveryError:
+        net = network_error(exc, channel="sms", idempotent=idempotent, secrets=self._secrets)
+        if net is not None:
+            return net
+        status = getattr(exc, "status", None) or self._transport.last_status
+        body = self._transport.last_body()
+        raw = {"http_status": status, "body": body}
+        after_send = Outcome.RETRYABLE if idempotent else Outcome.AMBIGUOUS
+        if not isinstance(exc, TwilioException) or status is None:
+            detail = one_line(f"sms: unexpected {type(exc).__name__}", self._secrets)
+            return DeliveryError(after_send, detail, raw=raw)
+        code = body.get("code") if isinstance(body, dict) else getattr(exc, "code", None)
+        message = body.get("message") if isinstance(body, dict) else None
+        message = message or getattr(exc, "msg", "") or str(status)
+        label = f"HTTP {status} code {code}" if code else f"HTTP {status}"
+        detail = one_line(f"sms: {label}: {message}", self._secrets)
+        if status == 429 or code == 20429:
+            retry_after = retry_after_from(self._transport.last_header("Retry-After"))
+            return DeliveryError(Outcome.RETRYABLE, detail, retry_after=retry_after, raw=raw)
+        if status >= 500 or status == 408:
+            return DeliveryError(Outcome.RETRYABLE, detail, raw=raw)
+        if 400 <= status < 500:
+            # 21211 invalid number, 21610 unsubscribed, 20003 authentication, 20404 not found...
+            return DeliveryError(Outcome.PERMANENT, detail, raw=raw)
+        return DeliveryError(after_send, detail, raw=raw)
+
+
+def _created(item: dict[str, Any]) -> datetime | None:
+    value = item.get("date_created")
+    if not value:
+        return None
+    try:
+        return parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None

@@ -1,0 +1,144 @@
+"""A real delivery stack for tests: Redis on 127.0.0.1:6379, the provider sandbox on loopback and
+`broadcaster worker` processes, all against the test's own database."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+import redis
+
+from tests.conftest import Cli, _service_missing
+
+REDIS_SERVER = os.environ.get("BROADCASTER_TEST_REDIS", "redis://127.0.0.1:6379")
+REDIS_DB = 11
+FAST_SWEEP = {
+    "BROADCASTER_SWEEP_EVERY": "1",
+    "BROADCASTER_LEASE_SECONDS": "8",
+    "BROADCASTER_REQUEUE_AFTER": "4",
+    "BROADCASTER_PROVIDER_TIMEOUT_S": "1",
+}
+
+
+def redis_url() -> str:
+    url = f"{REDIS_SERVER}/{REDIS_DB}"
+    try:
+        client = redis.Redis.from_url(url, socket_connect_timeout=2)
+        client.flushdb()
+    except redis.ConnectionError:
+        _service_missing(f"Redis at {REDIS_SERVER}")
+    return url
+
+
+@dataclass
+class Stack:
+    run: Cli
+    sandbox: object
+    tmp_path: Path
+    workers: list[subprocess.Popen] = field(default_factory=list)
+
+    def start_worker(self, *args: str, concurrency: int = 8) -> subprocess.Popen:
+        log = open(self.tmp_path / f"worker-{len(self.workers)}.log", "wb")  # noqa: SIM115
+        proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "broadcaster",
+                "worker",
+                "--concurrency",
+                str(concurrency),
+                "--loglevel",
+                "warning",
+                *args,
+            ],
+            env={**os.environ, **self.run.env},
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        self.workers.append(proc)
+        return proc
+
+    def stop(self) -> None:
+        for proc in self.workers:
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+        for proc in self.workers:
+            try:
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+
+    def wait_done(self, message_id: int, timeout: float = 120) -> dict:
+        deadline = time.monotonic() + timeout
+        while True:
+            view = self.run.json("status", str(message_id))
+            if view["state"] not in ("approved", "dispatching"):
+                return view
+            if time.monotonic() > deadline:
+                logs = "\n".join(p.read_text()[-3000:] for p in self.tmp_path.glob("worker-*.log"))
+                raise AssertionError(f"message {message_id} still {view}\n{logs}")
+            time.sleep(0.25)
+
+    def wait_for(self, condition: Callable[[], bool], timeout: float = 60) -> None:
+        deadline = time.monotonic() + timeout
+        while not condition():
+            if time.monotonic() > deadline:
+                raise AssertionError("timed out")
+            time.sleep(0.05)
+
+
+@pytest.fixture
+def stack(run, tmp_path):
+    from provider_sandbox import Sandbox
+
+    with Sandbox(port=0) as sandbox:
+        run.env.update(FAST_SWEEP)
+        run.env["BROADCASTER_BROKER_URL"] = redis_url()
+        run.env["BROADCASTER_SANDBOX_URL"] = sandbox.url
+        built = Stack(run, sandbox, tmp_path)
+        try:
+            yield built
+        finally:
+            built.stop()
+
+
+def write_contacts(path: Path, n: int) -> dict[str, str]:
+    """n contact rows: every 10th shares the previous row's phone (siblings), every 25th is
+    opted out, every 3rd prefers Spanish. Returns the expected phone -> language."""
+    expected: dict[str, str] = {}
+    opted_out: set[str] = set()
+    with path.open("w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["phone", "language", "schools", "routes", "grades", "opted_out"])
+        number = 0
+        for i in range(n):
+            if i % 10 != 9:
+                number += 1
+            phone = f"+1415{2000000 + number:07d}"
+            language = "es" if number % 3 == 0 else "en"
+            out = number % 25 == 0
+            writer.writerow([phone, language, "lincoln-hs", "12", "10", "yes" if out else "no"])
+            if out:
+                opted_out.add(phone)
+            expected.setdefault(phone, language)
+    return {p: lang for p, lang in expected.items() if p not in opted_out}
+
+
+def texts_by_phone(sandbox) -> dict[str, list[str]]:
+    received: dict[str, list[str]] = {}
+    for post in sandbox.posts("twilio"):
+        received.setdefault(post["to"], []).append(post["body"])
+    return received
+
+
+def dump(obj: object) -> str:
+    return json.dumps(obj, indent=1)[:2000]

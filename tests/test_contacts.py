@@ -1,0 +1,146 @@
+"""Contacts import (all or nothing, with line numbers), opt-outs, audiences and recipients."""
+
+from __future__ import annotations
+
+import pytest
+
+from broadcaster.contacts import parse_audience, recipients
+from broadcaster.errors import BadInput
+from tests.conftest import ROOT
+
+HEADER = "phone,language,schools,routes,grades,opted_out\n"
+
+
+@pytest.fixture
+def admin(run) -> str:
+    return run.json("users", "add", "it")["token"]
+
+
+def write(tmp_path, text: str, name: str = "contacts.csv"):
+    path = tmp_path / name
+    path.write_text(text, encoding="utf-8")
+    return str(path)
+
+
+def test_the_example_file_imports(run, admin):
+    result = run.json(
+        "contacts", "import", str(ROOT / "examples" / "contacts.csv"), "--as", "it", token=admin
+    )
+    assert result == {"rows": 6, "phones": 5, "opted_out": 1, "replaced": 0}
+
+
+@pytest.mark.parametrize(
+    ("body", "says"),
+    [
+        (
+            "(951) 555-0101,en,lincoln-hs,12,10,no\n12345,en,lincoln-hs,12,10,no\n",
+            "line 3: '12345' is not a phone number",
+        ),
+        ("(951) 555-0101,en,hogwarts,12,10,no\n", "line 2: unknown school 'hogwarts'"),
+        ("(951) 555-0101,en,lincoln-hs,99,10,no\n", "line 2: unknown route '99'"),
+        ("(951) 555-0101,english,lincoln-hs,12,10,no\n", "line 2: language 'english'"),
+        ("(951) 555-0101,en,lincoln-hs,12,13,no\n", "line 2: grade '13'"),
+        ("(951) 555-0101,en,lincoln-hs,12,10,maybe\n", "line 2: opted_out 'maybe'"),
+        ("(951) 555-0101,en,lincoln-hs\n", "line 2: expected 6 fields"),
+        ('(951) 555-0101,en,"lincoln-hs,12,10,no\n', "line"),
+    ],
+)
+def test_a_bad_row_is_named_and_nothing_is_imported(run, admin, tmp_path, body, says):
+    good = write(tmp_path, HEADER + "951-555-0150,en,lincoln-hs,12,10,no\n", "good.csv")
+    run("contacts", "import", good, "--as", "it", token=admin)
+    result = run("contacts", "import", write(tmp_path, HEADER + body), "--as", "it", token=admin)
+    assert result.exit_code == 2
+    assert says in result.stderr and len(result.stderr.strip().splitlines()) == 1
+    again = run.json("contacts", "import", good, "--as", "it", token=admin)
+    assert again["replaced"] == 1  # the failed import left the earlier list as it was
+
+
+@pytest.mark.parametrize(
+    ("text", "says"),
+    [
+        ("", "is empty"),
+        ("name,email\nx,y\n", "columns must be"),
+        ("\ufeffphone,language\n+19515550101,es\n", None),  # a BOM from a spreadsheet is fine
+    ],
+)
+def test_malformed_files(run, admin, tmp_path, text, says):
+    result = run("contacts", "import", write(tmp_path, text), "--as", "it", token=admin)
+    if says is None:
+        assert result.exit_code == 0, result.output
+    else:
+        assert result.exit_code == 2 and says in result.stderr
+
+
+def test_not_utf8_and_missing_file(run, admin, tmp_path):
+    path = tmp_path / "latin1.csv"
+    path.write_bytes((HEADER + "951-555-0101,es,lincoln-hs,12,10,no # Núñez\n").encode("latin-1"))
+    result = run("contacts", "import", str(path), "--as", "it", token=admin)
+    assert result.exit_code == 2 and "UTF-8" in result.stderr
+    assert (
+        run("contacts", "import", str(tmp_path / "nope.csv"), "--as", "it", token=admin).exit_code
+        == 2
+    )
+
+
+def test_only_an_admin_imports(run, tokens, tmp_path):
+    result = run("contacts", "import", write(tmp_path, HEADER), "--as", "ana", token=tokens["ana"])
+    assert result.exit_code == 2 and "may not import contacts" in result.stderr
+
+
+def test_audience_expressions(district):
+    assert parse_audience("all", district).everyone
+    audience = parse_audience("school:lincoln-hs school:washington-ms route:12", district)
+    assert audience.describe() == "school:lincoln-hs school:washington-ms route:12"
+    for bad in ("", "school:hogwarts", "route:99", "grade:13", "bus:12", "lincoln-hs"):
+        with pytest.raises(BadInput):
+            parse_audience(bad, district)
+
+
+def test_recipients_are_deduplicated_opted_out_and_narrowed(
+    run, admin, tmp_path, session_factory, district
+):
+    rows = [
+        "951-555-0101,es,lincoln-hs,12,10,no",  # two students share this phone
+        "951-555-0101,en,washington-ms,12,6,no",
+        "951-555-0102,en,lincoln-hs,,11,no",
+        "951-555-0103,en,lincoln-hs,12,9,yes",  # opted out
+        "951-555-0104,en,jefferson-es,7,2,no",
+    ]
+    run(
+        "contacts",
+        "import",
+        write(tmp_path, HEADER + "\n".join(rows) + "\n"),
+        "--as",
+        "it",
+        token=admin,
+    )
+    with session_factory() as session:
+        everyone = recipients(session, parse_audience("all", district))
+        lincoln_12 = recipients(session, parse_audience("school:lincoln-hs route:12", district))
+        route_12 = recipients(session, parse_audience("route:12", district))
+    assert everyone == {"+19515550101": "es", "+19515550102": "en", "+19515550104": "en"}
+    assert lincoln_12 == {"+19515550101": "es"}
+    assert route_12 == {"+19515550101": "es"}
+
+
+def test_texting_needs_an_audience_and_the_preview_counts_it(run, tokens, admin, compose_closure):
+    run("contacts", "import", str(ROOT / "examples" / "contacts.csv"), "--as", "it", token=admin)
+    result = run(
+        "compose",
+        "school_closure",
+        "--as",
+        "ana",
+        "--var",
+        "schools=all",
+        "--var",
+        "date=2026-03-03",
+        "--var",
+        "reason=snow",
+        token=tokens["ana"],
+    )
+    assert result.exit_code == 2 and "--audience" in result.stderr
+    draft = compose_closure(audience="route:12")
+    assert draft["audience"] == "route:12" and draft["recipients"] == 2
+    assert compose_closure(audience="all")["recipients"] == 4
+    social = compose_closure("--channels", "x,facebook", audience=None)
+    assert social["recipients"] == 0

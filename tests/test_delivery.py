@@ -1,0 +1,217 @@
+"""Delivery end to end: real Celery workers on real Redis, the real SDKs against the sandbox."""
+
+from __future__ import annotations
+
+import datetime as dt
+import signal
+import time
+from zoneinfo import ZoneInfo
+
+import redis
+from sqlalchemy import select
+
+from broadcaster.models import Delivery
+from broadcaster.ratelimit import TokenBucket
+from channel_adapters.web import web_alerts
+from tests.delivery_stack import redis_url, texts_by_phone, write_contacts
+
+
+def approve(run, tokens, draft: dict) -> None:
+    mid = str(draft["id"])
+    assert run("submit", mid, "--as", "ana", token=tokens["ana"]).exit_code == 0
+    result = run("approve", mid, "--as", "ben", "--ack-warnings", token=tokens["ben"])
+    assert result.exit_code == 0, result.output
+
+
+def import_contacts(run, tmp_path, n: int) -> dict[str, str]:
+    admin = run.json("users", "add", "it")["token"]
+    expected = write_contacts(tmp_path / "contacts.csv", n)
+    run.json("contacts", "import", str(tmp_path / "contacts.csv"), "--as", "it", token=admin)
+    return expected
+
+
+def test_bilingual_closure_to_500_contacts_on_all_four_channels(
+    stack, run, tokens, compose_closure, tmp_path, session_factory
+):
+    expected = import_contacts(run, tmp_path, 500)
+    draft = compose_closure()
+    sms = {r["locale"]: r["text"] for r in draft["renditions"] if r["channel"] == "sms"}
+    approve(run, tokens, draft)  # approved while no worker runs: it waits in Redis
+    stack.start_worker()
+    view = stack.wait_done(draft["id"])
+    assert view["state"] == "sent", view
+    assert view["deliveries"]["sms"]["sent"] == len(expected)
+
+    received = texts_by_phone(stack.sandbox)
+    assert set(received) == set(expected)  # nobody opted out, nobody missing
+    assert all(len(texts) == 1 for texts in received.values())  # one text per phone
+    for phone, texts in received.items():
+        assert texts[0] == sms[expected[phone]]  # in the recipient's language
+    assert len(stack.sandbox.posts("x")) == 1
+    assert len(stack.sandbox.posts("facebook")) == 1
+    facebook = stack.sandbox.posts("facebook")[0]["message"]
+    assert "Tuesday, March 3" in facebook and "martes 3 de marzo" in facebook
+    with session_factory() as session:
+        alerts = session.execute(select(web_alerts)).all()
+    assert len(alerts) == 1 and 'lang="es"' in alerts[0].body
+    assert run("records", "verify").exit_code == 0
+
+
+def test_a_worker_killed_mid_fanout_loses_and_duplicates_nothing(
+    stack, run, tokens, compose_closure, tmp_path
+):
+    expected = import_contacts(run, tmp_path, 2000)
+    stack.sandbox.set_faults([{"provider": "twilio", "fault": "latency", "ms": 15}])
+    draft = compose_closure("--channels", "sms")
+    approve(run, tokens, draft)
+    first = stack.start_worker(concurrency=4)
+    stack.wait_for(lambda: len(stack.sandbox.posts("twilio")) >= 300)
+    first.send_signal(signal.SIGKILL)
+    first.wait()
+    assert len(stack.sandbox.posts("twilio")) < len(expected)  # it died mid fan-out
+    stack.start_worker(concurrency=8)
+    view = stack.wait_done(draft["id"], timeout=240)
+    assert view["state"] == "sent", view
+    received = texts_by_phone(stack.sandbox)
+    assert set(received) == set(expected)
+    duplicates = {p: len(t) for p, t in received.items() if len(t) > 1}
+    assert duplicates == {}
+
+
+def test_faults_end_with_nothing_lost_or_duplicated(stack, run, tokens, compose_closure, tmp_path):
+    expected = import_contacts(run, tmp_path, 120)
+    stack.sandbox.set_faults(
+        [
+            {"provider": "twilio", "fault": "rate_limit", "count": 15, "retry_after": 1},
+            {"provider": "twilio", "fault": "status", "status": 503, "count": 10},
+            {"provider": "twilio", "fault": "timeout_after_accept", "count": 5},
+            {"provider": "twilio", "fault": "drop", "count": 3},
+            {"provider": "x", "fault": "status", "status": 503, "count": 2},
+            {"provider": "facebook", "fault": "timeout_after_accept", "count": 1},
+        ]
+    )
+    draft = compose_closure()
+    approve(run, tokens, draft)
+    stack.start_worker()
+    view = stack.wait_done(draft["id"], timeout=180)
+    assert view["state"] == "sent", view
+    received = texts_by_phone(stack.sandbox)
+    assert set(received) == set(expected)
+    assert {p: len(t) for p, t in received.items() if len(t) > 1} == {}
+    assert len(stack.sandbox.posts("x")) == 1
+    assert len(stack.sandbox.posts("facebook")) == 1  # the timed-out post was found, not resent
+    shown = run.json("show", str(draft["id"]))
+    assert any(step["event"] == "message.finish_sent" for step in shown["timeline"])
+
+
+def test_a_permanent_error_keeps_the_providers_message_and_retry_resends_only_failures(
+    stack, run, tokens, compose_closure, tmp_path, session_factory
+):
+    admin = run.json("users", "add", "it")["token"]
+    csv = tmp_path / "c.csv"
+    csv.write_text(
+        "phone,language\n+14155550100,en\n+15005550001,en\n+14155550102,es\n", encoding="utf-8"
+    )
+    run.json("contacts", "import", str(csv), "--as", "it", token=admin)
+    draft = compose_closure("--channels", "sms,web")
+    approve(run, tokens, draft)
+    stack.start_worker()
+    view = stack.wait_done(draft["id"])
+    assert view["state"] == "partially_sent"
+    assert view["deliveries"]["sms"]["failed"] == 1
+    with session_factory() as session:
+        failed = session.scalars(select(Delivery).where(Delivery.status == "failed")).one()
+    assert failed.recipient == "+15005550001"
+    assert "not a valid phone number" in failed.error
+    assert failed.error_raw  # the provider's raw response is kept
+    before = len(stack.sandbox.posts("twilio"))
+    assert run("retry", str(draft["id"]), "--as", "ben", token=tokens["ben"]).exit_code == 0
+    view = stack.wait_done(draft["id"])
+    assert view["state"] == "partially_sent"
+    assert len(stack.sandbox.posts("twilio")) == before  # the sent ones were not sent again
+    assert run("retry", str(draft["id"]), "--as", "ana", token=tokens["ana"]).exit_code == 2
+
+
+def test_trigger_is_for_incident_commanders_and_pre_approved_templates(stack, run, tokens):
+    lockdown = ("--var", "school=lincoln-hs", "--audience", "school:lincoln-hs", "--yes")
+    before = run.json("list")
+    refused = run("trigger", "lockdown", "--as", "ana", *lockdown, token=tokens["ana"])
+    assert refused.exit_code == 2 and "may not approve pre approved" in refused.stderr
+    refused = run(
+        "trigger",
+        "school_closure",
+        "--as",
+        "carmen",
+        "--var",
+        "schools=all",
+        "--var",
+        "date=2026-03-03",
+        "--var",
+        "reason=snow",
+        "--audience",
+        "all",
+        "--yes",
+        token=tokens["carmen"],
+    )
+    assert refused.exit_code == 2 and "not pre-approved" in refused.stderr
+    assert (
+        run(
+            "trigger",
+            "lockdown",
+            "--as",
+            "carmen",
+            "--var",
+            "school=lincoln-hs",
+            "--audience",
+            "school:lincoln-hs",
+            token=tokens["carmen"],
+        ).exit_code
+        == 2
+    )
+    assert run.json("list") == before  # nothing was written
+
+    stack.start_worker("--queues", "urgent")  # only urgent workers: the incident goes there
+    result = run(
+        "trigger", "lockdown", "--as", "carmen", *lockdown, "--json", token=tokens["carmen"]
+    )
+    assert result.exit_code == 0, result.output
+    shown = run.json("show", str(run.json("list")[0]["id"]))
+    assert shown["state"] == "sent" and shown["needs_review"] is True
+    assert len(stack.sandbox.posts("x")) == 1
+
+
+def test_a_test_message_reaches_only_the_test_allowlist(
+    stack, run, tokens, compose_closure, tmp_path, district
+):
+    import_contacts(run, tmp_path, 30)
+    draft = compose_closure("--kind", "test")
+    approve(run, tokens, draft)
+    stack.start_worker()
+    assert stack.wait_done(draft["id"])["state"] == "sent"
+    assert set(texts_by_phone(stack.sandbox)) == {"+19515550199"}
+    for text in texts_by_phone(stack.sandbox)["+19515550199"]:
+        assert text.startswith("[TEST")
+    shown = run.json("show", str(draft["id"]))
+    assert {t["account"] for t in shown["targets"]} <= set(district.test_allowlist.accounts)
+
+
+def test_no_text_goes_out_after_valid_until(
+    stack, run, tokens, compose_closure, tmp_path, district
+):
+    import_contacts(run, tmp_path, 10)
+    soon = dt.datetime.now(ZoneInfo(district.district.time_zone)) + dt.timedelta(seconds=3)
+    draft = compose_closure("--valid-until", soon.strftime("%Y-%m-%dT%H:%M:%S"))
+    approve(run, tokens, draft)
+    time.sleep(4)
+    stack.start_worker()
+    view = stack.wait_done(draft["id"])
+    assert view["state"] == "partially_sent"
+    assert view["deliveries"]["sms"]["expired"] == 9 and view["deliveries"]["x"]["sent"] == 1
+    assert stack.sandbox.posts("twilio") == []
+
+
+def test_the_token_bucket_is_shared_between_workers():
+    client = redis.Redis.from_url(redis_url())
+    first, second = TokenBucket(client, "acct", 2.0), TokenBucket(client, "acct", 2.0)
+    assert first.take() == 0 and second.take() == 0  # a burst of one second's worth
+    assert first.take() > 0 and second.take() > 0  # then both wait: the bucket is shared
