@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import redis
-from sqlalchemy import and_, func, or_, select, update
+from sqlalchemy import bindparam, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from broadcaster import ledger
@@ -39,7 +39,7 @@ REQUEUE_AFTER_S = float(os.environ.get("BROADCASTER_REQUEUE_AFTER", "120"))
 MAX_ATTEMPTS = 8
 BACKOFF_BASE_S, BACKOFF_CAP_S = 2.0, 300.0
 SMS_VALIDITY_S = 4 * 3600  # Twilio's default; never beyond the message's own valid_until
-RECORD_EVERY = 10
+RECORD_EVERY = 25
 OPEN = ("queued", "sending")
 SUCCESS = ("sent", "delivered")
 LANGUAGE_LABEL = {"en": "In English", "es": "En español"}
@@ -66,6 +66,7 @@ class Job:
     attempt: int
     claimed_at: dt.datetime
     valid_until: dt.datetime | None
+    claim: str  # the claim this job acts under; its outcome is written only while it holds
 
 
 @dataclass
@@ -173,6 +174,7 @@ def load_jobs(session: Session, ids: list[int]) -> list[Job]:
             attempt=r.attempts,
             claimed_at=r.claimed_at,
             valid_until=messages[r.message_id].valid_until,
+            claim=r.claim,
         )
         for r in rows
     ]
@@ -185,7 +187,7 @@ def send_batch(worker: Worker, ids: list[int]) -> list[Batch]:
     """Claim, send and record one batch; returns the retries to enqueue later."""
     url = worker.settings.effective_database_url
     with session_scope(url) as session:
-        token, claimed = claim(session, ids)
+        _, claimed = claim(session, ids)
         jobs = load_jobs(session, claimed) if claimed else []
     # The session is closed: no connection is held during the slow provider calls.
     pending: list[Result] = []
@@ -193,10 +195,10 @@ def send_batch(worker: Worker, ids: list[int]) -> list[Batch]:
     for job in jobs:
         pending.append(send_one(worker, job, last_start(worker, job)))
         if len(pending) >= RECORD_EVERY:
-            retries += record(worker, token, pending)
+            retries += record(worker, pending)
             pending = []
     if pending:
-        retries += record(worker, token, pending)
+        retries += record(worker, pending)
     return retries
 
 
@@ -275,76 +277,103 @@ def after_lookup(
 # --- recording ---------------------------------------------------------------------------------
 
 
-def record(worker: Worker, token: str | None, results: list[Result]) -> list[Batch]:
-    """Write outcomes (only where the claim is still ours) with their ledger entries, finish
-    messages that have nothing left open, and return the retries to enqueue."""
-    now = utcnow()
-    retry_ids: dict[tuple[int, float], list[int]] = defaultdict(list)
-    touched: set[int] = set()
-    with session_scope(worker.settings.effective_database_url) as session:
-        for result in results:
-            job = result.job
-            values: dict[str, Any] = {
-                "status": result.status,
-                "updated_at": now,
-                "claim": None,
-                "lease_until": None,
-            }
-            if result.receipt is not None:
-                values.update(
-                    provider_id=result.receipt.provider_id,
-                    provider_url=result.receipt.url,
-                    sent_at=now,
-                    error=None,
-                )
-            if result.error is not None:
-                values.update(error=result.error, error_raw=result.raw)
-            if result.status == "queued":
-                values["next_attempt_at"] = now + dt.timedelta(seconds=result.retry_in or 0)
-            if result.status == "unconfirmed":  # stays claimed, by nobody, until looked up again
-                values.update(
-                    status="sending", lease_until=now + dt.timedelta(seconds=LOOK_AGAIN_S)
-                )
-            conditions = [Delivery.id == job.delivery_id, Delivery.status == "sending"]
-            if token is not None:
-                conditions.append(Delivery.claim == token)
-            updated = session.execute(
-                update(Delivery)
-                .where(and_(*conditions))
-                .values(**values)
-                .execution_options(synchronize_session=False)
-            ).rowcount
-            if not updated:
-                continue  # the sweep took this claim back; its own outcome will be recorded
-            touched.add(job.message_id)
-            ledger.append(
-                session,
-                EVENT[result.status],
-                {
-                    "delivery": job.delivery_id,
-                    "channel": job.channel,
-                    "account": job.account,
-                    "recipient": job.recipient,
-                    "attempt": job.attempt,
-                    "how": result.how,
-                    "provider_id": result.receipt.provider_id if result.receipt else None,
-                    "url": result.receipt.url if result.receipt else None,
-                    "error": result.error,
-                    # Honest about where it went: a rehearsal or sandbox account is not a post.
-                    "sandbox": worker.sandboxed(job.account, job.kind),
-                },
-                message_id=job.message_id,
+_COLUMNS = Delivery.__table__.c
+# Typed parameters, so dates and JSON are stored exactly as the ORM stores them.
+_RECORD = (
+    update(Delivery.__table__)
+    .where(_COLUMNS.id == bindparam("_id"))
+    .values(
+        **{
+            column: bindparam(f"_{column}", type_=_COLUMNS[column].type)
+            for column in (
+                "claim",
+                "status",
+                "updated_at",
+                "lease_until",
+                "provider_id",
+                "provider_url",
+                "sent_at",
+                "error",
+                "error_raw",
+                "next_attempt_at",
             )
-            if result.status == "queued":
-                retry_ids[(job.message_id, round(result.retry_in or 0, 1))].append(job.delivery_id)
-        for message_id in touched:
+        },
+    )
+)
+
+
+def _row_values(result: Result, now: dt.datetime) -> dict[str, Any]:
+    receipt = result.receipt
+    status, lease = result.status, None
+    claim_token = None
+    if status == "unconfirmed":  # stays claimed, by nobody, until the sweep looks again
+        status, lease = "sending", now + dt.timedelta(seconds=LOOK_AGAIN_S)
+        claim_token = uuid.uuid4().hex
+    retry_at = now + dt.timedelta(seconds=result.retry_in or 0)
+    return {
+        "_id": result.job.delivery_id,
+        "_claim": claim_token,
+        "_status": status,
+        "_updated_at": now,
+        "_lease_until": lease,
+        "_provider_id": receipt.provider_id if receipt else None,
+        "_provider_url": receipt.url if receipt else None,
+        "_sent_at": now if receipt else None,
+        "_error": result.error,
+        "_error_raw": result.raw,
+        "_next_attempt_at": retry_at if result.status == "queued" else None,
+    }
+
+
+def _ledger_entry(worker: Worker, result: Result) -> ledger.Entry:
+    job, receipt = result.job, result.receipt
+    return ledger.Entry(
+        EVENT[result.status],
+        {
+            "delivery": job.delivery_id,
+            "channel": job.channel,
+            "account": job.account,
+            "recipient": job.recipient,
+            "attempt": job.attempt,
+            "how": result.how,
+            "provider_id": receipt.provider_id if receipt else None,
+            "url": receipt.url if receipt else None,
+            "error": result.error,
+            # Honest about where it went: a rehearsal or sandbox account is not a post.
+            "sandbox": worker.sandboxed(job.account, job.kind),
+        },
+        message_id=job.message_id,
+    )
+
+
+def record(worker: Worker, results: list[Result]) -> list[Batch]:
+    """Write outcomes, only where the claim is still ours, with their ledger entries (one bulk
+    UPDATE, one bulk append); finish messages with nothing left open; return the retries."""
+    now = utcnow()
+    with session_scope(worker.settings.effective_database_url) as session:
+        held = {r.job.delivery_id: r.job.claim for r in results}
+        rows = session.execute(
+            select(Delivery.id, Delivery.claim)
+            .where(Delivery.id.in_(list(held)), Delivery.status == "sending")
+            .with_for_update()
+        ).all()
+        ours = {row.id for row in rows if row.claim == held[row.id]}
+        # Anything else was taken back by the sweep, which records its own outcome.
+        kept = [r for r in results if r.job.delivery_id in ours]
+        if not kept:
+            return []
+        session.execute(_RECORD, [_row_values(r, now) for r in kept])
+        ledger.append_many(session, [_ledger_entry(worker, r) for r in kept])
+        for message_id in {r.job.message_id for r in kept}:
             finish_if_done(session, worker.district, message_id)
+        retry_ids: dict[tuple[int, float], list[tuple[int, str]]] = defaultdict(list)
+        for r in kept:
+            if r.status == "queued":
+                key = (r.job.message_id, round(r.retry_in or 0, 1))
+                retry_ids[key].append((r.job.delivery_id, r.job.channel))
         planned: list[Batch] = []
-        for (message_id, delay), ids in retry_ids.items():
+        for (message_id, delay), rows in retry_ids.items():
             message = session.get(Message, message_id)
-            rows = session.execute(
-                select(Delivery.id, Delivery.channel).where(Delivery.id.in_(ids))
-            ).all()
             planned += [Batch(b.queue, b.ids, delay) for b in batches(message, rows)]
     return planned
 
@@ -419,7 +448,7 @@ def sweep(worker: Worker) -> list[Batch]:
         )
     results = [reconcile(worker, job) for job in jobs]
     if results:
-        planned += record(worker, None, results)
+        planned += record(worker, results)
     with session_scope(url) as session:
         for message_id in dispatching:
             finish_if_done(session, worker.district, message_id)

@@ -14,7 +14,7 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import func, insert, select
 from sqlalchemy.orm import Session
 
 from broadcaster.models import LedgerEntry, LedgerHead, LedgerPayload
@@ -49,6 +49,16 @@ def link_hash(
     )
 
 
+@dataclass(frozen=True)
+class Entry:
+    """One entry to append: what happened, to which message, by whom."""
+
+    event: str
+    payload: dict[str, Any]
+    message_id: int | None = None
+    actor: str | None = None
+
+
 def append(
     session: Session,
     event: str,
@@ -56,44 +66,63 @@ def append(
     *,
     message_id: int | None = None,
     actor: str | None = None,
-) -> LedgerEntry:
-    """Add one entry in the caller's transaction, so it commits or rolls back with the change."""
-    leaked = _SECRET_KEYS & set(payload)
-    if leaked:
-        raise ValueError(f"refusing to write secrets to the ledger: {sorted(leaked)}")
+) -> int:
+    """Add one entry in the caller's transaction, so it commits or rolls back with the change.
+    Returns its sequence number."""
+    return append_many(session, [Entry(event, payload, message_id, actor)])[0]
+
+
+def append_many(session: Session, entries: list[Entry]) -> list[int]:
+    """Add entries in order, in the caller's transaction, with two bulk INSERTs."""
+    for entry in entries:
+        leaked = _SECRET_KEYS & set(entry.payload)
+        if leaked:
+            raise ValueError(f"refusing to write secrets to the ledger: {sorted(leaked)}")
+    if not entries:
+        return []
     if session.get_bind().dialect.name == "postgresql":
         session.execute(select(func.pg_advisory_xact_lock(_ADVISORY_LOCK)))
+    session.flush()  # earlier ORM changes in this transaction first
     head = session.get(LedgerHead, 1)
-    seq, prev = (head.seq + 1, head.entry_hash) if head else (1, GENESIS)
-    body = canonical(payload)
+    seq, prev_hash = (head.seq, head.entry_hash) if head else (0, GENESIS)
     created_at = dt.datetime.now(dt.UTC).isoformat(timespec="microseconds")
-    body_hash = sha256(body)
-    entry = LedgerEntry(
-        seq=seq,
-        created_at=created_at,
-        event=event,
-        message_id=message_id,
-        actor=actor,
-        payload_sha256=body_hash,
-        prev_hash=prev,
-        entry_hash=link_hash(seq, created_at, event, message_id, actor, body_hash, prev),
-    )
-    session.add(entry)
-    session.flush()
-    session.add(LedgerPayload(seq=seq, body=body))
+    links, bodies = [], []
+    for entry in entries:
+        seq += 1
+        body = canonical(entry.payload)
+        body_hash = sha256(body)
+        entry_hash = link_hash(
+            seq, created_at, entry.event, entry.message_id, entry.actor, body_hash, prev_hash
+        )
+        links.append(
+            {
+                "seq": seq,
+                "created_at": created_at,
+                "event": entry.event,
+                "message_id": entry.message_id,
+                "actor": entry.actor,
+                "payload_sha256": body_hash,
+                "prev_hash": prev_hash,
+                "entry_hash": entry_hash,
+            }
+        )
+        bodies.append({"seq": seq, "body": body, "purged_by": None})
+        prev_hash = entry_hash
+    session.execute(insert(LedgerEntry), links)
+    session.execute(insert(LedgerPayload), bodies)
     if head is None:
-        session.add(LedgerHead(id=1, seq=seq, entry_hash=entry.entry_hash))
+        session.add(LedgerHead(id=1, seq=seq, entry_hash=prev_hash))
     else:
-        head.seq, head.entry_hash = seq, entry.entry_hash
+        head.seq, head.entry_hash = seq, prev_hash
     session.flush()
-    return entry
+    return [link["seq"] for link in links]
 
 
-def purge_payloads(session: Session, seqs: list[int], rule: str, actor: str) -> LedgerEntry:
+def purge_payloads(session: Session, seqs: list[int], rule: str, actor: str) -> int:
     """Remove the payloads of these entries and record the destruction in the ledger itself."""
     record = append(session, PURGE_EVENT, {"rule": rule, "entries": sorted(seqs)}, actor=actor)
     for payload in session.scalars(select(LedgerPayload).where(LedgerPayload.seq.in_(seqs))):
-        payload.body, payload.purged_by = None, record.seq
+        payload.body, payload.purged_by = None, record
     return record
 
 

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import json
 import os
@@ -63,19 +64,25 @@ class Stack:
             env={**os.environ, **self.run.env},
             stdout=log,
             stderr=subprocess.STDOUT,
+            start_new_session=True,  # its own process group: the embedded beat goes with it
         )
         self.workers.append(proc)
         return proc
 
+    def kill(self, proc: subprocess.Popen) -> None:
+        """SIGKILL the worker and everything it started, as when its host dies."""
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+
     def stop(self) -> None:
         for proc in self.workers:
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGTERM)
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGTERM)
         for proc in self.workers:
             try:
                 proc.wait(timeout=30)
             except subprocess.TimeoutExpired:
-                proc.kill()
+                os.killpg(proc.pid, signal.SIGKILL)
 
     def wait_done(self, message_id: int, timeout: float = 120) -> dict:
         deadline = time.monotonic() + timeout

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import datetime as dt
-import signal
 import time
 from zoneinfo import ZoneInfo
 
@@ -66,10 +65,11 @@ def test_a_worker_killed_mid_fanout_loses_and_duplicates_nothing(
     approve(run, tokens, draft)
     first = stack.start_worker(concurrency=4)
     stack.wait_for(lambda: len(stack.sandbox.posts("twilio")) >= 300)
-    first.send_signal(signal.SIGKILL)
-    first.wait()
+    stack.kill(first)
     assert len(stack.sandbox.posts("twilio")) < len(expected)  # it died mid fan-out
-    stack.start_worker(concurrency=8)
+    # Two workers, each with its own beat: concurrent sweeps must not resend either.
+    stack.start_worker(concurrency=4)
+    stack.start_worker(concurrency=4)
     view = stack.wait_done(draft["id"], timeout=240)
     assert view["state"] == "sent", view
     received = texts_by_phone(stack.sandbox)
