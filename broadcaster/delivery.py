@@ -364,8 +364,6 @@ def record(worker: Worker, results: list[Result]) -> list[Batch]:
             return []
         session.execute(_RECORD, [_row_values(r, now) for r in kept])
         ledger.append_many(session, [_ledger_entry(worker, r) for r in kept])
-        for message_id in {r.job.message_id for r in kept}:
-            finish_if_done(session, worker.district, message_id)
         retry_ids: dict[tuple[int, float], list[tuple[int, str]]] = defaultdict(list)
         for r in kept:
             if r.status == "queued":
@@ -375,11 +373,22 @@ def record(worker: Worker, results: list[Result]) -> list[Batch]:
         for (message_id, delay), rows in retry_ids.items():
             message = session.get(Message, message_id)
             planned += [Batch(b.queue, b.ids, delay) for b in batches(message, rows)]
+    # Apart from the ledger's lock: most calls find rows still open and stop at one index probe.
+    for message_id in {r.job.message_id for r in kept}:
+        with session_scope(worker.settings.effective_database_url) as session:
+            finish_if_done(session, worker.district, message_id)
     return planned
 
 
 def finish_if_done(session: Session, district: DistrictConfig, message_id: int) -> str | None:
     """dispatching → sent | partially_sent | failed once no delivery is open."""
+    still_open = session.scalar(
+        select(Delivery.id)
+        .where(Delivery.message_id == message_id, Delivery.status.in_(OPEN))
+        .limit(1)
+    )
+    if still_open is not None:
+        return None
     message = session.get(Message, message_id)
     if message is None or message.state != "dispatching":
         return None

@@ -1,7 +1,9 @@
 """A token bucket per provider account in Redis, shared by every worker on every host.
 
-Celery's own `rate_limit` is per worker; a provider's limit is per account. One Lua script takes a
-token atomically or says how long until one is free.
+Celery's own `rate_limit` is per worker; a provider's limit is per account. One Lua script takes
+tokens atomically, on the Redis server's clock (every host agrees on it), or says how long until
+they are free. A worker thread takes a few tokens at a time (at most a tenth of a second's worth)
+to save round trips; the bucket's burst is one second's worth.
 """
 
 from __future__ import annotations
@@ -11,19 +13,22 @@ import time
 import redis
 
 _TAKE = """
+redis.replicate_commands()
 local key = KEYS[1]
 local rate = tonumber(ARGV[1])
 local burst = tonumber(ARGV[2])
-local now = tonumber(ARGV[3])
+local want = tonumber(ARGV[3])
+local clock = redis.call('TIME')
+local now = tonumber(clock[1]) + tonumber(clock[2]) / 1000000
 local state = redis.call('HMGET', key, 'tokens', 'at')
 local tokens = tonumber(state[1]) or burst
 local at = tonumber(state[2]) or now
 tokens = math.min(burst, tokens + math.max(0, now - at) * rate)
 local wait = 0
-if tokens >= 1 then
-  tokens = tokens - 1
+if tokens >= want then
+  tokens = tokens - want
 else
-  wait = (1 - tokens) / rate
+  wait = (want - tokens) / rate
 end
 redis.call('HSET', key, 'tokens', tokens, 'at', now)
 redis.call('EXPIRE', key, math.ceil(burst / rate) + 60)
@@ -33,26 +38,27 @@ return tostring(wait)
 
 class TokenBucket:
     def __init__(self, client: redis.Redis, account: str, rate_per_second: float):
-        self.client = client
         self.key = f"broadcaster:bucket:{account}"
         self.rate = rate_per_second
-        self.burst = max(1.0, rate_per_second)  # at most one second's worth at once
+        self.burst = max(1.0, rate_per_second)
+        self.grab = max(1, int(rate_per_second / 10))
         self._take = client.register_script(_TAKE)
+        self._held = 0  # tokens this thread took and has not used yet
 
-    def take(self) -> float:
-        """Take a token if one is free (returns 0), else return the seconds until one is."""
-        # Redis server time: every host agrees on it, whatever their own clocks say.
-        seconds, micros = self.client.time()
-        return float(
-            self._take(keys=[self.key], args=[self.rate, self.burst, seconds + micros / 1e6])
-        )
+    def take(self, count: int = 1) -> float:
+        """Take `count` tokens if they are free (returns 0), else the seconds until they are."""
+        return float(self._take(keys=[self.key], args=[self.rate, self.burst, count]))
 
     def acquire(self, max_wait: float) -> bool:
         """Wait for a token up to `max_wait` seconds; False means give the work back instead."""
+        if self._held:
+            self._held -= 1
+            return True
         deadline = time.monotonic() + max_wait
         while True:
-            wait = self.take()
+            wait = self.take(self.grab)
             if wait == 0:
+                self._held = self.grab - 1
                 return True
             if time.monotonic() + wait > deadline:
                 return False

@@ -6,10 +6,12 @@ import threading
 from urllib.parse import urlsplit
 
 import redis
+from celery.signals import worker_ready
 
 from broadcaster import delivery, dispatch
 from broadcaster.celery_app import SEND, SWEEP, app
 from broadcaster.config import Settings, load_district
+from channel_adapters import adapter_for
 
 _lock = threading.Lock()
 _worker: delivery.Worker | None = None
@@ -26,6 +28,8 @@ def worker() -> delivery.Worker:
     global _worker
     with _lock:
         if _worker is None:
+            for channel in ("web", "x", "facebook", "sms"):  # load the SDKs before the first alert
+                adapter_for(channel)
             settings = Settings()
             _worker = delivery.Worker(
                 settings=settings,
@@ -33,6 +37,12 @@ def worker() -> delivery.Worker:
                 redis_client=redis_for(app.conf.broker_url),
             )
         return _worker
+
+
+@worker_ready.connect
+def _warm_up(**_: object) -> None:
+    """Build the shared state when the worker starts, not inside the first (urgent) task."""
+    worker()
 
 
 @app.task(name=SEND)
