@@ -656,7 +656,7 @@ def retry(app: App, message_id: int, as_user: str) -> None:
     with app.session() as session:
         actor = app.actor(session, as_user, token)
         message = messages.get_message(session, message_id)
-        planned = status.retry_failed(session, app.district, message, actor)
+        planned = dispatch.retry_failed(session, app.district, message, actor)
     release(app, message_id, planned)
 
 

@@ -230,6 +230,13 @@ class DistrictConfig(_Strict):
         return frozenset(filter(None, (to_e164(p, self.district.phone_region) for p in raw if p)))
 
     @cached_property
+    def test_phones(self) -> tuple[str, ...]:
+        """The test allowlist's phone numbers in E.164, in the order the file lists them."""
+        region = self.district.phone_region
+        phones = (to_e164(p, region) for p in self.test_allowlist.phones)
+        return tuple(dict.fromkeys(p for p in phones if p))
+
+    @cached_property
     def roster(self) -> list[dict[str, str]]:
         """Enrolled students (for the PII check), or none when no roster is configured."""
         if not self.policy.roster:

@@ -11,15 +11,16 @@ from __future__ import annotations
 from collections import defaultdict
 from dataclasses import dataclass
 
-from sqlalchemy import insert, select
+from sqlalchemy import insert, select, update
 from sqlalchemy.orm import Session
 
 from broadcaster import ledger
 from broadcaster.celery_app import CHANNEL_QUEUE, SEND, URGENT, client_for
 from broadcaster.config import DistrictConfig, Settings
-from broadcaster.contacts import normalize_phone, parse_audience, recipients
+from broadcaster.contacts import parse_audience, recipients
+from broadcaster.errors import Refused
 from broadcaster.lifecycle import transition
-from broadcaster.models import Delivery, Message, utcnow
+from broadcaster.models import Delivery, Message, User, utcnow
 from broadcaster.targets import REHEARSAL_KINDS, ensure_allowed, ensure_allowed_phone
 
 SMS_BATCH = 50
@@ -38,9 +39,7 @@ def freeze_recipients(
 ) -> dict[str, str]:
     """phone -> language: the audience now, or the test allowlist for a rehearsal."""
     if message.kind in REHEARSAL_KINDS:
-        region = district.district.phone_region
-        phones = [normalize_phone(p, region) for p in district.test_allowlist.phones]
-        return {p: "en" for p in phones if p}
+        return dict.fromkeys(district.test_phones, "en")
     if not message.audience:
         return {}
     return recipients(session, parse_audience(message.audience, district))
@@ -118,3 +117,32 @@ def enqueue(settings: Settings, planned: list[Batch]) -> None:
     app = client_for(settings)
     for batch in planned:
         app.send_task(SEND, args=[batch.ids], queue=batch.queue, countdown=batch.countdown or None)
+
+
+def retry_failed(
+    session: Session, district: DistrictConfig, message: Message, actor: User
+) -> list[Batch]:
+    """Queue again the deliveries that failed; those that were sent are never touched, and an
+    expired text stays expired."""
+    failed = session.execute(
+        select(Delivery.id, Delivery.channel).where(
+            Delivery.message_id == message.id, Delivery.status == "failed"
+        )
+    ).all()
+    if not failed:
+        raise Refused(f"message {message.id} has no failed deliveries to send again")
+    transition(session, message, "retry", actor, district, deliveries=len(failed))
+    session.execute(
+        update(Delivery)
+        .where(Delivery.id.in_([d.id for d in failed]))
+        .values(status="queued", next_attempt_at=None, attempts=0, updated_at=utcnow())
+        .execution_options(synchronize_session=False)
+    )
+    ledger.append(
+        session,
+        "delivery.requeued",
+        {"deliveries": [d.id for d in failed]},
+        message_id=message.id,
+        actor=actor.name,
+    )
+    return batches(message, [(d.id, d.channel) for d in failed])

@@ -4,15 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import func, select, update
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from broadcaster import ledger
-from broadcaster.config import DistrictConfig
-from broadcaster.dispatch import Batch, batches
-from broadcaster.errors import Refused
-from broadcaster.lifecycle import transition
-from broadcaster.models import Delivery, Message, User, utcnow
+from broadcaster.models import Delivery, Message
 
 STATUSES = ("queued", "sending", "sent", "delivered", "failed", "expired")
 ACTIVE_STATES = ("approved", "dispatching")
@@ -46,32 +41,3 @@ def status_view(session: Session, message: Message) -> dict[str, Any]:
 def _mask(channel: str, recipient: str) -> str:
     """Phone numbers are shown as their last digits only."""
     return f"…{recipient[-4:]}" if channel == "sms" else recipient
-
-
-def retry_failed(
-    session: Session, district: DistrictConfig, message: Message, actor: User
-) -> list[Batch]:
-    """Queue again the deliveries that failed; those that were sent are never touched, and an
-    expired text stays expired."""
-    failed = session.execute(
-        select(Delivery.id, Delivery.channel).where(
-            Delivery.message_id == message.id, Delivery.status == "failed"
-        )
-    ).all()
-    if not failed:
-        raise Refused(f"message {message.id} has no failed deliveries to send again")
-    transition(session, message, "retry", actor, district, deliveries=len(failed))
-    session.execute(
-        update(Delivery)
-        .where(Delivery.id.in_([d.id for d in failed]))
-        .values(status="queued", next_attempt_at=None, attempts=0, updated_at=utcnow())
-        .execution_options(synchronize_session=False)
-    )
-    ledger.append(
-        session,
-        "delivery.requeued",
-        {"deliveries": [d.id for d in failed]},
-        message_id=message.id,
-        actor=actor.name,
-    )
-    return batches(message, [(d.id, d.channel) for d in failed])
