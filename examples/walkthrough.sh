@@ -9,7 +9,11 @@ token() { python3 -c 'import json, sys; print(json.load(sys.stdin)["token"])'; }
 echo "== users (roles from examples/district.toml)"
 ANA=$(broadcaster users add ana --json | token)
 BEN=$(broadcaster users add ben --json | token)
+IT=$(broadcaster users add it --json | token)
 broadcaster users list
+
+echo "== the IT admin imports the contact list"
+BROADCASTER_TOKEN=$IT broadcaster contacts import "$(dirname "$0")/contacts.csv" --as it
 
 echo "== ana composes a closure notice"
 BROADCASTER_TOKEN=$ANA broadcaster compose school_closure --as ana \
@@ -26,4 +30,8 @@ broadcaster list
 
 echo "== the ledger"
 broadcaster records verify
+
+echo "== approval queued the deliveries in the embedded Redis; \`broadcaster worker\` would send them"
+broadcaster status 1
+python3 -c 'from pathlib import Path; import os; from broadcaster import embedded_redis; embedded_redis.stop(Path(os.environ["BROADCASTER_HOME"]))'
 echo "(data in $BROADCASTER_HOME)"

@@ -6,9 +6,10 @@ import pytest
 
 from broadcaster.contacts import parse_audience, recipients
 from broadcaster.errors import BadInput
-from tests.conftest import ROOT
+from tests.conftest import ROOT, closure_vars
 
 HEADER = "phone,language,schools,routes,grades,opted_out\n"
+CLOSURE_VARS_ALL = closure_vars("snow", "nieve")
 
 
 @pytest.fixture
@@ -144,3 +145,30 @@ def test_texting_needs_an_audience_and_the_preview_counts_it(run, tokens, admin,
     assert compose_closure(audience="all")["recipients"] == 4
     social = compose_closure("--channels", "x,facebook", audience=None)
     assert social["recipients"] == 0
+
+
+def test_each_phone_is_texted_in_its_language_or_english(
+    run, tokens, admin, tmp_path, session_factory
+):
+    from sqlalchemy import select
+
+    from broadcaster.models import Delivery
+
+    rows = "+14155550101,es\n+14155550102,fr\n+14155550103,en\n+14155550101,en\n"
+    run("contacts", "import", write(tmp_path, "phone,language\n" + rows), "--as", "it", token=admin)
+    draft = run.json(
+        "compose",
+        "school_closure",
+        "--as",
+        "ana",
+        "--channels",
+        "sms",
+        *CLOSURE_VARS_ALL,
+        token=tokens["ana"],
+    )
+    run("submit", str(draft["id"]), "--as", "ana", token=tokens["ana"])
+    assert run("approve", str(draft["id"]), "--as", "ben", token=tokens["ben"]).exit_code == 0
+    with session_factory() as session:
+        frozen = dict(session.execute(select(Delivery.recipient, Delivery.locale)).all())
+    # One row per phone, first row's language; French falls back to English, the only other.
+    assert frozen == {"+14155550101": "es", "+14155550102": "en", "+14155550103": "en"}
