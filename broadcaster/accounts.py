@@ -52,6 +52,22 @@ def sandbox_identity(account: Account) -> tuple[dict[str, str], dict[str, str]]:
     }[account.channel]
 
 
+def identity(account: Account, kind: str) -> tuple[dict[str, str], dict[str, str]]:
+    """The settings and credentials the account acts with: the sandbox's stand-ins, or its own
+    settings and the secrets from the environment variables it names."""
+    if uses_sandbox(account, kind):
+        sandbox_settings, sandbox_credentials = sandbox_identity(account)
+        return {**sandbox_settings, **account.settings}, sandbox_credentials
+    credentials = {key: os.environ.get(var, "") for key, var in account.credentials_env.items()}
+    missing = [account.credentials_env[k] for k, v in credentials.items() if not v]
+    if missing:
+        raise BroadcasterError(
+            f"account {account.name} has no credentials: set the environment variable(s) "
+            f"{', '.join(missing)} for the workers"
+        )
+    return dict(account.settings), credentials
+
+
 def account_config(
     settings: Settings, district: DistrictConfig, name: str, kind: str
 ) -> AccountConfig:
@@ -63,9 +79,6 @@ def account_config(
         extra["database_url"] = settings.effective_database_url
         if settings.public_url:
             extra["base_url"] = settings.public_url
-    if account.channel == "sms" and settings.public_url:
-        extra["status_callback"] = settings.public_url.rstrip("/") + "/hooks/twilio/status"
-    if account.channel == "web":
         return AccountConfig(
             name=account.name,
             channel="web",
@@ -73,34 +86,21 @@ def account_config(
             credentials={},
             sandbox_url=None,
         )
-    if uses_sandbox(account, kind):
-        if not settings.sandbox_url:
-            raise BroadcasterError(
-                f"account {name} is served by the provider sandbox (no credentials_env, or a "
-                f"{kind} message) and BROADCASTER_SANDBOX_URL is not set"
-            )
-        sandbox_settings, sandbox_credentials = sandbox_identity(account)
-        return AccountConfig(
-            name=account.name,
-            channel=account.channel,
-            settings={**sandbox_settings, **account.settings, **extra},
-            credentials=sandbox_credentials,
-            sandbox_url=settings.sandbox_url,
-            timeout_s=settings.provider_timeout_s,
-        )
-    credentials = {key: os.environ.get(var, "") for key, var in account.credentials_env.items()}
-    missing = [account.credentials_env[k] for k, v in credentials.items() if not v]
-    if missing:
+    if account.channel == "sms" and settings.public_url:
+        extra["status_callback"] = settings.public_url.rstrip("/") + "/hooks/twilio/status"
+    sandboxed = uses_sandbox(account, kind)
+    if sandboxed and not settings.sandbox_url:
         raise BroadcasterError(
-            f"account {name} has no credentials: set the environment variable(s) "
-            f"{', '.join(missing)} for the workers"
+            f"account {name} is served by the provider sandbox (no credentials_env, or a "
+            f"{kind} message) and BROADCASTER_SANDBOX_URL is not set"
         )
+    account_settings, credentials = identity(account, kind)
     return AccountConfig(
         name=account.name,
         channel=account.channel,
-        settings={**account.settings, **extra},
+        settings={**account_settings, **extra},
         credentials=credentials,
-        sandbox_url=None,
+        sandbox_url=settings.sandbox_url if sandboxed else None,
         timeout_s=settings.provider_timeout_s,
     )
 

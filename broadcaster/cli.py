@@ -748,6 +748,18 @@ def sandbox(port: int, host: str) -> None:
 
 
 @cli.command()
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=8000, show_default=True)
+@pass_app
+def web(app: App, host: str, port: int) -> None:
+    """Serve the web application (for now the Twilio web hooks); use gunicorn in production."""
+    from broadcaster.web import create_app
+
+    db.prepare(app.url, app.settings.is_embedded)
+    create_app(app.settings).run(host=host, port=port)
+
+
+@cli.command()
 @pass_app
 def demo(app: App) -> None:
     """The whole flow on this machine: embedded Redis, SQLite, the sandbox and one worker."""
