@@ -141,6 +141,14 @@ CLOSURE_VARS = (
 )
 
 
+def submit_and_approve(run: Cli, tokens: dict[str, str], draft: dict) -> None:
+    """ana submits, ben approves (acknowledging any warnings): the approval dispatches."""
+    mid = str(draft["id"])
+    assert run("submit", mid, "--as", "ana", token=tokens["ana"]).exit_code == 0
+    result = run("approve", mid, "--as", "ben", "--ack-warnings", token=tokens["ben"])
+    assert result.exit_code == 0, result.output
+
+
 @pytest.fixture
 def compose_closure(run, tokens):
     def compose(*extra: str, as_user: str = "ana", audience: str | None = "all") -> dict:

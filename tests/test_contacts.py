@@ -6,10 +6,9 @@ import pytest
 
 from broadcaster.contacts import parse_audience, recipients
 from broadcaster.errors import BadInput
-from tests.conftest import ROOT, closure_vars
+from tests.conftest import ROOT, submit_and_approve
 
 HEADER = "phone,language,schools,routes,grades,opted_out\n"
-CLOSURE_VARS_ALL = closure_vars("snow", "nieve")
 
 
 @pytest.fixture
@@ -148,7 +147,7 @@ def test_texting_needs_an_audience_and_the_preview_counts_it(run, tokens, admin,
 
 
 def test_each_phone_is_texted_in_its_language_or_english(
-    run, tokens, admin, tmp_path, session_factory
+    run, tokens, admin, tmp_path, session_factory, compose_closure
 ):
     from sqlalchemy import select
 
@@ -156,18 +155,7 @@ def test_each_phone_is_texted_in_its_language_or_english(
 
     rows = "+14155550101,es\n+14155550102,fr\n+14155550103,en\n+14155550101,en\n"
     run("contacts", "import", write(tmp_path, "phone,language\n" + rows), "--as", "it", token=admin)
-    draft = run.json(
-        "compose",
-        "school_closure",
-        "--as",
-        "ana",
-        "--channels",
-        "sms",
-        *CLOSURE_VARS_ALL,
-        token=tokens["ana"],
-    )
-    run("submit", str(draft["id"]), "--as", "ana", token=tokens["ana"])
-    assert run("approve", str(draft["id"]), "--as", "ben", token=tokens["ben"]).exit_code == 0
+    submit_and_approve(run, tokens, compose_closure("--channels", "sms"))
     with session_factory() as session:
         frozen = dict(session.execute(select(Delivery.recipient, Delivery.locale)).all())
     # One row per phone, first row's language; French falls back to English, the only other.

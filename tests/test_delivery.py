@@ -12,14 +12,8 @@ from sqlalchemy import select
 from broadcaster.models import Delivery
 from broadcaster.ratelimit import TokenBucket
 from channel_adapters.web import web_alerts
+from tests.conftest import submit_and_approve
 from tests.delivery_stack import redis_url, texts_by_phone, write_contacts
-
-
-def approve(run, tokens, draft: dict) -> None:
-    mid = str(draft["id"])
-    assert run("submit", mid, "--as", "ana", token=tokens["ana"]).exit_code == 0
-    result = run("approve", mid, "--as", "ben", "--ack-warnings", token=tokens["ben"])
-    assert result.exit_code == 0, result.output
 
 
 def import_contacts(run, tmp_path, n: int) -> dict[str, str]:
@@ -35,7 +29,7 @@ def test_bilingual_closure_to_500_contacts_on_all_four_channels(
     expected = import_contacts(run, tmp_path, 500)
     draft = compose_closure()
     sms = {r["locale"]: r["text"] for r in draft["renditions"] if r["channel"] == "sms"}
-    approve(run, tokens, draft)  # approved while no worker runs: it waits in Redis
+    submit_and_approve(run, tokens, draft)  # approved while no worker runs: it waits in Redis
     stack.start_worker()
     view = stack.wait_done(draft["id"])
     assert view["state"] == "sent", view
@@ -62,7 +56,7 @@ def test_a_worker_killed_mid_fanout_loses_and_duplicates_nothing(
     expected = import_contacts(run, tmp_path, 2000)
     stack.sandbox.set_faults([{"provider": "twilio", "fault": "latency", "ms": 15}])
     draft = compose_closure("--channels", "sms")
-    approve(run, tokens, draft)
+    submit_and_approve(run, tokens, draft)
     first = stack.start_worker(concurrency=4)
     stack.wait_for(lambda: len(stack.sandbox.posts("twilio")) >= 300)
     stack.kill(first)
@@ -91,7 +85,7 @@ def test_faults_end_with_nothing_lost_or_duplicated(stack, run, tokens, compose_
         ]
     )
     draft = compose_closure()
-    approve(run, tokens, draft)
+    submit_and_approve(run, tokens, draft)
     stack.start_worker()
     view = stack.wait_done(draft["id"], timeout=180)
     assert view["state"] == "sent", view
@@ -114,7 +108,7 @@ def test_a_permanent_error_keeps_the_providers_message_and_retry_resends_only_fa
     )
     run.json("contacts", "import", str(csv), "--as", "it", token=admin)
     draft = compose_closure("--channels", "sms,web")
-    approve(run, tokens, draft)
+    submit_and_approve(run, tokens, draft)
     stack.start_worker()
     view = stack.wait_done(draft["id"])
     assert view["state"] == "partially_sent"
@@ -185,7 +179,7 @@ def test_a_test_message_reaches_only_the_test_allowlist(
 ):
     import_contacts(run, tmp_path, 30)
     draft = compose_closure("--kind", "test")
-    approve(run, tokens, draft)
+    submit_and_approve(run, tokens, draft)
     stack.start_worker()
     assert stack.wait_done(draft["id"])["state"] == "sent"
     assert set(texts_by_phone(stack.sandbox)) == {"+19515550199"}
@@ -201,7 +195,7 @@ def test_no_text_goes_out_after_valid_until(
     import_contacts(run, tmp_path, 10)
     soon = dt.datetime.now(ZoneInfo(district.district.time_zone)) + dt.timedelta(seconds=3)
     draft = compose_closure("--valid-until", soon.strftime("%Y-%m-%dT%H:%M:%S"))
-    approve(run, tokens, draft)
+    submit_and_approve(run, tokens, draft)
     time.sleep(4)
     stack.start_worker()
     view = stack.wait_done(draft["id"])

@@ -15,7 +15,7 @@ from broadcaster.accounts import identity
 from broadcaster.config import Settings
 from broadcaster.models import Delivery, OptOut
 from broadcaster.web import create_app
-from tests.conftest import closure_vars
+from tests.conftest import submit_and_approve
 
 
 @pytest.fixture
@@ -51,7 +51,7 @@ def sms_account(run, district):
 
 
 def test_status_callbacks_mark_texts_delivered_or_failed(
-    stack, run, tokens, web, tmp_path, session_factory
+    stack, run, tokens, web, tmp_path, session_factory, compose_closure
 ):
     url = web()
     run.env["BROADCASTER_PUBLIC_URL"] = url
@@ -59,18 +59,8 @@ def test_status_callbacks_mark_texts_delivered_or_failed(
     csv = tmp_path / "c.csv"
     csv.write_text("phone,language\n+14155550100,en\n+15005559001,en\n", encoding="utf-8")
     run.json("contacts", "import", str(csv), "--as", "it", token=admin)
-    draft = run.json(
-        "compose",
-        "school_closure",
-        "--as",
-        "ana",
-        "--channels",
-        "sms",
-        *closure_vars("snow", "nieve"),
-        token=tokens["ana"],
-    )
-    run("submit", str(draft["id"]), "--as", "ana", token=tokens["ana"])
-    run("approve", str(draft["id"]), "--as", "ben", token=tokens["ben"])
+    draft = compose_closure("--channels", "sms")
+    submit_and_approve(run, tokens, draft)
     stack.start_worker()
     stack.wait_done(draft["id"])
 
