@@ -119,7 +119,9 @@ def backoff(attempt: int) -> float:
 # --- claiming ----------------------------------------------------------------------------------
 
 
-def claim(session: Session, ids: Iterable[int], lease_s: float = LEASE_S) -> tuple[str, list[int]]:
+def claim(session: Session, ids: Iterable[int], lease_s: float = LEASE_S) -> list[int]:
+    """Take the rows that are due, under one new claim token; returns the ids taken. Each job
+    carries the token it was loaded with (`Job.claim`), so the token is not returned."""
     token, now = uuid.uuid4().hex, utcnow()
     claimed = session.scalars(
         update(Delivery)
@@ -138,7 +140,7 @@ def claim(session: Session, ids: Iterable[int], lease_s: float = LEASE_S) -> tup
         )
         .returning(Delivery.id)
     ).all()
-    return token, list(claimed)
+    return list(claimed)
 
 
 def text_for(message: Message, channel: str, locale: str) -> str:
@@ -187,7 +189,7 @@ def send_batch(worker: Worker, ids: list[int]) -> list[Batch]:
     """Claim, send and record one batch; returns the retries to enqueue later."""
     url = worker.settings.effective_database_url
     with session_scope(url) as session:
-        _, claimed = claim(session, ids)
+        claimed = claim(session, ids)
         jobs = load_jobs(session, claimed) if claimed else []
     # The session is closed: no connection is held during the slow provider calls.
     pending: list[Result] = []
