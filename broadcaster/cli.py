@@ -424,14 +424,9 @@ def approve(app: App, message_id: int, as_user: str, ack_warnings: bool) -> None
 def release(app: App, message_id: int, planned: list[dispatch.Batch], quiet: bool = False) -> None:
     """After the commit: ring the broker. If it is down, the sweep enqueues the rows later."""
     total = sum(len(b.ids) for b in planned)
-    try:
-        dispatch.enqueue(app.settings, planned)
-    except Exception as exc:  # the rows are safe in the database; say so and carry on
-        click.echo(
-            f"warning: the broker did not take the tasks ({type(exc).__name__}); "
-            "a worker's sweep will send them",
-            err=True,
-        )
+    warning = dispatch.release(app.settings, planned)
+    if warning:
+        click.echo(f"warning: {warning}", err=True)
     click.echo(
         f"message {message_id} approved and dispatching: {total} deliveries queued; "
         f"follow with `broadcaster status {message_id} --follow`",
@@ -527,6 +522,25 @@ def users_add(
         return emit_json(data)
     click.echo(f"added {data['name']} ({', '.join(data['roles'])})")
     click.echo(f"token (shown once; keep it secret): {token}")
+
+
+@users_group.command("passwd")
+@click.argument("name")
+@click.option(
+    "--as", "as_user", metavar="USER", help="Who sets it: NAME themself (default) or an admin."
+)
+@pass_app
+def users_passwd(app: App, name: str, as_user: str | None) -> None:
+    """Set NAME's password for the web console (asked twice, never echoed)."""
+    as_user = as_user or name
+    token = read_token(as_user)
+    password = click.prompt(
+        f"New password for {name}", hide_input=True, confirmation_prompt=True, err=True
+    )
+    with app.session() as session:
+        by = app.actor(session, as_user, token)
+        identity.set_password(session, app.district, identity.get_user(session, name), password, by)
+    click.echo(f"password set for {name}")
 
 
 @users_group.command("list")
@@ -752,7 +766,8 @@ def sandbox(port: int, host: str) -> None:
 @click.option("--port", default=8000, show_default=True)
 @pass_app
 def web(app: App, host: str, port: int) -> None:
-    """Serve the web application (for now the Twilio web hooks); use gunicorn in production."""
+    """Serve the web application: public alerts and feeds, the staff console, the API and the
+    Twilio web hooks. Use gunicorn in production (deploy/)."""
     from broadcaster.web import create_app
 
     db.prepare(app.url, app.settings.is_embedded)

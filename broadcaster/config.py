@@ -42,6 +42,9 @@ class Settings(BaseSettings):
     sandbox_url: str | None = None  # the provider sandbox, for accounts without credentials
     public_url: str | None = None  # where Twilio reaches this broadcaster's web hooks
     provider_timeout_s: float = 10.0  # past this a provider call is ambiguous: look it up
+    # Signs the console's session cookies and CSRF tokens. Unset: a random key kept in `home`
+    # (fine for one web host; set it for several behind a load balancer).
+    secret_key: str | None = None
 
     @property
     def config_path(self) -> Path:

@@ -119,6 +119,19 @@ def enqueue(settings: Settings, planned: list[Batch]) -> None:
         app.send_task(SEND, args=[batch.ids], queue=batch.queue, countdown=batch.countdown or None)
 
 
+def release(settings: Settings, planned: list[Batch]) -> str | None:
+    """Enqueue after the commit; a broker that is down is not an error (the rows are safe and
+    the sweep sends them), so it comes back as a warning to show."""
+    try:
+        enqueue(settings, planned)
+    except Exception as exc:
+        return (
+            f"the broker did not take the tasks ({type(exc).__name__}); "
+            "a worker's sweep will send them"
+        )
+    return None
+
+
 def retry_failed(
     session: Session, district: DistrictConfig, message: Message, actor: User
 ) -> list[Batch]:

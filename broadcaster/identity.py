@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import re
 import secrets
 
@@ -12,7 +13,7 @@ from sqlalchemy.orm import Session
 
 from broadcaster import ledger
 from broadcaster.config import ROLES, DistrictConfig
-from broadcaster.errors import BadInput, Refused
+from broadcaster.errors import BadInput, NotFound, Refused
 from broadcaster.models import User
 from broadcaster.permissions import effective_roles, require
 
@@ -55,7 +56,9 @@ def add_user(
     if session.scalar(select(User).where(User.name == name)):
         raise BadInput(f"user {name} already exists")
     token = new_token()
-    user = User(name=name, roles=roles, token_hash=_hasher.hash(token))
+    user = User(
+        name=name, roles=roles, token_hash=_hasher.hash(token), token_lookup=token_lookup(token)
+    )
     session.add(user)
     session.flush()
     ledger.append(
@@ -79,6 +82,67 @@ def authenticate(session: Session, name: str, token: str) -> User:
         user = None
     if user is None:
         raise Refused(f"wrong token for {name!r} (or no such user); check BROADCASTER_TOKEN")
+    return user
+
+
+def token_lookup(token: str) -> str:
+    """A token's index key. Tokens are 256 random bits, so their SHA-256 reveals nothing; the
+    argon2 hash is still what proves the token."""
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def authenticate_bearer(session: Session, token: str) -> User:
+    """The user whose personal token this is (an API request carries the token alone)."""
+    user = session.scalar(select(User).where(User.token_lookup == token_lookup(token)))
+    try:
+        _hasher.verify(user.token_hash if user else _DUMMY_HASH, token)
+    except (VerificationError, InvalidHashError):
+        user = None
+    if user is None:
+        raise Refused("the bearer token is not a valid personal token")
+    return user
+
+
+MIN_PASSWORD = 12
+MAX_PASSWORD = 1024
+
+
+def set_password(
+    session: Session, district: DistrictConfig, user: User, password: str, by: User
+) -> None:
+    """Set the console password of `user`: by the user themself, or by an admin."""
+    if by.id != user.id:
+        require(by, "manage_users", district)
+    if not MIN_PASSWORD <= len(password) <= MAX_PASSWORD:
+        raise BadInput(
+            f"a password needs {MIN_PASSWORD} to {MAX_PASSWORD} characters; "
+            "a few unrelated words make a good one"
+        )
+    if password.strip() != password:
+        raise BadInput("a password must not start or end with spaces")
+    user.password_hash = _hasher.hash(password)
+    ledger.append(session, "user.password_set", {"name": user.name, "by": by.name}, actor=by.name)
+
+
+def verify_password(session: Session, name: str, password: str) -> User:
+    """The user, if the password is theirs; one error for a wrong name or a wrong password."""
+    user = session.scalar(select(User).where(User.name == name))
+    stored = user.password_hash if user and user.password_hash else None
+    try:
+        _hasher.verify(stored or _DUMMY_HASH, password)
+    except (VerificationError, InvalidHashError):
+        stored = None
+    if user is None or stored is None:
+        raise Refused("wrong user name or password")
+    if _hasher.check_needs_rehash(stored):
+        user.password_hash = _hasher.hash(password)
+    return user
+
+
+def get_user(session: Session, name: str) -> User:
+    user = session.scalar(select(User).where(User.name == name))
+    if user is None:
+        raise NotFound(f"no user {name!r}; `broadcaster users list` shows the users")
     return user
 
 

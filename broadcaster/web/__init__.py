@@ -1,18 +1,85 @@
-"""The broadcaster's web application (Flask). For now: the Twilio web hooks."""
+"""The broadcaster's web application (Flask): public alert pages and feeds, the staff console,
+the JSON API and the Twilio web hooks. One app; `broadcaster web` serves it, gunicorn in deploy/.
+"""
 
 from __future__ import annotations
 
-from flask import Flask
+import os
+import secrets
+from pathlib import Path
 
+from flask import Flask, Response
+from flask_wtf.csrf import CSRFProtect
+
+from broadcaster.catalog import Catalog
 from broadcaster.config import Settings, load_district
+
+csrf = CSRFProtect()
+
+# Pages load nothing from elsewhere and may not be framed; inline script and style are refused.
+CONTENT_SECURITY_POLICY = (
+    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+    "connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'; "
+    "object-src 'none'"
+)
+
+
+def secret_key(settings: Settings) -> str:
+    """BROADCASTER_SECRET_KEY, or a random key kept (owner-only) in the home folder."""
+    if settings.secret_key:
+        return settings.secret_key
+    path = Path(settings.home) / "secret_key"
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as handle:
+            handle.write(secrets.token_urlsafe(48))
+    return path.read_text().strip()
 
 
 def create_app(settings: Settings | None = None) -> Flask:
+    from broadcaster.web.api import api
+    from broadcaster.web.console import console
+    from broadcaster.web.feeds import feeds
+    from broadcaster.web.public import public
     from broadcaster.web.twilio_hooks import hooks
 
     settings = settings or Settings()
-    app = Flask("broadcaster")
-    app.config["BROADCASTER_SETTINGS"] = settings
-    app.config["BROADCASTER_DISTRICT"] = load_district(settings.config_path)
-    app.register_blueprint(hooks)
+    district = load_district(settings.config_path)
+    app = Flask("broadcaster", root_path=str(Path(__file__).parent))
+    https = bool(settings.public_url and settings.public_url.startswith("https://"))
+    app.config.update(
+        BROADCASTER_SETTINGS=settings,
+        BROADCASTER_DISTRICT=district,
+        BROADCASTER_CATALOG=Catalog(district),
+        SECRET_KEY=secret_key(settings),
+        SESSION_COOKIE_NAME="broadcaster_session",
+        SESSION_COOKIE_HTTPONLY=True,
+        SESSION_COOKIE_SAMESITE="Lax",
+        SESSION_COOKIE_SECURE=https,
+        PERMANENT_SESSION_LIFETIME=8 * 3600,
+        WTF_CSRF_TIME_LIMIT=8 * 3600,
+        MAX_CONTENT_LENGTH=5 * 1024 * 1024,
+        PREFERRED_URL_SCHEME="https" if https else "http",
+    )
+    app.context_processor(lambda: {"district": district})
+    csrf.init_app(app)
+    # Machine callers: the API authenticates every request by bearer token (no cookies, so no
+    # CSRF), and Twilio's hooks by its signature.
+    csrf.exempt(api)
+    csrf.exempt(hooks)
+    for blueprint in (public, feeds, console, api, hooks):
+        app.register_blueprint(blueprint)
+
+    @app.after_request
+    def _security_headers(response: Response) -> Response:
+        response.headers.setdefault("X-Content-Type-Options", "nosniff")
+        response.headers.setdefault("Referrer-Policy", "same-origin")
+        if response.mimetype == "text/html":
+            response.headers.setdefault("Content-Security-Policy", CONTENT_SECURITY_POLICY)
+            response.headers.setdefault("X-Frame-Options", "DENY")
+        if https:
+            response.headers.setdefault("Strict-Transport-Security", "max-age=31536000")
+        return response
+
     return app

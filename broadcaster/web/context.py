@@ -1,0 +1,44 @@
+"""What every web request needs: the settings, the district, the template catalog and a database
+transaction, plus how the service errors become HTTP answers."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from flask import current_app
+from sqlalchemy.orm import Session
+
+from broadcaster import db
+from broadcaster.catalog import Catalog
+from broadcaster.config import DistrictConfig, Settings
+from broadcaster.errors import BroadcasterError, NotFound, Refused
+
+
+def settings() -> Settings:
+    return current_app.config["BROADCASTER_SETTINGS"]
+
+
+def district() -> DistrictConfig:
+    return current_app.config["BROADCASTER_DISTRICT"]
+
+
+def catalog() -> Catalog:
+    return current_app.config["BROADCASTER_CATALOG"]
+
+
+@contextmanager
+def transaction() -> Iterator[Session]:
+    """One transaction, committed when the block ends and rolled back on any error: a refused
+    request changes nothing, as on the command line."""
+    with db.session_scope(settings().effective_database_url) as session:
+        yield session
+
+
+def http_status(error: BroadcasterError) -> int:
+    """404 for what does not exist, 403 for what policy refuses, 400 for bad input."""
+    if isinstance(error, NotFound):
+        return 404
+    if isinstance(error, Refused):
+        return 403
+    return 400

@@ -1,0 +1,5 @@
+"""Alert feeds (placeholder until the public side lands)."""
+
+from flask import Blueprint
+
+feeds = Blueprint("feeds", __name__)
