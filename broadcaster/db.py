@@ -79,7 +79,7 @@ def current_revision(url: str) -> str | None:
 
 
 @cache
-def _factory(url: str) -> sessionmaker[Session]:
+def session_factory(url: str) -> sessionmaker[Session]:
     return sessionmaker(engine_for(url), expire_on_commit=False)
 
 
@@ -102,7 +102,7 @@ def current_revision_or_none(url: str) -> str | None:
 @contextmanager
 def session_scope(url: str) -> Iterator[Session]:
     """One transaction: committed when the block ends, rolled back on any error."""
-    session = _factory(url)()
+    session = session_factory(url)()
     try:
         with session.begin():
             yield session

@@ -21,7 +21,8 @@ import redis
 from tests.conftest import Cli, _service_missing
 
 REDIS_SERVER = os.environ.get("BROADCASTER_TEST_REDIS", "redis://127.0.0.1:6379")
-REDIS_DB = 11
+# Parallel test runs on one machine pick different databases (each test FLUSHes its own).
+REDIS_DB = int(os.environ.get("BROADCASTER_TEST_REDIS_DB", "11"))
 FAST_SWEEP = {
     "BROADCASTER_SWEEP_EVERY": "1",
     "BROADCASTER_LEASE_SECONDS": "8",

@@ -35,6 +35,19 @@ def transaction() -> Iterator[Session]:
         yield session
 
 
+@contextmanager
+def dry_run() -> Iterator[Session]:
+    """A transaction that is always rolled back: a preview composes a draft with the same
+    functions as a real compose (every check, every count) and leaves nothing behind."""
+    session = db.session_factory(settings().effective_database_url)()
+    session.begin()
+    try:
+        yield session
+    finally:
+        session.rollback()
+        session.close()
+
+
 def http_status(error: BroadcasterError) -> int:
     """404 for what does not exist, 403 for what policy refuses, 400 for bad input."""
     if isinstance(error, NotFound):
