@@ -45,6 +45,9 @@ class Settings(BaseSettings):
     # Signs the console's session cookies and CSRF tokens. Unset: a random key kept in `home`
     # (fine for one web host; set it for several behind a load balancer).
     secret_key: str | None = None
+    # How many reverse proxies stand in front of the web app (their X-Forwarded-* headers are
+    # trusted for the client address and scheme: login throttling needs the real address).
+    proxy_hops: int = Field(default=0, ge=0, le=5)
 
     @property
     def config_path(self) -> Path:

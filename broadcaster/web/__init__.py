@@ -6,10 +6,12 @@ from __future__ import annotations
 
 import os
 import secrets
+import time
 from pathlib import Path
 
 from flask import Flask, Response
 from flask_wtf.csrf import CSRFProtect
+from werkzeug.middleware.proxy_fix import ProxyFix
 
 from broadcaster.catalog import Catalog
 from broadcaster.config import Settings, load_district
@@ -29,12 +31,20 @@ def secret_key(settings: Settings) -> str:
     if settings.secret_key:
         return settings.secret_key
     path = Path(settings.home) / "secret_key"
-    if not path.exists():
-        path.parent.mkdir(parents=True, exist_ok=True)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:  # exclusive create: of several workers starting together, one writes the key
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        pass
+    else:
         with os.fdopen(fd, "w") as handle:
             handle.write(secrets.token_urlsafe(48))
-    return path.read_text().strip()
+    for _ in range(50):  # another worker may be writing it this instant
+        key = path.read_text().strip()
+        if key:
+            return key
+        time.sleep(0.02)
+    raise RuntimeError(f"{path} is empty: delete it, or set BROADCASTER_SECRET_KEY")
 
 
 def create_app(settings: Settings | None = None) -> Flask:
@@ -63,6 +73,9 @@ def create_app(settings: Settings | None = None) -> Flask:
         PREFERRED_URL_SCHEME="https" if https else "http",
     )
     app.context_processor(lambda: {"district": district})
+    if settings.proxy_hops:  # behind the district's TLS proxy: trust its X-Forwarded-* headers
+        hops = settings.proxy_hops
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops, x_host=hops)  # type: ignore[method-assign]
     csrf.init_app(app)
     # Machine callers: the API authenticates every request by bearer token (no cookies, so no
     # CSRF), and Twilio's hooks by its signature.
