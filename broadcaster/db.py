@@ -18,6 +18,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from broadcaster.errors import BadInput, BroadcasterError
 
 MIGRATIONS = Path(__file__).parent / "migrations"
+READ_ONLY = "broadcaster_read_only"
 
 
 @cache
@@ -45,7 +46,9 @@ def _sqlite_setup(engine: Engine) -> None:
 
     @event.listens_for(engine, "begin")
     def _begin(connection):  # type: ignore[no-untyped-def]
-        connection.exec_driver_sql("BEGIN IMMEDIATE")
+        # Readers (public pages, feeds) must not queue behind the workers' write lock.
+        reading = connection.get_execution_options().get(READ_ONLY)
+        connection.exec_driver_sql("BEGIN DEFERRED" if reading else "BEGIN IMMEDIATE")
 
 
 def alembic_config(url: str) -> AlembicConfig:
@@ -103,6 +106,17 @@ def current_revision_or_none(url: str) -> str | None:
 def session_scope(url: str) -> Iterator[Session]:
     """One transaction: committed when the block ends, rolled back on any error."""
     session = session_factory(url)()
+    try:
+        with session.begin():
+            yield session
+    finally:
+        session.close()
+
+
+@contextmanager
+def read_scope(url: str) -> Iterator[Session]:
+    """A transaction that only reads: on SQLite it takes no write lock."""
+    session = Session(bind=engine_for(url).execution_options(**{READ_ONLY: True}))
     try:
         with session.begin():
             yield session

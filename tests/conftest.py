@@ -168,3 +168,4 @@ def compose_closure(run, tokens):
 
 
 from tests.delivery_stack import stack  # noqa: E402, F401  (the delivery stack fixture)
+from tests.public_site import cap_schema, site  # noqa: E402, F401  (the public site fixtures)

@@ -36,6 +36,13 @@ def transaction() -> Iterator[Session]:
 
 
 @contextmanager
+def reading() -> Iterator[Session]:
+    """A read-only transaction, for the public pages and feeds."""
+    with db.read_scope(settings().effective_database_url) as session:
+        yield session
+
+
+@contextmanager
 def dry_run() -> Iterator[Session]:
     """A transaction that is always rolled back: a preview composes a draft with the same
     functions as a real compose (every check, every count) and leaves nothing behind."""
