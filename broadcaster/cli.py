@@ -416,8 +416,9 @@ def approve(app: App, message_id: int, as_user: str, ack_warnings: bool) -> None
     with app.session() as session:
         approver = app.actor(session, as_user, token)
         message = messages.get_message(session, message_id)
-        messages.approve(session, app.district, message, approver, ack_warnings=ack_warnings)
-        planned = dispatch.dispatch(session, app.district, message)
+        planned = messages.approve_and_dispatch(
+            session, app.district, message, approver, ack_warnings=ack_warnings
+        )
     release(app, message_id, planned)
 
 
@@ -650,8 +651,9 @@ def trigger(
     token = read_token(as_user)
     with app.session() as session:
         commander = app.actor(session, as_user, token)
-        message = messages.trigger(session, app.district, app.catalog, commander, request)
-        planned = dispatch.dispatch(session, app.district, message)
+        message, planned = messages.trigger_and_dispatch(
+            session, app.district, app.catalog, commander, request
+        )
         message_id = message.id
     release(app, message_id, planned, quiet=as_json)
     if as_json:

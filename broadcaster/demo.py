@@ -116,8 +116,7 @@ def _author_and_approve(settings: Settings, out: Console) -> int:
         )
         out.print(f"ana composed message {message.id} (school_closure, en + es, 4 channels)")
         messages.submit(session, district, message, users["ana"])
-        messages.approve(session, district, message, users["ben"])
-        planned = dispatch.dispatch(session, district, message)
+        planned = messages.approve_and_dispatch(session, district, message, users["ben"])
         message_id = message.id
     dispatch.enqueue(settings, planned)
     out.print(f"ben approved it: {sum(len(b.ids) for b in planned)} deliveries queued")

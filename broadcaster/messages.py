@@ -19,7 +19,7 @@ from broadcaster.catalog import Catalog
 from broadcaster.checks import BLOCK, WARN, Finding, check_rendition
 from broadcaster.config import CHANNELS, DistrictConfig
 from broadcaster.contacts import parse_audience
-from broadcaster.dispatch import freeze_recipients
+from broadcaster.dispatch import Batch, dispatch, freeze_recipients
 from broadcaster.errors import BadInput, NotFound, Refused
 from broadcaster.lifecycle import STATES, transition
 from broadcaster.limits import measure
@@ -257,6 +257,19 @@ def approve(
     _record_approval(session, message, approver, "approved", "second person", acknowledged)
 
 
+def approve_and_dispatch(
+    session: Session,
+    district: DistrictConfig,
+    message: Message,
+    approver: User,
+    ack_warnings: bool = False,
+) -> list[Batch]:
+    """Approval is the go: approve and write the delivery rows in one transaction, so no caller
+    can approve without dispatching. The caller releases the batches after the commit."""
+    approve(session, district, message, approver, ack_warnings=ack_warnings)
+    return dispatch(session, district, message)
+
+
 def approve_pre_approved(
     session: Session, district: DistrictConfig, catalog: Catalog, message: Message, commander: User
 ) -> None:
@@ -299,6 +312,15 @@ def trigger(
     approve_pre_approved(session, district, catalog, message, commander)
     message.urgent = True
     return message
+
+
+def trigger_and_dispatch(
+    session: Session, district: DistrictConfig, catalog: Catalog, commander: User, request: Request
+) -> tuple[Message, list[Batch]]:
+    """The whole incident path in one transaction; the caller releases the batches after the
+    commit."""
+    message = trigger(session, district, catalog, commander, request)
+    return message, dispatch(session, district, message)
 
 
 def reject(

@@ -9,8 +9,9 @@ import secrets
 import time
 from pathlib import Path
 
-from flask import Flask, Response
+from flask import Flask, Response, jsonify, request
 from flask_wtf.csrf import CSRFProtect
+from werkzeug.exceptions import HTTPException
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from broadcaster.catalog import Catalog
@@ -83,6 +84,14 @@ def create_app(settings: Settings | None = None) -> Flask:
     csrf.exempt(hooks)
     for blueprint in (public, feeds, console, api, hooks):
         app.register_blueprint(blueprint)
+
+    @app.errorhandler(404)
+    @app.errorhandler(405)
+    def _routing_error(exc: HTTPException) -> Response | HTTPException:
+        # Routing errors never reach the API blueprint's handlers; machines get JSON there too.
+        if request.path.startswith(api.url_prefix or "/api/"):
+            return jsonify(error=exc.description), exc.code or 404
+        return exc
 
     @app.after_request
     def _security_headers(response: Response) -> Response:

@@ -1,5 +1,281 @@
-"""The JSON API (placeholder until it lands)."""
+"""The JSON API, /api/v1: thin views over the same service functions as the command line, so the
+same permission checks hold. The contract (bodies, responses, document) is in openapi.py.
 
-from flask import Blueprint
+A caller is a user with a personal token (`Authorization: Bearer <token>`, the token `broadcaster
+users add` prints). Each request is one transaction: a refused request changes nothing. Errors are
+{"error": "<one line>"}: 400 a malformed request (not JSON, a wrong type, an unknown field), 401 no
+or a wrong token, 403 a refusal by policy, 404 no such message, 415 a body that is not JSON, 422 a
+well-formed request whose values the services refuse (an unknown template or variable, say).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any, TypeVar
+
+from flask import Blueprint, Response, current_app, jsonify, request, url_for
+from pydantic import BaseModel, ValidationError
+from sqlalchemy.orm import Session
+from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
+
+from broadcaster import dispatch, identity, messages, status
+from broadcaster.dispatch import Batch
+from broadcaster.errors import BadInput, BroadcasterError, Refused
+from broadcaster.models import User
+from broadcaster.web import context
+from broadcaster.web.openapi import (
+    ApproveBody,
+    ComposeBody,
+    EmptyBody,
+    RejectBody,
+    TriggerBody,
+    document,
+)
 
 api = Blueprint("api", __name__, url_prefix="/api/v1")
+# The id column is a 32-bit integer: a larger number is no message, not a database error.
+MESSAGE = "/messages/<int(min=1, max=2147483647):message_id>"
+B = TypeVar("B", bound=BaseModel)
+
+
+class ApiError(Exception):
+    """A refusal the API itself makes (the services raise BroadcasterError)."""
+
+    def __init__(self, code: int, text: str, headers: dict[str, str] | None = None) -> None:
+        super().__init__(text)
+        self.code, self.headers = code, headers or {}
+
+
+def _error(code: int, text: str, headers: dict[str, str] | None = None) -> Response:
+    response = jsonify(error=text)
+    response.status_code = code
+    response.headers.update(headers or {})
+    return response
+
+
+@api.errorhandler(ApiError)
+def _api_error(exc: ApiError) -> Response:
+    return _error(exc.code, str(exc), exc.headers)
+
+
+@api.errorhandler(BroadcasterError)
+def _service_error(exc: BroadcasterError) -> Response:
+    code = context.http_status(exc)
+    if not isinstance(exc, BadInput | Refused):  # e.g. the database cannot be reached
+        code = 500
+    elif code == 404 and "message_id" not in (request.view_args or {}):
+        code = 422  # 404 is for the message in the path; a name in the body is a wrong value
+    elif code == 400:
+        code = 422  # the request was well formed (checked here first); its values are not
+    return _error(code, str(exc))
+
+
+@api.errorhandler(HTTPException)
+def _http_error(exc: HTTPException) -> Response:
+    return _error(exc.code or 500, exc.description or exc.name)
+
+
+@api.errorhandler(Exception)
+def _internal_error(exc: Exception) -> Response:
+    current_app.logger.exception("API request failed")
+    return _error(500, f"internal error ({type(exc).__name__}); it is logged on the server")
+
+
+# --- authentication and request bodies ------------------------------------------------------
+
+
+def _caller(session: Session) -> User:
+    auth = request.authorization
+    if auth is None or auth.type != "bearer" or not auth.token:
+        raise ApiError(
+            401,
+            "send your personal token: Authorization: Bearer <token>",
+            {"WWW-Authenticate": 'Bearer realm="broadcaster"'},
+        )
+    try:
+        return identity.authenticate_bearer(session, auth.token)
+    except Refused as exc:
+        raise ApiError(
+            401, str(exc), {"WWW-Authenticate": 'Bearer realm="broadcaster", error="invalid_token"'}
+        ) from None
+
+
+@contextmanager
+def acting() -> Iterator[tuple[Session, User]]:
+    """The request's one transaction, and the user whose token it carries."""
+    with context.transaction() as session:
+        yield session, _caller(session)
+
+
+def body(model: type[B]) -> B:
+    """The JSON body, checked against its model; an empty body is {}."""
+    try:
+        raw = request.get_data(cache=False)
+    except RequestEntityTooLarge:
+        limit = current_app.config["MAX_CONTENT_LENGTH"] // (1024 * 1024)
+        raise ApiError(413, f"the body is larger than {limit} MiB") from None
+    data: Any = {}
+    if raw.strip():
+        if request.mimetype != "application/json":
+            raise ApiError(415, "send the body as JSON with Content-Type: application/json")
+        try:
+            data = json.loads(raw)
+        except (ValueError, RecursionError) as exc:
+            raise ApiError(400, f"the body is not JSON: {str(exc)[:200]}") from None
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        raise ApiError(400, _first_problem(exc, model)) from None
+
+
+def _first_problem(exc: ValidationError, model: type[BaseModel]) -> str:
+    first = exc.errors()[0]
+    where = ".".join(str(part) for part in first["loc"])
+    if not where:
+        text = "the body must be a JSON object"
+    elif first["type"] == "extra_forbidden":
+        text = f"unknown field {where!r} (fields: {', '.join(model.model_fields) or 'none'})"
+    elif first["type"] == "missing":
+        text = f"missing field {where!r}"
+    else:
+        text = f"{where}: {first['msg']}"
+    more = exc.error_count() - 1
+    return text + (f" (and {more} more problem{'s' * (more > 1)})" if more else "")
+
+
+def _compose_request(fields: ComposeBody) -> messages.Request:
+    return messages.Request(
+        template=fields.template,
+        values=fields.variables,
+        channels=fields.channels,
+        locales=fields.locales,
+        kind=fields.kind,
+        audience=fields.audience,
+        valid_until=fields.valid_until,
+    )
+
+
+def _created(view: dict[str, Any], message_id: int) -> Response:
+    response = jsonify(view)
+    response.status_code = 201
+    response.headers["Location"] = url_for(".show", message_id=message_id)
+    return response
+
+
+def _dispatched(view: dict[str, Any], planned: list[Batch]) -> dict[str, Any]:
+    """After the commit, ring the broker. A broker that is down is a warning, not a failure:
+    the rows are committed and the workers' sweep sends them."""
+    return {**view, "warning": dispatch.release(context.settings(), planned)}
+
+
+# --- endpoints ------------------------------------------------------------------------------
+
+
+@api.get("/openapi.json")
+def openapi() -> Response:
+    return jsonify(document())
+
+
+@api.post("/messages")
+def compose() -> Response:
+    with acting() as (session, author):
+        asked = _compose_request(body(ComposeBody))
+        message = messages.compose(session, context.district(), context.catalog(), author, asked)
+        view = messages.preview_view(session, context.district(), message)
+    return _created(view, view["id"])
+
+
+@api.post("/preview")
+def preview() -> Response:
+    with context.dry_run() as session:  # every check a compose makes; nothing is kept
+        author = _caller(session)
+        asked = _compose_request(body(ComposeBody))
+        message = messages.compose(session, context.district(), context.catalog(), author, asked)
+        view = messages.preview_view(session, context.district(), message)
+    del view["id"], view["state"]  # that draft never existed
+    return jsonify(view)
+
+
+@api.get("/messages")
+def list_messages() -> Response:
+    with acting() as (session, _):
+        unknown = set(request.args) - {"state"}
+        if unknown:
+            raise ApiError(400, f"unknown query parameter {min(unknown)!r} (parameters: state)")
+        rows = messages.list_messages(session, request.args.get("state"))
+        return jsonify([messages.summary_view(m) for m in rows])
+
+
+@api.get(MESSAGE)
+def show(message_id: int) -> Response:
+    with acting() as (session, _):
+        message = messages.get_message(session, message_id)
+        return jsonify(messages.detail_view(session, context.district(), message))
+
+
+@api.get(MESSAGE + "/status")
+def status_of(message_id: int) -> Response:
+    with acting() as (session, _):
+        return jsonify(status.status_view(session, messages.get_message(session, message_id)))
+
+
+def _act(message_id: int, action: str, fields: type[BaseModel] = EmptyBody) -> Response:
+    """submit, reject, cancel: one service call on the message, the body's fields as its keyword
+    arguments; answers the message's summary."""
+    with acting() as (session, actor):
+        extra = body(fields).model_dump()
+        message = messages.get_message(session, message_id)
+        getattr(messages, action)(session, context.district(), message, actor, **extra)
+        return jsonify(messages.summary_view(message))
+
+
+@api.post(MESSAGE + "/submit")
+def submit(message_id: int) -> Response:
+    return _act(message_id, "submit")
+
+
+@api.post(MESSAGE + "/reject")
+def reject(message_id: int) -> Response:
+    return _act(message_id, "reject", RejectBody)
+
+
+@api.post(MESSAGE + "/cancel")
+def cancel(message_id: int) -> Response:
+    return _act(message_id, "cancel")
+
+
+@api.post(MESSAGE + "/approve")
+def approve(message_id: int) -> Response:
+    with acting() as (session, approver):
+        ack_warnings = body(ApproveBody).ack_warnings
+        message = messages.get_message(session, message_id)
+        planned = messages.approve_and_dispatch(
+            session, context.district(), message, approver, ack_warnings=ack_warnings
+        )
+        view = status.status_view(session, message)
+    return jsonify(_dispatched(view, planned))
+
+
+@api.post(MESSAGE + "/retry")
+def retry(message_id: int) -> Response:
+    with acting() as (session, actor):
+        body(EmptyBody)
+        message = messages.get_message(session, message_id)
+        planned = dispatch.retry_failed(session, context.district(), message, actor)
+        view = status.status_view(session, message)
+    return jsonify(_dispatched(view, planned))
+
+
+@api.post("/trigger")
+def trigger() -> Response:
+    with acting() as (session, commander):
+        fields = body(TriggerBody)
+        if not fields.confirm:  # the API's --yes
+            raise BadInput('trigger sends at once to everyone selected: add "confirm": true')
+        message, planned = messages.trigger_and_dispatch(
+            session, context.district(), context.catalog(), commander, _compose_request(fields)
+        )
+        view = status.status_view(session, message)
+    return _created(_dispatched(view, planned), view["id"])

@@ -1,0 +1,454 @@
+"""The API's contract in one place: the request bodies (which the API validates with these very
+models), the responses (the views of messages.py and status.py, typed) and the OpenAPI 3.1
+document built from both, served at /api/v1/openapi.json."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import cache
+from typing import Annotated, Any, Literal, NotRequired
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, TypeAdapter, with_config
+from typing_extensions import TypedDict  # pydantic needs this one on Python < 3.12
+
+from broadcaster.config import CHANNELS
+from broadcaster.lifecycle import STATES
+from broadcaster.render import KINDS
+from broadcaster.status import STATUSES
+
+State = Literal[STATES]  # type: ignore[valid-type]
+Kind = Literal[KINDS]  # type: ignore[valid-type]
+Channel = Literal[CHANNELS]  # type: ignore[valid-type]
+
+# A value may be this long before it is malformed; the templates' own limits are lower and
+# are checked (422) by the services, with a message naming the variable and its limit.
+Name = Annotated[str, StringConstraints(min_length=1, max_length=100)]
+Value = Annotated[str, StringConstraints(max_length=5000)]
+
+# --- request bodies -------------------------------------------------------------------------
+
+
+class Body(BaseModel):
+    # Strict: "true" is not a boolean and 5 is not a string; a misspelt field is an error.
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+
+class ComposeBody(Body):
+    template: str = Field(min_length=1, max_length=64, description="A template name.")
+    variables: dict[Name, Value] = Field(
+        default_factory=dict,
+        max_length=100,
+        description=(
+            "Variable values as typed, all strings (a date is YYYY-MM-DD, schools are slugs "
+            'separated by commas or "all"). NAME.LOCALE translates a text variable: '
+            '{"reason": "snow", "reason.es": "nieve"}.'
+        ),
+    )
+    channels: list[str] | None = Field(
+        None,
+        min_length=1,
+        max_length=len(CHANNELS),
+        description=f"Default: the template's. Any of {', '.join(CHANNELS)}.",
+    )
+    locales: list[str] | None = Field(
+        None, min_length=1, max_length=20, description="Default: the district's languages."
+    )
+    kind: Kind = "actual"
+    audience: str | None = Field(
+        None,
+        max_length=500,
+        description='Who is texted (needed with sms): "all", or "school:SLUG route:ID grade:N".',
+    )
+    valid_until: str | None = Field(
+        None,
+        max_length=40,
+        description="No text goes out after this: YYYY-MM-DDTHH:MM in the district's time zone.",
+    )
+
+
+class TriggerBody(ComposeBody):
+    confirm: bool = Field(
+        False, description="Must be true: a trigger sends at once to everyone selected."
+    )
+
+
+class ApproveBody(Body):
+    ack_warnings: bool = Field(False, description="Acknowledge the message's warnings.")
+
+
+class RejectBody(Body):
+    reason: str = Field(min_length=1, max_length=1000, description="Why, for the author.")
+
+
+class EmptyBody(Body):
+    """No fields: send {} or nothing."""
+
+
+# --- responses (extra keys forbidden, so the tests catch a view that drifts) ------------------
+
+
+@with_config(ConfigDict(extra="forbid"))
+class Rendition(TypedDict):
+    channel: Channel
+    locale: str
+    text: str
+    length: int
+    weighted_length: NotRequired[int]  # x: twitter-text v3 weighted length (limit 280)
+    encoding: NotRequired[Literal["GSM-7", "UCS-2"]]  # sms only, as are the next two
+    segments: NotRequired[int]
+    ucs2_chars: NotRequired[list[str]]
+
+
+@with_config(ConfigDict(extra="forbid"))
+class FindingView(TypedDict):
+    check: str
+    severity: Literal["block", "warn"]
+    channel: Channel | None
+    locale: str | None
+    detail: str
+
+
+@with_config(ConfigDict(extra="forbid"))
+class TargetView(TypedDict):
+    channel: Channel
+    account: str
+
+
+@with_config(ConfigDict(extra="forbid"))
+class Preview(TypedDict):
+    """What a message would be: nothing is saved."""
+
+    template: str
+    template_version: str
+    kind: Kind
+    renditions: list[Rendition]
+    findings: list[FindingView]
+    targets: list[TargetView]
+    audience: str | None
+    recipients: int
+    valid_until: str | None
+
+
+@with_config(ConfigDict(extra="forbid"))
+class Draft(Preview):
+    id: int
+    state: State
+
+
+@with_config(ConfigDict(extra="forbid"))
+class Summary(TypedDict):
+    id: int
+    state: State
+    template: str
+    title: str
+    kind: Kind
+    author: str
+    created_at: str
+    updated_at: str
+
+
+@with_config(ConfigDict(extra="forbid"))
+class ApprovalView(TypedDict):
+    decision: Literal["approved", "rejected"]
+    by: str
+    basis: str
+    reason: str | None
+    acknowledged_warnings: list[str]
+    at: str
+
+
+@with_config(ConfigDict(extra="forbid"))
+class TimelineStep(TypedDict):
+    seq: int
+    at: str
+    event: str
+    actor: str | None
+    details: NotRequired[dict[str, Any]]
+
+
+@with_config(ConfigDict(extra="forbid"))
+class Detail(Draft, Summary):  # type: ignore[misc]
+    category: str
+    variables: dict[str, Any]
+    channels: list[Channel]
+    locales: list[str]
+    pre_approved: bool
+    needs_review: bool
+    approvals: list[ApprovalView]
+    timeline: list[TimelineStep]
+
+
+@with_config(ConfigDict(extra="forbid"))
+class Failure(TypedDict):
+    channel: Channel
+    target: str  # a phone number shows its last four digits only
+    error: str | None
+
+
+@with_config(ConfigDict(extra="forbid"))
+class Status(TypedDict):
+    id: int
+    state: State
+    deliveries: dict[Channel, dict[Literal[STATUSES], int]]  # type: ignore[valid-type]
+    failures: list[Failure]
+
+
+@with_config(ConfigDict(extra="forbid"))
+class Dispatched(Status):
+    warning: str | None  # set when the broker did not take the tasks (the sweep sends them)
+
+
+@with_config(ConfigDict(extra="forbid"))
+class Error(TypedDict):
+    error: str
+
+
+# --- the document ---------------------------------------------------------------------------
+
+# status -> (name in components.responses, description)
+ERRORS = {
+    400: ("Malformed", "Malformed request: not JSON, a wrong type, an unknown or missing field."),
+    401: ("Unauthenticated", "No bearer token, or not a valid personal token."),
+    403: (
+        "Refused",
+        "Refused by policy: a missing role, your own message, a blocking finding, "
+        "unacknowledged warnings, a step the message's state does not allow.",
+    ),
+    404: ("NotFound", "No such message."),
+    413: ("TooLarge", "The body is larger than 5 MiB."),
+    415: ("NotJson", "The body is not Content-Type: application/json."),
+    422: (
+        "Invalid",
+        "Well formed, but the values are wrong: an unknown template, variable, channel, "
+        "language or state, a value the template does not accept.",
+    ),
+}
+BODY_ERRORS = (400, 413, 415)
+
+
+@dataclass(frozen=True)
+class Operation:
+    method: str
+    path: str
+    operation_id: str
+    summary: str
+    response: type
+    status: int = 200
+    body: type[BaseModel] | None = None
+    errors: tuple[int, ...] = ()
+    public: bool = False
+    message_id: bool = False
+    query: tuple[dict[str, Any], ...] = ()
+
+
+MESSAGE = "/messages/{message_id}"
+OPERATIONS = (
+    Operation(
+        "post",
+        "/messages",
+        "compose",
+        "Compose a draft from a template; returns its preview.",
+        Draft,
+        201,
+        ComposeBody,
+        (*BODY_ERRORS, 403, 422),
+    ),
+    Operation(
+        "post",
+        "/preview",
+        "preview",
+        "Compose without saving: renditions with counts, findings, recipient count.",
+        Preview,
+        200,
+        ComposeBody,
+        (*BODY_ERRORS, 403, 422),
+    ),
+    Operation(
+        "get",
+        "/messages",
+        "list_messages",
+        "List messages, newest first.",
+        list[Summary],
+        errors=(400, 422),
+        query=(
+            {
+                "name": "state",
+                "in": "query",
+                "required": False,
+                "schema": {"type": "string", "enum": list(STATES)},
+            },
+        ),
+    ),
+    Operation("get", MESSAGE, "show", "Everything about a message.", Detail, message_id=True),
+    Operation(
+        "get",
+        MESSAGE + "/status",
+        "status",
+        "Per-channel delivery progress.",
+        Status,
+        message_id=True,
+    ),
+    Operation(
+        "post",
+        MESSAGE + "/submit",
+        "submit",
+        "Submit a draft for approval (author).",
+        Summary,
+        body=EmptyBody,
+        errors=(*BODY_ERRORS, 403),
+        message_id=True,
+    ),
+    Operation(
+        "post",
+        MESSAGE + "/approve",
+        "approve",
+        "Approve a submitted message (a second person, approver). Approval dispatches it.",
+        Dispatched,
+        body=ApproveBody,
+        errors=(*BODY_ERRORS, 403),
+        message_id=True,
+    ),
+    Operation(
+        "post",
+        MESSAGE + "/reject",
+        "reject",
+        "Reject a submitted message with a reason (approver).",
+        Summary,
+        body=RejectBody,
+        errors=(*BODY_ERRORS, 403, 422),
+        message_id=True,
+    ),
+    Operation(
+        "post",
+        MESSAGE + "/cancel",
+        "cancel",
+        "Cancel a message before it is dispatched.",
+        Summary,
+        body=EmptyBody,
+        errors=(*BODY_ERRORS, 403),
+        message_id=True,
+    ),
+    Operation(
+        "post",
+        MESSAGE + "/retry",
+        "retry",
+        "Send again only the deliveries that failed (approver or incident commander).",
+        Dispatched,
+        body=EmptyBody,
+        errors=(*BODY_ERRORS, 403),
+        message_id=True,
+    ),
+    Operation(
+        "post",
+        "/trigger",
+        "trigger",
+        "Incident path (incident commander): compose from a pre-approved template and send it "
+        'at once. Needs "confirm": true.',
+        Dispatched,
+        201,
+        TriggerBody,
+        (*BODY_ERRORS, 403, 422),
+    ),
+    Operation("get", "/openapi.json", "openapi", "This document.", dict[str, Any], public=True),
+)
+
+
+def _schema(kind: Any, components: dict[str, Any], mode: str) -> dict[str, Any]:
+    """The JSON Schema of a type, its named parts moved to components. A model or TypedDict
+    is itself a component; a list or a plain dict stays inline."""
+    schema = TypeAdapter(kind).json_schema(
+        ref_template="#/components/schemas/{model}",
+        mode=mode,  # type: ignore[arg-type]
+    )
+    components.update(schema.pop("$defs", {}))
+    name = getattr(kind, "__name__", None)
+    if name and schema.get("type") == "object" and "title" in schema:
+        components[name] = schema
+        return {"$ref": f"#/components/schemas/{name}"}
+    return schema
+
+
+def _json(schema: dict[str, Any]) -> dict[str, Any]:
+    return {"application/json": {"schema": schema}}
+
+
+def _operation(op: Operation, components: dict[str, Any]) -> dict[str, Any]:
+    codes = set(op.errors) | ({404} if op.message_id else set()) | (set() if op.public else {401})
+    doc: dict[str, Any] = {
+        "operationId": op.operation_id,
+        "summary": op.summary,
+        "responses": {
+            str(op.status): {
+                "description": "Success.",
+                "content": _json(_schema(op.response, components, "serialization")),
+                **(
+                    {"headers": {"Location": {"schema": {"type": "string"}}}}
+                    if op.status == 201
+                    else {}
+                ),
+            },
+            **{str(c): {"$ref": f"#/components/responses/{ERRORS[c][0]}"} for c in sorted(codes)},
+        },
+    }
+    if op.public:
+        doc["security"] = []
+    parameters = list(op.query)
+    if op.message_id:
+        parameters.append(
+            {
+                "name": "message_id",
+                "in": "path",
+                "required": True,
+                "schema": {"type": "integer", "minimum": 1},
+            }
+        )
+    if parameters:
+        doc["parameters"] = parameters
+    if op.body is not None:
+        doc["requestBody"] = {
+            "required": op.body is not EmptyBody,
+            "content": _json(_schema(op.body, components, "validation")),
+        }
+    return doc
+
+
+@cache
+def document() -> dict[str, Any]:
+    components: dict[str, Any] = {}
+    _schema(Error, components, "serialization")
+    paths: dict[str, dict[str, Any]] = {}
+    for op in OPERATIONS:
+        paths.setdefault(op.path, {})[op.method] = _operation(op, components)
+    return {
+        "openapi": "3.1.0",
+        "info": {
+            "title": "Broadcaster API",
+            "version": "1",
+            "description": (
+                "Emergency and time-sensitive notifications for a school district: the same "
+                "services and permission checks as the `broadcaster` command line. Each request "
+                "is one transaction: a refused request changes nothing. Errors are "
+                '{"error": "<one line>"}.'
+            ),
+        },
+        "servers": [{"url": "/api/v1"}],
+        "security": [{"bearer": []}],
+        "paths": paths,
+        "components": {
+            "schemas": dict(sorted(components.items())),
+            "responses": {
+                name: {
+                    "description": description,
+                    "content": _json({"$ref": "#/components/schemas/Error"}),
+                }
+                for name, description in ERRORS.values()
+            },
+            "securitySchemes": {
+                "bearer": {
+                    "type": "http",
+                    "scheme": "bearer",
+                    "description": "A personal token, as printed once by `broadcaster users add`.",
+                }
+            },
+        },
+    }
