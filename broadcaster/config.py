@@ -13,6 +13,7 @@ import zoneinfo
 from functools import cached_property
 from pathlib import Path
 from typing import Literal
+from urllib.parse import urlsplit
 
 import phonenumbers
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -180,6 +181,65 @@ class Policy(_Strict):
         return value
 
 
+ENV_NAME = re.compile(r"^[A-Z_][A-Z0-9_]*$")
+LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
+
+
+class OidcConfig(_Strict):
+    """District single sign-on for the staff console (OpenID Connect, authorization code flow).
+
+    Roles come from one claim of the ID token at every sign-in, through `role_map` (claim value
+    -> role); a user with no mapped role is refused. The client secret is read from the
+    environment variable named by `client_secret_env`, never from this file.
+    """
+
+    metadata_url: str  # the provider's /.well-known/openid-configuration
+    client_id: str = Field(min_length=1)
+    client_secret_env: str
+    label: str = Field(default="district account", min_length=1, max_length=60)
+    scopes: list[str] = ["openid", "profile", "email"]
+    username_claim: str = "preferred_username"
+    roles_claim: str = "groups"
+    role_map: dict[str, str] = {}
+
+    @field_validator("metadata_url")
+    @classmethod
+    def _https(cls, value: str) -> str:
+        # Plain http only on this machine (a test or development provider).
+        parts = urlsplit(value)
+        loopback = parts.scheme == "http" and parts.hostname in LOOPBACK_HOSTS
+        if not ((parts.scheme == "https" and parts.hostname) or loopback):
+            raise ValueError("must be an https:// address")
+        return value
+
+    @field_validator("client_secret_env")
+    @classmethod
+    def _env_name(cls, value: str) -> str:
+        if not ENV_NAME.match(value):
+            raise ValueError(f"{value!r} is not an environment variable name (e.g. OIDC_SECRET)")
+        return value
+
+    @field_validator("scopes")
+    @classmethod
+    def _openid(cls, value: list[str]) -> list[str]:
+        if "openid" not in value:
+            raise ValueError('must include "openid"')
+        return value
+
+    @field_validator("role_map")
+    @classmethod
+    def _roles(cls, value: dict[str, str]) -> dict[str, str]:
+        for claim, role in value.items():
+            if role not in ROLES:
+                known = ", ".join(ROLES)
+                raise ValueError(f"{claim} maps to unknown role {role!r} (roles: {known})")
+        return value
+
+
+class WebConfig(_Strict):
+    oidc: OidcConfig | None = None
+
+
 class DistrictConfig(_Strict):
     """The district: schools, routes, accounts, who may do what, and its posting policy."""
 
@@ -193,6 +253,7 @@ class DistrictConfig(_Strict):
     users: dict[str, UserRoles] = {}
     policy: Policy = Policy()
     templates_dirs: list[str] = []
+    web: WebConfig = WebConfig()
     source: Path | None = None
 
     @model_validator(mode="after")

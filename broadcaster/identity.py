@@ -121,6 +121,7 @@ def set_password(
     if password.strip() != password:
         raise BadInput("a password must not start or end with spaces")
     user.password_hash = _hasher.hash(password)
+    user.session_version += 1  # a new password ends every console session signed in with the old
     ledger.append(session, "user.password_set", {"name": user.name, "by": by.name}, actor=by.name)
 
 
@@ -136,6 +137,38 @@ def verify_password(session: Session, name: str, password: str) -> User:
         raise Refused("wrong user name or password")
     if _hasher.check_needs_rehash(stored):
         user.password_hash = _hasher.hash(password)
+    return user
+
+
+def single_sign_on(session: Session, name: str, roles: list[str], issuer: str) -> User:
+    """The user a district identity provider vouched for, with the roles it gave (stored at every
+    sign-in; the district file still overrides them for the users it lists). A new user gets an
+    unusable personal token: it acts in the console only, until an admin issues one."""
+    if not USER_NAME.match(name):
+        raise Refused(
+            f"the sign-in name {name!r} is not a user name here (lower-case letters, digits, "
+            ". _ -); ask IT to send another claim as the user name"
+        )
+    roles = sorted(set(roles), key=ROLES.index)
+    user = session.scalar(select(User).where(User.name == name))
+    if user is None:
+        user = User(name=name, roles=roles, token_hash=_hasher.hash(new_token()))
+        session.add(user)
+        session.flush()
+        ledger.append(
+            session,
+            "user.added",
+            {"name": name, "roles": roles, "added_by": None, "source": issuer},
+            actor=name,
+        )
+    elif sorted(user.roles, key=ROLES.index) != roles:
+        ledger.append(
+            session,
+            "user.roles_changed",
+            {"name": name, "from": user.roles, "to": roles, "source": issuer},
+            actor=name,
+        )
+        user.roles = roles
     return user
 
 

@@ -1,0 +1,92 @@
+"""What a user does to a message: submit, approve, reject, cancel, retry. Each is the service
+function the command line calls, in one transaction, refused (and nothing changed) by the same
+role, ownership and state checks. A refusal is shown on the message page with its HTTP status."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from flask import flash, redirect, request, url_for
+from flask.typing import ResponseReturnValue
+from sqlalchemy.orm import Session
+
+from broadcaster import dispatch, messages
+from broadcaster.errors import BroadcasterError
+from broadcaster.models import Message, User
+from broadcaster.web import context
+from broadcaster.web.console import console
+from broadcaster.web.console.auth import acting_user, signed_in
+from broadcaster.web.console.pages import message_page
+
+# Does the action to the message; returns the delivery batches to release after the commit.
+Act = Callable[[Session, Message, User], list[dispatch.Batch]]
+
+
+def _act(message_id: int, act: Act, done: str) -> ResponseReturnValue:
+    try:
+        with context.transaction() as db:
+            message = messages.get_message(db, message_id)
+            planned = act(db, message, acting_user(db))
+    except BroadcasterError as exc:
+        flash(str(exc), "error")
+        return message_page(message_id, context.http_status(exc))
+    if planned:  # ring the broker only once the rows are committed
+        warning = dispatch.release(context.settings(), planned)
+        if warning:
+            flash(warning, "error")
+    flash(done, "success")
+    return redirect(url_for("console.message", message_id=message_id))
+
+
+@console.post("/messages/<int:message_id>/submit")
+@signed_in
+def submit(message_id: int) -> ResponseReturnValue:
+    def act(db: Session, message: Message, user: User) -> list[dispatch.Batch]:
+        messages.submit(db, context.district(), message, user)
+        return []
+
+    return _act(message_id, act, "Submitted for approval. A second person must approve it.")
+
+
+@console.post("/messages/<int:message_id>/approve")
+@signed_in
+def approve(message_id: int) -> ResponseReturnValue:
+    acknowledged = request.form.get("ack_warnings") == "yes"
+
+    def act(db: Session, message: Message, user: User) -> list[dispatch.Batch]:
+        return messages.approve_and_dispatch(
+            db, context.district(), message, user, ack_warnings=acknowledged
+        )
+
+    return _act(message_id, act, "Approved: the message is being sent.")
+
+
+@console.post("/messages/<int:message_id>/reject")
+@signed_in
+def reject(message_id: int) -> ResponseReturnValue:
+    reason = request.form.get("reason", "")
+
+    def act(db: Session, message: Message, user: User) -> list[dispatch.Batch]:
+        messages.reject(db, context.district(), message, user, reason)
+        return []
+
+    return _act(message_id, act, "Rejected; the author sees your reason.")
+
+
+@console.post("/messages/<int:message_id>/cancel")
+@signed_in
+def cancel(message_id: int) -> ResponseReturnValue:
+    def act(db: Session, message: Message, user: User) -> list[dispatch.Batch]:
+        messages.cancel(db, context.district(), message, user)
+        return []
+
+    return _act(message_id, act, "Cancelled: nothing will be sent.")
+
+
+@console.post("/messages/<int:message_id>/retry")
+@signed_in
+def retry(message_id: int) -> ResponseReturnValue:
+    def act(db: Session, message: Message, user: User) -> list[dispatch.Batch]:
+        return dispatch.retry_failed(db, context.district(), message, user)
+
+    return _act(message_id, act, "The failed deliveries are being sent again.")

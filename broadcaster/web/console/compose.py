@@ -1,0 +1,158 @@
+"""Compose: choose a template, fill in the form generated from it, watch the live preview, and
+create the draft with `messages.compose`, exactly as `broadcaster compose` does."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import flash, jsonify, redirect, render_template, request, url_for
+from flask.typing import ResponseReturnValue
+from sqlalchemy.orm import Session
+from werkzeug.datastructures import MultiDict
+
+from broadcaster import messages
+from broadcaster.contacts import parse_audience
+from broadcaster.dispatch import freeze_recipients
+from broadcaster.errors import BadInput, BroadcasterError
+from broadcaster.models import Message
+from broadcaster.permissions import require
+from broadcaster.targets import REHEARSAL_KINDS
+from broadcaster.web import context
+from broadcaster.web.console import console, forms
+from broadcaster.web.console.auth import acting_user, signed_in
+from broadcaster.web.console.present import channel_name, counts, language_name, where
+
+
+def audience_summary(db: Session, form: MultiDict[str, str]) -> dict[str, Any]:
+    """How many phone numbers the form's audience texts, counted by dispatch's own selection."""
+    kind = form.get("kind", "actual")
+    raw = form.get("audience", "").strip()
+    if "sms" not in form.getlist("channels"):
+        return {"count": 0, "text": "Nobody is texted: SMS is not chosen."}
+    if not raw and kind not in REHEARSAL_KINDS:
+        return {"count": None, "text": "Say who is texted to see how many phone numbers."}
+    try:
+        audience = parse_audience(raw, context.district()).describe() if raw else None
+    except BadInput as exc:
+        return {"count": None, "text": str(exc), "error": True}
+    # A message that is never added to the session: just what freeze_recipients reads.
+    count = len(freeze_recipients(db, context.district(), Message(kind=kind, audience=audience)))
+    if kind in REHEARSAL_KINDS:
+        return {"count": count, "text": f"{count} phone number(s): the test allowlist only."}
+    return {"count": count, "text": f"{count} phone number(s) will be texted."}
+
+
+def _fresh_values(described: dict[str, Any]) -> MultiDict[str, str]:
+    district_locales = context.district().district.locales
+    values: MultiDict[str, str] = MultiDict({"kind": "actual"})
+    values.setlist("channels", described["channels"])
+    values.setlist("locales", [loc for loc in described["locales"] if loc in district_locales])
+    return values
+
+
+def compose_page(
+    name: str,
+    values: MultiDict[str, str] | None = None,
+    error: str | None = None,
+    status: int = 200,
+) -> ResponseReturnValue:
+    described = context.catalog().get(name).describe(context.district())
+    fields = forms.variable_fields(described, context.district())
+    values = values if values is not None else _fresh_values(described)
+    with context.reading() as db:
+        audience = audience_summary(db, values)
+    wrong = forms.error_field(error, fields) if error else None
+    page = render_template(
+        "console/compose.html",
+        template=described,
+        fields=fields,
+        values=values,
+        audience=audience,
+        kinds=forms.KINDS,
+        error=error,
+        error_field=wrong,
+        error_target=forms.dom_id(wrong, fields),
+    )
+    return page, status
+
+
+@console.get("/compose")
+@signed_in
+def compose() -> ResponseReturnValue:
+    with context.reading() as db:
+        require(acting_user(db), "compose", context.district())
+    name = request.args.get("template")
+    if name:
+        return compose_page(name)
+    district = context.district()
+    templates = [t.describe(district) for t in context.catalog().all()]
+    return render_template("console/compose_choose.html", templates=templates)
+
+
+@console.post("/compose")
+@signed_in
+def compose_post() -> ResponseReturnValue:
+    name = request.form.get("template", "")
+    described = context.catalog().get(name).describe(context.district())
+    fields = forms.variable_fields(described, context.district())
+    try:
+        with context.transaction() as db:
+            wanted = forms.request_from_form(request.form, described, fields)
+            message = messages.compose(
+                db, context.district(), context.catalog(), acting_user(db), wanted
+            )
+            message_id, blocked = message.id, bool(messages.blocking(message))
+    except BroadcasterError as exc:
+        return compose_page(name, request.form, str(exc), context.http_status(exc))
+    if blocked:
+        flash(f"Draft {message_id} has blocking findings and cannot be submitted.", "error")
+    else:
+        flash(f"Draft {message_id} created. Check it, then submit it for approval.", "success")
+    return redirect(url_for("console.message", message_id=message_id))
+
+
+@console.post("/compose/preview")
+@signed_in
+def compose_preview() -> ResponseReturnValue:
+    """The draft as `messages.compose` would make it, every count and check included, in a
+    transaction that is rolled back: nothing is saved."""
+    name = request.form.get("template", "")
+    fields: list[forms.Field] = []
+    with context.dry_run() as db:
+        audience = audience_summary(db, request.form)
+        try:
+            described = context.catalog().get(name).describe(context.district())
+            fields = forms.variable_fields(described, context.district())
+            wanted = forms.request_from_form(request.form, described, fields)
+            message = messages.compose(
+                db, context.district(), context.catalog(), acting_user(db), wanted
+            )
+            view = messages.preview_view(db, context.district(), message)
+        except BroadcasterError as exc:
+            field = forms.error_field(str(exc), fields)
+            problem = {
+                "ok": False,
+                "error": str(exc),
+                "field": field,
+                "target": forms.dom_id(field, fields),
+                "audience": audience,
+            }
+            return jsonify(problem), context.http_status(exc)
+    return jsonify(
+        ok=True,
+        audience=audience,
+        renditions=[
+            {
+                "channel": r["channel"],
+                "channel_name": channel_name(r["channel"]),
+                "locale": r["locale"],
+                "language": language_name(r["locale"]),
+                "text": r["text"],
+                "counts": counts(r),
+            }
+            for r in view["renditions"]
+        ],
+        findings=[{**f, "where": where(f)} for f in view["findings"]],
+        blocking=sum(f["severity"] == "block" for f in view["findings"]),
+        warnings=sum(f["severity"] == "warn" for f in view["findings"]),
+    )

@@ -1,0 +1,230 @@
+"""The console's pages: dashboard, approval queue, message page (with its live status), and the
+contacts import. Any signed-in user may read; what each user may do is offered from the same
+transition table and role checks the services enforce."""
+
+from __future__ import annotations
+
+import datetime as dt
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from flask import flash, g, jsonify, redirect, render_template, request, url_for
+from flask.typing import ResponseReturnValue
+from flask_wtf.csrf import CSRFError
+from sqlalchemy import and_, func, or_, select
+from sqlalchemy.orm import Session
+from werkzeug.utils import secure_filename
+
+from broadcaster import contacts, messages, status
+from broadcaster.errors import BadInput, BroadcasterError
+from broadcaster.lifecycle import TRANSITIONS
+from broadcaster.models import Contact, Delivery, Message, OptOut, utcnow
+from broadcaster.permissions import require
+from broadcaster.web import context
+from broadcaster.web.console import console
+from broadcaster.web.console.auth import Viewer, acting_user, signed_in, wants_json
+from broadcaster.web.console.present import HELPERS, channel_name, state_name
+
+# What the console offers on a message page; the incident path stays on the command line.
+OFFERED = ("submit", "approve", "reject", "cancel", "retry")
+FINISHED = ("sent", "partially_sent", "failed")
+RECENT = dt.timedelta(hours=24)
+
+
+@console.context_processor
+def _helpers() -> dict[str, Any]:
+    return HELPERS
+
+
+@console.errorhandler(BroadcasterError)
+def _service_error(exc: BroadcasterError) -> ResponseReturnValue:
+    code = context.http_status(exc)
+    if wants_json():
+        return jsonify(error=str(exc)), code
+    return render_template("console/error.html", error=str(exc), code=code), code
+
+
+@console.errorhandler(CSRFError)
+def _csrf_error(exc: CSRFError) -> ResponseReturnValue:
+    text = (
+        "This form has expired or did not come from this console, so nothing was done. "
+        "Go back, reload the page and try again."
+    )
+    if wants_json():
+        return jsonify(error=text), 400
+    return render_template("console/error.html", error=text, code=400), 400
+
+
+def offered_actions(viewer: Viewer, message: Message) -> list[str]:
+    """The actions this user may take on this message now, read from lifecycle's own table."""
+    own = message.author_id == viewer.id
+    found: list[str] = []
+    for step in TRANSITIONS:
+        if step.source != message.state or step.action not in OFFERED or step.action in found:
+            continue
+        if step.permission is None or not viewer.can(step.permission):
+            continue
+        if step.ownership == "not_own" and own:
+            continue
+        if step.ownership == "own" and not own and step.exempt_role not in viewer.roles:
+            continue
+        found.append(step.action)
+    if messages.blocking(message) and "submit" in found:
+        found.remove("submit")
+    return found
+
+
+def progress(view: dict[str, Any]) -> dict[str, Any]:
+    """`status.status_view` with a total and a done count per channel, for the bars."""
+    channels = []
+    for channel, by_status in view["deliveries"].items():
+        total = sum(by_status.values())
+        done = total - by_status["queued"] - by_status["sending"]
+        channels.append(
+            {
+                "channel": channel,
+                "channel_name": channel_name(channel),
+                "total": total,
+                "done": done,
+                "counts": by_status,
+            }
+        )
+    return {
+        "id": view["id"],
+        "state": view["state"],
+        "state_name": state_name(view["state"]),
+        "active": view["state"] in status.ACTIVE_STATES,
+        "channels": channels,
+        "failures": [{**f, "channel_name": channel_name(f["channel"])} for f in view["failures"]],
+    }
+
+
+@console.get("/")
+@signed_in
+def dashboard() -> ResponseReturnValue:
+    with context.reading() as db:
+        active = db.scalars(
+            select(Message)
+            .where(
+                or_(
+                    Message.state.in_(status.ACTIVE_STATES),
+                    and_(Message.state.in_(FINISHED), Message.updated_at > utcnow() - RECENT),
+                )
+            )
+            .order_by(Message.updated_at.desc())
+            .limit(20)
+        )
+        awaiting = messages.list_messages(db, "submitted")
+        recent = db.scalars(select(Message).order_by(Message.id.desc()).limit(20))
+        page = render_template(
+            "console/dashboard.html",
+            active=[messages.summary_view(m) for m in active],
+            awaiting=[messages.summary_view(m) for m in awaiting],
+            in_flight=_in_flight(db),
+            recent=[messages.summary_view(m) for m in recent],
+        )
+    return page
+
+
+def _in_flight(db: Session) -> list[dict[str, Any]]:
+    rows: dict[tuple[int, str], dict[str, Any]] = {}
+    for message_id, channel, state, count in db.execute(
+        select(Delivery.message_id, Delivery.channel, Delivery.status, func.count())
+        .where(Delivery.status.in_(("queued", "sending")))
+        .group_by(Delivery.message_id, Delivery.channel, Delivery.status)
+        .order_by(Delivery.message_id, Delivery.channel)
+    ):
+        row = rows.setdefault(
+            (message_id, channel),
+            {"message_id": message_id, "channel": channel, "queued": 0, "sending": 0},
+        )
+        row[state] = count
+    return list(rows.values())
+
+
+@console.get("/approvals")
+@signed_in
+def approvals() -> ResponseReturnValue:
+    with context.reading() as db:
+        queue = [
+            {
+                **messages.preview_view(db, context.district(), m),
+                "title": m.title,
+                "author": m.author.name,
+                "own": m.author_id == g.viewer.id,
+                "warnings": len(messages.warnings(m)),
+                "actions": offered_actions(g.viewer, m),
+            }
+            for m in messages.list_messages(db, "submitted")
+        ]
+    return render_template("console/approvals.html", queue=queue)
+
+
+def message_page(message_id: int, code: int = 200) -> ResponseReturnValue:
+    with context.reading() as db:
+        message = messages.get_message(db, message_id)
+        page = render_template(
+            "console/message.html",
+            m=messages.detail_view(db, context.district(), message),
+            progress=progress(status.status_view(db, message)),
+            actions=offered_actions(g.viewer, message),
+            warnings=len(messages.warnings(message)),
+            blocked=bool(messages.blocking(message)),
+            own=message.author_id == g.viewer.id,
+        )
+    return page, code
+
+
+@console.get("/messages/<int:message_id>")
+@signed_in
+def message(message_id: int) -> ResponseReturnValue:
+    return message_page(message_id)
+
+
+@console.get("/messages/<int:message_id>/status.json")
+@signed_in
+def message_status(message_id: int) -> ResponseReturnValue:
+    with context.reading() as db:
+        view = status.status_view(db, messages.get_message(db, message_id))
+    return jsonify(progress(view))
+
+
+def contacts_page(error: str | None = None, code: int = 200) -> ResponseReturnValue:
+    with context.reading() as db:
+        require(acting_user(db), "import_contacts", context.district())
+        counts = {
+            "rows": db.scalar(select(func.count()).select_from(Contact)) or 0,
+            "phones": db.scalar(select(func.count(func.distinct(Contact.phone)))) or 0,
+            "opted_out": db.scalar(select(func.count()).select_from(OptOut)) or 0,
+        }
+    return render_template("console/contacts.html", counts=counts, error=error), code
+
+
+@console.get("/contacts")
+@signed_in
+def contacts_form() -> ResponseReturnValue:
+    return contacts_page()
+
+
+@console.post("/contacts")
+@signed_in
+def contacts_import() -> ResponseReturnValue:
+    upload = request.files.get("file")
+    try:
+        if upload is None or not upload.filename:
+            raise BadInput("choose the CSV file to import")
+        with tempfile.TemporaryDirectory() as folder:
+            # import_csv reads a file and names it in its errors and in the ledger.
+            path = Path(folder) / (secure_filename(upload.filename) or "contacts.csv")
+            upload.save(path)
+            with context.transaction() as db:
+                result = contacts.import_csv(db, context.district(), path, acting_user(db))
+    except BroadcasterError as exc:
+        return contacts_page(str(exc), context.http_status(exc))
+    flash(
+        f"Imported {result.rows} rows: {result.phones} phone numbers, {result.opted_out} opted "
+        f"out (replaced {result.replaced} rows).",
+        "success",
+    )
+    return redirect(url_for("console.contacts_form"))

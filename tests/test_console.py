@@ -1,0 +1,720 @@
+"""The staff console, through Flask's test client and over real HTTP on loopback: sign-in,
+throttling, CSRF, compose with its live preview, the approval gate, escaping, the contacts import,
+district single sign-on against a local OpenID provider, and live delivery progress."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import html
+import io
+import re
+import secrets
+import shutil
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlencode
+
+import pytest
+import requests
+from flask import Flask, jsonify, redirect, request
+from flask.testing import FlaskClient
+from joserfc import jwt
+from joserfc.jwk import RSAKey
+from sqlalchemy import func, select
+from werkzeug.serving import make_server
+
+from broadcaster.config import SAMPLE_CONFIG, Settings, load_district
+from broadcaster.errors import BadInput
+from broadcaster.models import Approval, Contact, LedgerEntry, Message, User
+from broadcaster.web import create_app
+from broadcaster.web.console import throttle
+from tests.conftest import CLOSURE_VARS
+
+PASSWORD = "correct horse battery staple"
+SCRIPT = "<script>alert(1)</script>"
+CSRF = re.compile(r'name="csrf_token" value="([^"]+)"')
+
+
+def csrf(page: str) -> str:
+    found = CSRF.search(page)
+    assert found, "the page has no CSRF token"
+    return found[1]
+
+
+def body(response: Any) -> str:
+    return response.get_data(as_text=True) if hasattr(response, "get_data") else response.text
+
+
+def login_error(page: str) -> str:
+    found = re.search(r'id="login-error">([^<]*)<', page)
+    return found[1] if found else ""
+
+
+@dataclass
+class Browser:
+    """A signed-in (or not) user of one app instance, through Flask's test client."""
+
+    client: FlaskClient
+    token: str = ""
+
+    def get(self, path: str, **kwargs: Any) -> Any:
+        response = self.client.get(path, **kwargs)
+        match = CSRF.search(body(response))
+        if match:
+            self.token = match[1]
+        return response
+
+    def post(self, path: str, data: dict | None = None, with_csrf: bool = True, **kw: Any) -> Any:
+        data = dict(data or {})
+        if with_csrf:
+            data.setdefault("csrf_token", self.token or csrf(body(self.get("/console/login"))))
+        return self.client.post(path, data=data, **kw)
+
+    def login(self, name: str, password: str = PASSWORD) -> Any:
+        self.get("/console/login")
+        response = self.post("/console/login", {"username": name, "password": password})
+        self.token = ""
+        if response.status_code == 302:
+            self.get("/console/")  # a fresh session has a fresh CSRF token
+        return response
+
+
+@dataclass
+class Console:
+    """App instances on this test's database, and users signed in to them."""
+
+    run: Any
+    tokens: dict[str, str]
+    monkeypatch: pytest.MonkeyPatch
+    apps: list[Flask] = field(default_factory=list)
+    passwords: set[str] = field(default_factory=set)
+
+    def app(self, **env: str) -> Flask:
+        for key, value in {**self.run.env, **env}.items():
+            self.monkeypatch.setenv(key, value)
+        app = create_app(Settings())
+        self.apps.append(app)
+        return app
+
+    def browser(self, app: Flask | None = None, address: str = "127.0.0.1") -> Browser:
+        client = (app or self.apps[-1]).test_client()
+        client.environ_base["REMOTE_ADDR"] = address
+        return Browser(client)
+
+    def set_password(self, name: str, password: str = PASSWORD) -> None:
+        """`broadcaster users passwd NAME`, typed twice at the prompt."""
+        typed = f"{password}\n{password}\n"
+        result = self.run("users", "passwd", name, input=typed, token=self.tokens[name])
+        assert result.exit_code == 0, result.output
+        self.passwords.add(name)
+
+    def signed_in(self, name: str) -> Browser:
+        if name not in self.passwords:
+            self.set_password(name)
+        browser = self.browser()
+        assert browser.login(name).status_code == 302
+        return browser
+
+
+@pytest.fixture
+def console(run, tokens, monkeypatch) -> Console:
+    """The console on this test's database; the sample users exist (passwords set on demand)."""
+    built = Console(run, dict(tokens), monkeypatch)
+    built.app()
+    return built
+
+
+def count(session_factory, model: type) -> int:
+    with session_factory() as session:
+        return session.scalar(select(func.count()).select_from(model)) or 0
+
+
+def closure_form(browser: Browser, reason: str = "a winter storm", **extra: Any) -> dict:
+    """The compose form as a person fills it in for a closure of two schools."""
+    form: dict[str, Any] = {
+        "template": "school_closure",
+        "schools": ["lincoln-hs", "jefferson-es"],
+        "date": "2026-03-03",
+        "reason": reason,
+        "channels": ["x", "facebook", "sms", "web"],
+        "locales": ["en", "es"],
+        "audience": "all",
+        "kind": "actual",
+        "csrf_token": browser.token,
+    }
+    return {**form, **extra}
+
+
+def compose_draft(browser: Browser, **extra: Any) -> int:
+    browser.get("/console/compose?template=school_closure")
+    response = browser.client.post("/console/compose", data=closure_form(browser, **extra))
+    assert response.status_code == 302, body(response)
+    return int(response.headers["Location"].rstrip("/").split("/")[-1])
+
+
+def submitted(browser: Browser, **extra: Any) -> int:
+    message_id = compose_draft(browser, **extra)
+    assert browser.post(f"/console/messages/{message_id}/submit").status_code == 302
+    return message_id
+
+
+def state_of(session_factory, message_id: int) -> str:
+    with session_factory() as session:
+        return session.get(Message, message_id).state
+
+
+# --- sign-in ---------------------------------------------------------------------------------
+
+
+def test_password_sign_in_sign_out_and_a_new_password(console, run, tokens):
+    console.set_password("ana")  # through the CLI
+    browser = console.browser()
+    assert browser.get("/console/").headers["Location"] == "/console/login?next=/console/"
+    page = body(browser.get("/console/login"))
+    assert '<label for="username">User name</label>' in page
+    assert '<label for="password">Password</label>' in page
+    assert browser.login("ana").status_code == 302
+    page = body(browser.get("/console/"))
+    assert "ana (author)" in page and "<h1>Dashboard</h1>" in page
+    assert 'href="/console/compose"' in page and 'href="/console/contacts"' not in page
+    # The same cookie, copied elsewhere, stops working once ana signs out.
+    copy = console.browser()
+    copy.client.set_cookie(
+        "broadcaster_session", browser.client.get_cookie("broadcaster_session").value
+    )
+    assert copy.get("/console/").status_code == 200
+    assert browser.post("/console/logout").status_code == 302
+    assert browser.get("/console/").status_code == 302
+    assert copy.get("/console/").status_code == 302
+    # A new password (set with the CLI) ends the sessions signed in with the old one.
+    browser = console.signed_in("ana")
+    console.set_password("ana", "another long passphrase")
+    assert browser.get("/console/").status_code == 302
+    assert console.browser().login("ana", PASSWORD).status_code == 403
+    assert console.browser().login("ana", "another long passphrase").status_code == 302
+
+
+def test_wrong_password_and_unknown_user_get_the_same_answer(console):
+    console.set_password("ana")
+    wrong = console.browser().login("ana", "not the password at all")
+    unknown = console.browser().login("zed", "not the password at all")
+    no_password = console.browser().login("ben", "not the password at all")  # none set
+    answers = {(r.status_code, login_error(body(r))) for r in (wrong, unknown, no_password)}
+    assert answers == {(403, "Wrong user name or password.")}
+
+
+def test_throttling_holds_across_two_app_instances(console):
+    console.set_password("ana")
+    console.set_password("ben")
+    first, second = console.apps[-1], console.app()
+    a, b = console.browser(first), console.browser(second)
+    for attempt in range(throttle.PER_NAME - 1):
+        assert (a if attempt % 2 else b).login("ana", "wrong guess number").status_code == 403
+    assert console.browser(second).login("ana").status_code == 302  # clears the failures
+    for attempt in range(throttle.PER_NAME):
+        assert (a if attempt % 2 else b).login("ana", "wrong guess number").status_code == 403
+    refused = a.login("ana")  # even the right password, on the other instance
+    assert refused.status_code == 429
+    assert login_error(body(refused)) == html.escape(throttle.MESSAGE)
+    assert console.browser(second).login("ana").status_code == 429
+    # An unknown name is throttled with the same answer.
+    for _ in range(throttle.PER_NAME):
+        assert b.login("zed", "wrong guess number").status_code == 403
+    assert login_error(body(a.login("zed", "wrong guess number"))) == login_error(body(refused))
+    assert console.browser().login("ben").status_code == 302  # other names are not affected
+    # Per address: 20 failures from one address (10 so far), whatever the names, stop that
+    # address only.
+    for i in range(throttle.PER_ADDRESS - 2 * throttle.PER_NAME):
+        assert a.login(f"guess{i}", "wrong guess number").status_code == 403
+    assert console.browser(second).login("ben").status_code == 429
+    assert console.browser(second, address="198.51.100.7").login("ben").status_code == 302
+
+
+def test_a_post_without_the_csrf_token_is_refused_and_changes_nothing(console, session_factory):
+    console.set_password("ana")
+    anonymous = console.browser()
+    response = anonymous.post("/console/login", {"username": "ana", "password": PASSWORD}, False)
+    assert response.status_code == 400
+    ana = console.signed_in("ana")
+    ana.get("/console/compose?template=school_closure")
+    form = closure_form(ana)
+    del form["csrf_token"]
+    response = ana.client.post("/console/compose", data=form)
+    assert response.status_code == 400
+    assert "did not come from this console" in body(response)
+    form["csrf_token"] = "forged-" + ana.token[7:]
+    assert ana.client.post("/console/compose", data=form).status_code == 400
+    assert count(session_factory, Message) == 0
+    assert ana.post("/console/logout", with_csrf=False).status_code == 400
+    assert ana.get("/console/").status_code == 200  # still signed in
+    # A sign-in link only ever leads to a console page.
+    browser = console.browser()
+    browser.get("/console/login")
+    response = browser.post(
+        "/console/login",
+        {"username": "ana", "password": PASSWORD, "next": "//evil.example/console/"},
+    )
+    assert response.headers["Location"] == "/console/"
+
+
+# --- compose ---------------------------------------------------------------------------------
+
+
+def test_compose_form_creates_the_same_draft_as_the_cli(console, run, tokens, session_factory):
+    ana = console.signed_in("ana")
+    chooser = body(ana.get("/console/compose"))
+    assert 'href="/console/compose?template=school_closure"' in chooser
+    page = body(ana.get("/console/compose?template=school_closure"))
+    for field_id, label in (
+        ("var-date", "Date of the closure (required)"),
+        ("var-reason-es", "Reason, short (e.g. &#34;a power outage&#34;) (Spanish)"),
+        ("audience", "Who is texted (SMS audience)"),
+        ("valid-until", "Valid until (optional)"),
+        ("channel-sms", "SMS"),
+        ("locale-es", "Spanish"),
+        ("kind-exercise", "Exercise: test accounts and test phones only"),
+    ):
+        assert f'<label for="{field_id}">{label}</label>' in page
+    assert "<legend>Schools closed (or all) (required)</legend>" in page
+
+    # Errors: shown beside the field they are about, with what was typed; nothing saved.
+    refused = ana.client.post("/console/compose", data=closure_form(ana, date="2026-13-45"))
+    assert refused.status_code == 400
+    page = body(refused)
+    assert 'aria-describedby="var-date-hint var-date-error" aria-invalid="true"' in page
+    assert re.search(r'id="var-date-error">[^<]*not a date', page)
+    assert 'value="2026-13-45"' in page
+    refused = ana.client.post("/console/compose", data=closure_form(ana, channels=[]))
+    assert refused.status_code == 400 and "choose at least one channel" in body(refused)
+    assert count(session_factory, Message) == 0
+
+    message_id = compose_draft(ana, **{"reason.es": "una tormenta invernal"})
+    expected = run.json(
+        "compose",
+        "school_closure",
+        "--as",
+        "ana",
+        *CLOSURE_VARS,
+        "--audience",
+        "all",
+        token=tokens["ana"],
+    )
+    with session_factory() as session:
+        message = session.get(Message, message_id)
+        assert (message.state, message.author.name, message.audience) == ("draft", "ana", "all")
+        got = [(r.channel, r.locale, r.text) for r in message.renditions]
+    assert len(got) == 8
+    assert got == [(r["channel"], r["locale"], r["text"]) for r in expected["renditions"]]
+    page = body(ana.get(f"/console/messages/{message_id}"))
+    assert "Submit for approval" in page and 'id="message-state">draft<' in page
+
+    # An approver may not compose: the page says so and the server refuses the form.
+    ben = console.signed_in("ben")
+    assert ben.get("/console/compose").status_code == 403
+    assert 'href="/console/compose"' not in body(ben.get("/console/"))
+    assert ben.client.post("/console/compose", data=closure_form(ben)).status_code == 403
+    assert count(session_factory, Message) == 2
+
+
+def test_live_preview_returns_counts_and_findings_and_saves_nothing(console, session_factory):
+    ana = console.signed_in("ana")
+    ana.get("/console/compose?template=school_closure")
+    before = (count(session_factory, Message), count(session_factory, LedgerEntry))
+
+    def preview(**extra: Any) -> Any:
+        return ana.client.post(
+            "/console/compose/preview",
+            data=closure_form(ana, **extra),
+            headers={"Accept": "application/json", "X-CSRFToken": ana.token},
+        )
+
+    response = preview(details="Student S1234567 may pick up a coat at the office.")
+    assert response.status_code == 200
+    shown = response.get_json()
+    by_channel = {(r["channel"], r["locale"]): r for r in shown["renditions"]}
+    assert len(by_channel) == 8
+    assert re.fullmatch(r"\d+/280 weighted characters", by_channel["x", "en"]["counts"])
+    assert re.fullmatch(r"\d segment\(s\), (GSM-7|UCS-2).*", by_channel["sms", "es"]["counts"])
+    assert by_channel["facebook", "en"]["counts"].endswith("/63,206 characters")
+    checks = {(f["check"], f["severity"]) for f in shown["findings"]}
+    assert ("untranslated", "warn") in checks
+    assert any(severity == "block" for _, severity in checks)  # the student ID
+    assert shown["blocking"] >= 1 and shown["warnings"] >= 1
+    assert shown["audience"] == {"count": 0, "text": "0 phone number(s) will be texted."}
+
+    missing = preview(date="")
+    assert missing.status_code == 400
+    assert (missing.get_json()["field"], missing.get_json()["target"]) == ("date", "var-date")
+    assert (count(session_factory, Message), count(session_factory, LedgerEntry)) == before
+
+
+# --- the approval gate -----------------------------------------------------------------------
+
+
+def test_nobody_approves_their_own_message(console, run, session_factory):
+    admin = run.json("users", "add", "it")["token"]
+    zoe = run.json(
+        "users",
+        "add",
+        "zoe",
+        "--role",
+        "author",
+        "--role",
+        "approver",
+        "--as",
+        "it",
+        token=admin,
+    )
+    console.tokens["zoe"] = zoe["token"]
+    zoe = console.signed_in("zoe")
+    message_id = submitted(zoe, **{"reason.es": "una tormenta invernal"})
+    queue = body(zoe.get("/console/approvals"))
+    assert f'id="message-{message_id}"' in queue
+    assert "You wrote this message" in queue and "Approve and send" not in queue
+    ana = console.signed_in("ana")
+    before = count(session_factory, LedgerEntry)
+    forged = zoe.post(f"/console/messages/{message_id}/approve", {"ack_warnings": "yes"})
+    assert forged.status_code == 403 and "two-person rule" in body(forged)
+    # ana is not an approver at all.
+    assert "Approve and send" not in body(ana.get("/console/approvals"))
+    forged = ana.post(f"/console/messages/{message_id}/approve", {"ack_warnings": "yes"})
+    assert forged.status_code == 403
+    assert state_of(session_factory, message_id) == "submitted"
+    assert count(session_factory, Approval) == 0
+    assert count(session_factory, LedgerEntry) == before
+
+
+def test_approver_acknowledges_warnings_to_approve_and_gives_a_reason_to_reject(
+    console, session_factory
+):
+    ana = console.signed_in("ana")
+    warned = submitted(ana)  # the reason is not translated: a warning
+    other = submitted(ana, **{"reason.es": "una tormenta invernal"})
+    ben = console.signed_in("ben")
+    assert "Awaiting approval (2)" in body(ben.get("/console/"))
+    queue = body(ben.get("/console/approvals"))
+    assert f'<label for="ack-{warned}" class="inline">' in queue
+    assert f'<label for="reason-{other}">' in queue and f'id="ack-{other}"' not in queue
+
+    refused = ben.post(f"/console/messages/{warned}/approve")
+    assert refused.status_code == 403 and "warning" in body(refused)
+    assert state_of(session_factory, warned) == "submitted"
+    approved = ben.post(f"/console/messages/{warned}/approve", {"ack_warnings": "yes"})
+    assert approved.status_code == 302
+    assert state_of(session_factory, warned) == "dispatching"
+    with session_factory() as session:
+        approval = session.scalars(select(Approval)).one()
+        assert approval.user.name == "ben" and approval.acknowledged_warnings
+    dashboard = body(ben.get("/console/"))  # no worker runs here: the deliveries wait
+    active = dashboard.split('id="active-alerts"')[1].split("</table>")[0]
+    assert f"/console/messages/{warned}" in active and "dispatching" in active
+    in_flight = dashboard.split('id="in-flight"')[1].split("</table>")[0]
+    assert (
+        f"Message {warned}</a></td>\n          <td>Web site</td>\n          <td>1</td>" in in_flight
+    )
+
+    refused = ben.post(f"/console/messages/{other}/reject", {"reason": "   "})
+    assert refused.status_code == 400 and "reason" in body(refused)
+    assert state_of(session_factory, other) == "submitted"
+    rejected = ben.post(f"/console/messages/{other}/reject", {"reason": "Wrong date"})
+    assert rejected.status_code == 302
+    assert state_of(session_factory, other) == "rejected"
+    assert 'Reason: <span class="reason">Wrong date</span>' in body(
+        ana.get(f"/console/messages/{other}")
+    )
+
+
+def test_user_written_values_are_escaped_everywhere(console, session_factory):
+    escaped = html.escape(SCRIPT)
+    ana = console.signed_in("ana")
+    ana.get("/console/compose?template=school_closure")
+    # The compose page shown again with an error keeps the value, escaped.
+    page = body(ana.client.post("/console/compose", data=closure_form(ana, SCRIPT, date="")))
+    assert SCRIPT not in page and f'value="{escaped}"' in page
+    # The live preview returns it as data in JSON, for console.js to show with textContent.
+    preview = ana.client.post(
+        "/console/compose/preview",
+        data=closure_form(ana, SCRIPT),
+        headers={"Accept": "application/json", "X-CSRFToken": ana.token},
+    )
+    assert preview.mimetype == "application/json"
+    assert any(SCRIPT in r["text"] for r in preview.get_json()["renditions"])
+    message_id = submitted(ana, reason=SCRIPT)
+    ben = console.signed_in("ben")
+    shown = {"/console/approvals": ben.get("/console/approvals")}
+    ben.post(f"/console/messages/{message_id}/reject", {"reason": SCRIPT})  # shown as the reason
+    shown["message page"] = ben.get(f"/console/messages/{message_id}")
+    for path, response in shown.items():
+        assert SCRIPT not in body(response) and escaped in body(response), path
+        assert "script-src 'self'" in response.headers["Content-Security-Policy"]
+
+
+# --- contacts ----------------------------------------------------------------------------------
+
+
+def test_contacts_import_is_for_admins_and_all_or_nothing(console, run, session_factory):
+    console.tokens["it"] = run.json("users", "add", "it")["token"]
+    good = "phone,language,schools\n+14155550100,en,lincoln-hs\n+14155550101,es,jefferson-es\n"
+    ben = console.signed_in("ben")
+    assert ben.get("/console/contacts").status_code == 403
+    assert 'href="/console/contacts"' not in body(ben.get("/console/"))
+    refused = ben.post("/console/contacts", {"file": (io.BytesIO(good.encode()), "c.csv")})
+    assert refused.status_code == 403
+    assert count(session_factory, Contact) == 0
+
+    it = console.signed_in("it")
+    assert '<label for="contacts-file">Contacts CSV file</label>' in body(
+        it.get("/console/contacts")
+    )
+    done = it.post("/console/contacts", {"file": (io.BytesIO(good.encode()), "contacts.csv")})
+    assert done.status_code == 302
+    assert "Imported 2 rows" in body(it.get("/console/contacts"))
+    bad = good + "not-a-phone,en,lincoln-hs\n"
+    refused = it.post("/console/contacts", {"file": (io.BytesIO(bad.encode()), "export.csv")})
+    assert refused.status_code == 400
+    error = re.search(r'id="import-error">([^<]*)<', body(refused))[1]
+    assert "export.csv" in error and "line 4" in error
+    assert 'aria-describedby="contacts-file-hint import-error"' in body(refused)
+    with session_factory() as session:
+        phones = set(session.scalars(select(Contact.phone)))
+    assert phones == {"+14155550100", "+14155550101"}
+
+
+# --- district single sign-on -----------------------------------------------------------------
+
+CLIENT_ID = "broadcaster-console"
+CLIENT_SECRET = secrets.token_urlsafe(24)
+
+
+@contextmanager
+def serving(app: Flask) -> Iterator[str]:
+    """The app on a loopback port, in a thread; yields its base URL."""
+    server = make_server("127.0.0.1", 0, app, threaded=True)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{server.server_port}"
+    finally:
+        server.shutdown()
+
+
+@dataclass
+class Provider:
+    """A tiny OpenID provider: whoever `user` names is signed in at /authorize."""
+
+    url: str = ""
+    user: dict[str, Any] = field(default_factory=dict)
+    key: RSAKey = field(default_factory=lambda: RSAKey.generate_key(2048, auto_kid=True))
+    grants: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    def app(self) -> Flask:
+        app = Flask("provider")
+
+        @app.get("/.well-known/openid-configuration")
+        def metadata() -> Any:
+            return jsonify(
+                issuer=self.url,
+                authorization_endpoint=f"{self.url}/authorize",
+                token_endpoint=f"{self.url}/token",
+                jwks_uri=f"{self.url}/jwks",
+                response_types_supported=["code"],
+                subject_types_supported=["public"],
+                id_token_signing_alg_values_supported=["RS256"],
+                code_challenge_methods_supported=["S256"],
+            )
+
+        @app.get("/authorize")
+        def authorize() -> Any:
+            asked = request.args
+            assert asked["client_id"] == CLIENT_ID and asked["response_type"] == "code"
+            code = secrets.token_urlsafe(16)
+            self.grants[code] = {
+                "nonce": asked["nonce"],
+                "redirect_uri": asked["redirect_uri"],
+                "challenge": asked["code_challenge"],
+                "claims": dict(self.user),
+            }
+            back = {"code": code, "state": asked["state"]}
+            return redirect(f"{asked['redirect_uri']}?{urlencode(back)}")
+
+        @app.post("/token")
+        def token() -> Any:
+            client = request.authorization
+            if client is None or (client.username, client.password) != (CLIENT_ID, CLIENT_SECRET):
+                return jsonify(error="invalid_client"), 401
+            grant = self.grants.pop(request.form.get("code", ""), None)
+            verifier = request.form.get("code_verifier", "").encode()
+            challenge = base64.urlsafe_b64encode(hashlib.sha256(verifier).digest()).rstrip(b"=")
+            if (
+                grant is None
+                or request.form.get("redirect_uri") != grant["redirect_uri"]
+                or challenge.decode() != grant["challenge"]
+            ):
+                return jsonify(error="invalid_grant"), 400
+            now = int(time.time())
+            claims = {
+                "iss": self.url,
+                "aud": CLIENT_ID,
+                "sub": grant["claims"]["preferred_username"],
+                "iat": now,
+                "exp": now + 300,
+                "nonce": grant["nonce"],
+                **grant["claims"],
+            }
+            signed = jwt.encode({"alg": "RS256", "kid": self.key.kid}, claims, self.key)
+            return jsonify(
+                access_token=secrets.token_urlsafe(16),
+                token_type="Bearer",
+                expires_in=300,
+                id_token=signed,
+            )
+
+        @app.get("/jwks")
+        def jwks() -> Any:
+            return jsonify(keys=[self.key.as_dict(private=False)])
+
+        return app
+
+
+def district_with_oidc(tmp_path: Path, provider_url: str) -> Path:
+    folder = tmp_path / "district"
+    folder.mkdir()
+    shutil.copy(SAMPLE_CONFIG.parent / "roster.csv", folder / "roster.csv")
+    config = folder / "district.toml"
+    config.write_text(
+        SAMPLE_CONFIG.read_text(encoding="utf-8")
+        + f"""
+[web.oidc]
+metadata_url = "{provider_url}/.well-known/openid-configuration"
+client_id = "{CLIENT_ID}"
+client_secret_env = "BROADCASTER_TEST_OIDC_SECRET"
+label = "Riverside staff account"
+role_map = {{ "district-comms" = "author", "cabinet" = "approver" }}
+""",
+        encoding="utf-8",
+    )
+    return config
+
+
+def test_single_sign_on_settings_are_checked(tmp_path):
+    config = district_with_oidc(tmp_path, "http://login.example.org")
+    with pytest.raises(BadInput, match=r"web\.oidc\.metadata_url: .*https://"):
+        load_district(config)
+    config.write_text(
+        config.read_text()
+        .replace("http://login.example.org", "https://login.example.org")
+        .replace('"cabinet" = "approver"', '"cabinet" = "superuser"')
+    )
+    with pytest.raises(BadInput, match="unknown role 'superuser'"):
+        load_district(config)
+
+
+def sso(console_url: str, provider: Provider, **claims: Any) -> requests.Response:
+    """Sign in through the provider as a browser would, following every redirect."""
+    provider.user = claims
+    browser = requests.Session()
+    page = browser.get(f"{console_url}/console/login", timeout=10).text
+    assert "Sign in with Riverside staff account" in page
+    return browser.post(
+        f"{console_url}/console/oidc/login", data={"csrf_token": csrf(page)}, timeout=10
+    )
+
+
+def test_district_single_sign_on_maps_roles_and_refuses_unmapped_users(
+    console, tmp_path, session_factory
+):
+    provider = Provider()
+    with serving(provider.app()) as provider.url:
+        config = district_with_oidc(tmp_path, provider.url)
+        app = console.app(
+            BROADCASTER_CONFIG=str(config), BROADCASTER_TEST_OIDC_SECRET=CLIENT_SECRET
+        )
+        with serving(app) as url:
+            olga = sso(url, provider, preferred_username="Olga", groups=["district-comms"])
+            assert (olga.status_code, olga.url) == (200, f"{url}/console/")
+            assert "olga (author)" in olga.text and 'href="/console/compose"' in olga.text
+            # The district file stays authoritative for the users it lists: ben approves.
+            ben = sso(url, provider, preferred_username="ben", groups="district-comms")
+            assert "ben (approver)" in ben.text
+            refused = sso(url, provider, preferred_username="mallory", groups=["students"])
+            assert refused.status_code == 403
+            assert "mallory has no console role" in refused.text
+            assert refused.url.startswith(f"{url}/console/oidc/callback")
+            assert (
+                requests.get(f"{url}/console/", timeout=10, allow_redirects=False).status_code
+                == 302
+            )
+    with session_factory() as session:
+        users = {u.name: u.roles for u in session.scalars(select(User))}
+    assert users["olga"] == ["author"] and users["ben"] == ["author"]
+    assert "mallory" not in users
+
+
+# --- delivery progress ---------------------------------------------------------------------------
+
+
+def test_message_page_follows_delivery_until_sent(stack, console, session_factory):
+    app = console.app()  # now with the stack's broker and sandbox
+    for name in ("ana", "ben"):
+        console.set_password(name)
+    with serving(app) as url:
+
+        def signed_in(name: str) -> requests.Session:
+            browser = requests.Session()
+            page = browser.get(f"{url}/console/login", timeout=10).text
+            form = {"csrf_token": csrf(page), "username": name, "password": PASSWORD}
+            assert (
+                browser.post(f"{url}/console/login", data=form, timeout=10).url == f"{url}/console/"
+            )
+            return browser
+
+        ana = signed_in("ana")
+        page = ana.get(f"{url}/console/compose?template=school_closure", timeout=10).text
+        form = {
+            "csrf_token": csrf(page),
+            "template": "school_closure",
+            "schools": "all",
+            "date": "2026-03-03",
+            "reason": "a winter storm",
+            "reason.es": "una tormenta invernal",
+            "channels": ["x", "facebook", "web"],
+            "locales": ["en", "es"],
+            "kind": "actual",
+        }
+        created = ana.post(f"{url}/console/compose", data=form, timeout=10)
+        message_id = int(created.url.rsplit("/", 1)[-1])
+        ana.post(created.url + "/submit", data={"csrf_token": csrf(created.text)}, timeout=10)
+        stack.start_worker()
+        ben = signed_in("ben")
+        queue = ben.get(f"{url}/console/approvals", timeout=10).text
+        approved = ben.post(
+            f"{url}/console/messages/{message_id}/approve",
+            data={"csrf_token": csrf(queue)},
+            timeout=10,
+        )
+        assert (
+            approved.status_code == 200 and "Approved: the message is being sent." in approved.text
+        )
+        deadline = time.monotonic() + 60
+        while True:  # what console.js does every second
+            progress = ben.get(approved.url + "/status.json", timeout=10).json()
+            if not progress["active"] or time.monotonic() > deadline:
+                break
+            time.sleep(0.2)
+        assert progress["state"] == "sent", progress
+        page = ben.get(approved.url, timeout=10).text
+    assert 'id="message-state">sent<' in page
+    assert 'data-active="false"' in page
+    for channel in ("x", "facebook", "web"):
+        done = {c["channel"]: c for c in progress["channels"]}[channel]
+        assert done["done"] == done["total"] == done["counts"]["sent"] >= 1
+        assert (
+            f'<progress id="progress-{channel}" value="{done["total"]}" max="{done["total"]}"'
+            in page
+        )
+    assert state_of(session_factory, message_id) == "sent"
