@@ -22,7 +22,7 @@ import redis
 from sqlalchemy import bindparam, func, or_, select, update
 from sqlalchemy.orm import Session
 
-from broadcaster import ledger
+from broadcaster import ledger, provider_callbacks
 from broadcaster.accounts import account_config, uses_sandbox
 from broadcaster.config import DistrictConfig, Settings
 from broadcaster.db import session_scope
@@ -366,6 +366,10 @@ def record(worker: Worker, results: list[Result]) -> list[Batch]:
             return []
         session.execute(_RECORD, [_row_values(r, now) for r in kept])
         ledger.append_many(session, [_ledger_entry(worker, r) for r in kept])
+        # A delivery report that beat this record to the database is waiting for these ids.
+        provider_callbacks.apply_held(
+            session, [r.receipt.provider_id for r in kept if r.status == "sent" and r.receipt]
+        )
         retry_ids: dict[tuple[int, float], list[tuple[int, str]]] = defaultdict(list)
         for r in kept:
             if r.status == "queued":
@@ -460,6 +464,8 @@ def sweep(worker: Worker) -> list[Batch]:
     results = [reconcile(worker, job) for job in jobs]
     if results:
         planned += record(worker, results)
+    with session_scope(url) as session:
+        provider_callbacks.apply_held(session)
     with session_scope(url) as session:
         for message_id in dispatching:
             finish_if_done(session, worker.district, message_id)

@@ -13,7 +13,7 @@ from werkzeug.serving import make_server
 
 from broadcaster.accounts import identity
 from broadcaster.config import Settings
-from broadcaster.models import Delivery, OptOut
+from broadcaster.models import Delivery, HeldCallback, OptOut
 from broadcaster.web import create_app
 from tests.conftest import submit_and_approve
 
@@ -75,6 +75,45 @@ def test_status_callbacks_mark_texts_delivered_or_failed(
     with session_factory() as session:
         failed = session.scalars(select(Delivery).where(Delivery.status == "failed")).one()
     assert "30003" in failed.error
+
+
+def test_a_report_that_arrives_before_the_send_is_recorded_is_held_then_applied(
+    stack, run, tokens, web, tmp_path, session_factory, compose_closure
+):
+    """The sandbox accepts the text and reports it delivered while it still holds the answer to
+    the send: the report reaches us before the worker knows the message's SID."""
+    url = web()
+    run.env["BROADCASTER_PUBLIC_URL"] = url
+    admin = run.json("users", "add", "it")["token"]
+    csv = tmp_path / "c.csv"
+    csv.write_text("phone,language\n+14155550100,en\n", encoding="utf-8")
+    run.json("contacts", "import", str(csv), "--as", "it", token=admin)
+    stack.sandbox.set_faults(
+        [
+            {
+                "provider": "twilio",
+                "fault": "timeout_after_accept",
+                "method": "POST",
+                "hold_ms": 600,  # under the 1 s provider timeout: the send succeeds, late
+                "count": 1,
+            }
+        ]
+    )
+    draft = compose_closure("--channels", "sms")
+    submit_and_approve(run, tokens, draft)
+    stack.start_worker()
+    stack.wait_done(draft["id"])
+
+    def delivered() -> bool:
+        with session_factory() as session:
+            return session.scalar(select(Delivery.status)) == "delivered"
+
+    stack.wait_for(delivered, timeout=60)
+    with session_factory() as session:
+        assert session.scalar(select(func.count()).select_from(HeldCallback)) == 0
+        [create] = [e for e in stack.sandbox.requests("twilio") if e.get("fault")]
+        sid = session.scalar(select(Delivery.provider_id))
+    assert create["resource_id"] == sid
 
 
 def test_forged_or_unsigned_requests_get_403_and_change_nothing(

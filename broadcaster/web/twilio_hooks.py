@@ -10,25 +10,22 @@ from __future__ import annotations
 from typing import Any
 
 from flask import Blueprint, Response, abort, current_app, request
-from sqlalchemy import delete, select
+from sqlalchemy import delete
 from twilio.request_validator import RequestValidator
 from twilio.twiml.messaging_response import MessagingResponse
 
-from broadcaster import db, ledger
+from broadcaster import db, ledger, provider_callbacks
 from broadcaster.accounts import identity
 from broadcaster.config import DistrictConfig, Settings
 from broadcaster.contacts import normalize_phone
 from broadcaster.errors import BroadcasterError
-from broadcaster.models import Delivery, OptOut, utcnow
+from broadcaster.models import OptOut
 
 hooks = Blueprint("twilio_hooks", __name__, url_prefix="/hooks/twilio")
 
 STOP_WORDS = {"stop", "stopall", "unsubscribe", "cancel", "end", "quit", "revoke", "opt out"}
 START_WORDS = {"start", "unstop", "yes"}
 HELP_WORDS = {"help", "info"}
-# Status callbacks move a delivery forward only: a late "sent" never undoes "delivered".
-CALLBACK_STATUS = {"delivered": "delivered", "undelivered": "failed", "failed": "failed"}
-ADVANCES_FROM = {"delivered": ("sent",), "failed": ("sent", "delivered")}
 
 
 def _settings() -> Settings:
@@ -66,31 +63,12 @@ def verified_form() -> dict[str, Any]:
 @hooks.post("/status")
 def status() -> Response:
     form = verified_form()
-    new = CALLBACK_STATUS.get(form.get("MessageStatus", ""))
-    if new is None:
-        return Response(status=204)  # queued, sending, sent: nothing to change
-    error_code = form.get("ErrorCode") or None
     with db.session_scope(_settings().effective_database_url) as session:
-        delivery = session.scalar(
-            select(Delivery)
-            .where(Delivery.provider_id == form.get("MessageSid", ""))
-            .with_for_update()
-        )
-        if delivery is None or delivery.status not in ADVANCES_FROM[new]:
-            return Response(status=204)
-        delivery.status, delivery.updated_at = new, utcnow()
-        if error_code:
-            delivery.error = f"Twilio error {error_code} ({form.get('MessageStatus')})"
-        ledger.append(
+        provider_callbacks.report(
             session,
-            f"delivery.{new}",
-            {
-                "delivery": delivery.id,
-                "provider_id": delivery.provider_id,
-                "status": form.get("MessageStatus"),
-                "error_code": error_code,
-            },
-            message_id=delivery.message_id,
+            form.get("MessageSid", ""),
+            form.get("MessageStatus", ""),
+            form.get("ErrorCode") or None,
         )
     return Response(status=204)
 
