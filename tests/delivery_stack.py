@@ -21,8 +21,11 @@ import redis
 from tests.conftest import Cli, _service_missing
 
 REDIS_SERVER = os.environ.get("BROADCASTER_TEST_REDIS", "redis://127.0.0.1:6379")
-# Parallel test runs on one machine pick different databases (each test FLUSHes its own).
-REDIS_DB = int(os.environ.get("BROADCASTER_TEST_REDIS_DB", "11"))
+# Parallel test runs on one machine pick different databases (each test FLUSHes its own); so do
+# pytest-xdist's workers (gw0, gw1, ...) within one run.
+REDIS_DB = int(os.environ.get("BROADCASTER_TEST_REDIS_DB", "11")) + int(
+    os.environ.get("PYTEST_XDIST_WORKER", "gw0").removeprefix("gw") or 0
+)
 FAST_SWEEP = {
     "BROADCASTER_SWEEP_EVERY": "1",
     "BROADCASTER_LEASE_SECONDS": "8",
