@@ -26,8 +26,11 @@ CHANNEL_QUEUE = {"x": SOCIAL, "facebook": SOCIAL, "sms": SMS, "web": WEB}
 # Task names.
 SEND = "broadcaster.send_deliveries"
 SWEEP = "broadcaster.sweep"
+DISPATCH_DUE = "broadcaster.dispatch_due"
 
 SWEEP_EVERY_S = float(os.environ.get("BROADCASTER_SWEEP_EVERY", "30"))
+# Scheduled messages go out at most this long after their send_at (plus the task's own run).
+SCHEDULE_EVERY_S = float(os.environ.get("BROADCASTER_SCHEDULE_EVERY", "10"))
 
 CONFIG = dict(
     task_acks_late=True,
@@ -38,13 +41,16 @@ CONFIG = dict(
     accept_content=["json"],
     task_default_queue=DEFAULT,
     task_queues=[Queue(name) for name in QUEUES],
-    task_routes={SWEEP: {"queue": DEFAULT}},
+    task_routes={SWEEP: {"queue": DEFAULT}, DISPATCH_DUE: {"queue": DEFAULT}},
     # A task still unacknowledged after this long is handed out again; ours take seconds.
     broker_transport_options={"visibility_timeout": 600},
     broker_connection_retry_on_startup=True,
     worker_hijack_root_logger=False,
     worker_send_task_events=False,
-    beat_schedule={"sweep": {"task": SWEEP, "schedule": SWEEP_EVERY_S}},
+    beat_schedule={
+        "sweep": {"task": SWEEP, "schedule": SWEEP_EVERY_S},
+        "dispatch-due": {"task": DISPATCH_DUE, "schedule": SCHEDULE_EVERY_S},
+    },
 )
 app = Celery("broadcaster", include=["broadcaster.tasks"])
 app.conf.update(CONFIG)

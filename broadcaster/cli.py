@@ -23,7 +23,22 @@ from rich.table import Table
 from rich.text import Text
 from sqlalchemy.orm import Session
 
-from broadcaster import contacts, db, dispatch, identity, ledger, messages, status
+from broadcaster import (
+    contacts,
+    corrections,
+    db,
+    dispatch,
+    export,
+    export_verify,
+    holds,
+    identity,
+    ledger,
+    messages,
+    report,
+    retention,
+    scheduling,
+    status,
+)
 from broadcaster.catalog import Catalog
 from broadcaster.celery_app import QUEUES, configure
 from broadcaster.config import ROLES, DistrictConfig, Settings, load_district
@@ -238,6 +253,7 @@ def print_preview(view: dict[str, Any]) -> None:
     if "sms" in {r["channel"] for r in view["renditions"]}:
         who = view["audience"] or "the test allowlist"
         out.print(Text(f"Texted to: {who} ({view['recipients']} phone numbers)"))
+    print_timing(out, view)
     for r in view["renditions"]:
         if r["channel"] == "x":
             counts = f"{r['weighted_length']}/280 weighted"
@@ -263,6 +279,14 @@ def print_preview(view: dict[str, Any]) -> None:
         out.print(Text("no findings", "green"))
 
 
+def print_timing(out: Console, view: dict[str, Any]) -> None:
+    """send_at and valid_until, in district time with the zone's abbreviation."""
+    if view["send_at_local"]:
+        out.print(Text(f"Sends at: {view['send_at_local']}"))
+    if view["valid_until_local"]:
+        out.print(Text(f"Valid until: {view['valid_until_local']}"))
+
+
 def compose_options(command):  # type: ignore[no-untyped-def]
     """The options that describe a message, shared by `compose` and `trigger`."""
     for option in reversed(
@@ -284,7 +308,12 @@ def compose_options(command):  # type: ignore[no-untyped-def]
             click.option(
                 "--valid-until",
                 metavar="YYYY-MM-DDTHH:MM",
-                help="No text goes out after this (district time).",
+                help="Nothing goes out after this (district time).",
+            ),
+            click.option(
+                "--send-at",
+                metavar="YYYY-MM-DDTHH:MM",
+                help="Once approved, wait and send at this time (district time).",
             ),
             click.option(
                 "--kind",
@@ -308,6 +337,7 @@ def compose_request(template: str, options: dict[str, Any]) -> messages.Request:
         kind=options["kind"],
         audience=options["audience"],
         valid_until=options["valid_until"],
+        send_at=options["send_at"],
     )
 
 
@@ -419,11 +449,26 @@ def approve(app: App, message_id: int, as_user: str, ack_warnings: bool) -> None
         planned = messages.approve_and_dispatch(
             session, app.district, message, approver, ack_warnings=ack_warnings
         )
-    release(app, message_id, planned)
+        when = scheduling.scheduled_for(message, app.district)
+    release(app, message_id, planned, scheduled_for=when)
 
 
-def release(app: App, message_id: int, planned: list[dispatch.Batch], quiet: bool = False) -> None:
-    """After the commit: ring the broker. If it is down, the sweep enqueues the rows later."""
+def release(
+    app: App,
+    message_id: int,
+    planned: list[dispatch.Batch],
+    quiet: bool = False,
+    scheduled_for: str | None = None,
+) -> None:
+    """After the commit: ring the broker. If it is down, the sweep enqueues the rows later.
+    A scheduled message has nothing to ring for yet: the beat dispatches it when it is due."""
+    if scheduled_for:
+        click.echo(
+            f"message {message_id} approved and scheduled for {scheduled_for}; "
+            f"`broadcaster cancel {message_id}` stops it",
+            err=quiet,
+        )
+        return
     total = sum(len(b.ids) for b in planned)
     warning = dispatch.release(app.settings, planned)
     if warning:
@@ -451,7 +496,7 @@ def reject(app: App, message_id: int, as_user: str, reason: str) -> None:
 @as_option
 @pass_app
 def cancel(app: App, message_id: int, as_user: str) -> None:
-    """Cancel a message before it is dispatched."""
+    """Cancel a message before it is dispatched (a scheduled one too)."""
     state = _act(app, message_id, as_user, "cancel")
     click.echo(f"message {message_id} is {state}")
 
@@ -486,6 +531,204 @@ def records_verify(app: App, as_json: bool) -> None:
         click.echo(f"ledger BROKEN: {result.problem}", err=True)
     if not result.ok:
         sys.exit(1)
+
+
+@records_group.command("hold")
+@click.option("--message", "message_id", type=int, help="Hold this message.")
+@click.option("--from", "first", metavar="YYYY-MM-DD", help="Hold messages active from this day.")
+@click.option("--to", "last", metavar="YYYY-MM-DD", help="... through this day (district time).")
+@click.option("--reason", required=True, help="Why (a request, litigation, an audit).")
+@as_option
+@json_option
+@pass_app
+def records_hold(
+    app: App,
+    message_id: int | None,
+    first: str | None,
+    last: str | None,
+    reason: str,
+    as_user: str,
+    as_json: bool,
+) -> None:
+    """Place a legal hold: no purge touches what it covers until it is released."""
+    first_day = holds.parse_day(first, "--from") if first else None
+    last_day = holds.parse_day(last, "--to") if last else None
+    token = read_token(as_user)
+    with app.session() as session:
+        actor = app.actor(session, as_user, token)
+        hold = holds.place(session, app.district, actor, reason, message_id, first_day, last_day)
+        view = holds.view(app.district, hold)
+    if as_json:
+        return emit_json(view)
+    what = f"message {view['message']}" if view["message"] else f"{view['from']}..{view['to']}"
+    click.echo(f"hold {view['hold']} placed on {what}")
+
+
+@records_group.command("release")
+@click.argument("hold_id", type=int)
+@as_option
+@pass_app
+def records_release(app: App, hold_id: int, as_user: str) -> None:
+    """Release a legal hold."""
+    token = read_token(as_user)
+    with app.session() as session:
+        holds.release(session, app.district, app.actor(session, as_user, token), hold_id)
+    click.echo(f"hold {hold_id} released")
+
+
+@records_group.command("holds")
+@click.option("--all", "include_released", is_flag=True, help="Also the released ones.")
+@json_option
+@pass_app
+def records_holds(app: App, include_released: bool, as_json: bool) -> None:
+    """List legal holds."""
+    with app.session() as session:
+        rows = [holds.view(app.district, h) for h in holds.list_holds(session, include_released)]
+    if as_json:
+        return emit_json(rows)
+    table = Table("hold", "covers", "reason", "placed", "released")
+    for row in rows:
+        covers = f"message {row['message']}" if row["message"] else f"{row['from']}..{row['to']}"
+        released = f"{row['released_by']} {row['released_at'][:10]}" if row["released_at"] else ""
+        placed = f"{row['placed_by']} {row['placed_at'][:10]}"
+        table.add_row(str(row["hold"]), covers, row["reason"], placed, released)
+    console().print(table)
+
+
+@records_group.command("purge")
+@click.option("--dry-run", is_flag=True, help="List what would be destroyed; change nothing.")
+@as_option
+@json_option
+@pass_app
+def records_purge(app: App, dry_run: bool, as_user: str, as_json: bool) -> None:
+    """Destroy what is past retention and not on hold, with a destruction record in the ledger."""
+    token = read_token(as_user)
+    with app.session() as session:
+        actor = app.actor(session, as_user, token)
+        result = retention.purge(session, app.district, actor, dry_run=dry_run)
+    if as_json:
+        return emit_json({"dry_run": dry_run, **result.as_dict()})
+    verb = "would destroy" if dry_run else "destroyed"
+    for due in result.due:
+        what = "content" if due.scope == retention.CONTENT else "recipients' phone numbers"
+        click.echo(
+            f"{verb} message {due.message} {what} ({due.rule}; communicated "
+            f"{due.communicated[:10]}): {len(due.entries)} ledger payloads, "
+            f"{due.phone_numbers} phone numbers"
+        )
+    for held in result.held:
+        click.echo(f"kept message {held.message}: on hold {', '.join(map(str, held.holds))}")
+    if result.opt_out_entries:
+        click.echo(f"{verb} {len(result.opt_out_entries)} opt-out entries' phone numbers")
+    if result.empty:
+        click.echo("nothing is past retention")
+    elif result.record:
+        click.echo(f"destruction record: ledger entry {result.record}")
+
+
+@records_group.command("export")
+@click.option("--from", "first", metavar="YYYY-MM-DD", help="Messages composed from this day.")
+@click.option("--to", "last", metavar="YYYY-MM-DD", help="... through this day (district time).")
+@click.option("--message", "message_id", type=int, help="Only this message.")
+@click.option("--out", required=True, type=click.Path(path_type=Path), help="A new folder.")
+@click.option(
+    "--include-recipients",
+    is_flag=True,
+    help="Leave phone numbers unmasked (records officers only).",
+)
+@as_option
+@json_option
+@pass_app
+def records_export(
+    app: App,
+    first: str | None,
+    last: str | None,
+    message_id: int | None,
+    out: Path,
+    include_recipients: bool,
+    as_user: str,
+    as_json: bool,
+) -> None:
+    """Export messages, renditions, approvals, deliveries and the ledger slice, with a manifest."""
+    first_day = holds.parse_day(first, "--from") if first else None
+    last_day = holds.parse_day(last, "--to") if last else None
+    export.check_target(out)
+    token = read_token(as_user)
+    with app.session() as session:
+        actor = app.actor(session, as_user, token)
+        result = export.build(
+            session,
+            app.district,
+            actor,
+            first=first_day,
+            last=last_day,
+            message_id=message_id,
+            include_recipients=include_recipients,
+        )
+    result.write(out)
+    if as_json:
+        return emit_json({"out": str(out), "messages": result.messages, "files": len(result.files)})
+    click.echo(
+        f"exported {len(result.messages)} messages to {out} ({len(result.files)} files); "
+        f"check it with `broadcaster records verify-export {out}`"
+    )
+
+
+@records_group.command("verify-export")
+@click.argument("folder", type=click.Path(path_type=Path))
+@json_option
+def records_verify_export(folder: Path, as_json: bool) -> None:
+    """Check an export's files against its manifest and its ledger slice; exit 1 naming the
+    first bad file."""
+    result = export_verify.verify_export(folder)
+    if as_json:
+        emit_json(dataclasses.asdict(result))
+    elif result.ok:
+        click.echo(f"export intact: {result.files} files, {result.entries} ledger entries verified")
+    else:
+        click.echo(f"export BROKEN: {result.problem}", err=True)
+    if not result.ok:
+        sys.exit(1)
+
+
+@cli.command("report")
+@click.argument("message_id", type=int)
+@json_option
+@pass_app
+def report_cmd(app: App, message_id: int, as_json: bool) -> None:
+    """After-action report: timeline, who did what, per-channel outcomes, failures, retries."""
+    with app.session() as session:
+        view = report.after_action(session, messages.get_message(session, message_id))
+    emit_json(view) if as_json else print_report(view)
+
+
+def print_report(view: dict[str, Any]) -> None:
+    out = console()
+    out.print(Text(f"Message {view['id']}: {view['title']} ({view['template']})", "bold"))
+    out.print(Text(f"{view['kind']}, {view['category']}, {view['state']}"))
+    if view["review"]:
+        review = view["review"]
+        out.print(Text(f"REVIEW: {review['why']}: {review['basis']}, by {review['by']}", "yellow"))
+    out.rule(Text("timeline"))
+    for step in view["timeline"]:
+        extra = step.get("basis") or step.get("reason") or step.get("deliveries") or ""
+        who = step.get("actor") or ""
+        out.print(Text(f"{step['at'][:23]}  {step['event']:<28} {who:<10} {extra}".rstrip()))
+    out.rule(Text("channels"))
+    for name, channel in view["channels"].items():
+        statuses = ", ".join(f"{s} {n}" for s, n in channel["statuses"].items()) or "none"
+        first, last = channel["first_delivery"] or "-", channel["last_delivery"] or "-"
+        out.print(
+            Text(
+                f"{name}: {channel['deliveries']} deliveries ({statuses}); "
+                f"first {first}, last {last}; "
+                f"{channel['retried']} retries, {channel['failed']} failed"
+            )
+        )
+        for failure in channel["failures"]:
+            out.print(Text(f"  failed {failure['target']}: {failure['error']}", "red"))
+        for retry in channel["retries"]:
+            out.print(Text(f"  retried {retry['target']} ({retry['event']}): {retry['error']}"))
 
 
 # --- users ----------------------------------------------------------------------------------
@@ -565,6 +808,7 @@ def users_list(app: App, as_json: bool) -> None:
 def print_status(view: dict[str, Any]) -> None:
     out = console()
     out.print(Text(f"Message {view['id']} is {view['state']}", "bold"))
+    print_timing(out, view)
     table = Table("channel", *status.STATUSES)
     for channel, counts in view["deliveries"].items():
         table.add_row(channel, *(str(counts[s]) for s in status.STATUSES))
@@ -572,6 +816,27 @@ def print_status(view: dict[str, Any]) -> None:
     for failure in view["failures"]:
         out.print(
             Text(f"failed {failure['channel']} {failure['target']}: {failure['error']}", "red")
+        )
+    retraction = view.get("retraction")
+    if retraction:
+        print_retraction(out, retraction)
+
+
+def print_retraction(out: Console, retraction: dict[str, Any]) -> None:
+    """What was taken down and, above all, what is still up."""
+    texts = retraction["corrections"]
+    out.print(
+        Text(
+            f"Retraction (notice {retraction['notice']}, {retraction['state']}): "
+            f"{len(retraction['deleted'])} post(s) deleted; correction texts sent "
+            f"{texts['sent'] + texts['delivered']}, failed {texts['failed']}, "
+            f"waiting {texts['queued'] + texts['sending']}"
+        )
+    )
+    for post in retraction["still_live"]:
+        why = f": {post['error']}" if post["error"] else f" ({post['status']})"
+        out.print(
+            Text(f"STILL LIVE {post['channel']} {post['account']} {post['post']}{why}", "red")
         )
 
 
@@ -591,7 +856,9 @@ def follow(app: App, message_id: int, timeout: float) -> dict[str, Any]:
         bars: dict[str, Any] = {}
         while True:
             with app.session() as session:
-                view = status.status_view(session, messages.get_message(session, message_id))
+                view = status.status_view(
+                    session, messages.get_message(session, message_id), app.district
+                )
             for channel, counts in view["deliveries"].items():
                 total = sum(counts.values())
                 done = total - counts["queued"] - counts["sending"]
@@ -599,7 +866,7 @@ def follow(app: App, message_id: int, timeout: float) -> dict[str, Any]:
                 if channel not in bars:
                     bars[channel] = progress.add_task(channel, total=total, detail=detail)
                 progress.update(bars[channel], completed=done, total=total, detail=detail)
-            if view["state"] not in status.ACTIVE_STATES or time.monotonic() > deadline:
+            if not status.in_progress(view) or time.monotonic() > deadline:
                 return view
             time.sleep(0.3)
 
@@ -609,8 +876,10 @@ def wait_done(app: App, message_id: int, timeout: float) -> dict[str, Any]:
     deadline = time.monotonic() + timeout
     while True:
         with app.session() as session:
-            view = status.status_view(session, messages.get_message(session, message_id))
-        if view["state"] not in status.ACTIVE_STATES or time.monotonic() >= deadline:
+            view = status.status_view(
+                session, messages.get_message(session, message_id), app.district
+            )
+        if not status.in_progress(view) or time.monotonic() >= deadline:
             return view
         time.sleep(0.3)
 
@@ -655,7 +924,8 @@ def trigger(
             session, app.district, app.catalog, commander, request
         )
         message_id = message.id
-    release(app, message_id, planned, quiet=as_json)
+        when = scheduling.scheduled_for(message, app.district)
+    release(app, message_id, planned, quiet=as_json, scheduled_for=when)
     if as_json:
         emit_json(wait_done(app, message_id, 600 if follow_ else 0))
     elif follow_:
@@ -672,8 +942,100 @@ def retry(app: App, message_id: int, as_user: str) -> None:
     with app.session() as session:
         actor = app.actor(session, as_user, token)
         message = messages.get_message(session, message_id)
-        planned = dispatch.retry_failed(session, app.district, message, actor)
-    release(app, message_id, planned)
+        # On a message being retracted, this finishes the retraction (its notice's deliveries).
+        target, planned = corrections.retry(session, app.district, message, actor)
+        target_id = target.id
+    release(app, target_id, planned)
+
+
+@cli.command()
+@click.argument("message_id", type=int)
+@click.argument("template")
+@as_option
+@click.option(
+    "--var",
+    "var_pairs",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="A variable value; NAME.LOCALE=... translates a text variable.",
+)
+@click.option("--channels", help="Comma-separated channels (default: the original's).")
+@click.option("--locales", help="Comma-separated languages (default: the original's).")
+@click.option("--valid-until", metavar="YYYY-MM-DDTHH:MM", help="Nothing goes out after this.")
+@click.option(
+    "--yes",
+    is_flag=True,
+    help="Send at once: an incident commander updating a pre-approved message.",
+)
+@json_option
+@pass_app
+def update(
+    app: App,
+    message_id: int,
+    template: str,
+    as_user: str,
+    var_pairs: tuple[str, ...],
+    channels: str | None,
+    locales: str | None,
+    valid_until: str | None,
+    yes: bool,
+    as_json: bool,
+) -> None:
+    """Follow message MESSAGE_ID up with TEMPLATE (an all clear, a closure extended): it replies
+    to the original's posts and texts exactly the people the original reached."""
+    request = messages.Request(
+        template=template,
+        values=parse_vars(var_pairs),
+        channels=split_list(channels),
+        locales=split_list(locales),
+        valid_until=valid_until,
+    )
+    token = read_token(as_user)
+    with app.session() as session:
+        author = app.actor(session, as_user, token)
+        original = messages.get_message(session, message_id)
+        follow_up, planned = corrections.update(
+            session, app.district, app.catalog, author, original, request, at_once=yes
+        )
+        view = messages.preview_view(session, app.district, follow_up)
+    if yes:
+        release(app, view["id"], planned, quiet=as_json)
+    if as_json:
+        return emit_json(view)
+    print_preview(view)
+    if not yes:
+        click.echo(
+            f"Update of message {message_id}. Next: broadcaster submit {view['id']} --as {as_user}"
+        )
+
+
+@cli.command()
+@click.argument("message_id", type=int)
+@as_option
+@click.option("--reason", required=True, help="Why it is withdrawn (kept in the record).")
+@json_option
+@pass_app
+def retract(app: App, message_id: int, as_user: str, reason: str, as_json: bool) -> None:
+    """Withdraw a message that went out: delete its posts, mark its web alert cancelled and text
+    a correction to everyone it reached."""
+    token = read_token(as_user)
+    with app.session() as session:
+        actor = app.actor(session, as_user, token)
+        original = messages.get_message(session, message_id)
+        notice, planned = corrections.retract(
+            session, app.district, app.catalog, original, actor, reason
+        )
+        notice_id = notice.id
+    warning = dispatch.release(app.settings, planned)
+    if warning:
+        click.echo(f"warning: {warning}", err=True)
+    if as_json:
+        return emit_json({"id": message_id, "notice": notice_id})
+    click.echo(
+        f"message {message_id} is retracting: {sum(len(b.ids) for b in planned)} deletions and "
+        f"correction texts queued (notice {notice_id}); follow with "
+        f"`broadcaster status {message_id} --follow`"
+    )
 
 
 @cli.group("contacts", cls=BroadcasterGroup)

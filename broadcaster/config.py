@@ -240,6 +240,27 @@ class WebConfig(_Strict):
     oidc: OidcConfig | None = None
 
 
+class Retention(_Strict):
+    """How long records are kept, counted from the communication (its last delivery, or the
+    message's last change when nothing was delivered). Past it, `records purge` destroys them."""
+
+    years: int = Field(default=2, ge=1, le=100)  # every category not listed in `categories`
+    categories: dict[str, int] = {}  # template category -> years, e.g. {transportation = 1}
+    # Phone numbers in SMS deliveries may go sooner; None keeps them as long as the message.
+    sms_recipient_days: int | None = Field(default=None, ge=1, le=36500)
+
+    @field_validator("categories")
+    @classmethod
+    def _whole_years(cls, value: dict[str, int]) -> dict[str, int]:
+        for category, years in value.items():
+            if not 1 <= years <= 100:
+                raise ValueError(f"{category}: keep records 1 to 100 years, not {years}")
+        return value
+
+    def years_for(self, category: str) -> int:
+        return self.categories.get(category, self.years)
+
+
 class DistrictConfig(_Strict):
     """The district: schools, routes, accounts, who may do what, and its posting policy."""
 
@@ -254,6 +275,7 @@ class DistrictConfig(_Strict):
     policy: Policy = Policy()
     templates_dirs: list[str] = []
     web: WebConfig = WebConfig()
+    retention: Retention = Retention()
     source: Path | None = None
 
     @model_validator(mode="after")

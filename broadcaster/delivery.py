@@ -9,6 +9,7 @@ written in small groups with their ledger entries, and only while the claim is s
 from __future__ import annotations
 
 import datetime as dt
+import math
 import os
 import random
 import threading
@@ -22,7 +23,7 @@ import redis
 from sqlalchemy import bindparam, func, or_, select, update
 from sqlalchemy.orm import Session
 
-from broadcaster import ledger, provider_callbacks
+from broadcaster import follow_ups, ledger, provider_callbacks
 from broadcaster.accounts import account_config, uses_sandbox
 from broadcaster.config import DistrictConfig, Settings
 from broadcaster.db import session_scope
@@ -67,6 +68,8 @@ class Job:
     claimed_at: dt.datetime
     valid_until: dt.datetime | None
     claim: str  # the claim this job acts under; its outcome is written only while it holds
+    action: str = "send"  # or "delete": take down the post `refers_to`
+    refers_to: str | None = None  # the post a follow-up replies to, or the post to delete
 
 
 @dataclass
@@ -172,11 +175,16 @@ def load_jobs(session: Session, ids: list[int]) -> list[Job]:
             account=r.account,
             recipient=r.recipient,
             kind=messages[r.message_id].kind,
-            text=text_for(messages[r.message_id], r.channel, r.locale),
+            # A deletion has no text of its own: it acts on the post it refers to.
+            text=text_for(messages[r.message_id], r.channel, r.locale)
+            if r.action == "send"
+            else "",
             attempt=r.attempts,
             claimed_at=r.claimed_at,
             valid_until=messages[r.message_id].valid_until,
             claim=r.claim,
+            action=r.action,
+            refers_to=r.refers_to,
         )
         for r in rows
     ]
@@ -213,9 +221,30 @@ def last_start(worker: Worker, job: Job) -> dt.datetime:
     )
 
 
+def too_late(job: Job, now: dt.datetime) -> bool:
+    """Nothing goes out after the message's valid_until, on any channel. Taking a post down
+    is not sending: a deletion goes ahead whenever it comes."""
+    return job.action == "send" and job.valid_until is not None and now >= job.valid_until
+
+
+def expired(job: Job) -> Result:
+    return Result(job, "expired", error="not sent: the message was no longer valid")
+
+
+def validity(job: Job, now: dt.datetime) -> int | None:
+    """Seconds the channel may keep the message: a text at most until valid_until (Twilio's
+    default when there is none), a web alert exactly until then; posts have no expiry."""
+    remaining = (job.valid_until - now).total_seconds() if job.valid_until else None
+    if job.channel == "sms":
+        return max(1, int(SMS_VALIDITY_S if remaining is None else min(SMS_VALIDITY_S, remaining)))
+    if job.channel == "web" and remaining is not None:
+        return max(1, math.ceil(remaining))
+    return None
+
+
 def send_one(worker: Worker, job: Job, start_by: dt.datetime) -> Result:
-    if job.channel == "sms" and job.valid_until is not None and utcnow() >= job.valid_until:
-        return Result(job, "expired", error="not sent: the message was no longer valid")
+    if too_late(job, utcnow()):
+        return expired(job)
     try:
         ensure_allowed(worker.district, job.kind, job.account)
         if job.channel == "sms":
@@ -227,22 +256,40 @@ def send_one(worker: Worker, job: Job, start_by: dt.datetime) -> Result:
     if bucket is not None and not bucket.acquire(max_wait=5.0):
         return Result(job, "queued", retry_in=1 + random.random(), how="rate limited locally")
     now = utcnow()
+    if too_late(job, now):  # the rate limit may have held it past valid_until
+        return expired(job)
     if now > start_by:
         return Result(job, "queued", retry_in=0, how="claim about to lapse; released unsent")
+    if job.action == "delete":
+        return delete_one(adapter, job)
     to = job.recipient if job.channel == "sms" else None
-    valid_for = None
-    if job.channel == "sms":
-        remaining = (job.valid_until - now).total_seconds() if job.valid_until else SMS_VALIDITY_S
-        valid_for = max(1, int(min(SMS_VALIDITY_S, remaining)))
+    valid_for = validity(job, now)
     try:
-        return Result(job, "sent", receipt=adapter.send(job.text, to=to, valid_for_s=valid_for))
+        receipt = adapter.send(job.text, to=to, reply_to=job.refers_to, valid_for_s=valid_for)
     except DeliveryError as exc:
         return classify(adapter, job, exc, to)
+    return Result(job, "sent", receipt=receipt)
+
+
+def delete_one(adapter: Any, job: Job) -> Result:
+    """Take a post down. A delete is idempotent (the adapters count a post already gone as
+    done), so an unclear outcome is simply tried again, never looked up."""
+    try:
+        adapter.retract(Receipt(str(job.refers_to)))
+    except DeliveryError as exc:
+        if exc.outcome is Outcome.PERMANENT:
+            return Result(job, "failed", error=str(exc), raw=_raw(exc))
+        return retry(job, exc, _raw(exc), exc.retry_after)
+    return Result(job, "sent", how="deleted")
+
+
+def _raw(exc: DeliveryError) -> dict[str, Any] | None:
+    raw = getattr(exc, "raw", None)
+    return raw if isinstance(raw, dict) else ({"raw": raw} if raw is not None else None)
 
 
 def classify(adapter: Any, job: Job, exc: DeliveryError, to: str | None) -> Result:
-    raw = getattr(exc, "raw", None)
-    raw = raw if isinstance(raw, dict) else ({"raw": raw} if raw is not None else None)
+    raw = _raw(exc)
     if exc.outcome is Outcome.AMBIGUOUS:
         return after_lookup(adapter, job, to, f"after {exc}", exc.retry_after)
     if exc.outcome is Outcome.RETRYABLE:
@@ -320,7 +367,7 @@ def _row_values(result: Result, now: dt.datetime) -> dict[str, Any]:
         "_lease_until": lease,
         "_provider_id": receipt.provider_id if receipt else None,
         "_provider_url": receipt.url if receipt else None,
-        "_sent_at": now if receipt else None,
+        "_sent_at": now if result.status == "sent" else None,
         "_error": result.error,
         "_error_raw": result.raw,
         "_next_attempt_at": retry_at if result.status == "queued" else None,
@@ -329,13 +376,16 @@ def _row_values(result: Result, now: dt.datetime) -> dict[str, Any]:
 
 def _ledger_entry(worker: Worker, result: Result) -> ledger.Entry:
     job, receipt = result.job, result.receipt
+    deleted = job.action == "delete" and result.status == "sent"
     return ledger.Entry(
-        EVENT[result.status],
+        "delivery.deleted" if deleted else EVENT[result.status],
         {
             "delivery": job.delivery_id,
             "channel": job.channel,
             "account": job.account,
             "recipient": job.recipient,
+            "action": job.action,
+            "refers_to": job.refers_to,
             "attempt": job.attempt,
             "how": result.how,
             "provider_id": receipt.provider_id if receipt else None,
@@ -407,20 +457,24 @@ def finish_if_done(session: Session, district: DistrictConfig, message_id: int) 
     )
     if any(counts.get(s) for s in OPEN):
         return None
-    succeeded = sum(counts.get(s, 0) for s in SUCCESS)
-    total = sum(counts.values())
-    action = (
-        "finish_sent"
-        if total and succeeded == total
-        else "finish_partial"
-        if succeeded
-        else "finish_failed"
-    )
     try:
-        transition(session, message, action, None, district, deliveries=counts)
+        transition(session, message, finish_action(counts), None, district, deliveries=counts)
     except Refused:
         return None  # another worker finished it first
+    follow_ups.settle_original(session, district, message)
     return message.state
+
+
+def finish_action(counts: dict[str, int]) -> str:
+    succeeded = sum(counts.get(s, 0) for s in SUCCESS)
+    total = sum(counts.values())
+    if total and succeeded == total:
+        return "finish_sent"
+    if succeeded:
+        return "finish_partial"
+    if total and counts.get("expired", 0) == total:
+        return "finish_expired"  # nothing was refused: it all came too late
+    return "finish_failed"
 
 
 # --- the sweep ---------------------------------------------------------------------------------
@@ -474,6 +528,8 @@ def sweep(worker: Worker) -> list[Batch]:
 
 def reconcile(worker: Worker, job: Job) -> Result:
     """An expired claim: did the provider get it? Then it was sent; otherwise send it again."""
+    if job.action == "delete":  # deleting again is harmless: no lookup needed
+        return Result(job, "queued", retry_in=0, how="delete again after its claim lapsed")
     try:
         adapter = worker.adapter(job.account, job.kind)
     except BroadcasterError as exc:

@@ -124,10 +124,11 @@ def _author_and_approve(settings: Settings, out: Console) -> int:
 
 
 def _wait(settings: Settings, message_id: int) -> dict:
+    district = load_district(settings.config_path)
     deadline = time.monotonic() + TIMEOUT_S
     while True:
         with db.session_scope(settings.effective_database_url) as session:
-            view = status.status_view(session, session.get(Message, message_id))
+            view = status.status_view(session, session.get(Message, message_id), district)
         if view["state"] not in status.ACTIVE_STATES or time.monotonic() > deadline:
             return view
         time.sleep(0.2)

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from sqlalchemy import insert, select, update
 from sqlalchemy.orm import Session
 
-from broadcaster import ledger
+from broadcaster import follow_ups, ledger
 from broadcaster.celery_app import CHANNEL_QUEUE, SEND, URGENT, client_for
 from broadcaster.config import DistrictConfig, Settings
 from broadcaster.contacts import parse_audience, recipients
@@ -37,7 +37,10 @@ class Batch:
 def freeze_recipients(
     session: Session, district: DistrictConfig, message: Message
 ) -> dict[str, str]:
-    """phone -> language: the audience now, or the test allowlist for a rehearsal."""
+    """phone -> language: the audience now, or the test allowlist for a rehearsal; a follow-up
+    goes to exactly those its original reached."""
+    if message.follows_id is not None:
+        return follow_ups.recipients(session, message.follows_id)
     if message.kind in REHEARSAL_KINDS:
         return dict.fromkeys(district.test_phones, "en")
     if not message.audience:
@@ -47,6 +50,7 @@ def freeze_recipients(
 
 def plan(session: Session, district: DistrictConfig, message: Message) -> list[dict]:
     rendered = {(r.channel, r.locale) for r in message.renditions}
+    replies = follow_ups.replies(session, message)
     rows: list[dict] = []
     sms_done = False
     for target in message.targets:
@@ -58,6 +62,7 @@ def plan(session: Session, district: DistrictConfig, message: Message) -> list[d
             "account": account.name,
             "status": "queued",
             "attempts": 0,
+            "refers_to": replies.get((target.channel, account.name)),
         }
         if target.channel == "sms":
             if sms_done:  # one text per phone: only the first SMS account sends
@@ -75,9 +80,12 @@ def plan(session: Session, district: DistrictConfig, message: Message) -> list[d
     return rows
 
 
-def dispatch(session: Session, district: DistrictConfig, message: Message) -> list[Batch]:
-    """approved → dispatching, with every delivery row written. Returns the tasks to enqueue."""
-    rows = plan(session, district, message)
+def dispatch(
+    session: Session, district: DistrictConfig, message: Message, rows: list[dict] | None = None
+) -> list[Batch]:
+    """approved → dispatching, with every delivery row written (the plan's, or a retraction's
+    deletions and texts). Returns the tasks to enqueue."""
+    rows = plan(session, district, message) if rows is None else rows
     transition(session, message, "dispatch", None, district)
     now = utcnow()
     if rows:
@@ -86,7 +94,8 @@ def dispatch(session: Session, district: DistrictConfig, message: Message) -> li
         )
     counts: dict[str, int] = defaultdict(int)
     for row in rows:
-        counts[row["channel"]] += 1
+        action = row.get("action", "send")
+        counts[row["channel"] if action == "send" else f"{row['channel']} {action}"] += 1
     ledger.append(
         session,
         "dispatch.planned",

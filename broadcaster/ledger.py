@@ -118,9 +118,21 @@ def append_many(session: Session, entries: list[Entry]) -> list[int]:
     return [link["seq"] for link in links]
 
 
-def purge_payloads(session: Session, seqs: list[int], rule: str, actor: str) -> int:
-    """Remove the payloads of these entries and record the destruction in the ledger itself."""
-    record = append(session, PURGE_EVENT, {"rule": rule, "entries": sorted(seqs)}, actor=actor)
+def purge_payloads(
+    session: Session,
+    seqs: list[int],
+    rule: str,
+    actor: str,
+    details: dict[str, Any] | None = None,
+) -> int:
+    """Remove the payloads of these entries and record the destruction in the ledger itself
+    (with `details`: what else the purge destroyed, for the reader of the record)."""
+    record = append(
+        session,
+        PURGE_EVENT,
+        {**(details or {}), "rule": rule, "entries": sorted(seqs)},
+        actor=actor,
+    )
     for payload in session.scalars(select(LedgerPayload).where(LedgerPayload.seq.in_(seqs))):
         payload.body, payload.purged_by = None, record
     return record

@@ -43,23 +43,40 @@ TRANSITIONS: tuple[Transition, ...] = (
     Transition("cancel", "submitted", "cancelled", "cancel", "own", exempt_role="approver"),
     Transition("cancel", "approved", "cancelled", "cancel", "own", exempt_role="approver"),
     Transition("dispatch", "approved", "dispatching", None),
+    # A future send_at: the message waits for the periodic task (scheduling.dispatch_due).
+    Transition("schedule", "approved", "scheduled", None),
+    Transition("dispatch", "scheduled", "dispatching", None),
+    Transition("cancel", "scheduled", "cancelled", "cancel", "own", exempt_role="approver"),
+    # Its valid_until passed before it could go out: nothing is sent.
+    Transition("expire", "scheduled", "expired", None),
     Transition("finish_sent", "dispatching", "sent", None),
     Transition("finish_partial", "dispatching", "partially_sent", None),
     Transition("finish_failed", "dispatching", "failed", None),
+    Transition("finish_expired", "dispatching", "expired", None),  # every delivery was too late
     # Send again what did not go; deliveries that succeeded are never touched.
     Transition("retry", "partially_sent", "dispatching", "retry"),
     Transition("retry", "failed", "dispatching", "retry"),
+    # Take down what went out (corrections.py): deletions and correction texts are the
+    # deliveries of a retraction notice; the message is retracted once every post is down.
+    Transition("retract", "sent", "retracting", "retract"),
+    Transition("retract", "partially_sent", "retracting", "retract"),
+    Transition("finish_retracted", "retracting", "retracted", None),
+    # The notice itself is approved by the retraction: the retracting person is the approver.
+    Transition("approve_retraction", "draft", "approved", "retract"),
 )
 STATES = (
     "draft",
     "submitted",
     "approved",
+    "scheduled",
     "rejected",
     "cancelled",
     "dispatching",
     "sent",
     "partially_sent",
     "failed",
+    "expired",
+    "retracting",
     "retracted",
 )
 _BY_KEY = {(t.action, t.source): t for t in TRANSITIONS}

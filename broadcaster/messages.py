@@ -14,12 +14,12 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from broadcaster import ledger
+from broadcaster import ledger, scheduling
 from broadcaster.catalog import Catalog
 from broadcaster.checks import BLOCK, WARN, Finding, check_rendition
 from broadcaster.config import CHANNELS, DistrictConfig
 from broadcaster.contacts import parse_audience
-from broadcaster.dispatch import Batch, dispatch, freeze_recipients
+from broadcaster.dispatch import Batch, freeze_recipients
 from broadcaster.errors import BadInput, NotFound, Refused
 from broadcaster.lifecycle import STATES, transition
 from broadcaster.limits import measure
@@ -44,6 +44,7 @@ class Request:
     kind: str = "actual"
     audience: str | None = None  # "all" or terms such as "school:lincoln-hs route:12"
     valid_until: str | None = None  # district local time, YYYY-MM-DDTHH:MM
+    send_at: str | None = None  # district local time; approved, it waits until then
 
 
 def compose(
@@ -51,6 +52,20 @@ def compose(
 ) -> Message:
     """Render, measure and check a new draft, and record all of it in the ledger."""
     require(author, "compose", district)
+    return build(session, district, catalog, author, request)
+
+
+def build(
+    session: Session,
+    district: DistrictConfig,
+    catalog: Catalog,
+    author: User,
+    request: Request,
+    follows: Message | None = None,
+    follow_kind: str | None = None,
+) -> Message:
+    """`compose` without the role check, also for follow-ups (corrections.py). A follow-up texts
+    its original's recipients, so it takes the original's audience instead of asking for one."""
     template = catalog.get(request.template)
     kind, channels, locales, raw_values = (
         request.kind,
@@ -64,8 +79,11 @@ def compose(
     default_locales = [loc for loc in district.district.locales if loc in template.locales]
     locales = _choose("locale", locales, template.locales, template.name, default_locales)
     values = parse_values(template, raw_values, district)
-    audience = _audience(session, district, channels, kind, request.audience)
-    valid_until = parse_local_time(request.valid_until, district) if request.valid_until else None
+    if follows is not None:
+        audience = follows.audience
+    else:
+        audience = _audience(session, district, channels, kind, request.audience)
+    valid_until, send_at = _timing(request, district)
     renditions = render_all(template, values, district, channels, locales, kind)
     targets, findings = resolve_targets(district, channels, kind)
     for locale in locales:
@@ -103,7 +121,10 @@ def compose(
         needs_review=False,
         audience=audience,
         valid_until=valid_until,
+        send_at=send_at,
         urgent=template.meta.category == "emergency",
+        follows_id=follows.id if follows is not None else None,
+        follow_kind=follow_kind,
     )
     message.renditions = [
         RenditionRow(channel=r.channel, locale=r.locale, text=r.text, metrics=m)
@@ -128,6 +149,9 @@ def compose(
             "targets": [{"channel": c, "account": a} for c, a in targets],
             "audience": audience,
             "valid_until": valid_until.isoformat() if valid_until else None,
+            "send_at": send_at.isoformat() if send_at else None,
+            "follows": follows.id if follows is not None else None,
+            "follow_kind": follow_kind,
             "author": actor,
         },
         message_id=message.id,
@@ -171,17 +195,35 @@ def _audience(
     return parse_audience(raw, district).describe()
 
 
-def parse_local_time(value: str, district: DistrictConfig) -> dt.datetime:
+def _timing(
+    request: Request, district: DistrictConfig
+) -> tuple[dt.datetime | None, dt.datetime | None]:
+    """valid_until and send_at, both in the future, and the send before the end."""
+    valid_until = parse_local_time(request.valid_until, district) if request.valid_until else None
+    send_at = parse_local_time(request.send_at, district, "send at") if request.send_at else None
+    if send_at and valid_until and send_at >= valid_until:
+        raise BadInput(
+            f"send at {request.send_at} must be before valid until {request.valid_until}: "
+            "nothing may go out after valid until"
+        )
+    return valid_until, send_at
+
+
+def parse_local_time(
+    value: str, district: DistrictConfig, what: str = "valid until"
+) -> dt.datetime:
     """District local time → UTC; it must be in the future."""
     try:
         local = dt.datetime.fromisoformat(value)
     except ValueError:
-        raise BadInput(f"{value!r} is not a date and time (write YYYY-MM-DDTHH:MM)") from None
+        raise BadInput(
+            f"{what} {value!r} is not a date and time (write YYYY-MM-DDTHH:MM)"
+        ) from None
     if local.tzinfo is None:
         local = local.replace(tzinfo=ZoneInfo(district.district.time_zone))
     moment = local.astimezone(dt.UTC)
     if moment <= utcnow():
-        raise BadInput(f"{value} ({district.district.time_zone}) is already past")
+        raise BadInput(f"{what} {value} ({district.district.time_zone}) is already past")
     return moment
 
 
@@ -265,9 +307,10 @@ def approve_and_dispatch(
     ack_warnings: bool = False,
 ) -> list[Batch]:
     """Approval is the go: approve and write the delivery rows in one transaction, so no caller
-    can approve without dispatching. The caller releases the batches after the commit."""
+    can approve without dispatching. The caller releases the batches after the commit. With a
+    future send_at the message is `scheduled` instead, and there are no batches yet."""
     approve(session, district, message, approver, ack_warnings=ack_warnings)
-    return dispatch(session, district, message)
+    return scheduling.dispatch_or_schedule(session, district, message)
 
 
 def approve_pre_approved(
@@ -298,6 +341,16 @@ def approve_pre_approved(
     _record_approval(session, message, commander, "approved", basis, acknowledged)
 
 
+def approve_retraction_notice(
+    session: Session, district: DistrictConfig, notice: Message, actor: User, reason: str
+) -> None:
+    """The notice of a retraction (corrections.py) is approved by the retraction itself: the
+    person who may retract is the second person, and the reason is kept with the approval."""
+    basis = f"retraction of message {notice.follows_id}"
+    transition(session, notice, "approve_retraction", actor, district, basis=basis, reason=reason)
+    _record_approval(session, notice, actor, "approved", basis, [], reason)
+
+
 def trigger(
     session: Session, district: DistrictConfig, catalog: Catalog, commander: User, request: Request
 ) -> Message:
@@ -318,9 +371,9 @@ def trigger_and_dispatch(
     session: Session, district: DistrictConfig, catalog: Catalog, commander: User, request: Request
 ) -> tuple[Message, list[Batch]]:
     """The whole incident path in one transaction; the caller releases the batches after the
-    commit."""
+    commit (none while the message is `scheduled`)."""
     message = trigger(session, district, catalog, commander, request)
-    return message, dispatch(session, district, message)
+    return message, scheduling.dispatch_or_schedule(session, district, message)
 
 
 def reject(
@@ -421,7 +474,7 @@ def preview_view(session: Session, district: DistrictConfig, message: Message) -
         "targets": [{"channel": t.channel, "account": t.account} for t in message.targets],
         "audience": message.audience,
         "recipients": len(freeze_recipients(session, district, message)) if texting else 0,
-        "valid_until": message.valid_until.isoformat() if message.valid_until else None,
+        **scheduling.timing_view(message, district),
     }
 
 

@@ -99,6 +99,12 @@ class Message(Base):
         Boolean, default=False, server_default=false()
     )  # delivered on the urgent queue
     valid_until: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    # Approved with a future send_at, the message waits in `scheduled` (scheduling.py).
+    send_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    # A follow-up of an earlier message: an "update" (replies to it, texts its recipients) or
+    # the "retraction" that takes it down (deletes its posts, texts a correction).
+    follows_id: Mapped[int | None] = mapped_column(ForeignKey("messages.id"), index=True)
+    follow_kind: Mapped[str | None] = mapped_column(String(16))
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
 
@@ -243,6 +249,10 @@ class Delivery(Base):
     recipient: Mapped[str] = mapped_column(String(64))  # E.164 for SMS, the account for the rest
     locale: Mapped[str] = mapped_column(String(8))
     status: Mapped[str] = mapped_column(String(16), index=True)
+    # "send" posts the message; "delete" takes down the post `refers_to` (a retraction).
+    action: Mapped[str] = mapped_column(String(8), default="send", server_default="send")
+    # The provider id acted on: the post a follow-up replies to, or the post to delete.
+    refers_to: Mapped[str | None] = mapped_column(String(100))
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     next_attempt_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
     claimed_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
@@ -268,3 +278,36 @@ class HeldCallback(Base):
     status: Mapped[str] = mapped_column(String(16))
     error_code: Mapped[str | None] = mapped_column(String(16))
     received_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class RecordHold(Base):
+    """A legal hold: while it stands, no retention purge touches what it covers — one message, or
+    every message active in a range of days (stored as the range's UTC bounds)."""
+
+    __tablename__ = "record_holds"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    message_id: Mapped[int | None] = mapped_column(ForeignKey("messages.id"), index=True)
+    starts_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    ends_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)  # exclusive
+    reason: Mapped[str] = mapped_column(Text)
+    placed_by: Mapped[str] = mapped_column(String(64))
+    placed_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+    released_by: Mapped[str | None] = mapped_column(String(64))
+    released_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+
+
+class RecordDestruction(Base):
+    """What a retention purge destroyed of a message: its recipients' phone numbers, or its
+    content (which includes them). The ledger's destruction record is `record_seq`."""
+
+    __tablename__ = "record_destructions"
+    __table_args__ = (UniqueConstraint("message_id", "scope"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    message_id: Mapped[int] = mapped_column(ForeignKey("messages.id"), index=True)
+    scope: Mapped[str] = mapped_column(String(16))  # recipients | content
+    rule: Mapped[str] = mapped_column(String(200))
+    record_seq: Mapped[int] = mapped_column(Integer)
+    destroyed_by: Mapped[str] = mapped_column(String(64))
+    destroyed_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)

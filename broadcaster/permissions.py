@@ -17,6 +17,12 @@ ACTION_ROLES: dict[str, frozenset[str]] = {
     "manage_users": frozenset({"admin"}),
     "import_contacts": frozenset({"admin"}),
     "retry": frozenset({"approver", "incident_commander"}),
+    "retract": frozenset({"approver", "incident_commander"}),
+    # Records: destruction and legal holds are the records officer's alone; exports may also be
+    # made by an admin, but only a records officer may leave recipients' phone numbers in one.
+    "manage_records": frozenset({"records_officer"}),
+    "export_records": frozenset({"records_officer", "admin"}),
+    "include_recipients": frozenset({"records_officer"}),
 }
 
 

@@ -8,9 +8,11 @@ from urllib.parse import urlsplit
 import redis
 from celery.signals import worker_ready
 
-from broadcaster import delivery, dispatch
-from broadcaster.celery_app import SEND, SWEEP, app
+from broadcaster import delivery, dispatch, scheduling
+from broadcaster.celery_app import DISPATCH_DUE, SEND, SWEEP, app
 from broadcaster.config import Settings, load_district
+from broadcaster.db import session_scope
+from broadcaster.models import utcnow
 from channel_adapters import adapter_for
 
 _lock = threading.Lock()
@@ -55,3 +57,12 @@ def send_deliveries(ids: list[int]) -> None:
 def sweep() -> None:
     current = worker()
     dispatch.enqueue(current.settings, delivery.sweep(current))
+
+
+@app.task(name=DISPATCH_DUE)
+def dispatch_due() -> None:
+    """Scheduled messages whose time has come: rows written and committed, then enqueued."""
+    current = worker()
+    with session_scope(current.settings.effective_database_url) as session:
+        planned = scheduling.dispatch_due(session, current.district, utcnow())
+    dispatch.enqueue(current.settings, planned)

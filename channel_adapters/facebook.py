@@ -93,8 +93,10 @@ class FacebookAdapter:
         reply_to: str | None = None,
         valid_for_s: int | None = None,
     ) -> Receipt:
+        # A page post has no replies: an update links to the post it follows instead.
+        extra = {"link": f"https://www.facebook.com/{reply_to}"} if reply_to else {}
         try:
-            result = self._graph.put_object(self.page_id, "feed", message=text)
+            result = self._graph.put_object(self.page_id, "feed", message=text, **extra)
         except Exception as exc:
             raise self._error(exc, idempotent=False) from None
         post_id = str(result["id"])

@@ -101,9 +101,16 @@ class WebAdapter:
         return self._receipt(found[0]) if found else None
 
     def retract(self, receipt: Receipt) -> None:
-        with self.engine.begin() as conn:
-            conn.execute(
-                update(web_alerts)
-                .where(web_alerts.c.id == receipt.provider_id, web_alerts.c.retracted_at.is_(None))
-                .values(retracted_at=dt.datetime.now(dt.UTC))
-            )
+        """Mark the alert withdrawn (its CAP becomes a Cancel); one already withdrawn keeps its
+        first withdrawal time."""
+        try:
+            with self.engine.begin() as conn:
+                conn.execute(
+                    update(web_alerts)
+                    .where(
+                        web_alerts.c.id == receipt.provider_id, web_alerts.c.retracted_at.is_(None)
+                    )
+                    .values(retracted_at=dt.datetime.now(dt.UTC))
+                )
+        except OperationalError as exc:
+            raise DeliveryError(Outcome.RETRYABLE, f"alert store unavailable: {exc.orig}") from None

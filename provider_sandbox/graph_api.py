@@ -1,10 +1,11 @@
 """The subset of the Facebook Graph API that facebook-sdk's `GraphAPI` uses for page posts.
 
-Routes (any `/vN.M` version prefix): `POST /{page_id}/feed` (`message`), `GET /{page_id}/feed`
-(`since`, `until`, `limit`, `after`), `GET /{post_id}`, `DELETE /{post_id}`. Every route needs an
-`access_token` (query or form). When the sandbox is given `facebook_page_tokens` (token ->
-page id), an unknown token is an OAuthException (code 190) and a token for another page is a
-permission error (code 200); otherwise any token is accepted for any page.
+Routes (any `/vN.M` version prefix): `POST /{page_id}/feed` (`message`, `link`),
+`GET /{page_id}/feed` (`since`, `until`, `limit`, `after`), `GET /{post_id}`, `DELETE /{post_id}`.
+Every route needs an `access_token` (query or form). When the sandbox is given
+`facebook_page_tokens` (token -> page id), an unknown token is an OAuthException (code 190) and a
+token for another page is a permission error (code 200); otherwise any token is accepted for any
+page.
 """
 
 from __future__ import annotations
@@ -130,6 +131,7 @@ class GraphApi:
                 "id": post_id,
                 "page_id": page_id,
                 "message": message,
+                "link": req.field("link") or req.arg("link"),
                 "created_time": _fb_time(now),
                 "deleted": False,
                 "deleted_at": None,
@@ -235,7 +237,10 @@ _THROTTLE_MESSAGES = {
 
 
 def _render(post: dict[str, Any]) -> dict[str, Any]:
-    return {"id": post["id"], "message": post["message"], "created_time": post["created_time"]}
+    rendered = {"id": post["id"], "message": post["message"], "created_time": post["created_time"]}
+    if post.get("link"):
+        rendered["link"] = post["link"]
+    return rendered
 
 
 def _fb_time(dt: datetime) -> str:

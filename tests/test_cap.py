@@ -44,7 +44,8 @@ def cap_for(catalog, district, name, kind="actual", values=None, **options) -> b
 
 @pytest.mark.parametrize("kind", ["actual", "exercise", "test"])
 def test_every_template_validates_against_the_cap_schema(catalog, district, schema, kind):
-    for name in catalog.names():
+    # A template that is never published on the web (the SMS-only retraction notice) has no CAP.
+    for name in (n for n in catalog.names() if "web" in catalog.get(n).channels):
         xml = etree.fromstring(cap_for(catalog, district, name, kind))
         assert schema.validate(xml), (name, schema.error_log)
         ns = {"cap": cap.NAMESPACE}

@@ -189,7 +189,7 @@ def test_a_test_message_reaches_only_the_test_allowlist(
     assert {t["account"] for t in shown["targets"]} <= set(district.test_allowlist.accounts)
 
 
-def test_no_text_goes_out_after_valid_until(
+def test_nothing_goes_out_after_valid_until(
     stack, run, tokens, compose_closure, tmp_path, district
 ):
     import_contacts(run, tmp_path, 10)
@@ -199,9 +199,15 @@ def test_no_text_goes_out_after_valid_until(
     time.sleep(4)
     stack.start_worker()
     view = stack.wait_done(draft["id"])
-    assert view["state"] == "partially_sent"
-    assert view["deliveries"]["sms"]["expired"] == 9 and view["deliveries"]["x"]["sent"] == 1
-    assert stack.sandbox.posts("twilio") == []
+    assert view["state"] == "expired"  # every channel, not only texts
+    assert view["deliveries"]["sms"]["expired"] == 9
+    assert {c: view["deliveries"][c]["expired"] for c in ("x", "facebook", "web")} == {
+        "x": 1,
+        "facebook": 1,
+        "web": 1,
+    }
+    for provider in ("twilio", "x", "facebook"):
+        assert stack.sandbox.posts(provider) == []
 
 
 def test_the_token_bucket_is_shared_between_workers():

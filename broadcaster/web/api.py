@@ -20,7 +20,7 @@ from pydantic import BaseModel, ValidationError
 from sqlalchemy.orm import Session
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
-from broadcaster import dispatch, identity, messages, status
+from broadcaster import corrections, dispatch, identity, messages, status
 from broadcaster.dispatch import Batch
 from broadcaster.errors import BadInput, BroadcasterError, Refused
 from broadcaster.models import User
@@ -30,7 +30,9 @@ from broadcaster.web.openapi import (
     ComposeBody,
     EmptyBody,
     RejectBody,
+    RetractBody,
     TriggerBody,
+    UpdateBody,
     document,
 )
 
@@ -154,6 +156,7 @@ def _compose_request(fields: ComposeBody) -> messages.Request:
         kind=fields.kind,
         audience=fields.audience,
         valid_until=fields.valid_until,
+        send_at=fields.send_at,
     )
 
 
@@ -218,7 +221,8 @@ def show(message_id: int) -> Response:
 @api.get(MESSAGE + "/status")
 def status_of(message_id: int) -> Response:
     with acting() as (session, _):
-        return jsonify(status.status_view(session, messages.get_message(session, message_id)))
+        message = messages.get_message(session, message_id)
+        return jsonify(status.status_view(session, message, context.district()))
 
 
 def _act(message_id: int, action: str, fields: type[BaseModel] = EmptyBody) -> Response:
@@ -254,7 +258,7 @@ def approve(message_id: int) -> Response:
         planned = messages.approve_and_dispatch(
             session, context.district(), message, approver, ack_warnings=ack_warnings
         )
-        view = status.status_view(session, message)
+        view = status.status_view(session, message, context.district())
     return jsonify(_dispatched(view, planned))
 
 
@@ -263,8 +267,48 @@ def retry(message_id: int) -> Response:
     with acting() as (session, actor):
         body(EmptyBody)
         message = messages.get_message(session, message_id)
-        planned = dispatch.retry_failed(session, context.district(), message, actor)
-        view = status.status_view(session, message)
+        # On a message being retracted, this finishes the retraction (its notice's deliveries).
+        _, planned = corrections.retry(session, context.district(), message, actor)
+        view = status.status_view(session, message, context.district())
+    return jsonify(_dispatched(view, planned))
+
+
+@api.post(MESSAGE + "/update")
+def update(message_id: int) -> Response:
+    with acting() as (session, author):
+        fields = body(UpdateBody)
+        asked = messages.Request(
+            template=fields.template,
+            values=fields.variables,
+            channels=fields.channels,
+            locales=fields.locales,
+            valid_until=fields.valid_until,
+        )
+        original = messages.get_message(session, message_id)
+        follow_up, planned = corrections.update(
+            session,
+            context.district(),
+            context.catalog(),
+            author,
+            original,
+            asked,
+            at_once=fields.at_once,
+        )
+        view = messages.preview_view(session, context.district(), follow_up)
+    if fields.at_once:
+        view = _dispatched(view, planned)
+    return _created(view, view["id"])
+
+
+@api.post(MESSAGE + "/retract")
+def retract(message_id: int) -> Response:
+    with acting() as (session, actor):
+        reason = body(RetractBody).reason
+        original = messages.get_message(session, message_id)
+        _, planned = corrections.retract(
+            session, context.district(), context.catalog(), original, actor, reason
+        )
+        view = status.status_view(session, original, context.district())
     return jsonify(_dispatched(view, planned))
 
 
@@ -277,5 +321,5 @@ def trigger() -> Response:
         message, planned = messages.trigger_and_dispatch(
             session, context.district(), context.catalog(), commander, _compose_request(fields)
         )
-        view = status.status_view(session, message)
+        view = status.status_view(session, message, context.district())
     return _created(_dispatched(view, planned), view["id"])

@@ -62,13 +62,53 @@ class ComposeBody(Body):
     valid_until: str | None = Field(
         None,
         max_length=40,
-        description="No text goes out after this: YYYY-MM-DDTHH:MM in the district's time zone.",
+        description="Nothing goes out after this: YYYY-MM-DDTHH:MM in the district's time zone.",
+    )
+    send_at: str | None = Field(
+        None,
+        max_length=40,
+        description=(
+            "Once approved, the message waits (state scheduled) and is sent at this time: "
+            "YYYY-MM-DDTHH:MM in the district's time zone, in the future and before valid_until."
+        ),
     )
 
 
 class TriggerBody(ComposeBody):
     confirm: bool = Field(
         False, description="Must be true: a trigger sends at once to everyone selected."
+    )
+
+
+class UpdateBody(Body):
+    template: str = Field(min_length=1, max_length=64, description="The update's template.")
+    variables: dict[Name, Value] = Field(
+        default_factory=dict, max_length=100, description="Variable values, as for compose."
+    )
+    channels: list[str] | None = Field(
+        None,
+        min_length=1,
+        max_length=len(CHANNELS),
+        description="Default: the original's channels that the template has.",
+    )
+    locales: list[str] | None = Field(
+        None, min_length=1, max_length=20, description="Default: the original's languages."
+    )
+    valid_until: str | None = Field(
+        None,
+        max_length=40,
+        description="Nothing goes out after this: YYYY-MM-DDTHH:MM in the district's time zone.",
+    )
+    at_once: bool = Field(
+        False,
+        description="Send at once (an incident commander; the original and the update's template "
+        "pre-approved). Otherwise the update is a draft to submit.",
+    )
+
+
+class RetractBody(Body):
+    reason: str = Field(
+        min_length=1, max_length=1000, description="Why it is withdrawn; kept in the record."
     )
 
 
@@ -126,7 +166,11 @@ class Preview(TypedDict):
     targets: list[TargetView]
     audience: str | None
     recipients: int
+    # ISO 8601 with the district's offset, and "YYYY-MM-DD HH:MM ZZZ" in district time.
+    send_at: str | None
+    send_at_local: str | None
     valid_until: str | None
+    valid_until_local: str | None
 
 
 @with_config(ConfigDict(extra="forbid"))
@@ -186,16 +230,48 @@ class Failure(TypedDict):
 
 
 @with_config(ConfigDict(extra="forbid"))
+class Post(TypedDict):
+    channel: Channel
+    account: str
+    post: str | None  # the provider's id of the post
+
+
+@with_config(ConfigDict(extra="forbid"))
+class LivePost(Post):
+    status: Literal[STATUSES]  # type: ignore[valid-type]
+    error: str | None  # why the deletion failed, if it did
+
+
+@with_config(ConfigDict(extra="forbid"))
+class Retraction(TypedDict):
+    notice: int  # the retraction notice: a message whose deliveries delete and correct
+    state: State
+    deleted: list[Post]
+    still_live: list[LivePost]
+    corrections: dict[Literal[STATUSES], int]  # type: ignore[valid-type]
+
+
+@with_config(ConfigDict(extra="forbid"))
 class Status(TypedDict):
     id: int
     state: State
+    send_at: str | None
+    send_at_local: str | None
+    valid_until: str | None
+    valid_until_local: str | None
     deliveries: dict[Channel, dict[Literal[STATUSES], int]]  # type: ignore[valid-type]
     failures: list[Failure]
+    retraction: NotRequired[Retraction]  # a message being (or that was) retracted
 
 
 @with_config(ConfigDict(extra="forbid"))
 class Dispatched(Status):
     warning: str | None  # set when the broker did not take the tasks (the sweep sends them)
+
+
+@with_config(ConfigDict(extra="forbid"))
+class UpdateDraft(Draft):
+    warning: NotRequired[str | None]  # sent at once: set when the broker did not take the tasks
 
 
 @with_config(ConfigDict(extra="forbid"))
@@ -302,7 +378,8 @@ OPERATIONS = (
         "post",
         MESSAGE + "/approve",
         "approve",
-        "Approve a submitted message (a second person, approver). Approval dispatches it.",
+        "Approve a submitted message (a second person, approver). Approval dispatches it, or "
+        "with a future send_at leaves it scheduled until then.",
         Dispatched,
         body=ApproveBody,
         errors=(*BODY_ERRORS, 403),
@@ -322,7 +399,7 @@ OPERATIONS = (
         "post",
         MESSAGE + "/cancel",
         "cancel",
-        "Cancel a message before it is dispatched.",
+        "Cancel a message before it is dispatched (a scheduled one too).",
         Summary,
         body=EmptyBody,
         errors=(*BODY_ERRORS, 403),
@@ -336,6 +413,31 @@ OPERATIONS = (
         Dispatched,
         body=EmptyBody,
         errors=(*BODY_ERRORS, 403),
+        message_id=True,
+    ),
+    Operation(
+        "post",
+        MESSAGE + "/update",
+        "update",
+        "Follow a message that went out with an update from a template (author or incident "
+        "commander): it replies to the original's posts and texts exactly the phones the "
+        "original reached. A draft to submit, or with at_once sent now.",
+        UpdateDraft,
+        201,
+        UpdateBody,
+        (*BODY_ERRORS, 403, 422),
+        message_id=True,
+    ),
+    Operation(
+        "post",
+        MESSAGE + "/retract",
+        "retract",
+        "Withdraw a message that went out (approver or incident commander): delete its posts, "
+        "cancel its web alert, text a correction to everyone it reached. The status shows what "
+        "is still live; retry finishes a deletion that failed.",
+        Dispatched,
+        body=RetractBody,
+        errors=(*BODY_ERRORS, 403, 422),
         message_id=True,
     ),
     Operation(

@@ -1,6 +1,7 @@
-"""What a user does to a message: submit, approve, reject, cancel, retry. Each is the service
-function the command line calls, in one transaction, refused (and nothing changed) by the same
-role, ownership and state checks. A refusal is shown on the message page with its HTTP status."""
+"""What a user does to a message: submit, approve, reject, cancel, retry, retract. Each is the
+service function the command line calls, in one transaction, refused (and nothing changed) by the
+same role, ownership and state checks. A refusal is shown on the message page with its HTTP
+status."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from flask import flash, redirect, request, url_for
 from flask.typing import ResponseReturnValue
 from sqlalchemy.orm import Session
 
-from broadcaster import dispatch, messages
+from broadcaster import corrections, dispatch, messages, scheduling
 from broadcaster.errors import BroadcasterError
 from broadcaster.models import Message, User
 from broadcaster.web import context
@@ -22,11 +23,13 @@ from broadcaster.web.console.pages import message_page
 Act = Callable[[Session, Message, User], list[dispatch.Batch]]
 
 
-def _act(message_id: int, act: Act, done: str) -> ResponseReturnValue:
+def _act(message_id: int, act: Act, done: str | Callable[[Message], str]) -> ResponseReturnValue:
+    """`done` is the note to show, or makes it from the message as the action left it."""
     try:
         with context.transaction() as db:
             message = messages.get_message(db, message_id)
             planned = act(db, message, acting_user(db))
+            note = done(message) if callable(done) else done
     except BroadcasterError as exc:
         flash(str(exc), "error")
         return message_page(message_id, context.http_status(exc))
@@ -34,7 +37,7 @@ def _act(message_id: int, act: Act, done: str) -> ResponseReturnValue:
         warning = dispatch.release(context.settings(), planned)
         if warning:
             flash(warning, "error")
-    flash(done, "success")
+    flash(note, "success")
     return redirect(url_for("console.message", message_id=message_id))
 
 
@@ -58,7 +61,13 @@ def approve(message_id: int) -> ResponseReturnValue:
             db, context.district(), message, user, ack_warnings=acknowledged
         )
 
-    return _act(message_id, act, "Approved: the message is being sent.")
+    def done(message: Message) -> str:
+        when = scheduling.scheduled_for(message, context.district())
+        return (
+            f"Approved: scheduled for {when}." if when else "Approved: the message is being sent."
+        )
+
+    return _act(message_id, act, done)
 
 
 @console.post("/messages/<int:message_id>/reject")
@@ -90,3 +99,15 @@ def retry(message_id: int) -> ResponseReturnValue:
         return dispatch.retry_failed(db, context.district(), message, user)
 
     return _act(message_id, act, "The failed deliveries are being sent again.")
+
+
+@console.post("/messages/<int:message_id>/retract")
+@signed_in
+def retract(message_id: int) -> ResponseReturnValue:
+    reason = request.form.get("reason", "")
+
+    def act(db: Session, message: Message, user: User) -> list[dispatch.Batch]:
+        district, catalog = context.district(), context.catalog()
+        return corrections.retract(db, district, catalog, message, user, reason)[1]
+
+    return _act(message_id, act, "Retracting: its posts are being deleted and a correction texted.")

@@ -153,6 +153,8 @@ def compose_preview() -> ResponseReturnValue:
             for r in view["renditions"]
         ],
         findings=[{**f, "where": where(f)} for f in view["findings"]],
+        send_at_local=view["send_at_local"],
+        valid_until_local=view["valid_until_local"],
         blocking=sum(f["severity"] == "block" for f in view["findings"]),
         warnings=sum(f["severity"] == "warn" for f in view["findings"]),
     )

@@ -68,6 +68,7 @@ class Field:
 OTHER_IDS = {
     "audience": "audience",
     "valid_until": "valid-until",
+    "send_at": "send-at",
     "channels": "channels",
     "locales": "locales",
     "kind": "kind",
@@ -159,6 +160,7 @@ def request_from_form(
         # The audience field belongs to texting: ignored when SMS is not chosen.
         audience=audience if audience and "sms" in channels else None,
         valid_until=form.get("valid_until", "").strip() or None,
+        send_at=form.get("send_at", "").strip() or None,
     )
 
 
@@ -173,6 +175,7 @@ def error_field(message: str, fields: list[Field]) -> str | None:
         return found[1]
     for words, name in (
         (("audience", "school:", "route:", "grade:"), "audience"),
+        (("send at",), "send_at"),  # before valid_until: its messages share those words
         (("YYYY-MM-DDTHH:MM", "already past"), "valid_until"),
         (("channel",), "channels"),
         (("language", "locale"), "locales"),

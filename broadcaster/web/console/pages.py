@@ -27,8 +27,8 @@ from broadcaster.web.console.auth import Viewer, acting_user, signed_in, wants_j
 from broadcaster.web.console.present import HELPERS, channel_name, state_name
 
 # What the console offers on a message page; the incident path stays on the command line.
-OFFERED = ("submit", "approve", "reject", "cancel", "retry")
-FINISHED = ("sent", "partially_sent", "failed")
+OFFERED = ("submit", "approve", "reject", "cancel", "retry", "retract")
+FINISHED = ("sent", "partially_sent", "failed", "expired")
 RECENT = dt.timedelta(hours=24)
 
 
@@ -167,7 +167,7 @@ def message_page(message_id: int, code: int = 200) -> ResponseReturnValue:
         page = render_template(
             "console/message.html",
             m=messages.detail_view(db, context.district(), message),
-            progress=progress(status.status_view(db, message)),
+            progress=progress(status.status_view(db, message, context.district())),
             actions=offered_actions(g.viewer, message),
             warnings=len(messages.warnings(message)),
             blocked=bool(messages.blocking(message)),
@@ -186,7 +186,7 @@ def message(message_id: int) -> ResponseReturnValue:
 @signed_in
 def message_status(message_id: int) -> ResponseReturnValue:
     with context.reading() as db:
-        view = status.status_view(db, messages.get_message(db, message_id))
+        view = status.status_view(db, messages.get_message(db, message_id), context.district())
     return jsonify(progress(view))
 
 

@@ -80,7 +80,9 @@
       }
       markInvalid(null);
       setText(status, data.renditions.length + " messages, " + data.blocking + " blocking finding(s), " +
-        data.warnings + " warning(s).");
+        data.warnings + " warning(s)." +
+        (data.send_at_local ? " Sends at " + data.send_at_local + "." : "") +
+        (data.valid_until_local ? " Valid until " + data.valid_until_local + "." : ""));
       findingsBox.replaceChildren(el("h3", "Findings"), findingsList(data.findings));
       renditionsBox.replaceChildren.apply(renditionsBox, data.renditions.map(renditionCard));
     }
