@@ -167,5 +167,7 @@ def compose_closure(run, tokens):
     return compose
 
 
+from tests.console_client import console  # noqa: E402, F401  (the staff console fixture)
 from tests.delivery_stack import stack  # noqa: E402, F401  (the delivery stack fixture)
 from tests.public_site import cap_schema, site  # noqa: E402, F401  (the public site fixtures)
+from tests.web_server import web_app  # noqa: E402, F401  (the web app on a loopback port)

@@ -8,7 +8,6 @@ no undocumented fields).
 from __future__ import annotations
 
 import re
-import threading
 from dataclasses import dataclass
 from functools import cache
 from typing import Any
@@ -17,7 +16,6 @@ import pytest
 import requests
 from pydantic import TypeAdapter
 from sqlalchemy import func, select
-from werkzeug.serving import make_server
 
 from broadcaster.config import Settings
 from broadcaster.models import Delivery, LedgerEntry, Message
@@ -91,22 +89,9 @@ class Api:
 
 
 @pytest.fixture
-def serve(run, monkeypatch):
-    """Start the web app on a loopback port with the test's settings (after the delivery stack,
-    if the test has one, has set its broker and sandbox)."""
-    server = None
-
-    def start() -> Api:
-        nonlocal server
-        for key, value in run.env.items():
-            monkeypatch.setenv(key, value)
-        server = make_server("127.0.0.1", 0, create_app(Settings()), threaded=True)
-        threading.Thread(target=server.serve_forever, daemon=True).start()
-        return Api(f"http://127.0.0.1:{server.server_port}")
-
-    yield start
-    if server is not None:
-        server.shutdown()
+def serve(web_app):
+    """Start the web app (see tests/web_server.py) and call its API."""
+    return lambda: Api(web_app())
 
 
 def counts(session_factory) -> tuple[int, int, int]:

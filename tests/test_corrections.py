@@ -14,6 +14,7 @@ from broadcaster.render import render_all
 from broadcaster.variables import parse_values
 from channel_adapters.web import web_alerts
 from tests.conftest import submit_and_approve
+from tests.console_client import body
 from tests.delivery_stack import texts_by_phone
 from tests.test_api import serve  # noqa: F401  (the web app on a loopback port)
 
@@ -210,7 +211,7 @@ def test_a_retraction_deletes_cancels_and_texts_a_correction_once(
 
 
 def test_a_failed_deletion_shows_what_is_still_live_and_retry_finishes_it(
-    stack, run, tokens, admin, compose_closure, tmp_path
+    stack, run, tokens, admin, compose_closure, tmp_path, console
 ):
     lincoln_contacts(run, admin, tmp_path)
     stack.start_worker()
@@ -240,6 +241,10 @@ def test_a_failed_deletion_shows_what_is_still_live_and_retry_finishes_it(
     assert [p["deleted"] for p in stack.sandbox.posts("facebook")] == [False]
     shown = run("status", mid)
     assert f"STILL LIVE facebook district-facebook {post_id}" in shown.output
+    console.app()  # with the stack's broker and sandbox
+    page = body(console.signed_in("ben").get(f"/console/messages/{mid}"))
+    assert f"Facebook district-facebook: post {post_id} (failed: " in page
+    assert "Send the failed deliveries again" in page
 
     stack.sandbox.set_faults([])
     texts_before = texts_by_phone(stack.sandbox)

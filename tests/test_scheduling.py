@@ -17,9 +17,10 @@ from broadcaster import scheduling
 from broadcaster.models import Delivery, LedgerEntry, Message
 from channel_adapters.web import web_alerts
 from tests.conftest import CLOSURE_VARS
+from tests.console_client import body
 from tests.delivery_stack import texts_by_phone, write_contacts
 from tests.test_api import serve  # noqa: F401  (the web app on a loopback port)
-from tests.test_console import body, closure_form, console, state_of, submitted  # noqa: F401
+from tests.test_console import closure_form, state_of, submitted
 
 ZONE = ZoneInfo("America/Los_Angeles")  # the sample district's time zone
 START = dt.datetime(2026, 12, 14, 8, 0, tzinfo=ZONE)  # a Monday morning, PST
@@ -290,7 +291,11 @@ def test_the_console_schedules_shows_the_time_and_cancels(
     assert "Approved: scheduled for 2026-12-14 09:30 PST." in page
     assert '<time datetime="2026-12-14T09:30:00-08:00" id="send-at">2026-12-14 09:30 PST' in page
     assert state_of(session_factory, message_id) == "scheduled"
+    dashboard = body(ben.get("/console/"))
+    assert f"Message {message_id}: School closure</a>\n        sends at" in dashboard
+    assert '<time datetime="2026-12-14T09:30:00-08:00">2026-12-14 09:30 PST</time>' in dashboard
     ben.post(f"/console/messages/{message_id}/cancel")
+    assert "Nothing is scheduled." in body(ben.get("/console/"))
     assert state_of(session_factory, message_id) == "cancelled"
 
 

@@ -3,40 +3,13 @@ STOP and START from a phone; forged or unsigned requests get 403 and change noth
 
 from __future__ import annotations
 
-import threading
-
-import pytest
 import requests
 from sqlalchemy import func, select
 from twilio.request_validator import RequestValidator
-from werkzeug.serving import make_server
 
 from broadcaster.accounts import identity
-from broadcaster.config import Settings
 from broadcaster.models import Delivery, HeldCallback, OptOut
-from broadcaster.web import create_app
 from tests.conftest import submit_and_approve
-
-
-@pytest.fixture
-def web(run, monkeypatch):
-    """The web app on a loopback port, with the test's settings; returns its public URL."""
-    server = None
-
-    def start() -> str:
-        nonlocal server
-        for key, value in run.env.items():
-            monkeypatch.setenv(key, value)
-        # Without a public URL the app checks signatures against the URL it was called at.
-        monkeypatch.delenv("BROADCASTER_PUBLIC_URL", raising=False)
-        server = make_server("127.0.0.1", 0, create_app(Settings()), threaded=True)
-        url = f"http://127.0.0.1:{server.server_port}"
-        threading.Thread(target=server.serve_forever, daemon=True).start()
-        return url
-
-    yield start
-    if server is not None:
-        server.shutdown()
 
 
 def signed_post(url: str, form: dict, token: str, public: str) -> requests.Response:
@@ -51,9 +24,9 @@ def sms_account(run, district):
 
 
 def test_status_callbacks_mark_texts_delivered_or_failed(
-    stack, run, tokens, web, tmp_path, session_factory, compose_closure
+    stack, run, tokens, web_app, tmp_path, session_factory, compose_closure
 ):
-    url = web()
+    url = web_app()
     run.env["BROADCASTER_PUBLIC_URL"] = url
     admin = run.json("users", "add", "it")["token"]
     csv = tmp_path / "c.csv"
@@ -78,11 +51,11 @@ def test_status_callbacks_mark_texts_delivered_or_failed(
 
 
 def test_a_report_that_arrives_before_the_send_is_recorded_is_held_then_applied(
-    stack, run, tokens, web, tmp_path, session_factory, compose_closure
+    stack, run, tokens, web_app, tmp_path, session_factory, compose_closure
 ):
     """The sandbox accepts the text and reports it delivered while it still holds the answer to
     the send: the report reaches us before the worker knows the message's SID."""
-    url = web()
+    url = web_app()
     run.env["BROADCASTER_PUBLIC_URL"] = url
     admin = run.json("users", "add", "it")["token"]
     csv = tmp_path / "c.csv"
@@ -117,9 +90,9 @@ def test_a_report_that_arrives_before_the_send_is_recorded_is_held_then_applied(
 
 
 def test_forged_or_unsigned_requests_get_403_and_change_nothing(
-    run, web, district, session_factory
+    run, web_app, district, session_factory
 ):
-    url = web()
+    url = web_app()
     sid, token = sms_account(run, district)
     form = {"AccountSid": sid, "From": "+14155550100", "Body": "STOP"}
     hook = f"{url}/hooks/twilio/inbound"
@@ -147,8 +120,8 @@ def test_forged_or_unsigned_requests_get_403_and_change_nothing(
         assert session.scalar(select(func.count()).select_from(OptOut)) == 0
 
 
-def test_stop_then_start(run, web, district, session_factory):
-    url = web()
+def test_stop_then_start(run, web_app, district, session_factory):
+    url = web_app()
     sid, token = sms_account(run, district)
     hook = f"{url}/hooks/twilio/inbound"
 

@@ -96,7 +96,7 @@ def cancel(message_id: int) -> ResponseReturnValue:
 @signed_in
 def retry(message_id: int) -> ResponseReturnValue:
     def act(db: Session, message: Message, user: User) -> list[dispatch.Batch]:
-        return dispatch.retry_failed(db, context.district(), message, user)
+        return corrections.retry(db, context.district(), message, user)[1]
 
     return _act(message_id, act, "The failed deliveries are being sent again.")
 

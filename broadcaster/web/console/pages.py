@@ -16,7 +16,7 @@ from sqlalchemy import and_, func, or_, select
 from sqlalchemy.orm import Session
 from werkzeug.utils import secure_filename
 
-from broadcaster import contacts, messages, status
+from broadcaster import contacts, messages, scheduling, status
 from broadcaster.errors import BadInput, BroadcasterError
 from broadcaster.lifecycle import TRANSITIONS
 from broadcaster.models import Contact, Delivery, Message, OptOut, utcnow
@@ -72,6 +72,9 @@ def offered_actions(viewer: Viewer, message: Message) -> list[str]:
         found.append(step.action)
     if messages.blocking(message) and "submit" in found:
         found.remove("submit")
+    # `retry` on a message being retracted finishes its retraction (corrections.retry).
+    if message.state == "retracting" and viewer.can("retry"):
+        found.append("retry")
     return found
 
 
@@ -116,11 +119,19 @@ def dashboard() -> ResponseReturnValue:
             .limit(20)
         )
         awaiting = messages.list_messages(db, "submitted")
+        waiting = db.scalars(
+            select(Message).where(Message.state == "scheduled").order_by(Message.send_at)
+        )
+        scheduled = [
+            {**messages.summary_view(m), **scheduling.timing_view(m, context.district())}
+            for m in waiting
+        ]
         recent = db.scalars(select(Message).order_by(Message.id.desc()).limit(20))
         page = render_template(
             "console/dashboard.html",
             active=[messages.summary_view(m) for m in active],
             awaiting=[messages.summary_view(m) for m in awaiting],
+            scheduled=scheduled,
             in_flight=_in_flight(db),
             recent=[messages.summary_view(m) for m in recent],
         )
@@ -164,10 +175,12 @@ def approvals() -> ResponseReturnValue:
 def message_page(message_id: int, code: int = 200) -> ResponseReturnValue:
     with context.reading() as db:
         message = messages.get_message(db, message_id)
+        view = status.status_view(db, message, context.district())
         page = render_template(
             "console/message.html",
             m=messages.detail_view(db, context.district(), message),
-            progress=progress(status.status_view(db, message, context.district())),
+            progress=progress(view),
+            retraction=view.get("retraction"),
             actions=offered_actions(g.viewer, message),
             warnings=len(messages.warnings(message)),
             blocked=bool(messages.blocking(message)),
