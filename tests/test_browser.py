@@ -3,7 +3,8 @@ driven by Playwright, against the real app, Celery workers, Redis and the provid
 
 An author signs in and composes a closure notice, an approver signs in and approves it, the
 message page follows delivery to `sent`, and the public page and feeds show the alert. Each step
-leaves a screenshot under the test's temporary directory (`screenshots/`).
+leaves a screenshot under the test's temporary directory (`screenshots/`). Another test uses the
+pages from the keyboard alone and measures the text's contrast (WCAG 2.1 AA).
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ import requests
 from playwright.sync_api import Browser, Page, expect, sync_playwright
 
 from tests.conftest import IN_CI
-from tests.public_site import PAYLOAD
+from tests.public_site import PAYLOAD, closure
 
 PASSWORD = "correct horse battery staple"
 CHROMIUM = os.environ.get("BROADCASTER_TEST_CHROMIUM") or shutil.which("chromium")
@@ -159,4 +160,74 @@ def test_author_composes_approver_approves_and_the_public_sees_it(
 
     assert not errors, errors
     assert [p.stat().st_size > 10_000 for p in steps.taken] == [True] * len(steps.taken)
+    context.close()
+
+
+# The effective colours of an element: its own text colour, and the first opaque background
+# found walking up from it (what the text is drawn on).
+COLOURS = """el => {
+    let bg = el, back = 'rgba(0, 0, 0, 0)';
+    while (bg) {
+        back = getComputedStyle(bg).backgroundColor;
+        if (!back.startsWith('rgba(0, 0, 0, 0)') && back !== 'transparent') break;
+        bg = bg.parentElement;
+    }
+    return [getComputedStyle(el).color, bg ? back : 'rgb(255, 255, 255)'];
+}"""
+
+
+def luminance(css: str) -> float:
+    red, green, blue = (int(part) for part in css[css.index("(") + 1 : -1].split(",")[:3])
+
+    def linear(channel: int) -> float:
+        c = channel / 255
+        return c / 12.92 if c <= 0.03928 else ((c + 0.055) / 1.055) ** 2.4
+
+    return 0.2126 * linear(red) + 0.7152 * linear(green) + 0.0722 * linear(blue)
+
+
+def contrast(foreground: str, background: str) -> float:
+    light, dark = sorted((luminance(foreground), luminance(background)), reverse=True)
+    return (light + 0.05) / (dark + 0.05)
+
+
+def test_pages_work_from_the_keyboard_and_text_meets_aa_contrast(site, browser, tmp_path):
+    site.publish(*closure("a power outage"))
+    context = browser.new_context(viewport={"width": 1280, "height": 900})
+    page = context.new_page()
+
+    # Keyboard only: the skip link comes first and lands in the main content; the sign-in form
+    # is reached, filled and sent without a mouse, and its error is announced.
+    page.goto(f"{site.url}/console/login")
+    page.keyboard.press("Tab")
+    assert page.evaluate("document.activeElement.textContent") == "Skip to main content"
+    page.keyboard.press("Enter")
+    assert page.evaluate("document.activeElement.id") == "main"
+    page.keyboard.press("Tab")
+    assert page.evaluate("document.activeElement.id") == "username"
+    page.keyboard.type("ana")
+    page.keyboard.press("Tab")
+    assert page.evaluate("document.activeElement.id") == "password"
+    page.keyboard.type("not the password")
+    page.keyboard.press("Enter")
+    expect(page.get_by_role("alert")).to_have_text("Wrong user name or password.")
+
+    # WCAG 2.1 AA: 4.5:1 for text, on the public pages and the console's.
+    typed = f"{PASSWORD}\n{PASSWORD}\n"
+    assert site.run("users", "passwd", "ana", input=typed, token=site.tokens["ana"]).exit_code == 0
+    page.get_by_label("Password").fill(PASSWORD)
+    page.keyboard.press("Enter")
+    expect(page.locator("#signed-in-as")).to_contain_text("ana")
+    checked = 0
+    pages = ("/", "/console/login", "/console/", "/console/compose?template=school_closure")
+    for path in pages:
+        page.goto(site.url + path)
+        for element in page.locator("main :is(h1, h2, p, a, li, span, label, button, time)").all():
+            if not element.is_visible() or not element.inner_text().strip():
+                continue
+            foreground, background = element.evaluate(COLOURS)
+            ratio = contrast(foreground, background)
+            assert ratio >= 4.5, (path, element.inner_text()[:40], foreground, background, ratio)
+            checked += 1
+    assert checked > 10
     context.close()
