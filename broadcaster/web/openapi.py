@@ -155,7 +155,18 @@ class TargetView(TypedDict):
 
 
 @with_config(ConfigDict(extra="forbid"))
-class Preview(TypedDict):
+class Timing(TypedDict):
+    """When a message goes out and until when (scheduling.timing_view): ISO 8601 with the
+    district's offset, and "YYYY-MM-DD HH:MM ZZZ" in district time."""
+
+    send_at: str | None
+    send_at_local: str | None
+    valid_until: str | None
+    valid_until_local: str | None
+
+
+@with_config(ConfigDict(extra="forbid"))
+class Preview(Timing):
     """What a message would be: nothing is saved."""
 
     template: str
@@ -166,11 +177,6 @@ class Preview(TypedDict):
     targets: list[TargetView]
     audience: str | None
     recipients: int
-    # ISO 8601 with the district's offset, and "YYYY-MM-DD HH:MM ZZZ" in district time.
-    send_at: str | None
-    send_at_local: str | None
-    valid_until: str | None
-    valid_until_local: str | None
 
 
 @with_config(ConfigDict(extra="forbid"))
@@ -252,13 +258,9 @@ class Retraction(TypedDict):
 
 
 @with_config(ConfigDict(extra="forbid"))
-class Status(TypedDict):
+class Status(Timing):
     id: int
     state: State
-    send_at: str | None
-    send_at_local: str | None
-    valid_until: str | None
-    valid_until_local: str | None
     deliveries: dict[Channel, dict[Literal[STATUSES], int]]  # type: ignore[valid-type]
     failures: list[Failure]
     retraction: NotRequired[Retraction]  # a message being (or that was) retracted
