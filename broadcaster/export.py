@@ -41,7 +41,7 @@ from broadcaster.models import (
     utcnow,
 )
 from broadcaster.permissions import require
-from broadcaster.retention import PHONE
+from broadcaster.redaction import PHONE, mask
 
 FORMAT = "broadcaster-records-export/1"
 MANIFEST = "manifest.json"
@@ -148,10 +148,6 @@ class Redactor:
         return value
 
 
-def mask(phone: str) -> str:
-    return phone[:2] + "•" * (len(phone) - 6) + phone[-4:]
-
-
 def build(
     session: Session,
     district: DistrictConfig,
@@ -192,18 +188,16 @@ def build(
         "ledger": _ledger_rows(session, ids, redact),
     }
     head = session.get(LedgerHead, 1)
+    # What was exported: said once in the ledger's record of the export and in the manifest.
+    scope = {
+        "from": first.isoformat() if first else None,
+        "to": last.isoformat() if last else None,
+        "message": message_id,
+        "messages": ids,
+        "include_recipients": include_recipients,
+    }
     record = ledger.append(
-        session,
-        "records.exported",
-        {
-            "by": actor.name,
-            "from": first.isoformat() if first else None,
-            "to": last.isoformat() if last else None,
-            "message": message_id,
-            "messages": ids,
-            "include_recipients": include_recipients,
-        },
-        actor=actor.name,
+        session, "records.exported", {"by": actor.name, **scope}, actor=actor.name
     )
     files: dict[str, bytes] = {}
     for name, rows in tables.items():
@@ -217,11 +211,7 @@ def build(
         "format": FORMAT,
         "created_at": utcnow().isoformat(),
         "exported_by": actor.name,
-        "from": first.isoformat() if first else None,
-        "to": last.isoformat() if last else None,
-        "message": message_id,
-        "messages": ids,
-        "include_recipients": include_recipients,
+        **scope,
         "ledger": {
             "first_seq": min(slice_seqs),
             "last_seq": max(slice_seqs),

@@ -16,9 +16,8 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from broadcaster import ledger
-from broadcaster.export import mask
 from broadcaster.models import Delivery, Message
-from broadcaster.retention import PHONE
+from broadcaster.redaction import PHONE, mask
 
 # Ledger events that are steps of the message (deliveries are summarized per channel instead).
 STEP_PREFIXES = ("message.", "approval.", "dispatch.", "delivery.requeued")

@@ -16,7 +16,6 @@ ledger: what (messages, scopes, entries), when, by which rule, by whom.
 from __future__ import annotations
 
 import datetime as dt
-import re
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -39,11 +38,10 @@ from broadcaster.models import (
     utcnow,
 )
 from broadcaster.permissions import require
+from broadcaster.redaction import PHONE
 from channel_adapters.web import web_alerts
 
 RECIPIENTS, CONTENT = "recipients", "content"
-# An E.164 number as the application writes them (deliveries, ledger payloads, opt-outs).
-PHONE = re.compile(r"\+[1-9]\d{6,14}")
 OPT_EVENTS = ("contact.opted_out", "contact.opted_in")
 REDACTED = "[redacted]"
 
