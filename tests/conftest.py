@@ -113,8 +113,11 @@ def tokens(run) -> dict[str, str]:
     }
 
 
-def closure_vars(reason: str, reason_es: str | None = None) -> tuple[str, ...]:
-    """--var options for a closure of all schools with this reason."""
+def closure_vars(
+    reason: str, reason_es: str | None = None, audience: str | None = "all"
+) -> tuple[str, ...]:
+    """--var options for a closure of all schools with this reason (and the audience texted;
+    None for a message that texts nobody)."""
     extra = ("--var", f"reason.es={reason_es}") if reason_es else ()
     return (
         "--var",
@@ -124,8 +127,7 @@ def closure_vars(reason: str, reason_es: str | None = None) -> tuple[str, ...]:
         "--var",
         f"reason={reason}",
         *extra,
-        "--audience",
-        "all",
+        *(("--audience", audience) if audience else ()),
     )
 
 

@@ -27,26 +27,15 @@ from broadcaster.models import Delivery, Message, utcnow
 from broadcaster.web import create_app
 from channel_adapters import Receipt
 from channel_adapters.web import WebAdapter, web_alerts
-from tests.conftest import SHARED, Cli
+from tests.conftest import SHARED, Cli, closure_vars
 
 PAYLOAD = "<script>alert(1)</script>"
 CAP_SCHEMA = SHARED / "conformance" / "cap" / "CAP-v1.2.xsd"
 
 
 def closure(reason: str = "a power outage", *extra: str) -> tuple[str, ...]:
-    """compose arguments for a closure of all schools, in English and Spanish."""
-    return (
-        "school_closure",
-        "--var",
-        "schools=all",
-        "--var",
-        "date=2026-03-03",
-        "--var",
-        f"reason={reason}",
-        "--var",
-        f"reason.es={reason}",
-        *extra,
-    )
+    """compose arguments for a closure of all schools, in English and Spanish, texting nobody."""
+    return ("school_closure", *closure_vars(reason, reason, audience=None), *extra)
 
 
 @dataclass
