@@ -143,12 +143,14 @@ CLOSURE_VARS = (
 )
 
 
-def submit_and_approve(run: Cli, tokens: dict[str, str], draft: dict) -> None:
-    """ana submits, ben approves (acknowledging any warnings): the approval dispatches."""
+def submit_and_approve(run: Cli, tokens: dict[str, str], draft: dict) -> str:
+    """ana submits, ben approves (acknowledging any warnings): the approval dispatches (or
+    schedules). Returns what `approve` said."""
     mid = str(draft["id"])
     assert run("submit", mid, "--as", "ana", token=tokens["ana"]).exit_code == 0
     result = run("approve", mid, "--as", "ben", "--ack-warnings", token=tokens["ben"])
     assert result.exit_code == 0, result.output
+    return result.stdout
 
 
 @pytest.fixture

@@ -16,7 +16,7 @@ from sqlalchemy import func, select
 from broadcaster import scheduling
 from broadcaster.models import Delivery, LedgerEntry, Message
 from channel_adapters.web import web_alerts
-from tests.conftest import CLOSURE_VARS
+from tests.conftest import CLOSURE_VARS, submit_and_approve
 from tests.console_client import body
 from tests.delivery_stack import texts_by_phone, write_contacts
 from tests.test_api import serve  # noqa: F401  (the web app on a loopback port)
@@ -44,33 +44,17 @@ def contacts(run, tmp_path) -> dict[str, str]:
     return expected
 
 
-def compose(run, tokens, *extra: str) -> dict:
-    return run.json(
-        "compose",
-        "school_closure",
-        "--as",
-        "ana",
-        *CLOSURE_VARS,
-        "--audience",
-        "all",
-        *extra,
-        token=tokens["ana"],
-    )
+@pytest.fixture
+def scheduled(run, tokens, compose_closure):
+    """Compose a closure to go out at SEND_AT and have it approved: it waits, scheduled."""
 
+    def make(*extra: str) -> int:
+        draft = compose_closure("--send-at", SEND_AT, "--valid-until", VALID_UNTIL, *extra)
+        said = submit_and_approve(run, tokens, draft)
+        assert "scheduled for 2026-12-14 09:30 PST" in said
+        return draft["id"]
 
-def approve(run, tokens, message_id: int) -> str:
-    mid = str(message_id)
-    assert run("submit", mid, "--as", "ana", token=tokens["ana"]).exit_code == 0
-    result = run("approve", mid, "--as", "ben", "--ack-warnings", token=tokens["ben"])
-    assert result.exit_code == 0, result.output
-    return result.stdout
-
-
-def scheduled_message(run, tokens, *extra: str) -> int:
-    draft = compose(run, tokens, "--send-at", SEND_AT, "--valid-until", VALID_UNTIL, *extra)
-    said = approve(run, tokens, draft["id"])
-    assert "scheduled for 2026-12-14 09:30 PST" in said
-    return draft["id"]
+    return make
 
 
 def deliveries(session_factory, message_id: int) -> int:
@@ -110,8 +94,10 @@ def state(run, message_id: int) -> str:
     return run.json("status", str(message_id))["state"]
 
 
-def test_compose_shows_send_at_and_valid_until_in_district_time(run, tokens, clock):
-    draft = compose(run, tokens, "--send-at", SEND_AT, "--valid-until", VALID_UNTIL)
+def test_compose_shows_send_at_and_valid_until_in_district_time(
+    run, tokens, clock, compose_closure
+):
+    draft = compose_closure("--send-at", SEND_AT, "--valid-until", VALID_UNTIL)
     assert draft["send_at"] == "2026-12-14T09:30:00-08:00"
     assert draft["send_at_local"] == "2026-12-14 09:30 PST"
     assert draft["valid_until_local"] == "2026-12-14 18:00 PST"
@@ -119,14 +105,14 @@ def test_compose_shows_send_at_and_valid_until_in_district_time(run, tokens, clo
     assert "Sends at: 2026-12-14 09:30 PST" in shown.stdout
     assert "Valid until: 2026-12-14 18:00 PST" in shown.stdout
     # Summer time has its own abbreviation.
-    summer = compose(run, tokens, "--send-at", "2027-07-01T07:00")
+    summer = compose_closure("--send-at", "2027-07-01T07:00")
     assert summer["send_at_local"] == "2027-07-01 07:00 PDT"
 
 
 def test_approval_schedules_and_the_periodic_task_dispatches_once_after_the_time(
-    run, tokens, contacts, clock, session_factory, district
+    run, tokens, contacts, clock, session_factory, district, scheduled
 ):
-    message_id = scheduled_message(run, tokens)
+    message_id = scheduled()
     status = run.json("status", str(message_id))
     assert status["state"] == "scheduled" and status["send_at_local"] == "2026-12-14 09:30 PST"
     assert deliveries(session_factory, message_id) == 0  # the audience is not even frozen yet
@@ -145,9 +131,9 @@ def test_approval_schedules_and_the_periodic_task_dispatches_once_after_the_time
 
 
 def test_concurrent_beats_dispatch_a_due_message_once(
-    run, tokens, contacts, clock, session_factory, district
+    run, tokens, contacts, clock, session_factory, district, scheduled
 ):
-    message_id = scheduled_message(run, tokens)
+    message_id = scheduled()
     clock.move_to(dt.datetime(2026, 12, 14, 9, 31, tzinfo=ZONE))
     start = threading.Barrier(2)
     taken: list[list[int]] = []
@@ -165,9 +151,9 @@ def test_concurrent_beats_dispatch_a_due_message_once(
     assert events(session_factory, message_id, "message.dispatch") == 1
 
 
-def test_cancel_stops_a_scheduled_message(run, tokens, clock, session_factory, district):
+def test_cancel_stops_a_scheduled_message(run, tokens, clock, session_factory, district, scheduled):
     other = run.json("users", "add", "olga", "--role", "author")["token"]
-    message_id = scheduled_message(run, tokens)
+    message_id = scheduled()
     assert run("cancel", str(message_id), "--as", "olga", token=other).exit_code == 2
     result = run("cancel", str(message_id), "--as", "ana", token=tokens["ana"])
     assert result.exit_code == 0 and "cancelled" in result.stdout
@@ -178,9 +164,9 @@ def test_cancel_stops_a_scheduled_message(run, tokens, clock, session_factory, d
 
 
 def test_a_scheduled_message_past_its_valid_until_expires_unsent_and_says_why(
-    run, tokens, contacts, clock, session_factory, district
+    run, tokens, contacts, clock, session_factory, district, scheduled
 ):
-    message_id = scheduled_message(run, tokens)
+    message_id = scheduled()
     clock.move_to(dt.datetime(2026, 12, 14, 18, 0, 1, tzinfo=ZONE))  # the beat was down all day
     assert due(session_factory, district) == []
     assert state(run, message_id) == "expired"
@@ -300,20 +286,18 @@ def test_the_console_schedules_shows_the_time_and_cancels(
 
 
 def test_a_scheduled_message_goes_out_once_after_its_time(
-    stack, run, tokens, contacts, session_factory, district
+    stack, run, tokens, contacts, session_factory, district, compose_closure
 ):
     run.env["BROADCASTER_SCHEDULE_EVERY"] = "1"
     now = dt.datetime.now(ZONE).replace(microsecond=0)
     send_at, valid_until = now + dt.timedelta(seconds=8), now + dt.timedelta(minutes=10)
-    draft = compose(
-        run,
-        tokens,
+    draft = compose_closure(
         "--send-at",
         send_at.replace(tzinfo=None).isoformat(),
         "--valid-until",
         valid_until.replace(tzinfo=None).isoformat(),
     )
-    approve(run, tokens, draft["id"])
+    submit_and_approve(run, tokens, draft)
     assert state(run, draft["id"]) == "scheduled"
     stack.start_worker()  # two workers, each with its own beat
     stack.start_worker()
