@@ -1,4 +1,4 @@
-"""identity hardening: token lookup parts, disabled users, OIDC identities, login throttle (issue 9, items 4-6)
+"""identity hardening: OIDC identities bound by issuer and subject, login throttle per name and address (issue 9, items 4 and 6)
 
 Revision ID: 0010
 Revises: 0009
