@@ -218,3 +218,43 @@ RENDITION_CHECKS: list[Callable[[DistrictConfig, Content], Result]] = [
     blocklisted,
     images,
 ]
+
+
+# Where the FERPA checks matched, for redacting the matched text (export.py): (check, start, end)
+# in the text as given. The same patterns and exceptions as the checks above.
+Span = tuple[str, int, int]
+
+
+def personal_data_spans(district: DistrictConfig, text: str) -> list[Span]:
+    spans: list[Span] = []
+    if district.policy.student_id_pattern:
+        found = re.finditer(district.policy.student_id_pattern, text)
+        spans += [("student_id", *m.span()) for m in found]
+    roster_ids = {row.get("student_id", "").strip() for row in district.roster} - {""}
+    spans += [("student_id", *m.span()) for m in re.finditer(r"\w+", text) if m[0] in roster_ids]
+    spans += [("ssn", *m.span()) for m in SSN.finditer(text)]
+    spans += [("date_of_birth", *m.span()) for m in DOB.finditer(text)]
+    region = district.district.phone_region
+    for match in phonenumbers.PhoneNumberMatcher(text, region, phonenumbers.Leniency.POSSIBLE):
+        if PLAIN_DIGITS.match(match.raw_string) and len(match.raw_string.lstrip("+")) < 10:
+            continue
+        number = phonenumbers.format_number(match.number, phonenumbers.PhoneNumberFormat.E164)
+        if number not in district.district_phones:
+            spans.append(("personal_phone", match.start, match.end))
+    domains = [d.lower() for d in district.policy.email_domains]
+    for match in EMAIL.finditer(text):
+        domain = match.group(1).lower()
+        if not any(domain == d or domain.endswith("." + d) for d in domains):
+            spans.append(("personal_email", *match.span()))
+    folded, origin = _folded_with_origin(text)
+    names = tuple((r["first_name"], r["last_name"]) for r in district.roster)
+    for _initials, pattern in _roster_patterns(names):
+        for m in pattern.finditer(folded):
+            spans.append(("student_name", origin[m.start()], origin[m.end() - 1] + 1))
+    return sorted(spans, key=lambda span: span[1:])
+
+
+def _folded_with_origin(text: str) -> tuple[str, list[int]]:
+    """fold(text), with the index in `text` of each folded character's source."""
+    parts = [(fold(c), i) for i, c in enumerate(text)]
+    return "".join(f for f, _ in parts), [i for f, i in parts for _ in f]
