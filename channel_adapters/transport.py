@@ -94,7 +94,7 @@ class ProviderTransport(HTTPAdapter):
         if timeout is None:
             timeout = self.timeout
         self.last_response = None
-        assert request.url is not None
+        assert request.url is not None  # noqa: S101 (requests prepares every URL; narrows the type)
         target = self.target(request.url)
         if target != request.url:
             request = request.copy()

@@ -150,7 +150,7 @@ class FaultRule:
     _path_re: re.Pattern[str] | None = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        self._rng = random.Random(self.seed)
+        self._rng = random.Random(self.seed)  # noqa: S311 (seeded on purpose: faults are reproducible)
         self._path_re = re.compile(self.path) if self.path else None
 
     @classmethod

@@ -34,6 +34,8 @@ TOKEN = "sandbox-test-auth-token"
 SERVICE = "MG" + "d4" * 16
 X_TOKEN = "2200-access-token"
 X_SECRETS = {"consumer_key": "ck", "consumer_secret": "cs", "access_token_secret": "ats"}
+# Every request a test makes to the sandbox gives up rather than hang the suite.
+TIMEOUT = 10
 
 
 @pytest.fixture
@@ -63,9 +65,11 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def graph_post(sb: Sandbox, message: str, token: str = "page-token", **kw: Any) -> Any:
+def graph_post(
+    sb: Sandbox, message: str, token: str = "page-token", timeout: float = TIMEOUT, **kw: Any
+) -> Any:
     data = {"message": message, "access_token": token}
-    return requests.post(f"{sb.url}/v21.0/42/feed", data=data, **kw)
+    return requests.post(f"{sb.url}/v21.0/42/feed", data=data, timeout=timeout, **kw)
 
 
 def twilio_client(sb: Sandbox, token: str = TOKEN) -> Client:
@@ -87,12 +91,14 @@ def x_client(sb: Sandbox) -> tweepy.Client:
 
 def test_every_provider_demands_its_credentials(sandbox: Sandbox) -> None:
     url = sandbox.url
-    x = requests.post(f"{url}/2/tweets", json={"text": "hi"})
+    x = requests.post(f"{url}/2/tweets", json={"text": "hi"}, timeout=TIMEOUT)
     assert x.status_code == 401 and x.json()["title"] == "Unauthorized"
-    bearer = requests.post(f"{url}/2/tweets", json={"text": "hi"}, headers={"Authorization": "x"})
+    bearer = requests.post(
+        f"{url}/2/tweets", json={"text": "hi"}, headers={"Authorization": "x"}, timeout=TIMEOUT
+    )
     assert bearer.status_code == 401
 
-    graph = requests.post(f"{url}/v21.0/42/feed", data={"message": "hi"})
+    graph = requests.post(f"{url}/v21.0/42/feed", data={"message": "hi"}, timeout=TIMEOUT)
     assert graph.status_code == 400
     error = graph.json()["error"]
     assert error["code"] == 104 and error["type"] == "OAuthException" and error["fbtrace_id"]
@@ -100,13 +106,26 @@ def test_every_provider_demands_its_credentials(sandbox: Sandbox) -> None:
     messages = f"{url}/2010-04-01/Accounts/{SID}/Messages.json"
     form = {"To": "+15551112222", "Body": "hi", "MessagingServiceSid": SERVICE}
     for auth in (None, (SID, "wrong"), ("AC" + "0" * 32, TOKEN)):
-        twilio = requests.post(messages, data=form, auth=auth)
+        twilio = requests.post(messages, data=form, auth=auth, timeout=TIMEOUT)
         assert twilio.status_code == 401
         assert twilio.json()["code"] == 20003
         assert twilio.headers["WWW-Authenticate"].startswith("Basic")
-    assert requests.post(messages, data=form, auth=(SID, TOKEN)).status_code == 201
+    assert requests.post(messages, data=form, auth=(SID, TOKEN), timeout=TIMEOUT).status_code == 201
     assert [p["body"] for p in sandbox.posts("twilio")] == ["hi"]
     assert sandbox.posts("x") == [] and sandbox.posts("facebook") == []
+
+
+@pytest.mark.parametrize("callback", ["file:///etc/passwd", "gopher://x/", "ftp://x/", "x"])
+def test_a_status_callback_that_is_not_http_is_refused_like_twilio_does(sandbox, callback):
+    form = {"To": "+15551112222", "Body": "hi", "MessagingServiceSid": SERVICE}
+    answer = requests.post(
+        f"{sandbox.url}/2010-04-01/Accounts/{SID}/Messages.json",
+        data={**form, "StatusCallback": callback},
+        auth=(SID, TOKEN),
+        timeout=TIMEOUT,
+    )
+    assert answer.status_code == 400 and answer.json()["code"] == 21609
+    assert sandbox.posts("twilio") == []
 
 
 def test_x_oauth1_signatures_are_verified(sandbox: Sandbox) -> None:
@@ -181,7 +200,9 @@ def test_graph_tokens_are_checked_when_configured() -> None:
         assert graph_post(sb, "hi", "good").status_code == 200
         assert graph_post(sb, "hi", "bad").json()["error"]["code"] == 190
         other = requests.post(
-            f"{sb.url}/v21.0/43/feed", data={"message": "x", "access_token": "good"}
+            f"{sb.url}/v21.0/43/feed",
+            data={"message": "x", "access_token": "good"},
+            timeout=TIMEOUT,
         )
         assert other.status_code == 403 and other.json()["error"]["code"] == 200
 
@@ -224,7 +245,7 @@ def test_twilio_messages_list_filter_page_and_fetch(sandbox: Sandbox) -> None:
 )
 def test_twilio_validates_like_twilio(sandbox: Sandbox, form: dict[str, str], code: int) -> None:
     url = f"{sandbox.url}/2010-04-01/Accounts/{SID}/Messages.json"
-    response = requests.post(url, data=form, auth=(SID, TOKEN))
+    response = requests.post(url, data=form, auth=(SID, TOKEN), timeout=TIMEOUT)
     assert response.status_code == 400
     assert response.json()["code"] == code
     assert sandbox.posts("twilio") == []
@@ -239,7 +260,7 @@ def test_sms_segments() -> None:
 
 
 def test_unknown_paths_are_logged_and_refused(sandbox: Sandbox) -> None:
-    assert requests.get(f"{sandbox.url}/nowhere").status_code == 404
+    assert requests.get(f"{sandbox.url}/nowhere", timeout=TIMEOUT).status_code == 404
     [entry] = sandbox.requests()
     assert entry["provider"] == "unknown" and entry["status"] == 404
 
@@ -249,7 +270,9 @@ def test_unknown_paths_are_logged_and_refused(sandbox: Sandbox) -> None:
 
 def test_request_log_records_everything_but_secrets(sandbox: Sandbox) -> None:
     graph_post(sandbox, "Snow day", token="very-secret-page-token")
-    requests.get(f"{sandbox.url}/v21.0/42/feed?access_token=very-secret-page-token&limit=5")
+    requests.get(
+        f"{sandbox.url}/v21.0/42/feed?access_token=very-secret-page-token&limit=5", timeout=TIMEOUT
+    )
     [post, feed] = sandbox.requests("facebook")
     assert post["method"] == "POST" and post["path"] == "/v21.0/42/feed"
     assert post["body"] == {"message": "Snow day", "access_token": "[redacted]"}
@@ -273,17 +296,19 @@ def test_control_endpoints_over_http(sandbox: Sandbox) -> None:
     assert [r["status"] for r in remote.requests("facebook")] == [503, 200]
     assert [r["fault"] for r in remote.requests()] == ["status", None]
     assert [p["message"] for p in remote.posts("facebook")] == ["b"]
-    everything = requests.get(f"{sandbox.url}/_sandbox/posts").json()
+    everything = requests.get(f"{sandbox.url}/_sandbox/posts", timeout=TIMEOUT).json()
     assert set(everything) == {"x", "facebook", "twilio"}
 
-    bad = requests.post(f"{sandbox.url}/_sandbox/faults", json=[{"fault": "explode"}])
+    bad = requests.post(
+        f"{sandbox.url}/_sandbox/faults", json=[{"fault": "explode"}], timeout=TIMEOUT
+    )
     assert bad.status_code == 400 and "fault must be one of" in bad.json()["error"]
     with pytest.raises(ValueError, match="unknown fault rule keys"):
         remote.set_faults([{"fault": "drop", "cuont": 1}])
 
     remote.reset()
     assert remote.requests() == [] and remote.posts("facebook") == [] and remote.faults() == []
-    assert requests.get(f"{sandbox.url}/_sandbox/health").json() == {"ok": True}
+    assert requests.get(f"{sandbox.url}/_sandbox/health", timeout=TIMEOUT).json() == {"ok": True}
 
 
 @pytest.mark.parametrize(
@@ -322,7 +347,10 @@ def test_rules_apply_in_order_and_expire(sandbox: Sandbox) -> None:
         ]
     )
     assert [graph_post(sandbox, f"m{n}").status_code for n in range(4)] == [503, 503, 500, 200]
-    assert requests.get(f"{sandbox.url}/v21.0/42/feed?access_token=t").status_code == 418
+    assert (
+        requests.get(f"{sandbox.url}/v21.0/42/feed?access_token=t", timeout=TIMEOUT).status_code
+        == 418
+    )
     assert [r["applied"] for r in sandbox.faults()] == [2, 1, 0, 1]
 
 
@@ -360,11 +388,14 @@ def test_timeout_after_accept_creates_then_holds(sandbox: Sandbox) -> None:
 def test_rate_limit_answers_carry_each_providers_headers(sandbox: Sandbox) -> None:
     sandbox.set_faults([{"fault": "rate_limit", "retry_after_s": 90}])
     x = requests.post(
-        f"{sandbox.url}/2/tweets", json={"text": "x"}, auth=OAuth1("ck", "cs", X_TOKEN, "ats")
+        f"{sandbox.url}/2/tweets",
+        json={"text": "x"},
+        auth=OAuth1("ck", "cs", X_TOKEN, "ats"),
+        timeout=TIMEOUT,
     )
     assert x.status_code == 429 and x.headers["x-rate-limit-remaining"] == "0"
     assert abs(int(x.headers["x-rate-limit-reset"]) - (time.time() + 90)) < 5
-    twilio = requests.get(f"{sandbox.url}/2010-04-01/Accounts/{SID}/Messages.json")
+    twilio = requests.get(f"{sandbox.url}/2010-04-01/Accounts/{SID}/Messages.json", timeout=TIMEOUT)
     assert twilio.status_code == 429 and twilio.headers["Retry-After"] == "90"
     assert twilio.json()["code"] == 20429
     graph = graph_post(sandbox, "x")
