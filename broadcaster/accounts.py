@@ -4,30 +4,32 @@ Secrets come from the environment variables an account names (`credentials_env`)
 that names none is a sandbox account, and every `test` or `exercise` message goes to the sandbox.
 An account that names variables which are unset is a misconfiguration: its deliveries fail with
 the variable's name. It never falls back to the sandbox, which would report "sent" untruly.
+
+The sandbox's credentials are public (anyone can read them here): sending with them is harmless,
+but believing a request signed with them is not. Only a district file with `[sandbox] trusted =
+true` (development, demo, tests) lets the web hooks accept them (web/twilio_hooks.py).
 """
 
 from __future__ import annotations
 
 import hashlib
 import os
+from typing import NamedTuple
 
 from broadcaster.config import Account, DistrictConfig, Settings
 from broadcaster.errors import BroadcasterError
 from broadcaster.targets import REHEARSAL_KINDS
 from channel_adapters import AccountConfig
 
-# What the sandbox needs to impersonate an account that has no real settings.
-SANDBOX_CREDENTIALS = {
-    "x": {
-        "consumer_key": "sandbox",
-        "consumer_secret": "sandbox",
-        "access_token": "sandbox",
-        "access_token_secret": "sandbox",
-    },
-    "facebook": {"page_access_token": "sandbox"},
-    "sms": {"auth_token": "sandbox-auth-token"},
-    "web": {},
-}
+# The auth token of every sandbox-served Twilio account. Public: never proof of anything.
+SANDBOX_TWILIO_TOKEN = "sandbox-auth-token"
+
+
+class Signer(NamedTuple):
+    """Who signs a Twilio request: the AccountSid, and whether with the sandbox's public token."""
+
+    account_sid: str
+    sandbox: bool
 
 
 def sandbox_identity(account: Account) -> tuple[dict[str, str], dict[str, str]]:
@@ -47,7 +49,7 @@ def sandbox_identity(account: Account) -> tuple[dict[str, str], dict[str, str]]:
         "facebook": ({"page_id": number}, {"page_access_token": f"sandbox-{number}"}),
         "sms": (
             {"account_sid": "AC" + digest[:32], "messaging_service_sid": "MG" + digest[32:64]},
-            {"auth_token": "sandbox-auth-token"},
+            {"auth_token": SANDBOX_TWILIO_TOKEN},
         ),
     }[account.channel]
 
@@ -56,8 +58,7 @@ def identity(account: Account, kind: str) -> tuple[dict[str, str], dict[str, str
     """The settings and credentials the account acts with: the sandbox's stand-ins, or its own
     settings and the secrets from the environment variables it names."""
     if uses_sandbox(account, kind):
-        sandbox_settings, sandbox_credentials = sandbox_identity(account)
-        return {**sandbox_settings, **account.settings}, sandbox_credentials
+        return account_settings(account, kind), sandbox_identity(account)[1]
     credentials = {key: os.environ.get(var, "") for key, var in account.credentials_env.items()}
     missing = [account.credentials_env[k] for k, v in credentials.items() if not v]
     if missing:
@@ -66,6 +67,20 @@ def identity(account: Account, kind: str) -> tuple[dict[str, str], dict[str, str
             f"{', '.join(missing)} for the workers"
         )
     return dict(account.settings), credentials
+
+
+def account_settings(account: Account, kind: str) -> dict[str, str]:
+    """The account's non-secret settings; a sandbox-served one's filled in by the sandbox."""
+    if uses_sandbox(account, kind):
+        return {**sandbox_identity(account)[0], **account.settings}
+    return dict(account.settings)
+
+
+def twilio_signer(account: Account, kind: str) -> Signer:
+    """Who signs the status callbacks of the texts this account sends for a `kind` message."""
+    return Signer(
+        account_settings(account, kind).get("account_sid", ""), uses_sandbox(account, kind)
+    )
 
 
 def account_config(

@@ -138,10 +138,31 @@ class Account(_Strict):
     # (Facebook, web); an X post has no room for that, so an X account posts in English unless
     # it says otherwise (a district with a Spanish X account lists it with locale = "es").
     locale: str | None = None
+    # SMS: the numbers this account texts from besides its Messaging Service (E.164). An inbound
+    # text is believed only when it is addressed to one of these, to `settings.from_number` or
+    # to the account's Messaging Service.
+    sending_numbers: list[str] = []
 
     @property
     def post_locale(self) -> str | None:
         return self.locale or ("en" if self.channel == "x" else None)
+
+    @field_validator("sending_numbers")
+    @classmethod
+    def _e164(cls, value: list[str]) -> list[str]:
+        numbers = []
+        for raw in value:
+            number = to_e164(raw, "ZZ")  # no region here: only the +country form is certain
+            if number is None:
+                raise ValueError(f"{raw!r} is not a phone number in +country form (e.g. +1...)")
+            numbers.append(number)
+        return numbers
+
+    @model_validator(mode="after")
+    def _sms_numbers(self) -> Account:
+        if self.sending_numbers and self.channel != "sms":
+            raise ValueError(f"account {self.name}: only an sms account has sending_numbers")
+        return self
 
 
 class TestAllowlist(_Strict):
@@ -240,6 +261,15 @@ class WebConfig(_Strict):
     oidc: OidcConfig | None = None
 
 
+class SandboxConfig(_Strict):
+    """The provider sandbox's credentials are public. `trusted = true` says this install is a
+    development, demo or test one, where requests signed with them (the sandbox's Twilio status
+    callbacks) are believed. Off by default, and never on in production: there, rehearsals still
+    go to the sandbox, but nothing signed with its public token changes anything."""
+
+    trusted: bool = False
+
+
 class Retention(_Strict):
     """How long records are kept, counted from the communication (its last delivery, or the
     message's last change when nothing was delivered). Past it, `records purge` destroys them."""
@@ -276,6 +306,7 @@ class DistrictConfig(_Strict):
     templates_dirs: list[str] = []
     web: WebConfig = WebConfig()
     retention: Retention = Retention()
+    sandbox: SandboxConfig = SandboxConfig()
     source: Path | None = None
 
     @model_validator(mode="after")

@@ -418,7 +418,9 @@ def record(worker: Worker, results: list[Result]) -> list[Batch]:
         ledger.append_many(session, [_ledger_entry(worker, r) for r in kept])
         # A delivery report that beat this record to the database is waiting for these ids.
         provider_callbacks.apply_held(
-            session, [r.receipt.provider_id for r in kept if r.status == "sent" and r.receipt]
+            session,
+            worker.district,
+            [r.receipt.provider_id for r in kept if r.status == "sent" and r.receipt],
         )
         retry_ids: dict[tuple[int, float], list[tuple[int, str]]] = defaultdict(list)
         for r in kept:
@@ -519,7 +521,7 @@ def sweep(worker: Worker) -> list[Batch]:
     if results:
         planned += record(worker, results)
     with session_scope(url) as session:
-        provider_callbacks.apply_held(session)
+        provider_callbacks.apply_held(session, worker.district)
     with session_scope(url) as session:
         for message_id in dispatching:
             finish_if_done(session, worker.district, message_id)

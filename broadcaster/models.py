@@ -269,7 +269,9 @@ class Delivery(Base):
 
 class HeldCallback(Base):
     """A provider's delivery report that arrived before its delivery's provider id was recorded;
-    applied (and removed) once the id is known. See provider_callbacks.py."""
+    applied (and removed) once the id is known, and only if the delivery was sent through the
+    account that signed it (`account_sid`, and whether with the sandbox's public token). See
+    provider_callbacks.py."""
 
     __tablename__ = "held_callbacks"
 
@@ -277,6 +279,20 @@ class HeldCallback(Base):
     provider_id: Mapped[str] = mapped_column(String(100), index=True)
     status: Mapped[str] = mapped_column(String(16))
     error_code: Mapped[str | None] = mapped_column(String(16))
+    # None: held before the signer was recorded (migration 0009); such a report is never applied.
+    account_sid: Mapped[str | None] = mapped_column(String(64))
+    sandbox: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    received_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class InboundText(Base):
+    """An inbound text (Twilio's MessageSid) the web hook has applied: a replay of the same
+    signed request finds it here and changes nothing."""
+
+    __tablename__ = "inbound_texts"
+
+    message_sid: Mapped[str] = mapped_column(String(64), primary_key=True)
+    account_sid: Mapped[str] = mapped_column(String(64))
     received_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 

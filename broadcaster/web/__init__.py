@@ -4,6 +4,7 @@ the JSON API and the Twilio web hooks. One app; `broadcaster web` serves it, gun
 
 from __future__ import annotations
 
+import logging
 import os
 import secrets
 import time
@@ -53,7 +54,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     from broadcaster.web.console import console
     from broadcaster.web.feeds import feeds
     from broadcaster.web.public import public
-    from broadcaster.web.twilio_hooks import hooks
+    from broadcaster.web.twilio_hooks import hooks, trust
 
     settings = settings or Settings()
     district = load_district(settings.config_path)
@@ -74,6 +75,9 @@ def create_app(settings: Settings | None = None) -> Flask:
         PREFERRED_URL_SCHEME="https" if https else "http",
     )
     app.context_processor(lambda: {"district": district})
+    if not app.logger.level:  # what the app trusts is said at start, under gunicorn too
+        app.logger.setLevel(logging.INFO)
+    trust(app, district)
     if settings.proxy_hops:  # behind the district's TLS proxy: trust its X-Forwarded-* headers
         hops = settings.proxy_hops
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops, x_host=hops)  # type: ignore[method-assign]

@@ -1,31 +1,116 @@
 """Twilio web hooks: delivery status callbacks and inbound texts (STOP, START, HELP).
 
-Every request must carry a valid `X-Twilio-Signature` for the auth token of the SMS account named
-by its `AccountSid`, checked with the twilio library's validator; anything else gets 403 and
-changes nothing.
+What a request must show before it changes anything (each refusal changes nothing):
+- A valid `X-Twilio-Signature` (checked with the twilio library's validator) for the auth token
+  of a district SMS account whose SID is the request's `AccountSid`; otherwise 403. A
+  sandbox-served account's token is public, so it counts only in a district file with
+  `[sandbox] trusted = true` (development, demo, tests); the app logs at start which accounts
+  it accepts hooks for, and why it refuses the others.
+- A status callback changes only a delivery sent through the account that signed it
+  (provider_callbacks.py, which also holds early reports with their signer); another
+  account's `MessageSid` gets 403. Status moves only forward.
+- An inbound text must be addressed to the signing account: its `To` is one of the account's
+  sending numbers (`settings.from_number`, `sending_numbers`) or its `MessagingServiceSid` is the
+  account's; otherwise 403. Each `MessageSid` (or `SmsSid`) is applied once: a replay is
+  answered with an empty reply.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from typing import Any
 
-from flask import Blueprint, Response, abort, current_app, request
+from flask import Blueprint, Flask, Response, abort, current_app, request
 from sqlalchemy import delete
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
 from twilio.request_validator import RequestValidator
 from twilio.twiml.messaging_response import MessagingResponse
 
 from broadcaster import db, ledger, provider_callbacks
-from broadcaster.accounts import identity
-from broadcaster.config import DistrictConfig, Settings
+from broadcaster.accounts import Signer, identity, twilio_signer
+from broadcaster.config import DistrictConfig, Settings, to_e164
 from broadcaster.contacts import normalize_phone
 from broadcaster.errors import BroadcasterError
-from broadcaster.models import OptOut
+from broadcaster.models import InboundText, OptOut
 
 hooks = Blueprint("twilio_hooks", __name__, url_prefix="/hooks/twilio")
 
 STOP_WORDS = {"stop", "stopall", "unsubscribe", "cancel", "end", "quit", "revoke", "opt out"}
 START_WORDS = {"start", "unstop", "yes"}
 HELP_WORDS = {"help", "info"}
+HOOK_KEYS = "TWILIO_HOOK_KEYS"  # app.config: the keys computed at start
+SID_MAX = 64  # Twilio's SIDs are 34 characters; the replay table's column holds 64
+
+
+@dataclass(frozen=True)
+class HookKey:
+    """One way a Twilio request to us may be signed: a district SMS account's AccountSid and auth
+    token (its own, or the sandbox's for a sandbox-served account or a rehearsal), with what the
+    account texts from."""
+
+    account: str
+    signer: Signer
+    auth_token: str = field(repr=False)
+    messaging_service_sid: str
+    numbers: frozenset[str]
+
+    def addressed(self, form: dict[str, Any], region: str) -> bool:
+        """Is this inbound text addressed to this account's numbers or Messaging Service?"""
+        service = form.get("MessagingServiceSid", "")
+        if service and service == self.messaging_service_sid:
+            return True
+        return to_e164(form.get("To", ""), region) in self.numbers
+
+
+def hook_keys(district: DistrictConfig) -> tuple[list[HookKey], dict[str, str]]:
+    """The keys Twilio's requests may be signed with, and why any SMS account has none."""
+    keys: list[HookKey] = []
+    refused: dict[str, str] = {}
+    region = district.district.phone_region
+    for account in district.accounts_for("sms"):
+        # Its own credentials; and the sandbox's, with which its rehearsals are sent.
+        for kind in ("actual", "test"):
+            signer = twilio_signer(account, kind)
+            if any(k.account == account.name and k.signer == signer for k in keys):
+                continue  # a sandbox-served account signs the same way for both
+            if signer.sandbox and not district.sandbox.trusted:
+                if kind == "actual":
+                    refused[account.name] = (
+                        "served by the provider sandbox, whose credentials are public "
+                        "([sandbox] trusted is off)"
+                    )
+                continue
+            try:
+                settings, credentials = identity(account, kind)
+            except BroadcasterError as exc:  # its credentials are not set here
+                refused[account.name] = str(exc)
+                continue
+            if not signer.account_sid or not credentials.get("auth_token"):
+                refused[account.name] = "needs settings.account_sid and credentials_env.auth_token"
+                continue
+            numbers = [settings.get("from_number", ""), *account.sending_numbers]
+            keys.append(
+                HookKey(
+                    account=account.name,
+                    signer=signer,
+                    auth_token=credentials["auth_token"],
+                    messaging_service_sid=settings.get("messaging_service_sid", ""),
+                    numbers=frozenset(filter(None, (to_e164(n, region) for n in numbers if n))),
+                )
+            )
+    return keys, refused
+
+
+def trust(app: Flask, district: DistrictConfig) -> None:
+    """Compute the hook keys once, at start, and say in the log what is and is not accepted."""
+    keys, refused = hook_keys(district)
+    app.config[HOOK_KEYS] = keys
+    whose = {False: "its own credentials", True: "the sandbox's public credentials"}
+    accepted = [f"{k.account} ({k.signer.account_sid}, {whose[k.signer.sandbox]})" for k in keys]
+    app.logger.info("Twilio web hooks accepted for: %s", ", ".join(accepted) or "no account")
+    for name, why in refused.items():
+        app.logger.info("Twilio web hooks refused for %s: %s", name, why)
 
 
 def _settings() -> Settings:
@@ -36,59 +121,75 @@ def _district() -> DistrictConfig:
     return current_app.config["BROADCASTER_DISTRICT"]
 
 
-def auth_token_for(account_sid: str) -> str | None:
-    """The auth token of the district's SMS account with this SID (real or sandbox)."""
-    for account in _district().accounts_for("sms"):
-        try:
-            settings, credentials = identity(account, "actual")
-        except BroadcasterError:  # its credentials are not set here
-            continue
-        if settings.get("account_sid") == account_sid:
-            return credentials.get("auth_token")
-    return None
-
-
-def verified_form() -> dict[str, Any]:
-    """The form, if Twilio signed it; otherwise 403."""
+def verified() -> tuple[dict[str, Any], list[HookKey]]:
+    """The form and the keys it was signed with, if a trusted account signed it; otherwise 403."""
     form = request.form.to_dict()
-    token = auth_token_for(form.get("AccountSid", ""))
     signature = request.headers.get("X-Twilio-Signature", "")
     public = _settings().public_url
     url = public.rstrip("/") + request.full_path.rstrip("?") if public else request.url
-    if not token or not signature or not RequestValidator(token).validate(url, form, signature):
+    keys = [
+        key
+        for key in current_app.config[HOOK_KEYS]
+        if signature
+        and key.signer.account_sid == form.get("AccountSid")
+        and RequestValidator(key.auth_token).validate(url, form, signature)
+    ]
+    if not keys:
         abort(403)
-    return form
+    return form, keys
 
 
 @hooks.post("/status")
 def status() -> Response:
-    form = verified_form()
+    form, keys = verified()
+    sid = form.get("MessageSid", "")
     with db.session_scope(_settings().effective_database_url) as session:
-        provider_callbacks.report(
+        ours = provider_callbacks.report(
             session,
-            form.get("MessageSid", ""),
+            _district(),
+            keys[0].signer,
+            sid,
             form.get("MessageStatus", ""),
             form.get("ErrorCode") or None,
         )
+    if not ours:
+        current_app.logger.warning(
+            "refused a Twilio status report for %s: %s did not send it", sid, keys[0].account
+        )
+        abort(403)
     return Response(status=204)
 
 
 @hooks.post("/inbound")
 def inbound() -> Response:
-    form = verified_form()
+    form, keys = verified()
+    info = _district().district
+    key = next((k for k in keys if k.addressed(form, info.phone_region)), None)
+    if key is None:
+        current_app.logger.warning(
+            "refused an inbound text signed by %s: not addressed to its numbers or service",
+            keys[0].account,
+        )
+        abort(403)
+    sid = form.get("MessageSid") or form.get("SmsSid") or ""
+    if not sid or len(sid) > SID_MAX:
+        abort(400, "no MessageSid")
     word = " ".join(form.get("Body", "").split()).lower()
-    phone = normalize_phone(form.get("From", ""), _district().district.phone_region)
+    phone = normalize_phone(form.get("From", ""), info.phone_region)
     reply = MessagingResponse()
     if phone is None:
         return _twiml(reply)
     with db.session_scope(_settings().effective_database_url) as session:
+        if not _first_time(session, sid, key.signer.account_sid):
+            current_app.logger.info("ignored a replayed inbound text %s", sid)
+            return _twiml(reply)
         opted_out = session.get(OptOut, phone) is not None
         if word in STOP_WORDS:
             if not opted_out:  # confirmed once; a second STOP gets no reply
                 session.add(OptOut(phone=phone, source="STOP by text"))
                 ledger.append(session, "contact.opted_out", {"phone": phone, "word": word})
                 reply.message(
-                    f"{_district().district.short_name}: you will no longer receive texts from "
+                    f"{info.short_name}: you will no longer receive texts from "
                     "us. Reply START to receive them again."
                 )
         elif word in START_WORDS:
@@ -96,17 +197,26 @@ def inbound() -> Response:
                 session.execute(delete(OptOut).where(OptOut.phone == phone))
                 ledger.append(session, "contact.opted_in", {"phone": phone, "word": word})
             reply.message(
-                f"{_district().district.short_name}: you will receive district alerts again. "
-                "Reply STOP to opt out."
+                f"{info.short_name}: you will receive district alerts again. Reply STOP to opt out."
             )
         elif word in HELP_WORDS:
-            info = _district().district
             contact = " or ".join(filter(None, [info.phone, info.email]))
             reply.message(
                 f"{info.name} alerts. Questions: {contact}. Reply STOP to opt out, START to opt "
                 "back in. Msg & data rates may apply."
             )
     return _twiml(reply)
+
+
+def _first_time(session: Session, sid: str, account_sid: str) -> bool:
+    """Record an inbound text as applied; False if it was before (a replay, or a concurrent copy:
+    the primary key decides, on SQLite and PostgreSQL alike)."""
+    try:
+        with session.begin_nested():
+            session.add(InboundText(message_sid=sid, account_sid=account_sid))
+    except IntegrityError:
+        return False
+    return True
 
 
 def _twiml(reply: MessagingResponse) -> Response:
