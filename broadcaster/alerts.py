@@ -26,6 +26,7 @@ from broadcaster.catalog import CapFields, Catalog
 from broadcaster.config import DistrictConfig
 from broadcaster.errors import BroadcasterError
 from broadcaster.models import Delivery, Message, Rendition
+from broadcaster.text_safety import clean_for_xml
 from channel_adapters.web import web_alerts
 
 SEVERITIES = ("Extreme", "Severe", "Moderate", "Minor", "Unknown")
@@ -311,12 +312,15 @@ def _build(
             Rendition.message_id.in_({row.message_id for row in rows}), Rendition.channel == "web"
         )
     ):
-        by_message.setdefault(r.message_id, {})[r.locale] = r.text
+        # Stored text is cleaned as it is read: a character XML cannot carry, in a row written
+        # before the way in refused it, is shown as U+FFFD instead of taking every feed down.
+        by_message.setdefault(r.message_id, {})[r.locale] = clean_for_xml(r.text)
     fields: dict[str, CapFields] = {}
     alerts = []
     for row in rows:
+        title = clean_for_xml(row.title)
         if row.template not in fields:
-            fields[row.template] = _cap_fields(catalog, row.template, row.title)
+            fields[row.template] = _cap_fields(catalog, row.template, title)
         texts = by_message.get(row.message_id, {})
         ordered = [loc for loc in row.locales if loc in texts]
         alerts.append(
@@ -324,7 +328,7 @@ def _build(
                 id=row.id,
                 message_id=row.message_id,
                 kind=row.kind,
-                title=row.title,
+                title=title,
                 cap=fields[row.template],
                 published_at=_utc(row.published_at),
                 expires_at=_utc(row.expiry),

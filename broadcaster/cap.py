@@ -2,7 +2,8 @@
 language, `status` from the message's kind, `msgType` Alert, Update or Cancel with `references`.
 
 Built with the standard library's ElementTree, which escapes every value: user-written text is
-data in the XML, never markup.
+data in the XML, never markup. ElementTree writes any character it is given, even one XML cannot
+carry, so every value is passed through `clean_for_xml` first.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from zoneinfo import ZoneInfo
 
 from broadcaster.catalog import CapFields
 from broadcaster.config import DistrictConfig
+from broadcaster.text_safety import clean_for_xml
 
 NAMESPACE = "urn:oasis:names:tc:emergency:cap:1.2"
 STATUS = {"actual": "Actual", "exercise": "Exercise", "test": "Test"}
@@ -75,7 +77,7 @@ def document(
 
     def add(parent: ET.Element, tag: str, text: str) -> ET.Element:
         element = ET.SubElement(parent, f"{{{NAMESPACE}}}{tag}")
-        element.text = text
+        element.text = clean_for_xml(text)
         return element
 
     add(alert, "identifier", ident)

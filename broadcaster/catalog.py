@@ -9,10 +9,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import ConfigDict, Field, ValidationError, model_validator
 
 from broadcaster.config import CHANNELS, DistrictConfig
 from broadcaster.errors import BadInput, NotFound
+from broadcaster.text_safety import CheckedText, check_text
 
 VariableType = Literal[
     "text", "date", "time", "datetime", "school", "schools", "route", "routes", "url", "integer"
@@ -21,7 +22,7 @@ RENDITION_FILE = re.compile(r"^(?P<channel>[a-z]+)\.(?P<locale>[a-z]{2}(?:-[A-Z]
 NAME = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
 
 
-class VariableSpec(BaseModel):
+class VariableSpec(CheckedText):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     name: str = Field(pattern=NAME.pattern)
@@ -34,7 +35,7 @@ class VariableSpec(BaseModel):
     choices: list[str] | None = None
 
 
-class CapFields(BaseModel):
+class CapFields(CheckedText):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     event: str
@@ -58,7 +59,7 @@ class CapFields(BaseModel):
     response_type: str | None = None
 
 
-class TemplateMeta(BaseModel):
+class TemplateMeta(CheckedText):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     title: str = Field(min_length=1, max_length=80)
@@ -147,7 +148,7 @@ def load_template(folder: Path) -> Template:
     meta_path = folder / "meta.toml"
     try:
         meta = TemplateMeta.model_validate(tomllib.loads(meta_path.read_text(encoding="utf-8")))
-    except (OSError, tomllib.TOMLDecodeError) as exc:
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
         raise BadInput(f"template {folder.name}: cannot read meta.toml: {exc}") from None
     except ValidationError as exc:
         first = exc.errors()[0]
@@ -161,7 +162,12 @@ def load_template(folder: Path) -> Template:
                 f"template {folder.name}: unexpected file {path.name} "
                 "(name files CHANNEL.LOCALE.j2 for a channel listed in meta.toml)"
             )
-        sources[(match["channel"], match["locale"])] = path.read_text(encoding="utf-8")
+        try:
+            source = path.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise BadInput(f"template {folder.name}: cannot read {path.name}: {exc}") from None
+        check_text(f"template {folder.name}: {path.name}", source)
+        sources[(match["channel"], match["locale"])] = source
     for channel in meta.channels:
         if (channel, "en") not in sources:
             raise BadInput(f"template {folder.name}: missing {channel}.en.j2 (English is required)")

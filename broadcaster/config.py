@@ -16,10 +16,11 @@ from typing import Literal
 from urllib.parse import urlsplit
 
 import phonenumbers
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import ConfigDict, Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from broadcaster.errors import BadInput
+from broadcaster.text_safety import CheckedText
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 SAMPLE_CONFIG = PROJECT_ROOT / "examples" / "district.toml"
@@ -66,7 +67,10 @@ class Settings(BaseSettings):
         return not self.database_url
 
 
-class _Strict(BaseModel):
+class _Strict(CheckedText):
+    """Every string the district file gives is checked like typed text (text_safety): a school's
+    name, say, is published in every feed and CAP document."""
+
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
@@ -206,6 +210,13 @@ ENV_NAME = re.compile(r"^[A-Z_][A-Z0-9_]*$")
 LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
 
 
+def is_https_or_loopback(url: str) -> bool:
+    """An https:// address, or plain http on this machine (a test or development provider)."""
+    parts = urlsplit(url)
+    loopback = parts.scheme == "http" and parts.hostname in LOOPBACK_HOSTS
+    return bool((parts.scheme == "https" and parts.hostname) or loopback)
+
+
 class OidcConfig(_Strict):
     """District single sign-on for the staff console (OpenID Connect, authorization code flow).
 
@@ -226,10 +237,7 @@ class OidcConfig(_Strict):
     @field_validator("metadata_url")
     @classmethod
     def _https(cls, value: str) -> str:
-        # Plain http only on this machine (a test or development provider).
-        parts = urlsplit(value)
-        loopback = parts.scheme == "http" and parts.hostname in LOOPBACK_HOSTS
-        if not ((parts.scheme == "https" and parts.hostname) or loopback):
+        if not is_https_or_loopback(value):
             raise ValueError("must be an https:// address")
         return value
 

@@ -19,6 +19,7 @@ from broadcaster.config import DistrictConfig
 from broadcaster.errors import BadInput
 from broadcaster.models import Contact, OptOut, User
 from broadcaster.permissions import require
+from broadcaster.text_safety import check_text
 
 COLUMNS = ("phone", "language", "schools", "routes", "grades", "opted_out")
 REQUIRED_COLUMNS = {"phone"}
@@ -128,6 +129,10 @@ def parse_csv(text: str, district: DistrictConfig, name: str) -> list[tuple[dict
 
 
 def _row(record: dict[str, str], district: DistrictConfig, where: str) -> tuple[dict, bool]:
+    # Refused by name, even where a parser below would skip the character: a file carrying
+    # one is not what the district meant to export.
+    for column, value in record.items():
+        check_text(f"{where}, {column}", value)
     raw_phone = record.get("phone", "").strip()
     phone = normalize_phone(raw_phone, district.district.phone_region)
     if phone is None:

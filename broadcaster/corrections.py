@@ -31,6 +31,7 @@ from broadcaster.errors import BadInput, Refused
 from broadcaster.lifecycle import transition
 from broadcaster.models import Delivery, Message, User
 from broadcaster.permissions import require
+from broadcaster.text_safety import check_text
 
 NOTICE = "retraction_notice"
 UPDATABLE = ("sent", "partially_sent")
@@ -92,7 +93,7 @@ def retract(
     """original → retracting, and its notice approved and dispatched: one deletion per post
     that went out, one correction text per phone the original reached. Returns the notice and
     the batches to release after the commit."""
-    reason = reason.strip()
+    reason = check_text("reason", reason.strip())
     if not reason:
         raise BadInput("say why the message is withdrawn: --reason TEXT")
     transition(session, original, "retract", actor, district, reason=reason)

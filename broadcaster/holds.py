@@ -20,6 +20,7 @@ from broadcaster.errors import BadInput, NotFound, Refused
 from broadcaster.messages import get_message
 from broadcaster.models import RecordHold, User, utcnow
 from broadcaster.permissions import require
+from broadcaster.text_safety import check_text
 
 
 def parse_day(value: str, option: str) -> dt.date:
@@ -55,7 +56,7 @@ def place(
     last: dt.date | None = None,
 ) -> RecordHold:
     require(actor, "manage_records", district)
-    reason = reason.strip()
+    reason = check_text("reason", reason.strip())
     if not reason:
         raise BadInput("say why the records are held: --reason TEXT")
     ranged = first is not None or last is not None
@@ -109,7 +110,7 @@ def covers(hold: RecordHold, message_id: int, first: dt.datetime, last: dt.datet
     """Whether the hold covers a message active from `first` (composed) to `last`."""
     if hold.message_id is not None:
         return hold.message_id == message_id
-    assert hold.starts_at is not None and hold.ends_at is not None
+    assert hold.starts_at is not None and hold.ends_at is not None  # noqa: S101 (a CHECK constraint)
     return first < hold.ends_at and last >= hold.starts_at
 
 

@@ -30,6 +30,7 @@ from broadcaster.models import Target as TargetRow
 from broadcaster.permissions import require
 from broadcaster.render import KINDS, render_all
 from broadcaster.targets import REHEARSAL_KINDS, resolve_targets
+from broadcaster.text_safety import check_text
 from broadcaster.variables import parse_values, untranslated
 
 
@@ -379,7 +380,7 @@ def trigger_and_dispatch(
 def reject(
     session: Session, district: DistrictConfig, message: Message, approver: User, reason: str
 ) -> None:
-    reason = reason.strip()
+    reason = check_text("reason", reason.strip())
     if not reason:
         raise BadInput("give the author a reason: --reason TEXT")
     transition(session, message, "reject", approver, district, reason=reason)

@@ -19,14 +19,11 @@ from babel.lists import format_list
 from broadcaster.catalog import Template, VariableSpec
 from broadcaster.config import DistrictConfig
 from broadcaster.errors import BadInput
+from broadcaster.text_safety import check_text
 
-# Bidirectional *overrides* can make text read differently from what it contains; ordinary
-# right-to-left text and the LRM/RLM marks are fine.
-BIDI_OVERRIDES = {"\u202d", "\u202e"}
 DATE_PATTERNS = {"en": "EEEE, MMMM d", "es": "EEEE d 'de' MMMM"}
 ALL_SCHOOLS = {"en": "all schools", "es": "todas las escuelas"}
 DEFAULT_TEXT_MAX = 200
-DEFAULT = "*"  # the value typed without a language, in a text variable with translations
 DEFAULT = "*"  # key of the value typed without a language, in a translated text variable
 
 
@@ -53,6 +50,8 @@ def parse_values(template: Template, raw: Mapping[str, str], district: DistrictC
                     f"with a language of the template ({', '.join(template.locales)})"
                 )
             translations.setdefault(name, {})[locale] = raw[key]
+        # Every type: a link, say, is published as typed.
+        check_text(f"variable {key!r}", raw[key])
     values: dict[str, Any] = {}
     for spec in template.meta.variables:
         text = raw.get(spec.name)
@@ -98,8 +97,6 @@ def display_values(
         value = values.get(spec.name)
         if isinstance(value, dict):  # a text variable with translations
             value = value.get(locale, value[DEFAULT])
-        if isinstance(value, dict):  # a text variable with translations
-            value = value.get(locale, value[DEFAULT])
         shown[spec.name] = None if value is None else DISPLAY[spec.type](value, district, locale)
     return shown
 
@@ -122,11 +119,9 @@ def _text(value: str, spec: VariableSpec, district: DistrictConfig) -> str:
     limit = spec.max_length or DEFAULT_TEXT_MAX
     if len(value) > limit:
         raise ValueError(f"is {len(value)} characters; the limit is {limit}")
-    for char in value:
-        if char in BIDI_OVERRIDES:
-            raise ValueError(f"contains a bidirectional override (U+{ord(char):04X}); remove it")
-        if unicodedata.category(char) == "Cc":
-            raise ValueError("contains a line break or control character; write it on one line")
+    # Beyond text_safety's rules (checked first), a text value is one line.
+    if any(unicodedata.category(char) == "Cc" for char in value):
+        raise ValueError("contains a line break or tab; write it on one line")
     if spec.choices and value not in spec.choices:
         raise ValueError(f"{value!r} is not allowed (choose one of: {', '.join(spec.choices)})")
     return unicodedata.normalize("NFC", value)
