@@ -17,7 +17,7 @@ from sqlalchemy.orm import Session
 
 from broadcaster import ledger
 from broadcaster.models import Delivery, Message
-from broadcaster.redaction import PHONE, mask
+from broadcaster.redaction import mask, mask_phones
 
 # Ledger events that are steps of the message (deliveries are summarized per channel instead).
 STEP_PREFIXES = ("message.", "approval.", "dispatch.", "delivery.requeued")
@@ -29,11 +29,6 @@ LIST_AT_MOST = 50  # failures and retries listed per channel; the counts are alw
 
 def _target(channel: str, recipient: str) -> str:
     return mask(recipient) if channel == "sms" and recipient.startswith("+") else recipient
-
-
-def _masked(error: str | None) -> str | None:
-    """Providers quote the number in their errors (Twilio: "The 'To' number +1... is not ...")."""
-    return PHONE.sub(lambda m: mask(m[0]), error) if error else error
 
 
 def _seconds(start: str | None, end: str | None) -> float | None:
@@ -150,7 +145,7 @@ def _channels(
                     {
                         "target": _target(d.channel, d.recipient),
                         "status": d.status,
-                        "error": _masked(d.error),
+                        "error": mask_phones(d.error),
                         "attempts": d.attempts,
                         "at": d.updated_at.isoformat(),
                     }
@@ -167,7 +162,7 @@ def _channels(
                     "event": entry.event,
                     "target": _target(payload["channel"], payload.get("recipient") or ""),
                     "attempt": payload.get("attempt"),
-                    "error": _masked(payload.get("error")),
+                    "error": mask_phones(payload.get("error")),
                 }
             )
     for name, view in out.items():

@@ -10,6 +10,7 @@ from sqlalchemy.orm import Session
 from broadcaster import follow_ups
 from broadcaster.config import DistrictConfig
 from broadcaster.models import Delivery, Message
+from broadcaster.redaction import mask_phones
 from broadcaster.scheduling import timing_view
 
 STATUSES = ("queued", "sending", "sent", "delivered", "failed", "expired")
@@ -39,7 +40,9 @@ def status_view(session: Session, message: Message, district: DistrictConfig) ->
         "state": message.state,
         **timing_view(message, district),
         "deliveries": deliveries,
-        "failures": [{"channel": c, "target": _mask(c, r), "error": e} for c, r, e in failures],
+        "failures": [
+            {"channel": c, "target": _mask(c, r), "error": mask_phones(e)} for c, r, e in failures
+        ],
     }
     notice = message if message.follow_kind == "retraction" else None
     if message.state in RETRACTION_STATES:
@@ -71,7 +74,7 @@ def retraction_view(session: Session, notice: Message) -> dict[str, Any]:
             {"channel": c, "account": a, "post": p} for c, a, p, s, _ in deletions if s == "sent"
         ],
         "still_live": [
-            {"channel": c, "account": a, "post": p, "status": s, "error": e}
+            {"channel": c, "account": a, "post": p, "status": s, "error": mask_phones(e)}
             for c, a, p, s, e in deletions
             if s != "sent"
         ],

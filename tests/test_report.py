@@ -3,6 +3,10 @@ failures and the retries; a pre-approved send is flagged for review."""
 
 from __future__ import annotations
 
+import json
+
+import requests
+
 from tests.conftest import submit_and_approve
 
 INVALID = "+15005550001"  # the sandbox answers Twilio's 21211 (not a valid phone number)
@@ -65,3 +69,54 @@ def test_a_pre_approved_send_is_flagged_for_review(run, tokens):
 
     missing = run("report", "999")
     assert missing.exit_code == 2 and "no message 999" in missing.stderr
+
+
+def test_a_providers_error_quoting_the_number_is_masked_but_in_a_full_export(
+    stack, run, tokens, compose_closure, tmp_path, console, web_app
+):
+    """Twilio's "The 'To' number +1... is not a valid phone number": masked in status (CLI, API,
+    console) and in the report; as it was only in a records officer's --include-recipients
+    export."""
+    admin = run.json("users", "add", "it")["token"]
+    contacts = tmp_path / "contacts.csv"
+    contacts.write_text(f"phone,language\n+14155550100,en\n{INVALID},en\n")
+    run.json("contacts", "import", str(contacts), "--as", "it", token=admin)
+    draft = compose_closure("--channels", "sms,web")
+    submit_and_approve(run, tokens, draft)
+    stack.start_worker()
+    assert stack.wait_done(draft["id"])["state"] == "partially_sent"
+    mid = str(draft["id"])
+
+    [failure] = run.json("status", mid)["failures"]
+    assert "The 'To' number +1••••••0001 is not a valid phone number" in failure["error"]
+    shown = {
+        "status --json": json.dumps(run.json("status", mid), ensure_ascii=False),
+        "status": run("status", mid).stdout,
+        "report --json": json.dumps(run.json("report", mid), ensure_ascii=False),
+        "report": run("report", mid).stdout,
+    }
+    browser = console.signed_in("ana")
+    for path in (f"/console/messages/{mid}", f"/console/messages/{mid}/status.json"):
+        shown[path] = browser.get(path).get_data(as_text=True)
+    api = requests.get(
+        f"{web_app()}/api/v1/messages/{mid}/status",
+        headers={"Authorization": f"Bearer {tokens['ana']}"},
+        timeout=30,
+    )
+    assert api.status_code == 200, api.text
+    shown["API"] = api.text
+    for where, text in shown.items():
+        assert "not a valid phone number" in text.replace("\\u2022", "•"), where
+        assert INVALID not in text and INVALID[1:] not in text, where
+
+    def export(out, *extra):
+        result = run(
+            "records", "export", "--message", mid, "--out", str(out), *extra,
+            "--as", "dev", token=tokens["dev"],
+        )  # fmt: skip
+        assert result.exit_code == 0, result.output
+        return "\n".join(p.read_text(encoding="utf-8") for p in out.iterdir())
+
+    assert INVALID not in export(tmp_path / "masked")
+    full = export(tmp_path / "full", "--include-recipients")
+    assert f"The 'To' number {INVALID} is not a valid phone number" in full
