@@ -636,6 +636,11 @@ def records_purge(app: App, dry_run: bool, as_user: str, as_json: bool) -> None:
     is_flag=True,
     help="Leave phone numbers unmasked (records officers only).",
 )
+@click.option(
+    "--include-student-data",
+    is_flag=True,
+    help="Leave in the text the FERPA checks matched (records officers only).",
+)
 @as_option
 @json_option
 @pass_app
@@ -646,6 +651,7 @@ def records_export(
     message_id: int | None,
     out: Path,
     include_recipients: bool,
+    include_student_data: bool,
     as_user: str,
     as_json: bool,
 ) -> None:
@@ -664,8 +670,9 @@ def records_export(
             last=last_day,
             message_id=message_id,
             include_recipients=include_recipients,
+            include_student_data=include_student_data,
         )
-    result.write(out)
+        export.publish(session, actor, result, out)
     if as_json:
         return emit_json({"out": str(out), "messages": result.messages, "files": len(result.files)})
     click.echo(

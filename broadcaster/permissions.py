@@ -19,10 +19,12 @@ ACTION_ROLES: dict[str, frozenset[str]] = {
     "retry": frozenset({"approver", "incident_commander"}),
     "retract": frozenset({"approver", "incident_commander"}),
     # Records: destruction and legal holds are the records officer's alone; exports may also be
-    # made by an admin, but only a records officer may leave recipients' phone numbers in one.
+    # made by an admin, but only a records officer may leave recipients' phone numbers, or the
+    # student data the FERPA checks found, in one.
     "manage_records": frozenset({"records_officer"}),
     "export_records": frozenset({"records_officer", "admin"}),
     "include_recipients": frozenset({"records_officer"}),
+    "include_student_data": frozenset({"records_officer"}),
 }
 
 

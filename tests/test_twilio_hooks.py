@@ -222,10 +222,6 @@ def test_sandbox_signatures_are_refused_where_the_sandbox_is_not_trusted(
     caplog.set_level(logging.INFO, logger="broadcaster")
     url = web_app()
     inbound, status = f"{url}/hooks/twilio/inbound", f"{url}/hooks/twilio/status"
-    said = caplog.text
-    assert "accepted for: district-sms (AC00000000000000000000000000000000, its own" in said
-    assert "refused for test-sms: served by the provider sandbox" in said
-    assert "the-real-secret" not in said and SANDBOX_TWILIO_TOKEN not in said
     for account in production.accounts_for("sms"):
         sid, service, token = sms_identity(production, account.name)
         assert token == SANDBOX_TWILIO_TOKEN
@@ -247,6 +243,11 @@ def test_sandbox_signatures_are_refused_where_the_sandbox_is_not_trusted(
     )
     assert signed_post(inbound, real, "the-real-secret", inbound).status_code == 200
     assert opted_out(session_factory) == {PARENT}
+    # What the app said at start: whose hooks it accepts, whose it refuses and why; no secret.
+    said = caplog.text
+    assert "accepted for: district-sms (AC00000000000000000000000000000000, its own" in said
+    assert "refused for test-sms: served by the provider sandbox" in said
+    assert "the-real-secret" not in said and SANDBOX_TWILIO_TOKEN not in said
 
 
 def test_a_status_report_changes_only_texts_the_signing_account_sent(
