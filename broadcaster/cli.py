@@ -33,19 +33,24 @@ from broadcaster import (
     holds,
     identity,
     ledger,
+    login_throttle,
     messages,
+    owner_only,
     report,
     retention,
     scheduling,
+    sso,
     status,
 )
 from broadcaster.catalog import Catalog
 from broadcaster.celery_app import QUEUES, configure
 from broadcaster.config import ROLES, DistrictConfig, Settings, load_district
 from broadcaster.errors import BadInput, BroadcasterError
-from broadcaster.models import User
+from broadcaster.models import MAX_ID, User
 
 SEVERITY_STYLE = {"block": "bold red", "warn": "yellow"}
+# Message and hold ids: out of range is bad input (exit 2), never a database overflow.
+ROW_ID = click.IntRange(1, MAX_ID)
 
 
 class App:
@@ -87,6 +92,16 @@ def read_token(name: str) -> str:
     if sys.stdin.isatty():
         return click.prompt(f"Token for {name}", hide_input=True).strip()
     raise BadInput(f"set BROADCASTER_TOKEN to {name}'s personal token (or run at a terminal)")
+
+
+def read_new_password(name: str) -> str:
+    """A new password: asked twice, hidden, at a terminal; otherwise the first line of standard
+    input (a script or a password manager), with no echo warning and no confirmation."""
+    if sys.stdin.isatty():
+        return click.prompt(
+            f"New password for {name}", hide_input=True, confirmation_prompt=True, err=True
+        )
+    return sys.stdin.readline().rstrip("\r\n")
 
 
 class BroadcasterGroup(click.Group):
@@ -362,7 +377,7 @@ def compose(app: App, template: str, as_user: str, as_json: bool, **options: Any
 
 
 @cli.command()
-@click.argument("message_id", type=int)
+@click.argument("message_id", type=ROW_ID)
 @json_option
 @pass_app
 def preview(app: App, message_id: int, as_json: bool) -> None:
@@ -375,7 +390,7 @@ def preview(app: App, message_id: int, as_json: bool) -> None:
 
 
 @cli.command()
-@click.argument("message_id", type=int)
+@click.argument("message_id", type=ROW_ID)
 @json_option
 @pass_app
 def show(app: App, message_id: int, as_json: bool) -> None:
@@ -426,7 +441,7 @@ def _act(app: App, message_id: int, as_user: str, action: str, **kwargs: Any) ->
 
 
 @cli.command()
-@click.argument("message_id", type=int)
+@click.argument("message_id", type=ROW_ID)
 @as_option
 @pass_app
 def submit(app: App, message_id: int, as_user: str) -> None:
@@ -436,7 +451,7 @@ def submit(app: App, message_id: int, as_user: str) -> None:
 
 
 @cli.command()
-@click.argument("message_id", type=int)
+@click.argument("message_id", type=ROW_ID)
 @as_option
 @click.option("--ack-warnings", is_flag=True, help="Acknowledge the message's warnings.")
 @pass_app
@@ -481,7 +496,7 @@ def release(
 
 
 @cli.command()
-@click.argument("message_id", type=int)
+@click.argument("message_id", type=ROW_ID)
 @as_option
 @click.option("--reason", required=True, help="Why, for the author.")
 @pass_app
@@ -492,7 +507,7 @@ def reject(app: App, message_id: int, as_user: str, reason: str) -> None:
 
 
 @cli.command()
-@click.argument("message_id", type=int)
+@click.argument("message_id", type=ROW_ID)
 @as_option
 @pass_app
 def cancel(app: App, message_id: int, as_user: str) -> None:
@@ -534,7 +549,7 @@ def records_verify(app: App, as_json: bool) -> None:
 
 
 @records_group.command("hold")
-@click.option("--message", "message_id", type=int, help="Hold this message.")
+@click.option("--message", "message_id", type=ROW_ID, help="Hold this message.")
 @click.option("--from", "first", metavar="YYYY-MM-DD", help="Hold messages active from this day.")
 @click.option("--to", "last", metavar="YYYY-MM-DD", help="... through this day (district time).")
 @click.option("--reason", required=True, help="Why (a request, litigation, an audit).")
@@ -565,7 +580,7 @@ def records_hold(
 
 
 @records_group.command("release")
-@click.argument("hold_id", type=int)
+@click.argument("hold_id", type=ROW_ID)
 @as_option
 @pass_app
 def records_release(app: App, hold_id: int, as_user: str) -> None:
@@ -629,7 +644,7 @@ def records_purge(app: App, dry_run: bool, as_user: str, as_json: bool) -> None:
 @records_group.command("export")
 @click.option("--from", "first", metavar="YYYY-MM-DD", help="Messages composed from this day.")
 @click.option("--to", "last", metavar="YYYY-MM-DD", help="... through this day (district time).")
-@click.option("--message", "message_id", type=int, help="Only this message.")
+@click.option("--message", "message_id", type=ROW_ID, help="Only this message.")
 @click.option("--out", required=True, type=click.Path(path_type=Path), help="A new folder.")
 @click.option(
     "--include-recipients",
@@ -699,7 +714,7 @@ def records_verify_export(folder: Path, as_json: bool) -> None:
 
 
 @cli.command("report")
-@click.argument("message_id", type=int)
+@click.argument("message_id", type=ROW_ID)
 @json_option
 @pass_app
 def report_cmd(app: App, message_id: int, as_json: bool) -> None:
@@ -785,13 +800,59 @@ def users_passwd(app: App, name: str, as_user: str | None) -> None:
     """Set NAME's password for the web console (asked twice, never echoed)."""
     as_user = as_user or name
     token = read_token(as_user)
-    password = click.prompt(
-        f"New password for {name}", hide_input=True, confirmation_prompt=True, err=True
-    )
+    password = read_new_password(name)
     with app.session() as session:
         by = app.actor(session, as_user, token)
         identity.set_password(session, app.district, identity.get_user(session, name), password, by)
     click.echo(f"password set for {name}")
+
+
+@users_group.command("token")
+@click.argument("name")
+@click.option(
+    "--as", "as_user", metavar="USER", help="Who replaces it: NAME themself (default) or an admin."
+)
+@json_option
+@pass_app
+def users_token(app: App, name: str, as_user: str | None, as_json: bool) -> None:
+    """Replace NAME's personal token and print the new one (shown only this once); the old token
+    stops working at once."""
+    as_user = as_user or name
+    token = read_token(as_user)
+    with app.session() as session:
+        by = app.actor(session, as_user, token)
+        new = identity.replace_token(session, app.district, identity.get_user(session, name), by)
+    if as_json:
+        return emit_json({"name": name, "token": new})
+    click.echo(f"new token for {name} (shown once; keep it secret; the old one no longer works):")
+    click.echo(new)
+
+
+def _set_disabled(app: App, name: str, as_user: str, disabled: bool) -> None:
+    token = read_token(as_user)
+    with app.session() as session:
+        by = app.actor(session, as_user, token)
+        identity.set_disabled(session, app.district, identity.get_user(session, name), disabled, by)
+    click.echo(f"{name} is {'disabled' if disabled else 'enabled'}")
+
+
+@users_group.command("disable")
+@click.argument("name")
+@as_option
+@pass_app
+def users_disable(app: App, name: str, as_user: str) -> None:
+    """Disable NAME (admins): its token, password and single sign-on are refused and its console
+    sessions end. The last enabled admin cannot be disabled."""
+    _set_disabled(app, name, as_user, True)
+
+
+@users_group.command("enable")
+@click.argument("name")
+@as_option
+@pass_app
+def users_enable(app: App, name: str, as_user: str) -> None:
+    """Enable NAME again (admins), with the token and password it had."""
+    _set_disabled(app, name, as_user, False)
 
 
 @users_group.command("list")
@@ -803,10 +864,84 @@ def users_list(app: App, as_json: bool) -> None:
         rows = identity.list_users(session, app.district)
     if as_json:
         return emit_json(rows)
-    table = Table("name", "roles", "added")
+    table = Table("name", "roles", "added", "state")
     for row in rows:
-        table.add_row(row["name"], ", ".join(row["roles"]), row["created_at"][:19])
+        state = "disabled" if row["disabled"] else "enabled"
+        table.add_row(row["name"], ", ".join(row["roles"]), row["created_at"][:19], state)
     console().print(table)
+
+
+issuer_option = click.option(
+    "--issuer", required=True, help="The identity provider's issuer (`iss`), its https:// address."
+)
+subject_option = click.option(
+    "--subject", required=True, help="The person's `sub` at that provider (not their name)."
+)
+
+
+@users_group.command("link")
+@click.argument("name")
+@issuer_option
+@subject_option
+@as_option
+@json_option
+@pass_app
+def users_link(app: App, name: str, issuer: str, subject: str, as_user: str, as_json: bool) -> None:
+    """Let a single sign-on identity (issuer, subject) sign in to the console as NAME."""
+    token = read_token(as_user)
+    with app.session() as session:
+        by = app.actor(session, as_user, token)
+        user = identity.get_user(session, name)
+        sso.link(session, app.district, user, issuer, subject, by)
+        linked = sso.identities(session, user)
+    if as_json:
+        return emit_json(linked)
+    click.echo(f"linked {subject} at {issuer} to {name}")
+
+
+@users_group.command("unlink")
+@click.argument("name")
+@issuer_option
+@subject_option
+@as_option
+@pass_app
+def users_unlink(app: App, name: str, issuer: str, subject: str, as_user: str) -> None:
+    """Remove a single sign-on link of NAME; NAME's console sessions end."""
+    token = read_token(as_user)
+    with app.session() as session:
+        by = app.actor(session, as_user, token)
+        sso.unlink(session, app.district, identity.get_user(session, name), issuer, subject, by)
+    click.echo(f"unlinked {subject} at {issuer} from {name}")
+
+
+@users_group.command("identities")
+@json_option
+@pass_app
+def users_identities(app: App, as_json: bool) -> None:
+    """List the single sign-on identities linked to users."""
+    with app.session() as session:
+        rows = sso.identities(session)
+    if as_json:
+        return emit_json(rows)
+    table = Table("name", "issuer", "subject", "linked by", "linked")
+    for row in rows:
+        table.add_row(
+            row["name"], row["issuer"], row["subject"], row["linked_by"], row["linked_at"][:19]
+        )
+    console().print(table)
+
+
+@users_group.command("unlock")
+@click.argument("name")
+@as_option
+@pass_app
+def users_unlock(app: App, name: str, as_user: str) -> None:
+    """Clear NAME's console sign-in delays from every address (after failed passwords)."""
+    token = read_token(as_user)
+    with app.session() as session:
+        by = app.actor(session, as_user, token)
+        cleared = login_throttle.unlock(session, app.district, identity.get_user(session, name), by)
+    click.echo(f"unlocked {name} ({cleared} address(es) cleared)")
 
 
 # --- delivery ---------------------------------------------------------------------------------
@@ -892,7 +1027,7 @@ def wait_done(app: App, message_id: int, timeout: float) -> dict[str, Any]:
 
 
 @cli.command("status")
-@click.argument("message_id", type=int)
+@click.argument("message_id", type=ROW_ID)
 @click.option("--follow", "follow_", is_flag=True, help="Watch until the message is done.")
 @click.option("--timeout", default=600.0, show_default=True, help="Seconds to follow at most.")
 @json_option
@@ -940,7 +1075,7 @@ def trigger(
 
 
 @cli.command()
-@click.argument("message_id", type=int)
+@click.argument("message_id", type=ROW_ID)
 @as_option
 @pass_app
 def retry(app: App, message_id: int, as_user: str) -> None:
@@ -956,7 +1091,7 @@ def retry(app: App, message_id: int, as_user: str) -> None:
 
 
 @cli.command()
-@click.argument("message_id", type=int)
+@click.argument("message_id", type=ROW_ID)
 @click.argument("template")
 @as_option
 @click.option(
@@ -1017,7 +1152,7 @@ def update(
 
 
 @cli.command()
-@click.argument("message_id", type=int)
+@click.argument("message_id", type=ROW_ID)
 @as_option
 @click.option("--reason", required=True, help="Why it is withdrawn (kept in the record).")
 @json_option
@@ -1109,7 +1244,10 @@ def worker(app: App, queues: str, concurrency: int, beat: bool, loglevel: str) -
         loglevel,
     ]
     if beat:
-        app.settings.home.mkdir(parents=True, exist_ok=True)
+        # Celery creates the beat's schedule file with the umask's mode: owner-only, like the
+        # rest of the home.
+        os.umask(0o077)
+        owner_only.ensure_folder(app.settings.home)
         argv += ["--beat", "--schedule", str(app.settings.home / "celerybeat-schedule")]
     celery.worker_main(argv)
 

@@ -20,6 +20,10 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
+# Row ids are 32-bit INTEGER columns: a larger number names no row, and the CLI, API and console
+# refuse it as such rather than let the database driver overflow.
+MAX_ID = 2**31 - 1
+
 
 class UTCDateTime(TypeDecorator):
     """Timezone-aware UTC on the way in and out, also on SQLite (which stores naive values)."""
@@ -54,28 +58,47 @@ class User(Base):
     id: Mapped[int] = mapped_column(primary_key=True)
     name: Mapped[str] = mapped_column(String(64), unique=True)
     roles: Mapped[list[str]] = mapped_column(JSON)
-    token_hash: Mapped[str] = mapped_column(String(200))
+    token_hash: Mapped[str] = mapped_column(String(200))  # argon2 of the token's secret part
+    # The token's public lookup part (or, for a token from before migration 0011, its SHA-256).
     token_lookup: Mapped[str | None] = mapped_column(String(64), unique=True, index=True)
     password_hash: Mapped[str | None] = mapped_column(String(200))
     # Console sessions carry this number; raising it (sign-out, a new password) ends them all.
     session_version: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    # Set by `broadcaster users disable`: no token, password or single sign-on is accepted.
+    disabled_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 
-class LoginFailure(Base):
-    """A failed (or not yet verified) console sign-in, kept for the throttling window. In the
-    database, so the limit holds across every web worker and host."""
+class OidcIdentity(Base):
+    """A single sign-on identity, (issuer, subject), linked to a local user by an admin
+    (`broadcaster users link`). Nothing else the identity provider sends selects a user."""
 
-    __tablename__ = "login_failures"
-    __table_args__ = (
-        Index("ix_login_failures_name_at", "user_name", "created_at"),
-        Index("ix_login_failures_address_at", "address", "created_at"),
-    )
+    __tablename__ = "oidc_identities"
+    __table_args__ = (UniqueConstraint("issuer", "subject", name="uq_oidc_identities_iss_sub"),)
 
     id: Mapped[int] = mapped_column(primary_key=True)
-    user_name: Mapped[str] = mapped_column(String(64))
-    address: Mapped[str] = mapped_column(String(64))
+    issuer: Mapped[str] = mapped_column(String(300))
+    subject: Mapped[str] = mapped_column(String(255))
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id"), index=True)
+    linked_by: Mapped[str] = mapped_column(String(64))
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    user: Mapped[User] = relationship()
+
+
+class LoginThrottle(Base):
+    """Consecutive failed console sign-ins for one key: a user name from one address
+    (`scope` "name") or every name from one address (`scope` "address", `user_name` '').
+    In the database, so the delay holds across every web worker and host; see login_throttle.py."""
+
+    __tablename__ = "login_throttles"
+
+    scope: Mapped[str] = mapped_column(String(8), primary_key=True)
+    user_name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    address: Mapped[str] = mapped_column(String(64), primary_key=True)
+    failures: Mapped[int] = mapped_column(Integer, default=0)
+    last_failure_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, index=True)
+    next_attempt_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
 
 
 class Message(Base):

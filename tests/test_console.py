@@ -1,39 +1,22 @@
-"""The staff console, through Flask's test client and over real HTTP on loopback: sign-in,
-throttling, CSRF, compose with its live preview, the approval gate, escaping, the contacts import,
-district single sign-on against a local OpenID provider, and live delivery progress."""
+"""The staff console, through Flask's test client and over real HTTP on loopback: sign-in, CSRF,
+compose with its live preview, the approval gate, escaping, the contacts import and live delivery
+progress. Sign-in throttling and single sign-on have modules of their own."""
 
 from __future__ import annotations
 
-import base64
-import hashlib
 import html
 import io
 import re
-import secrets
-import shutil
-import threading
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
-from urllib.parse import urlencode
 
-import pytest
 import requests
-from flask import Flask, jsonify, redirect, request
-from joserfc import jwt
-from joserfc.jwk import RSAKey
 from sqlalchemy import func, select
-from werkzeug.serving import make_server
 
-from broadcaster.config import SAMPLE_CONFIG, load_district
-from broadcaster.errors import BadInput
-from broadcaster.models import Approval, Contact, LedgerEntry, Message, User
-from broadcaster.web.console import throttle
+from broadcaster.models import Approval, Contact, LedgerEntry, Message
 from tests.conftest import CLOSURE_VARS
 from tests.console_client import PASSWORD, Browser, body, csrf, login_error
+from tests.web_server import serving
 
 SCRIPT = "<script>alert(1)</script>"
 
@@ -115,33 +98,6 @@ def test_wrong_password_and_unknown_user_get_the_same_answer(console):
     no_password = console.browser().login("ben", "not the password at all")  # none set
     answers = {(r.status_code, login_error(body(r))) for r in (wrong, unknown, no_password)}
     assert answers == {(403, "Wrong user name or password.")}
-
-
-def test_throttling_holds_across_two_app_instances(console):
-    console.set_password("ana")
-    console.set_password("ben")
-    first, second = console.apps[-1], console.app()
-    a, b = console.browser(first), console.browser(second)
-    for attempt in range(throttle.PER_NAME - 1):
-        assert (a if attempt % 2 else b).login("ana", "wrong guess number").status_code == 403
-    assert console.browser(second).login("ana").status_code == 302  # clears the failures
-    for attempt in range(throttle.PER_NAME):
-        assert (a if attempt % 2 else b).login("ana", "wrong guess number").status_code == 403
-    refused = a.login("ana")  # even the right password, on the other instance
-    assert refused.status_code == 429
-    assert login_error(body(refused)) == html.escape(throttle.MESSAGE)
-    assert console.browser(second).login("ana").status_code == 429
-    # An unknown name is throttled with the same answer.
-    for _ in range(throttle.PER_NAME):
-        assert b.login("zed", "wrong guess number").status_code == 403
-    assert login_error(body(a.login("zed", "wrong guess number"))) == login_error(body(refused))
-    assert console.browser().login("ben").status_code == 302  # other names are not affected
-    # Per address: 20 failures from one address (10 so far), whatever the names, stop that
-    # address only.
-    for i in range(throttle.PER_ADDRESS - 2 * throttle.PER_NAME):
-        assert a.login(f"guess{i}", "wrong guess number").status_code == 403
-    assert console.browser(second).login("ben").status_code == 429
-    assert console.browser(second, address="198.51.100.7").login("ben").status_code == 302
 
 
 def test_a_post_without_the_csrf_token_is_refused_and_changes_nothing(console, session_factory):
@@ -392,175 +348,6 @@ def test_contacts_import_is_for_admins_and_all_or_nothing(console, run, session_
     with session_factory() as session:
         phones = set(session.scalars(select(Contact.phone)))
     assert phones == {"+14155550100", "+14155550101"}
-
-
-# --- district single sign-on -----------------------------------------------------------------
-
-CLIENT_ID = "broadcaster-console"
-CLIENT_SECRET = secrets.token_urlsafe(24)
-
-
-@contextmanager
-def serving(app: Flask) -> Iterator[str]:
-    """The app on a loopback port, in a thread; yields its base URL."""
-    server = make_server("127.0.0.1", 0, app, threaded=True)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        yield f"http://127.0.0.1:{server.server_port}"
-    finally:
-        server.shutdown()
-
-
-@dataclass
-class Provider:
-    """A tiny OpenID provider: whoever `user` names is signed in at /authorize."""
-
-    url: str = ""
-    user: dict[str, Any] = field(default_factory=dict)
-    key: RSAKey = field(default_factory=lambda: RSAKey.generate_key(2048, auto_kid=True))
-    grants: dict[str, dict[str, Any]] = field(default_factory=dict)
-
-    def app(self) -> Flask:
-        app = Flask("provider")
-
-        @app.get("/.well-known/openid-configuration")
-        def metadata() -> Any:
-            return jsonify(
-                issuer=self.url,
-                authorization_endpoint=f"{self.url}/authorize",
-                token_endpoint=f"{self.url}/token",
-                jwks_uri=f"{self.url}/jwks",
-                response_types_supported=["code"],
-                subject_types_supported=["public"],
-                id_token_signing_alg_values_supported=["RS256"],
-                code_challenge_methods_supported=["S256"],
-            )
-
-        @app.get("/authorize")
-        def authorize() -> Any:
-            asked = request.args
-            assert asked["client_id"] == CLIENT_ID and asked["response_type"] == "code"
-            code = secrets.token_urlsafe(16)
-            self.grants[code] = {
-                "nonce": asked["nonce"],
-                "redirect_uri": asked["redirect_uri"],
-                "challenge": asked["code_challenge"],
-                "claims": dict(self.user),
-            }
-            back = {"code": code, "state": asked["state"]}
-            return redirect(f"{asked['redirect_uri']}?{urlencode(back)}")
-
-        @app.post("/token")
-        def token() -> Any:
-            client = request.authorization
-            if client is None or (client.username, client.password) != (CLIENT_ID, CLIENT_SECRET):
-                return jsonify(error="invalid_client"), 401
-            grant = self.grants.pop(request.form.get("code", ""), None)
-            verifier = request.form.get("code_verifier", "").encode()
-            challenge = base64.urlsafe_b64encode(hashlib.sha256(verifier).digest()).rstrip(b"=")
-            if (
-                grant is None
-                or request.form.get("redirect_uri") != grant["redirect_uri"]
-                or challenge.decode() != grant["challenge"]
-            ):
-                return jsonify(error="invalid_grant"), 400
-            now = int(time.time())
-            claims = {
-                "iss": self.url,
-                "aud": CLIENT_ID,
-                "sub": grant["claims"]["preferred_username"],
-                "iat": now,
-                "exp": now + 300,
-                "nonce": grant["nonce"],
-                **grant["claims"],
-            }
-            signed = jwt.encode({"alg": "RS256", "kid": self.key.kid}, claims, self.key)
-            return jsonify(
-                access_token=secrets.token_urlsafe(16),
-                token_type="Bearer",
-                expires_in=300,
-                id_token=signed,
-            )
-
-        @app.get("/jwks")
-        def jwks() -> Any:
-            return jsonify(keys=[self.key.as_dict(private=False)])
-
-        return app
-
-
-def district_with_oidc(tmp_path: Path, provider_url: str) -> Path:
-    folder = tmp_path / "district"
-    folder.mkdir()
-    shutil.copy(SAMPLE_CONFIG.parent / "roster.csv", folder / "roster.csv")
-    config = folder / "district.toml"
-    config.write_text(
-        SAMPLE_CONFIG.read_text(encoding="utf-8")
-        + f"""
-[web.oidc]
-metadata_url = "{provider_url}/.well-known/openid-configuration"
-client_id = "{CLIENT_ID}"
-client_secret_env = "BROADCASTER_TEST_OIDC_SECRET"
-label = "Riverside staff account"
-role_map = {{ "district-comms" = "author", "cabinet" = "approver" }}
-""",
-        encoding="utf-8",
-    )
-    return config
-
-
-def test_single_sign_on_settings_are_checked(tmp_path):
-    config = district_with_oidc(tmp_path, "http://login.example.org")
-    with pytest.raises(BadInput, match=r"web\.oidc\.metadata_url: .*https://"):
-        load_district(config)
-    config.write_text(
-        config.read_text()
-        .replace("http://login.example.org", "https://login.example.org")
-        .replace('"cabinet" = "approver"', '"cabinet" = "superuser"')
-    )
-    with pytest.raises(BadInput, match="unknown role 'superuser'"):
-        load_district(config)
-
-
-def sso(console_url: str, provider: Provider, **claims: Any) -> requests.Response:
-    """Sign in through the provider as a browser would, following every redirect."""
-    provider.user = claims
-    browser = requests.Session()
-    page = browser.get(f"{console_url}/console/login", timeout=10).text
-    assert "Sign in with Riverside staff account" in page
-    return browser.post(
-        f"{console_url}/console/oidc/login", data={"csrf_token": csrf(page)}, timeout=10
-    )
-
-
-def test_district_single_sign_on_maps_roles_and_refuses_unmapped_users(
-    console, tmp_path, session_factory
-):
-    provider = Provider()
-    with serving(provider.app()) as provider.url:
-        config = district_with_oidc(tmp_path, provider.url)
-        app = console.app(
-            BROADCASTER_CONFIG=str(config), BROADCASTER_TEST_OIDC_SECRET=CLIENT_SECRET
-        )
-        with serving(app) as url:
-            olga = sso(url, provider, preferred_username="Olga", groups=["district-comms"])
-            assert (olga.status_code, olga.url) == (200, f"{url}/console/")
-            assert "olga (author)" in olga.text and 'href="/console/compose"' in olga.text
-            # The district file stays authoritative for the users it lists: ben approves.
-            ben = sso(url, provider, preferred_username="ben", groups="district-comms")
-            assert "ben (approver)" in ben.text
-            refused = sso(url, provider, preferred_username="mallory", groups=["students"])
-            assert refused.status_code == 403
-            assert "mallory has no console role" in refused.text
-            assert refused.url.startswith(f"{url}/console/oidc/callback")
-            assert (
-                requests.get(f"{url}/console/", timeout=10, allow_redirects=False).status_code
-                == 302
-            )
-    with session_factory() as session:
-        users = {u.name: u.roles for u in session.scalars(select(User))}
-    assert users["olga"] == ["author"] and users["ben"] == ["author"]
-    assert "mallory" not in users
 
 
 # --- delivery progress ---------------------------------------------------------------------------

@@ -4,12 +4,25 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 
 import pytest
+from flask import Flask
 from werkzeug.serving import make_server
 
 from broadcaster.config import Settings
 from broadcaster.web import create_app
+
+
+@contextmanager
+def serving(app: Flask) -> Iterator[str]:
+    """The app on a loopback port, in a thread; yields its base URL."""
+    server = make_server("127.0.0.1", 0, app, threaded=True)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{server.server_port}"
+    finally:
+        server.shutdown()
 
 
 @pytest.fixture

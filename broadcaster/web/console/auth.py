@@ -9,6 +9,7 @@ session, so nothing planted before it (a cookie, a CSRF token) survives.
 from __future__ import annotations
 
 import time
+import unicodedata
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import wraps
@@ -16,6 +17,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from flask import (
+    abort,
     current_app,
     flash,
     g,
@@ -29,14 +31,18 @@ from flask import (
 from flask.typing import ResponseReturnValue
 from sqlalchemy.orm import Session
 
-from broadcaster import identity
+from broadcaster import identity, login_throttle
 from broadcaster.errors import Refused
 from broadcaster.models import User
 from broadcaster.permissions import ACTION_ROLES, effective_roles
 from broadcaster.web import context
-from broadcaster.web.console import console, throttle
+from broadcaster.web.console import console
 
 WRONG = "Wrong user name or password."
+THROTTLED = (
+    "Too many failed sign-ins from this address. Try again in {wait}, "
+    "or ask an admin to run `broadcaster users unlock` for your user name."
+)
 
 
 @dataclass(frozen=True)
@@ -69,7 +75,9 @@ def load_viewer() -> None:
     fresh = time.time() - session.get("at", 0) < lifetime
     with context.reading() as db:
         user = db.get(User, uid)
-        if fresh and user is not None and user.session_version == session.get("sv"):
+        # Disabling a user raises its session version too; a disabled row never gets a viewer.
+        current = user is not None and user.session_version == session.get("sv")
+        if fresh and current and user.disabled_at is None:
             roles = tuple(effective_roles(user, context.district()))
             g.viewer = Viewer(user.id, user.name, roles)
     if g.viewer is None:
@@ -107,6 +115,15 @@ def acting_user(db: Session) -> User:
     return user
 
 
+def requested_next() -> str:
+    """The `next=` the request carries, as typed; 400 for control characters, which could only
+    split the redirect's Location header or hide where it leads."""
+    target = request.values.get("next", "")
+    if any(unicodedata.category(char) in {"Cc", "Cf", "Zl", "Zp"} for char in target):
+        abort(400, "the next= address holds a control character")
+    return target
+
+
 def safe_next(target: str | None) -> str:
     """Only a page of this console: a sign-in link must not send anyone elsewhere."""
     parts = urlsplit(target or "")
@@ -128,7 +145,7 @@ def login_page(
     page = render_template(
         "console/login.html",
         error=error,
-        next=request.values.get("next", ""),
+        next=requested_next(),
         username=request.form.get("username", ""),
         oidc_label=oidc.label if oidc else None,
     )
@@ -138,29 +155,37 @@ def login_page(
 @console.get("/login")
 def login() -> ResponseReturnValue:
     if g.viewer is not None:
-        return redirect(safe_next(request.args.get("next")))
+        return redirect(safe_next(requested_next()))
     return login_page()
 
 
 @console.post("/login")
 def login_post() -> ResponseReturnValue:
+    target = requested_next()  # checked before anything is recorded or signed in
     name = request.form.get("username", "").strip().lower()
     password = request.form.get("password", "")
     address = request.remote_addr or "unknown"
-    # Unknown names are throttled and answered exactly like known ones.
+    # Unknown names are throttled and answered exactly like known ones (login_throttle.py).
     with context.transaction() as db:
-        if throttle.blocked(db, name, address):
-            wait = str(int(throttle.WINDOW.total_seconds()))
-            return login_page(throttle.MESSAGE, 429, {"Retry-After": wait})
-        throttle.record(db, name, address)
+        wait = login_throttle.attempt(db, name, address)
+    if wait:
+        return login_page(THROTTLED.format(wait=_duration(wait)), 429, {"Retry-After": str(wait)})
     try:
         with context.transaction() as db:
             user = identity.verify_password(db, name, password)
-            throttle.clear(db, name)
+            login_throttle.succeeded(db, name, address)
     except Refused:
         return login_page(WRONG, 403)
     start_session(user)
-    return redirect(safe_next(request.form.get("next")))
+    return redirect(safe_next(target))
+
+
+def _duration(seconds: int) -> str:
+    minutes, seconds = divmod(seconds, 60)
+    if not minutes:
+        return f"{seconds} second{'s' if seconds != 1 else ''}"
+    minutes += bool(seconds)
+    return f"{minutes} minute{'s' if minutes != 1 else ''}"
 
 
 @console.post("/logout")

@@ -1,9 +1,10 @@
 """District single sign-on (OpenID Connect, authorization code flow with PKCE) through Authlib.
 
-Configured by `[web.oidc]` in the district file. Roles come from one claim of the ID token at every
-sign-in (`role_map`); a user with no mapped role is refused. The local user row is created on the
-first sign-in and its roles updated at each one; the district file's `[users.NAME]` still decides
-the roles of the users it lists.
+Configured by `[web.oidc]` in the district file. The identity is the provider's issuer and the ID
+token's `sub`; it signs in only as the local user an admin linked it to (sso.py), with that user's
+own roles. With a `role_map`, the provider must still place the person in a group mapped to one of
+those roles. No other claim selects a user or changes a role; the `username_claim` only names the
+person in the log when an unlinked identity is refused, for the admin who links it.
 """
 
 from __future__ import annotations
@@ -14,16 +15,16 @@ from typing import Any
 import requests
 from authlib.common.errors import AuthlibBaseError
 from authlib.integrations.flask_client import OAuth
-from flask import current_app, redirect, request, session, url_for
+from flask import current_app, redirect, session, url_for
 from flask.typing import ResponseReturnValue
 from joserfc.errors import JoseError
 
-from broadcaster import identity
+from broadcaster import sso
 from broadcaster.config import OidcConfig
 from broadcaster.errors import BadInput, BroadcasterError, Refused
 from broadcaster.web import context
 from broadcaster.web.console import console
-from broadcaster.web.console.auth import login_page, safe_next, start_session
+from broadcaster.web.console.auth import login_page, requested_next, safe_next, start_session
 
 EXTENSION = "broadcaster_oidc"
 
@@ -74,7 +75,7 @@ def roles_from(claims: dict[str, Any], config: OidcConfig) -> list[str]:
 def oidc_login() -> ResponseReturnValue:
     try:
         oidc = client()
-        session["oidc_next"] = safe_next(request.form.get("next"))
+        session["oidc_next"] = safe_next(requested_next())
         return oidc.authorize_redirect(callback_url())
     except (BroadcasterError, AuthlibBaseError, requests.RequestException) as exc:
         return login_page(_problem(exc), 503)
@@ -82,23 +83,25 @@ def oidc_login() -> ResponseReturnValue:
 
 @console.get("/oidc/callback")
 def oidc_callback() -> ResponseReturnValue:
+    claims: dict[str, Any] = {}
     try:
         config = _config()
-        token = client().authorize_access_token()
+        oidc = client()
+        token = oidc.authorize_access_token()
         claims = token.get("userinfo") or {}
-        issuer = str(claims.get("iss", "oidc"))
-        name = str(claims.get(config.username_claim, "")).strip().lower()
-        roles = roles_from(claims, config)
-        if not name:
-            raise Refused(f"the identity provider sent no {config.username_claim!r} claim")
-        if not roles:
-            raise Refused(
-                f"{name} has no console role: ask IT to add you to one of the groups "
-                f"({', '.join(sorted(config.role_map))})"
-            )
+        # Authlib has checked the ID token's signature, audience, nonce and `iss` against the
+        # provider's metadata; insist on that issuer being there to check against.
+        issuer = oidc.load_server_metadata().get("issuer")
+        if not issuer or claims.get("iss") != issuer:
+            raise Refused("the identity provider did not say who issued the sign-in; ask IT")
+        subject = claims.get("sub")
+        vouched = roles_from(claims, config) if config.role_map else None
         with context.transaction() as db:
-            user = identity.single_sign_on(db, name, roles, issuer)
+            user = sso.sign_in(db, context.district(), issuer, str(subject or ""), vouched)
     except BroadcasterError as exc:
+        if claims:  # the provider's name for the person helps the admin who links them
+            named = claims.get(_config().username_claim)
+            current_app.logger.info("single sign-on refused (%r at the provider): %s", named, exc)
         return login_page(str(exc), context.http_status(exc))
     except (AuthlibBaseError, JoseError, requests.RequestException) as exc:
         return login_page(_problem(exc), 403)
