@@ -35,6 +35,8 @@ def effective_roles(user: User, district: DistrictConfig) -> list[str]:
 
 
 def require(user: User, action: str, district: DistrictConfig) -> None:
+    if user.disabled_at is not None:  # each way in refuses them first; this holds for every action
+        raise Refused(f"{user.name} is disabled and may not {action.replace('_', ' ')}")
     allowed = ACTION_ROLES[action]
     roles = effective_roles(user, district)
     if not allowed & set(roles):
