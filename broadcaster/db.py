@@ -15,6 +15,7 @@ from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
+from broadcaster import owner_only
 from broadcaster.errors import BadInput, BroadcasterError
 
 MIGRATIONS = Path(__file__).parent / "migrations"
@@ -33,7 +34,14 @@ def engine_for(url: str) -> Engine:
 
 def _sqlite_setup(engine: Engine) -> None:
     """WAL and a busy timeout for concurrent writers; BEGIN IMMEDIATE so that a transaction
-    which will write takes the write lock first and never works from a stale read."""
+    which will write takes the write lock first and never works from a stale read. The file is
+    created owner-only (SQLite gives its -wal and -shm files the same mode)."""
+
+    @event.listens_for(engine, "do_connect")
+    def _create_owner_only(_dialect, _record, _args, _params):  # type: ignore[no-untyped-def]
+        path = engine.url.database
+        if path and path != ":memory:" and not path.startswith("file:"):
+            owner_only.ensure_file(Path(path))
 
     @event.listens_for(engine, "connect")
     def _connect(dbapi_connection, _record):  # type: ignore[no-untyped-def]
@@ -61,7 +69,7 @@ def alembic_config(url: str) -> AlembicConfig:
 def upgrade(url: str) -> str:
     """Migrate the database to the newest schema; returns the revision it is now at."""
     if url.startswith("sqlite:///"):
-        Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+        owner_only.ensure_folder(Path(url.removeprefix("sqlite:///")).parent)
     cfg = alembic_config(url)
     with engine_for(url).begin() as connection:
         cfg.attributes["connection"] = connection

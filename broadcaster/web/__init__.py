@@ -15,6 +15,7 @@ from flask_wtf.csrf import CSRFProtect
 from werkzeug.exceptions import HTTPException
 from werkzeug.middleware.proxy_fix import ProxyFix
 
+from broadcaster import owner_only
 from broadcaster.catalog import Catalog
 from broadcaster.config import Settings, load_district
 
@@ -32,10 +33,9 @@ def secret_key(settings: Settings) -> str:
     """BROADCASTER_SECRET_KEY, or a random key kept (owner-only) in the home folder."""
     if settings.secret_key:
         return settings.secret_key
-    path = Path(settings.home) / "secret_key"
-    path.parent.mkdir(parents=True, exist_ok=True)
+    path = owner_only.ensure_folder(Path(settings.home)) / "secret_key"
     try:  # exclusive create: of several workers starting together, one writes the key
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        fd = owner_only.create_file(path)
     except FileExistsError:
         pass
     else:
