@@ -18,8 +18,9 @@ from twilio.request_validator import RequestValidator
 
 from broadcaster import db, provider_callbacks
 from broadcaster.accounts import SANDBOX_TWILIO_TOKEN, sandbox_identity
-from broadcaster.config import SAMPLE_CONFIG, load_district
+from broadcaster.config import SAMPLE_CONFIG, Settings, load_district
 from broadcaster.models import Delivery, HeldCallback, InboundText, LedgerEntry, OptOut
+from broadcaster.web import create_app
 from tests.conftest import ROOT, submit_and_approve
 
 PRODUCTION = ROOT / "deploy" / "production.toml"
@@ -210,7 +211,7 @@ def test_stop_then_start(run, web_app, district, session_factory):
 
 
 def test_sandbox_signatures_are_refused_where_the_sandbox_is_not_trusted(
-    run, tokens, compose_closure, tmp_path, web_app, session_factory, caplog
+    run, tokens, compose_closure, tmp_path, web_app, session_factory
 ):
     """deploy/production.toml: test-sms is sandbox-served and its token is public. Whoever signs
     with it (for any SMS account, as the account itself or as its rehearsal identity) can neither
@@ -219,7 +220,6 @@ def test_sandbox_signatures_are_refused_where_the_sandbox_is_not_trusted(
     sent = record_sent(session_factory)  # the test line's texts, to the test allowlist
     production = load_district(PRODUCTION)
     run.env.update(BROADCASTER_CONFIG=str(PRODUCTION), TWILIO_AUTH_TOKEN="the-real-secret")
-    caplog.set_level(logging.INFO, logger="broadcaster")
     url = web_app()
     inbound, status = f"{url}/hooks/twilio/inbound", f"{url}/hooks/twilio/status"
     for account in production.accounts_for("sms"):
@@ -243,11 +243,25 @@ def test_sandbox_signatures_are_refused_where_the_sandbox_is_not_trusted(
     )
     assert signed_post(inbound, real, "the-real-secret", inbound).status_code == 200
     assert opted_out(session_factory) == {PARENT}
-    # What the app said at start: whose hooks it accepts, whose it refuses and why; no secret.
+
+
+def test_the_app_says_at_start_whose_hooks_it_accepts(tmp_path, monkeypatch, caplog):
+    """`broadcaster web` and gunicorn both build the app with create_app: it logs whose hooks it
+    accepts and why it refuses the others, never a secret, and warns when the sandbox is
+    trusted (a district that copied the sample file and kept that section)."""
+    caplog.set_level(logging.INFO, logger="broadcaster")
+    monkeypatch.setenv("TWILIO_AUTH_TOKEN", "the-real-secret")
+    create_app(Settings(home=tmp_path, config=PRODUCTION))
     said = caplog.text
     assert "accepted for: district-sms (AC00000000000000000000000000000000, its own" in said
     assert "refused for test-sms: served by the provider sandbox" in said
     assert "the-real-secret" not in said and SANDBOX_TWILIO_TOKEN not in said
+    assert "trusts the provider sandbox" not in said
+    caplog.clear()
+    create_app(Settings(home=tmp_path, config=SAMPLE_CONFIG))
+    assert "district-sms (AC" in caplog.text and "the sandbox's public credentials" in caplog.text
+    [warning] = [r for r in caplog.records if r.levelno == logging.WARNING]
+    assert "trusts the provider sandbox's public credentials" in warning.getMessage()
 
 
 def test_a_status_report_changes_only_texts_the_signing_account_sent(

@@ -111,6 +111,12 @@ def trust(app: Flask, district: DistrictConfig) -> None:
     app.logger.info("Twilio web hooks accepted for: %s", ", ".join(accepted) or "no account")
     for name, why in refused.items():
         app.logger.info("Twilio web hooks refused for %s: %s", name, why)
+    if district.sandbox.trusted:  # say it loudly: a copy of the sample district file trusts it
+        app.logger.warning(
+            "%s trusts the provider sandbox's public credentials ([sandbox] trusted = true): "
+            "anyone can sign its web hooks; remove that section before going live",
+            district.source or "the district file",
+        )
 
 
 def _settings() -> Settings:
