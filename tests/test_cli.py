@@ -11,6 +11,7 @@ import sys
 
 from sqlalchemy import func, select
 
+from broadcaster.identity import TOKEN
 from broadcaster.models import LedgerEntry, User
 from tests.conftest import Cli, closure_vars
 
@@ -18,7 +19,7 @@ from tests.conftest import Cli, closure_vars
 def test_users_add_prints_the_token_once_and_stores_only_a_hash(run, session_factory):
     added = run.json("users", "add", "ana")
     assert added["name"] == "ana" and added["roles"] == ["author"]
-    assert added["token"].startswith("bct_") and len(added["token"]) > 40
+    assert TOKEN.fullmatch(added["token"])
     with session_factory() as session:
         stored = session.scalar(select(User.token_hash).where(User.name == "ana"))
     assert added["token"] not in stored and stored.startswith("$argon2")

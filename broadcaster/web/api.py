@@ -5,7 +5,8 @@ A caller is a user with a personal token (`Authorization: Bearer <token>`, the t
 users add` prints). Each request is one transaction: a refused request changes nothing. Errors are
 {"error": "<one line>"}: 400 a malformed request (not JSON, a wrong type, an unknown field), 401 no
 or a wrong token, 403 a refusal by policy, 404 no such message, 415 a body that is not JSON, 422 a
-well-formed request whose values the services refuse (an unknown template or variable, say).
+well-formed request whose values the services refuse (an unknown template or variable, say), 429
+too many wrong tokens from the caller's address (`Retry-After` says how many seconds to wait).
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from pydantic import BaseModel, ValidationError
 from sqlalchemy.orm import Session
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
-from broadcaster import corrections, dispatch, identity, messages, status
+from broadcaster import corrections, dispatch, identity, login_throttle, messages, status
 from broadcaster.dispatch import Batch
 from broadcaster.errors import BadInput, BroadcasterError, Refused
 from broadcaster.models import User
@@ -88,7 +89,18 @@ def _internal_error(exc: Exception) -> Response:
 # --- authentication and request bodies ------------------------------------------------------
 
 
-def _caller(session: Session) -> User:
+# Wrong bearer tokens are throttled per client address (ProxyFix gives the real one behind the
+# district's proxy) by the console's sign-in throttle, kept in the database so that the delay
+# holds across web workers: this pseudo user name (no user can have it) from that address, and
+# the address itself, which console sign-ins from there share — one budget per address for
+# guessing any credential.
+BEARER = "(bearer token)"
+
+
+def _caller_id() -> int:
+    """The id of the user whose token the request carries, found and checked in transactions of
+    its own: a failure is counted even though the request's transaction rolls back, and a
+    request that must wait runs no hash at all."""
     auth = request.authorization
     if auth is None or auth.type != "bearer" or not auth.token:
         raise ApiError(
@@ -96,8 +108,20 @@ def _caller(session: Session) -> User:
             "send your personal token: Authorization: Bearer <token>",
             {"WWW-Authenticate": 'Bearer realm="broadcaster"'},
         )
+    address = request.remote_addr or "unknown"
+    with context.transaction() as db:
+        wait = login_throttle.attempt(db, BEARER, address)
+    if wait:
+        raise ApiError(
+            429,
+            f"too many wrong bearer tokens from this address; try again in {wait} seconds",
+            {"Retry-After": str(wait)},
+        )
     try:
-        return identity.authenticate_bearer(session, auth.token)
+        with context.transaction() as db:
+            user = identity.authenticate_bearer(db, auth.token)
+            login_throttle.succeeded(db, BEARER, address)
+            return user.id
     except Refused as exc:
         raise ApiError(
             401, str(exc), {"WWW-Authenticate": 'Bearer realm="broadcaster", error="invalid_token"'}
@@ -107,8 +131,9 @@ def _caller(session: Session) -> User:
 @contextmanager
 def acting() -> Iterator[tuple[Session, User]]:
     """The request's one transaction, and the user whose token it carries."""
+    user_id = _caller_id()
     with context.transaction() as session:
-        yield session, _caller(session)
+        yield session, session.get_one(User, user_id)
 
 
 def body(model: type[B]) -> B:
@@ -192,8 +217,9 @@ def compose() -> Response:
 
 @api.post("/preview")
 def preview() -> Response:
+    author_id = _caller_id()
     with context.dry_run() as session:  # every check a compose makes; nothing is kept
-        author = _caller(session)
+        author = session.get_one(User, author_id)
         asked = _compose_request(body(ComposeBody))
         message = messages.compose(session, context.district(), context.catalog(), author, asked)
         view = messages.preview_view(session, context.district(), message)

@@ -300,6 +300,14 @@ ERRORS = {
         "Well formed, but the values are wrong: an unknown template, variable, channel, "
         "language or state, a value the template does not accept.",
     ),
+    429: (
+        "Throttled",
+        "Too many wrong bearer tokens from this address: wait the seconds in Retry-After.",
+    ),
+}
+# Headers an error response carries, by status.
+ERROR_HEADERS = {
+    429: {"Retry-After": {"description": "Seconds to wait.", "schema": {"type": "integer"}}},
 }
 BODY_ERRORS = (400, 413, 415)
 
@@ -477,7 +485,9 @@ def _json(schema: dict[str, Any]) -> dict[str, Any]:
 
 
 def _operation(op: Operation, components: dict[str, Any]) -> dict[str, Any]:
-    codes = set(op.errors) | ({404} if op.message_id else set()) | (set() if op.public else {401})
+    codes = (
+        set(op.errors) | ({404} if op.message_id else set()) | (set() if op.public else {401, 429})
+    )
     doc: dict[str, Any] = {
         "operationId": op.operation_id,
         "summary": op.summary,
@@ -544,8 +554,9 @@ def document() -> dict[str, Any]:
                 name: {
                     "description": description,
                     "content": _json({"$ref": "#/components/schemas/Error"}),
+                    **({"headers": ERROR_HEADERS[code]} if code in ERROR_HEADERS else {}),
                 }
-                for name, description in ERRORS.values()
+                for code, (name, description) in ERRORS.items()
             },
             "securitySchemes": {
                 "bearer": {
