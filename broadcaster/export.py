@@ -318,7 +318,8 @@ def build(
     include_recipients: bool = False,
     include_student_data: bool = False,
 ) -> Export:
-    """Read everything into memory; nothing is written (`Export.write`, then `record`)."""
+    """Read everything into memory; nothing is written (`publish` writes the folder, then
+    records it)."""
     require(actor, "export_records", district)
     for asked, action in (
         (include_recipients, "include_recipients"),
