@@ -220,9 +220,11 @@ def is_https_or_loopback(url: str) -> bool:
 class OidcConfig(_Strict):
     """District single sign-on for the staff console (OpenID Connect, authorization code flow).
 
-    Roles come from one claim of the ID token at every sign-in, through `role_map` (claim value
-    -> role); a user with no mapped role is refused. The client secret is read from the
-    environment variable named by `client_secret_env`, never from this file.
+    A provider identity signs in only as the user an admin linked it to (sso.py), with that
+    user's own roles. `role_map` (claim value -> role) can only take access away: with it, the
+    `roles_claim` must map to one of the user's roles. `username_claim` never selects a user; it
+    names the person in the log when an unlinked identity is refused. The client secret is read
+    from the environment variable named by `client_secret_env`, never from this file.
     """
 
     metadata_url: str  # the provider's /.well-known/openid-configuration
@@ -230,7 +232,7 @@ class OidcConfig(_Strict):
     client_secret_env: str
     label: str = Field(default="district account", min_length=1, max_length=60)
     scopes: list[str] = ["openid", "profile", "email"]
-    username_claim: str = "preferred_username"
+    username_claim: str = "preferred_username"  # for the log only
     roles_claim: str = "groups"
     role_map: dict[str, str] = {}
 

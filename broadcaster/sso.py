@@ -115,6 +115,8 @@ def sign_in(
             f"`broadcaster users link YOUR-USER-NAME --issuer {issuer} --subject {subject}`."
         )
     user = identity.user
+    if user.disabled_at is not None:
+        raise Refused(f"{user.name} is disabled; an admin can enable it")
     roles = effective_roles(user, district)
     if vouched is not None and not set(vouched) & set(roles):
         raise Refused(

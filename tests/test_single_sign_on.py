@@ -127,6 +127,14 @@ def test_a_linked_identity_signs_in_as_its_user_with_that_users_own_roles(
     run.json("users", "link", "ana", *other, token=district_sso.admin)
     assert district_sso.sign_in(sub="ana-0001", groups=EVERY_GROUP).status_code == 403
 
+    # A disabled user's identity signs in to nothing.
+    admin = ("--as", "it")
+    assert run("users", "disable", "zoe", *admin, token=district_sso.admin).exit_code == 0
+    disabled = district_sso.sign_in(sub="zoe-0001", groups=EVERY_GROUP)
+    assert disabled.status_code == 403 and "zoe is disabled" in disabled.text
+    assert run("users", "enable", "zoe", *admin, token=district_sso.admin).exit_code == 0
+    assert district_sso.sign_in(browser, sub="zoe-0001", groups=EVERY_GROUP).status_code == 200
+
     # Unlinking ends her sessions and her identity's access.
     unlink = ("users", "unlink", "zoe", "--issuer", issuer, "--subject", "zoe-0001", "--as", "it")
     assert run(*unlink, token=district_sso.admin).exit_code == 0
