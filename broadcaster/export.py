@@ -146,6 +146,7 @@ class Export:
         parent = out.absolute().parent
         try:
             parent.mkdir(parents=True, exist_ok=True)
+            # Owner-only (0700), as the export stays: it may hold recipients and student data.
             partial = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=parent))
         except OSError as exc:
             raise BadInput(f"--out {out}: cannot write there ({exc.strerror}); {_CHOOSE}") from None
