@@ -301,18 +301,20 @@ def test_an_out_that_is_a_link_not_empty_or_not_writable_is_refused_and_not_reco
     assert verify(run, empty)[0] == 0 and len(exports_recorded(db_url)) == 2
 
 
-# A blocked draft: every FERPA check matches something in its details (Facebook and web only).
+# A blocked draft: every FERPA check matches something in its details (Facebook and web only),
+# some of it disguised (a zero-width space, an ID or SSN named rather than shaped like one).
 STUDENT_DATA = {
-    "student id": ["S2345678"],
-    "ssn": ["123-45-6789"],
-    "date of birth": ["born on March 3, 2015"],
+    "student id": ["S2345678", "4567890"],
+    "ssn": ["123-45-6789", "123456780"],
+    "date of birth": ["born on March 3, 2015", "B\u200born on 4/5/2016"],
     "student name": ["José Núñez", "Maria Gonzalez"],
     "personal phone": ["(415) 555-0142"],
     "personal email": ["jo.parent@gmail.com"],
 }
 DETAILS = (
     "José Núñez (S2345678, SSN 123-45-6789, born on March 3, 2015) and Maria Gonzalez: "
-    "call (415) 555-0142 or write to jo.parent@gmail.com"
+    "call (415) 555-0142 or write to jo.parent@gmail.com. "
+    "Also Student #4567890, SSN 123456780, B\u200born on 4/5/2016."
 )
 
 
