@@ -15,7 +15,7 @@ import requests
 import time_machine
 
 from broadcaster import ledger
-from broadcaster.login_throttle import ADDRESS, NAME, POLICIES
+from broadcaster.login_throttle import ADDRESS, FORGET_AFTER, NAME, POLICIES
 from broadcaster.web.console.auth import THROTTLED
 from tests.console_client import PASSWORD, Browser, body, csrf, login_error
 from tests.web_server import serving
@@ -111,6 +111,10 @@ def test_an_address_guessing_many_names_waits_and_no_other_address_does(console,
     clock.shift(4)
     assert sprayer.login("ben").status_code == 302
     assert must_wait(console.browser(address=ATTACKER), "guess-more", WRONG) == 4
+    # An hour after its last failure an address starts afresh.
+    clock.shift(FORGET_AFTER.total_seconds() + 1)
+    assert sprayer.login("guess-later", WRONG).status_code == 403
+    assert console.browser(address=ATTACKER).login("ben").status_code == 302
 
 
 def test_parallel_guesses_on_two_workers_are_each_counted_first(console, clock):
