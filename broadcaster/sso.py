@@ -25,6 +25,7 @@ from broadcaster.config import DistrictConfig, is_https_or_loopback
 from broadcaster.errors import BadInput, NotFound, Refused
 from broadcaster.models import OidcIdentity, User
 from broadcaster.permissions import effective_roles, require
+from broadcaster.text_safety import check_text
 
 # OpenID Connect Core 1.0 §2: `sub` is at most 255 ASCII characters (printable, and we refuse
 # spaces so that what an admin copies is what the provider sends).
@@ -34,6 +35,7 @@ MAX_ISSUER = 300
 
 def checked(issuer: str, subject: str) -> tuple[str, str]:
     """The identity as stored, or BadInput naming what is wrong with it."""
+    check_text("--issuer", issuer)
     if len(issuer) > MAX_ISSUER or not is_https_or_loopback(issuer) or issuer != issuer.strip():
         raise BadInput(
             f"--issuer {issuer[:80]!r} is not an issuer: give the provider's https:// address "

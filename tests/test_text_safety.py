@@ -133,6 +133,7 @@ def one_line_refusal(result, *says: str) -> None:
 
 
 def test_the_cli_refuses_it_in_variables_and_reasons(run, tokens, compose_closure):
+    admin = run.json("users", "add", "it")["token"]
     draft = compose_closure()
     mid = str(draft["id"])
     assert run("submit", mid, "--as", "ana", token=tokens["ana"]).exit_code == 0
@@ -155,7 +156,12 @@ def test_the_cli_refuses_it_in_variables_and_reasons(run, tokens, compose_closur
             token=tokens["dev"],
         )  # fmt: skip
         one_line_refusal(refused, "reason:", point(char))
+        issuer = f"https://sso.riversideusd.org/{char}realm"
+        refused = run("users", "link", "ana", "--issuer", issuer, "--subject", "a1", "--as", "it",
+                      token=admin)  # fmt: skip
+        one_line_refusal(refused, "--issuer:", point(char))
     assert [m["id"] for m in run.json("list", token=tokens["ana"])] == [draft["id"]]
+    assert run.json("users", "identities") == []
     assert run.json("show", mid, token=tokens["ana"])["state"] == "submitted"
     assert run.json("records", "holds", token=tokens["dev"]) == []
 
@@ -179,7 +185,7 @@ def test_the_api_refuses_it_with_422_naming_the_field(web_app, tokens, session_f
     draft = api("POST", "/messages", tokens["ana"], CLOSURE).json()
     api("POST", f"/messages/{draft['id']}/submit", tokens["ana"])
     before = counts(session_factory)
-    for char in ("\ufffe", "\u202e", SURROGATE):  # JSON carries a lone surrogate as \\ud800
+    for char in ("\ufffe", "\x85", "\u202e", "\u2068"):
         for path in ("/messages", "/preview"):
             for key in ("reason", "reason.es"):
                 body = {**CLOSURE, "variables": {**CLOSURE["variables"], key: f"storm{char}"}}
@@ -191,6 +197,10 @@ def test_the_api_refuses_it_with_422_naming_the_field(web_app, tokens, session_f
         refused = api("POST", f"/messages/{draft['id']}/reject", tokens["ben"], reason)
         assert refused.status_code == 422
         assert refused.json()["error"].startswith(f"reason: contains {point(char)}")
+    # JSON carries a lone surrogate as \\ud800: the body's own check refuses it, by field.
+    body = {**CLOSURE, "variables": {**CLOSURE["variables"], "reason": SURROGATE}}
+    refused = api("POST", "/messages", tokens["ana"], body)
+    assert refused.status_code == 400 and refused.json()["error"].startswith("variables.reason:")
     assert counts(session_factory) == before
     assert api("GET", f"/messages/{draft['id']}", tokens["ana"]).json()["state"] == "submitted"
 
@@ -244,6 +254,11 @@ def test_the_contacts_csv_refuses_it_naming_line_and_column(run, tmp_path):
     assert imported["replaced"] == 0  # no refused file left a row behind
 
 
+def cli_with(tmp_path, config: str) -> Cli:
+    """The CLI with this district file (the file is refused before any database is opened)."""
+    return Cli({"BROADCASTER_HOME": str(tmp_path / "home"), "BROADCASTER_CONFIG": config})
+
+
 def district_file(tmp_path, replace: tuple[str, str], extra: str = "") -> str:
     text = SAMPLE_CONFIG.read_text(encoding="utf-8")
     assert replace[0] in text
@@ -254,7 +269,7 @@ def district_file(tmp_path, replace: tuple[str, str], extra: str = "") -> str:
 
 
 @pytest.mark.parametrize("char", SAMPLE)
-def test_the_district_config_refuses_it_naming_the_field(run, tmp_path, char):
+def test_the_district_config_refuses_it_naming_the_field(tmp_path, char):
     escaped = f"\\U{ord(char):08X}"  # TOML's escape: the file itself stays plain text
     district = load_district(SAMPLE_CONFIG)
     school = district.schools[0].name
@@ -268,12 +283,12 @@ def test_the_district_config_refuses_it_naming_the_field(run, tmp_path, char):
         ('es = "', f'"es{escaped}" = "', "names"),  # a key
     ):
         path = district_file(tmp_path, (old, new))
-        refused = Cli({**run.env, "BROADCASTER_CONFIG": path})("templates", "list")
+        refused = cli_with(tmp_path, path)("templates", "list")
         one_line_refusal(refused, path, field, point(char))
 
 
 @pytest.mark.parametrize("char", SAMPLE)
-def test_template_files_are_refused_naming_the_file(run, tmp_path, char):
+def test_template_files_are_refused_naming_the_file(tmp_path, char):
     mine = tmp_path / "mine" / "school_closure"
     shutil.copytree(BUILTIN_TEMPLATES / "school_closure", mine)
     sms = mine / "sms.en.j2"
@@ -291,7 +306,7 @@ def test_template_files_are_refused_naming_the_file(run, tmp_path, char):
     path = district_file(
         tmp_path, ("[district]", "[district]"), extra='templates_dirs = ["mine"]\n'
     )
-    refused = Cli({**run.env, "BROADCASTER_CONFIG": path})("templates", "show", "school_closure")
+    refused = cli_with(tmp_path, path)("templates", "show", "school_closure")
     one_line_refusal(refused, "template school_closure: meta.toml title", point(char))
 
 
