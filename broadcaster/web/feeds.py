@@ -2,7 +2,10 @@
 alert's CAP 1.2 document.
 
 Feeds are built by feedgen, CAP by ElementTree and JSON Feed by json.dumps (with `<>&` escaped
-too): each escapes what it is given, so text from an alert is always data, never markup.
+too): each escapes what it is given, so text from an alert is always data, never markup. What
+escaping cannot fix, a character XML cannot carry, never reaches them: alerts.py cleans stored
+text as it reads it and cap.py cleans every value it writes (text_safety.clean_for_xml), so one
+bad row shows U+FFFD instead of taking a feed down (lxml refuses such a string outright).
 """
 
 from __future__ import annotations
