@@ -8,6 +8,7 @@ every feed, page and CAP document still answers and parses.
 
 from __future__ import annotations
 
+import io
 import shutil
 
 import lxml.html
@@ -19,7 +20,7 @@ from broadcaster import text_safety
 from broadcaster.catalog import load_template
 from broadcaster.config import BUILTIN_TEMPLATES, SAMPLE_CONFIG, load_district
 from broadcaster.errors import BadInput
-from broadcaster.models import Approval, Message, Rendition
+from broadcaster.models import Approval, Contact, Message, Rendition
 from broadcaster.variables import parse_values
 from tests.conftest import Cli, closure_vars
 from tests.public_site import closure
@@ -229,6 +230,14 @@ def test_the_console_refuses_it_beside_the_field(console, session_factory):
     assert (
         ben.post(f"/console/messages/{message_id}/reject", {"reason": "a\r\nb"}).status_code == 302
     )
+
+    console.tokens["it"] = console.run.json("users", "add", "it")["token"]
+    it = console.signed_in("it")
+    upload = "phone,language,schools\n+14155550100,en,lincoln-hs\u202e\n".encode()
+    refused = it.post("/console/contacts", {"file": (io.BytesIO(upload), "export.csv")})
+    assert refused.status_code == 400
+    assert "export.csv line 2, schools: contains U+202E" in refused.get_data(as_text=True)
+    assert count(session_factory, Contact) == 0
 
 
 def test_the_contacts_csv_refuses_it_naming_line_and_column(run, tmp_path):
