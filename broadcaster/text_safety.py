@@ -1,5 +1,5 @@
-"""Which characters a value may hold: one table, checked at every way in and applied by every
-writer of a public document.
+"""Which characters a value may hold: the rules in one place, checked at every way in and
+applied by every writer of a public document.
 
 Two kinds of code point are refused in anything a person types (template variables and their
 translations, reasons, the contacts CSV, the district config, template files):
@@ -38,8 +38,8 @@ Ranges = tuple[tuple[int, int], ...]
 
 # Tab, line feed and carriage return are XML characters (and a browser sends every line break of
 # a form as CR LF): a one-line field refuses them itself. C1 controls and DEL are legal XML 1.0
-# but mean nothing in text and are refused in XML 1.1; the XML 1.0 noncharacters U+FFFE/U+FFFF
-# are here with the rest of their kind.
+# but mean nothing in text (XML 1.0 discourages them, XML 1.1 restricts them); U+FFFE/U+FFFF,
+# which XML excludes, are here with the rest of the noncharacters.
 XML_UNSAFE: dict[str, Ranges] = {
     "a control character": ((0x00, 0x08), (0x0B, 0x0C), (0x0E, 0x1F), (0x7F, 0x9F)),
     "a lone surrogate (half of a UTF-16 pair)": ((0xD800, 0xDFFF),),
