@@ -116,7 +116,8 @@ class Worker:
 
 def backoff(attempt: int) -> float:
     """Exponential with full jitter, so a 429 storm does not come back in step."""
-    return random.uniform(0, min(BACKOFF_CAP_S, BACKOFF_BASE_S * 2 ** max(0, attempt - 1)))
+    ceiling = min(BACKOFF_CAP_S, BACKOFF_BASE_S * 2 ** max(0, attempt - 1))
+    return random.uniform(0, ceiling)  # noqa: S311 (jitter, not a secret)
 
 
 # --- claiming ----------------------------------------------------------------------------------
@@ -254,7 +255,8 @@ def send_one(worker: Worker, job: Job, start_by: dt.datetime) -> Result:
         return Result(job, "failed", error=str(exc))
     bucket = worker.bucket(job.account)
     if bucket is not None and not bucket.acquire(max_wait=5.0):
-        return Result(job, "queued", retry_in=1 + random.random(), how="rate limited locally")
+        retry_in = 1 + random.random()  # noqa: S311 (jitter, not a secret)
+        return Result(job, "queued", retry_in=retry_in, how="rate limited locally")
     now = utcnow()
     if too_late(job, now):  # the rate limit may have held it past valid_until
         return expired(job)

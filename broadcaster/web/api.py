@@ -38,8 +38,7 @@ from broadcaster.web.openapi import (
 )
 
 api = Blueprint("api", __name__, url_prefix="/api/v1")
-# The id column is a 32-bit integer: a larger number is no message, not a database error.
-MESSAGE = "/messages/<int(min=1, max=2147483647):message_id>"
+MESSAGE = f"/messages/<{context.ID}:message_id>"
 B = TypeVar("B", bound=BaseModel)
 
 

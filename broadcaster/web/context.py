@@ -13,6 +13,10 @@ from broadcaster import db
 from broadcaster.catalog import Catalog
 from broadcaster.config import DistrictConfig, Settings
 from broadcaster.errors import BroadcasterError, NotFound, Refused
+from broadcaster.models import MAX_ID
+
+# A URL segment that is a row id: anything out of range is a 404, like an id that names nothing.
+ID = f"int(min=1, max={MAX_ID})"
 
 
 def settings() -> Settings:

@@ -41,7 +41,7 @@ def _act(message_id: int, act: Act, done: str | Callable[[Message], str]) -> Res
     return redirect(url_for("console.message", message_id=message_id))
 
 
-@console.post("/messages/<int:message_id>/submit")
+@console.post(f"/messages/<{context.ID}:message_id>/submit")
 @signed_in
 def submit(message_id: int) -> ResponseReturnValue:
     def act(db: Session, message: Message, user: User) -> list[dispatch.Batch]:
@@ -51,7 +51,7 @@ def submit(message_id: int) -> ResponseReturnValue:
     return _act(message_id, act, "Submitted for approval. A second person must approve it.")
 
 
-@console.post("/messages/<int:message_id>/approve")
+@console.post(f"/messages/<{context.ID}:message_id>/approve")
 @signed_in
 def approve(message_id: int) -> ResponseReturnValue:
     acknowledged = request.form.get("ack_warnings") == "yes"
@@ -70,7 +70,7 @@ def approve(message_id: int) -> ResponseReturnValue:
     return _act(message_id, act, done)
 
 
-@console.post("/messages/<int:message_id>/reject")
+@console.post(f"/messages/<{context.ID}:message_id>/reject")
 @signed_in
 def reject(message_id: int) -> ResponseReturnValue:
     reason = request.form.get("reason", "")
@@ -82,7 +82,7 @@ def reject(message_id: int) -> ResponseReturnValue:
     return _act(message_id, act, "Rejected; the author sees your reason.")
 
 
-@console.post("/messages/<int:message_id>/cancel")
+@console.post(f"/messages/<{context.ID}:message_id>/cancel")
 @signed_in
 def cancel(message_id: int) -> ResponseReturnValue:
     def act(db: Session, message: Message, user: User) -> list[dispatch.Batch]:
@@ -92,7 +92,7 @@ def cancel(message_id: int) -> ResponseReturnValue:
     return _act(message_id, act, "Cancelled: nothing will be sent.")
 
 
-@console.post("/messages/<int:message_id>/retry")
+@console.post(f"/messages/<{context.ID}:message_id>/retry")
 @signed_in
 def retry(message_id: int) -> ResponseReturnValue:
     def act(db: Session, message: Message, user: User) -> list[dispatch.Batch]:
@@ -101,7 +101,7 @@ def retry(message_id: int) -> ResponseReturnValue:
     return _act(message_id, act, "The failed deliveries are being sent again.")
 
 
-@console.post("/messages/<int:message_id>/retract")
+@console.post(f"/messages/<{context.ID}:message_id>/retract")
 @signed_in
 def retract(message_id: int) -> ResponseReturnValue:
     reason = request.form.get("reason", "")

@@ -189,13 +189,13 @@ def message_page(message_id: int, code: int = 200) -> ResponseReturnValue:
     return page, code
 
 
-@console.get("/messages/<int:message_id>")
+@console.get(f"/messages/<{context.ID}:message_id>")
 @signed_in
 def message(message_id: int) -> ResponseReturnValue:
     return message_page(message_id)
 
 
-@console.get("/messages/<int:message_id>/status.json")
+@console.get(f"/messages/<{context.ID}:message_id>/status.json")
 @signed_in
 def message_status(message_id: int) -> ResponseReturnValue:
     with context.reading() as db:
