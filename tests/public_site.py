@@ -73,13 +73,20 @@ class Site:
             token=self.tokens[as_user],
         )
         account = "district-web" if kind == "actual" else "test-web"
+        return self.post_web(draft["id"], account, reply_to)
+
+    def post_web(
+        self, message_id: int, account: str = "district-web", reply_to: str | None = None
+    ) -> str:
+        """Post a message's web rendition with the real adapter and link it with a sent delivery,
+        as a worker records it; returns the alert id."""
         with db.session_scope(self.db_url) as session:
-            text = text_for(session.get(Message, draft["id"]), "web", MULTILINGUAL)
+            text = text_for(session.get(Message, message_id), "web", MULTILINGUAL)
         receipt = self.adapter(account).send(text, reply_to=reply_to)
         with db.session_scope(self.db_url) as session:
             session.add(
                 Delivery(
-                    message_id=draft["id"],
+                    message_id=message_id,
                     channel="web",
                     account=account,
                     recipient=account,

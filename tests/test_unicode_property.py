@@ -26,10 +26,8 @@ from sqlalchemy import select
 from broadcaster import db, messages, text_safety
 from broadcaster.catalog import Catalog, Template
 from broadcaster.config import DistrictConfig
-from broadcaster.delivery import text_for
-from broadcaster.dispatch import MULTILINGUAL
 from broadcaster.errors import BroadcasterError
-from broadcaster.models import Delivery, Message, User, utcnow
+from broadcaster.models import User
 from tests.test_feeds import NS
 from tests.test_render import sample_values
 
@@ -100,7 +98,7 @@ def compose_and_publish(
         if wrong:  # the first typed value the rules refuse is the one named
             assert said.startswith(f"variable {wrong[0]!r}: contains U+"), said
         return None
-    return publish(site, message_id) if "web" in template.channels else None
+    return site.post_web(message_id) if "web" in template.channels else None
 
 
 def compose(
@@ -123,28 +121,6 @@ def compose(
                 rendition.text = text.replace("</p>", f"{shown}</p>", 1)
         session.flush()
         return message.id
-
-
-def publish(site: Any, message_id: int) -> str:
-    """The web rendition posted by the real adapter and linked by a sent delivery, as a worker
-    records it (tests/public_site.py does the same for a draft made with the CLI)."""
-    with db.session_scope(site.db_url) as session:
-        text = text_for(session.get(Message, message_id), "web", MULTILINGUAL)
-    receipt = site.adapter("district-web").send(text)
-    with db.session_scope(site.db_url) as session:
-        session.add(
-            Delivery(
-                message_id=message_id,
-                channel="web",
-                account="district-web",
-                recipient="district-web",
-                locale=MULTILINGUAL,
-                status="sent",
-                provider_id=receipt.provider_id,
-                sent_at=utcnow(),
-            )
-        )
-    return receipt.provider_id
 
 
 def check_site(site: Any, alert_ids: list[str], cap_schema: etree.XMLSchema) -> None:
@@ -195,7 +171,7 @@ def test_no_typed_or_stored_text_breaks_a_page_feed_or_cap(
         published_from_typed.extend(p for p in published if p)
         closure = catalog.get("school_closure")
         valid = messages.Request(closure.name, sample_values(closure, district), ["web"])
-        published.append(publish(site, compose(site, district, catalog, valid, junk)))
+        published.append(site.post_web(compose(site, district, catalog, valid, junk)))
         check_site(site, [p for p in published if p], cap_schema)
 
     holds()
