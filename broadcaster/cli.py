@@ -797,7 +797,7 @@ def users_add(
 )
 @pass_app
 def users_passwd(app: App, name: str, as_user: str | None) -> None:
-    """Set NAME's password for the web console (asked twice, never echoed)."""
+    """Set NAME's password for the web console (asked twice, never echoed; or piped in)."""
     as_user = as_user or name
     token = read_token(as_user)
     password = read_new_password(name)
