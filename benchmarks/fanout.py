@@ -35,6 +35,7 @@ from twilio.rest import Client
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from broadcaster.config import SAMPLE_CONFIG, SAMPLE_DISTRICT  # noqa: E402
 from channel_adapters.transport import mount  # noqa: E402
 from provider_sandbox import Sandbox  # noqa: E402
 
@@ -152,10 +153,10 @@ def full_path(sandbox: Sandbox, args: argparse.Namespace, concurrency: int) -> d
     url, pg_name = scratch_database(home)
     redis.Redis.from_url(args.broker).flushdb()
     config = home / "district.toml"
-    sample = (ROOT / "examples" / "district.toml").read_text(encoding="utf-8")
+    sample = SAMPLE_CONFIG.read_text(encoding="utf-8")
     config.write_text(
         sample.replace("rate_per_second = 100.0", "rate_per_second = 1000.0").replace(
-            'roster = "roster.csv"', f'roster = "{ROOT / "examples" / "roster.csv"}"'
+            'roster = "roster.csv"', f'roster = "{SAMPLE_DISTRICT / "roster.csv"}"'
         ),
         encoding="utf-8",
     )

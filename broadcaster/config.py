@@ -11,6 +11,7 @@ import re
 import tomllib
 import zoneinfo
 from functools import cached_property
+from importlib import resources
 from pathlib import Path
 from typing import Literal
 from urllib.parse import urlsplit
@@ -22,9 +23,12 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from broadcaster.errors import BadInput
 from broadcaster.text_safety import CheckedText
 
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
-SAMPLE_CONFIG = PROJECT_ROOT / "examples" / "district.toml"
-BUILTIN_TEMPLATES = PROJECT_ROOT / "templates"
+# Both ship inside the package (package data), so a plain `pip install` has them. Wheels install
+# unzipped, so the package's resources are real folders the catalog can walk and hash.
+_PACKAGE = Path(str(resources.files("broadcaster")))
+SAMPLE_DISTRICT = _PACKAGE / "sample_district"
+SAMPLE_CONFIG = SAMPLE_DISTRICT / "district.toml"
+BUILTIN_TEMPLATES = _PACKAGE / "template_library"
 
 Channel = Literal["x", "facebook", "sms", "web"]
 CHANNELS: tuple[str, ...] = ("x", "facebook", "sms", "web")
@@ -346,7 +350,7 @@ class DistrictConfig(_Strict):
 
     @property
     def base_dir(self) -> Path:
-        return self.source.parent if self.source else PROJECT_ROOT
+        return self.source.parent if self.source else SAMPLE_DISTRICT
 
     @property
     def template_dirs(self) -> list[Path]:

@@ -1,7 +1,7 @@
 """`broadcaster demo`: the whole flow on one machine with nothing configured.
 
 A fresh home in a temporary folder; SQLite; the embedded Redis; the provider sandbox in this
-process; one worker in a child process. Users and contacts come from examples/; a closure
+process; one worker in a child process. Users and contacts come from the sample district; a closure
 notice is composed by one user, approved by another and delivered on all four channels. It prints
 the timeline, what each platform received and the ledger check, then stops what it started.
 """
@@ -23,11 +23,11 @@ from rich.text import Text
 
 from broadcaster import db, dispatch, embedded_redis, identity, ledger, messages, status
 from broadcaster.catalog import Catalog
-from broadcaster.config import PROJECT_ROOT, Settings, load_district
+from broadcaster.config import SAMPLE_DISTRICT, Settings, load_district
 from broadcaster.contacts import import_csv
 from broadcaster.models import Message
 
-CONTACTS = PROJECT_ROOT / "examples" / "contacts.csv"
+CONTACTS = SAMPLE_DISTRICT / "contacts.csv"
 TIMEOUT_S = 120
 
 

@@ -6,7 +6,7 @@ export BROADCASTER_HOME
 unset BROADCASTER_CONFIG BROADCASTER_DATABASE_URL BROADCASTER_TOKEN 2>/dev/null || true
 token() { python3 -c 'import json, sys; print(json.load(sys.stdin)["token"])'; }
 
-echo "== users (roles from examples/district.toml)"
+echo "== users (roles from broadcaster/sample_district/district.toml)"
 ANA=$(broadcaster users add ana --json | token)
 BEN=$(broadcaster users add ben --json | token)
 IT=$(broadcaster users add it --json | token)

@@ -107,7 +107,7 @@ def run(db_url, tmp_path) -> Iterator[Cli]:
 
 @pytest.fixture
 def tokens(run) -> dict[str, str]:
-    """The sample district's users (roles come from examples/district.toml), with their tokens."""
+    """The sample district's users (roles from the sample district file), with their tokens."""
     return {
         name: run.json("users", "add", name)["token"] for name in ("ana", "ben", "carmen", "dev")
     }

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import pytest
 
+from broadcaster.config import SAMPLE_DISTRICT
 from broadcaster.contacts import parse_audience, recipients
 from broadcaster.errors import BadInput
-from tests.conftest import ROOT, submit_and_approve
+from tests.conftest import submit_and_approve
 
 HEADER = "phone,language,schools,routes,grades,opted_out\n"
 
@@ -24,7 +25,7 @@ def write(tmp_path, text: str, name: str = "contacts.csv"):
 
 def test_the_example_file_imports(run, admin):
     result = run.json(
-        "contacts", "import", str(ROOT / "examples" / "contacts.csv"), "--as", "it", token=admin
+        "contacts", "import", str(SAMPLE_DISTRICT / "contacts.csv"), "--as", "it", token=admin
     )
     assert result == {"rows": 6, "phones": 5, "opted_out": 1, "replaced": 0}
 
@@ -124,7 +125,7 @@ def test_recipients_are_deduplicated_opted_out_and_narrowed(
 
 
 def test_texting_needs_an_audience_and_the_preview_counts_it(run, tokens, admin, compose_closure):
-    run("contacts", "import", str(ROOT / "examples" / "contacts.csv"), "--as", "it", token=admin)
+    run("contacts", "import", str(SAMPLE_DISTRICT / "contacts.csv"), "--as", "it", token=admin)
     result = run(
         "compose",
         "school_closure",
