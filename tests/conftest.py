@@ -15,9 +15,10 @@ from pathlib import Path
 
 import psycopg
 import pytest
+from argon2 import PasswordHasher, profiles
 from click.testing import CliRunner, Result
 
-from broadcaster import db, embedded_redis
+from broadcaster import db, embedded_redis, identity
 from broadcaster.catalog import Catalog
 from broadcaster.cli import cli
 from broadcaster.config import SAMPLE_CONFIG, load_district
@@ -26,6 +27,13 @@ ROOT = Path(__file__).resolve().parent.parent
 SHARED = ROOT.parent / "shared"
 PG_SERVER = os.environ.get("BROADCASTER_TEST_PG", "postgresql://root@127.0.0.1:5432")
 IN_CI = os.environ.get("CI", "").lower() == "true"
+
+# Real argon2, at its cheapest cost: the suite issues and checks thousands of tokens and passwords
+# in-process, ~0.1 s each at the production cost. Hashes carry their own parameters, so processes
+# the tests start (web apps, workers) verify them all the same. test_passwords.py checks that the
+# application itself hashes at the production cost.
+identity._hasher = PasswordHasher.from_parameters(profiles.CHEAPEST)
+identity._DUMMY_HASH = identity._hasher.hash("not-a-password")
 
 
 def _service_missing(what: str) -> None:

@@ -70,3 +70,17 @@ def test_a_bearer_token_finds_its_user(run, tokens, session_factory):
             identity.authenticate_bearer(session, tokens["ben"][:-1] + "x")
         with pytest.raises(Refused):
             identity.authenticate_bearer(session, "")
+
+
+def test_the_application_hashes_at_the_production_cost():
+    """The suite runs argon2 at its cheapest (conftest.py); a fresh process must not."""
+    import subprocess
+    import sys
+
+    code = (
+        "from argon2 import extract_parameters, profiles; from broadcaster import identity; "
+        "user = identity.User(name='x'); identity._issue_token(user); "
+        "print(extract_parameters(user.token_hash) == profiles.RFC_9106_LOW_MEMORY)"
+    )
+    shown = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert shown.stdout.strip() == "True", shown.stderr
