@@ -263,6 +263,7 @@ class Delivery(Base):
     __table_args__ = (
         UniqueConstraint("message_id", "channel", "account", "recipient"),
         Index("ix_deliveries_message_status", "message_id", "status"),
+        Index("ix_deliveries_status_lease", "status", "lease_until"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -276,7 +277,9 @@ class Delivery(Base):
     action: Mapped[str] = mapped_column(String(8), default="send", server_default="send")
     # The provider id acted on: the post a follow-up replies to, or the post to delete.
     refers_to: Mapped[str | None] = mapped_column(String(100))
-    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)  # provider calls made, no more
+    # Provider lookups made to reconcile it; each inconclusive one puts the next further off.
+    lookups: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     next_attempt_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
     claimed_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
     lease_until: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
