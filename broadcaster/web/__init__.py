@@ -53,6 +53,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     from broadcaster.web.api import api
     from broadcaster.web.console import console
     from broadcaster.web.feeds import feeds
+    from broadcaster.web.metrics import metrics
     from broadcaster.web.public import public
     from broadcaster.web.twilio_hooks import hooks, trust
 
@@ -86,7 +87,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     # CSRF), and Twilio's hooks by its signature.
     csrf.exempt(api)
     csrf.exempt(hooks)
-    for blueprint in (public, feeds, console, api, hooks):
+    for blueprint in (public, feeds, console, api, hooks, metrics):
         app.register_blueprint(blueprint)
 
     @app.errorhandler(404)
