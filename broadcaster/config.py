@@ -54,6 +54,8 @@ class Settings(BaseSettings):
     # How many reverse proxies stand in front of the web app (their X-Forwarded-* headers are
     # trusted for the client address and scheme: login throttling needs the real address).
     proxy_hops: int = Field(default=0, ge=0, le=5)
+    # Prometheus's bearer token for the web app's /metrics; unset, /metrics is not served.
+    metrics_token: str | None = None
 
     @property
     def config_path(self) -> Path:

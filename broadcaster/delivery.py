@@ -23,7 +23,7 @@ import redis
 from sqlalchemy import bindparam, func, or_, select, update
 from sqlalchemy.orm import Session
 
-from broadcaster import follow_ups, ledger, provider_callbacks
+from broadcaster import follow_ups, ledger, metrics, provider_callbacks
 from broadcaster.accounts import account_config, uses_sandbox
 from broadcaster.config import DistrictConfig, Settings
 from broadcaster.db import session_scope
@@ -267,7 +267,8 @@ def send_one(worker: Worker, job: Job, start_by: dt.datetime) -> Result:
     to = job.recipient if job.channel == "sms" else None
     valid_for = validity(job, now)
     try:
-        receipt = adapter.send(job.text, to=to, reply_to=job.refers_to, valid_for_s=valid_for)
+        with metrics.timed(job.channel, "send"):
+            receipt = adapter.send(job.text, to=to, reply_to=job.refers_to, valid_for_s=valid_for)
     except DeliveryError as exc:
         return classify(adapter, job, exc, to)
     return Result(job, "sent", receipt=receipt)
@@ -277,7 +278,8 @@ def delete_one(adapter: Any, job: Job) -> Result:
     """Take a post down. A delete is idempotent (the adapters count a post already gone as
     done), so an unclear outcome is simply tried again, never looked up."""
     try:
-        adapter.retract(Receipt(str(job.refers_to)))
+        with metrics.timed(job.channel, "retract"):
+            adapter.retract(Receipt(str(job.refers_to)))
     except DeliveryError as exc:
         if exc.outcome is Outcome.PERMANENT:
             return Result(job, "failed", error=str(exc), raw=_raw(exc))
@@ -315,7 +317,8 @@ def after_lookup(
     nothing is known, so nothing is resent; the sweep asks again."""
     since = job.claimed_at - dt.timedelta(seconds=5)  # a little clock skew between hosts
     try:
-        found = adapter.lookup(job.text, to=to, since=since)
+        with metrics.timed(job.channel, "lookup"):
+            found = adapter.lookup(job.text, to=to, since=since)
     except DeliveryError as exc:
         return Result(job, "unconfirmed", error=f"lookup failed ({exc})", how=why)
     if found is not None:
@@ -433,6 +436,7 @@ def record(worker: Worker, results: list[Result]) -> list[Batch]:
         for (message_id, delay), rows in retry_ids.items():
             message = session.get(Message, message_id)
             planned += [Batch(b.queue, b.ids, delay) for b in batches(message, rows)]
+    metrics.count_outcomes(kept)  # after the commit: only outcomes that were written
     # Apart from the ledger's lock: most calls find rows still open and stop at one index probe.
     for message_id in {r.job.message_id for r in kept}:
         with session_scope(worker.settings.effective_database_url) as session:
