@@ -1220,8 +1220,24 @@ def contacts_import(app: App, path: Path, as_user: str, as_json: bool) -> None:
     help="Also run the periodic sweep (one per deployment is enough; more is harmless).",
 )
 @click.option("--loglevel", default="info", show_default=True)
+@click.option(
+    "--metrics-port",
+    type=click.IntRange(1, 65535),
+    help="Serve Prometheus metrics on this port (no authentication: keep it on a private address).",
+)
+@click.option(
+    "--metrics-host", default="127.0.0.1", show_default=True, help="The metrics port's address."
+)
 @pass_app
-def worker(app: App, queues: str, concurrency: int, beat: bool, loglevel: str) -> None:
+def worker(
+    app: App,
+    queues: str,
+    concurrency: int,
+    beat: bool,
+    loglevel: str,
+    metrics_port: int | None,
+    metrics_host: str,
+) -> None:
     """Run a Celery worker with the settings delivery relies on."""
     for queue in split_list(queues) or []:
         if queue not in QUEUES:
@@ -1249,6 +1265,10 @@ def worker(app: App, queues: str, concurrency: int, beat: bool, loglevel: str) -
         os.umask(0o077)
         owner_only.ensure_folder(app.settings.home)
         argv += ["--beat", "--schedule", str(app.settings.home / "celerybeat-schedule")]
+    if metrics_port:
+        from broadcaster.metrics import serve_worker_metrics
+
+        serve_worker_metrics(app.settings, celery.conf.broker_url, metrics_host, metrics_port)
     celery.worker_main(argv)
 
 
