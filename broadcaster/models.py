@@ -353,3 +353,20 @@ class RecordDestruction(Base):
     record_seq: Mapped[int] = mapped_column(Integer)
     destroyed_by: Mapped[str] = mapped_column(String(64))
     destroyed_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class WorkerHeartbeat(Base):
+    """A running worker, renewed every few seconds (heartbeat.py): what `doctor`, the console and
+    every starting process read to know the deployment's workers and the broker they use."""
+
+    __tablename__ = "worker_heartbeats"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    hostname: Mapped[str] = mapped_column(String(255))
+    pid: Mapped[int] = mapped_column(Integer)
+    queues: Mapped[str] = mapped_column(String(200))  # comma-separated
+    beat: Mapped[bool] = mapped_column(Boolean)
+    broker_fingerprint: Mapped[str] = mapped_column(String(64))
+    broker_display: Mapped[str] = mapped_column(String(500))  # password masked
+    started_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
+    last_seen: Mapped[dt.datetime] = mapped_column(UTCDateTime, index=True)
