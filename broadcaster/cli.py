@@ -28,6 +28,7 @@ from broadcaster import (
     corrections,
     db,
     dispatch,
+    doctor,
     export,
     export_verify,
     holds,
@@ -39,6 +40,7 @@ from broadcaster import (
     report,
     retention,
     scheduling,
+    split_brain,
     sso,
     status,
 )
@@ -217,7 +219,8 @@ def templates_show(app: App, name: str, as_json: bool) -> None:
     out.print(
         Text(
             f"version {described['version']}; channels {', '.join(described['channels'])}; "
-            f"languages {', '.join(described['locales'])}"
+            f"languages {', '.join(described['locales'])}; "
+            f"valid {described['default_valid_hours']} h unless --valid-until says otherwise"
             + ("; pre-approved for incidents" if described["pre_approved"] else "")
         )
     )
@@ -1243,6 +1246,7 @@ def worker(
         if queue not in QUEUES:
             raise BadInput(f"unknown queue {queue!r} (queues: {', '.join(QUEUES)})")
     db.prepare(app.url, app.settings.is_embedded)
+    split_brain.refuse_split(app.settings)  # before configure() starts any embedded broker
     celery = configure(app.settings)
     argv = [
         "worker",
@@ -1301,6 +1305,22 @@ def web(app: App, host: str, port: int) -> None:
 
     db.prepare(app.url, app.settings.is_embedded)
     create_app(app.settings).run(host=host, port=port)
+
+
+@cli.command("doctor")
+@json_option
+@pass_app
+def doctor_cmd(app: App, as_json: bool) -> None:
+    """Check this deployment: one line per check; exit 1 when any finds a problem."""
+    checks = doctor.run(app.settings)
+    found = doctor.report(checks)
+    if as_json:
+        emit_json(found)
+    else:
+        for check in checks:
+            click.echo(f"{'ok' if check.ok else 'PROBLEM':8} {check.name}: {check.detail}")
+    if not found["ok"]:
+        sys.exit(1)
 
 
 @cli.command()

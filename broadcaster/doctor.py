@@ -17,11 +17,13 @@ import datetime as dt
 import os
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
+from functools import cache
 from urllib.parse import urlsplit
 
 import redis
 import requests
-from sqlalchemy import text
+from sqlalchemy import Engine, create_engine, text
+from sqlalchemy.exc import SQLAlchemyError
 
 from broadcaster import db, embedded_redis, heartbeat, split_brain
 from broadcaster.accounts import uses_sandbox
@@ -69,6 +71,29 @@ def broker_problem(url: str) -> str | None:
             client.ping()
     except (redis.RedisError, OSError, ValueError) as exc:
         return f"{type(exc).__name__}: {_first_line(exc)}"
+    return None
+
+
+@cache
+def _probe_engine(url: str) -> Engine:
+    """An engine that gives up within PROBE_TIMEOUT_S on a server that does not answer."""
+    if url.startswith("sqlite"):  # a read takes no write lock, so waits for no writer
+        return db.engine_for(url).execution_options(**{db.READ_ONLY: True})
+    seconds = int(PROBE_TIMEOUT_S)
+    return create_engine(
+        url,
+        pool_pre_ping=True,
+        connect_args={"connect_timeout": seconds, "options": f"-c statement_timeout={seconds}s"},
+    )
+
+
+def database_problem(url: str) -> str | None:
+    """Why the database does not answer a query within PROBE_TIMEOUT_S, or None."""
+    try:
+        with _probe_engine(url).connect() as connection:
+            connection.execute(text("SELECT 1"))
+    except SQLAlchemyError as exc:
+        return f"{type(exc).__name__}: {_first_line(getattr(exc, 'orig', None) or exc)}"
     return None
 
 
@@ -146,8 +171,10 @@ def check_split_brain(target: Deployment) -> Check:
     found = split_brain.problem(target.settings)
     if found:
         return Check("one broker", False, found)
-    mine = split_brain.configured_broker(target.settings)
-    return Check("one broker", True, f"live workers use this host's broker ({mine.display})")
+    mine = split_brain.configured_broker(target.settings).display
+    if not split_brain.live_brokers(target.url):
+        return Check("one broker", True, f"no live worker yet; this host's broker is {mine}")
+    return Check("one broker", True, f"the live workers use this host's broker ({mine})")
 
 
 def check_workers(target: Deployment) -> Check:
@@ -260,15 +287,16 @@ def check_sandbox(target: Deployment, district: DistrictConfig) -> Check:
     served = [a.name for a in district.accounts if uses_sandbox(a, "live")]
     if not served:
         return Check("sandbox", True, "no account is sandbox-served")
-    names = ", ".join(served)
-    if not target.settings.sandbox_url:
+    # Accounts on the test allowlist carry only rehearsals; the others carry real alerts.
+    live = [name for name in served if name not in district.test_allowlist.accounts]
+    if live and not target.settings.sandbox_url:
         return Check(
             "sandbox",
             False,
-            f"{names} have no credentials, so the provider sandbox serves them, but "
-            "BROADCASTER_SANDBOX_URL is unset: give them credentials_env, or set it",
+            f"{', '.join(live)} have no credentials, so the provider sandbox serves their "
+            "alerts, but BROADCASTER_SANDBOX_URL is unset: give them credentials_env, or set it",
         )
-    return Check("sandbox", True, f"sandbox-served (no credentials_env): {names}")
+    return Check("sandbox", True, f"sandbox-served (no credentials_env): {', '.join(served)}")
 
 
 CHECKS: tuple[Callable[[Deployment], Check], ...] = (

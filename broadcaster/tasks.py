@@ -3,20 +3,23 @@
 from __future__ import annotations
 
 import threading
+from typing import Any
 from urllib.parse import urlsplit
 
 import redis
-from celery.signals import worker_ready
+from celery.signals import worker_ready, worker_shutdown
 
-from broadcaster import delivery, dispatch, scheduling
+from broadcaster import delivery, dispatch, heartbeat, scheduling
 from broadcaster.celery_app import DISPATCH_DUE, SEND, SWEEP, app
 from broadcaster.config import Settings, load_district
 from broadcaster.db import session_scope
 from broadcaster.models import utcnow
+from broadcaster.sweep import sweep as sweep_lost_work
 from channel_adapters import adapter_for
 
 _lock = threading.Lock()
 _worker: delivery.Worker | None = None
+_heartbeat: heartbeat.Heartbeat | None = None
 
 
 def redis_for(broker_url: str) -> redis.Redis:
@@ -47,6 +50,24 @@ def _warm_up(**_: object) -> None:
     worker()
 
 
+@worker_ready.connect
+def _report_in(sender: Any, **_: object) -> None:
+    """This worker's heartbeat: its queues, its beat and its broker, for doctor and the console."""
+    global _heartbeat
+    _heartbeat = heartbeat.Heartbeat(
+        Settings().effective_database_url,
+        queues=sorted(sender.app.amqp.queues.consume_from),
+        beat=sender.controller.beat is not None,  # the embedded beat, started by --beat
+        broker=heartbeat.broker_identity(app.conf.broker_url),
+    )
+
+
+@worker_shutdown.connect
+def _sign_off(**_: object) -> None:
+    if _heartbeat is not None:
+        _heartbeat.stop()
+
+
 @app.task(name=SEND)
 def send_deliveries(ids: list[int]) -> None:
     current = worker()
@@ -56,7 +77,7 @@ def send_deliveries(ids: list[int]) -> None:
 @app.task(name=SWEEP)
 def sweep() -> None:
     current = worker()
-    dispatch.enqueue(current.settings, delivery.sweep(current))
+    dispatch.enqueue(current.settings, sweep_lost_work(current))
 
 
 @app.task(name=DISPATCH_DUE)

@@ -15,7 +15,7 @@ from flask_wtf.csrf import CSRFProtect
 from werkzeug.exceptions import HTTPException
 from werkzeug.middleware.proxy_fix import ProxyFix
 
-from broadcaster import owner_only
+from broadcaster import owner_only, split_brain
 from broadcaster.catalog import Catalog
 from broadcaster.config import Settings, load_district
 
@@ -53,11 +53,14 @@ def create_app(settings: Settings | None = None) -> Flask:
     from broadcaster.web.api import api
     from broadcaster.web.console import console
     from broadcaster.web.feeds import feeds
+    from broadcaster.web.health import health
     from broadcaster.web.metrics import metrics
     from broadcaster.web.public import public
     from broadcaster.web.twilio_hooks import hooks, trust
 
     settings = settings or Settings()
+    # gunicorn builds the app here too: one web host on another broker splits the queues.
+    split_brain.refuse_split(settings)
     district = load_district(settings.config_path)
     app = Flask("broadcaster", root_path=str(Path(__file__).parent))
     https = bool(settings.public_url and settings.public_url.startswith("https://"))
@@ -89,6 +92,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     csrf.exempt(hooks)
     for blueprint in (public, feeds, console, api, hooks, metrics):
         app.register_blueprint(blueprint)
+    app.register_blueprint(health)  # /healthz and /readyz: no sign-in, no CSRF (GET only)
 
     @app.errorhandler(404)
     @app.errorhandler(405)

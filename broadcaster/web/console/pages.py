@@ -16,7 +16,7 @@ from sqlalchemy import and_, func, or_, select
 from sqlalchemy.orm import Session
 from werkzeug.utils import secure_filename
 
-from broadcaster import contacts, messages, scheduling, status
+from broadcaster import contacts, heartbeat, messages, scheduling, status
 from broadcaster.errors import BadInput, BroadcasterError
 from broadcaster.lifecycle import TRANSITIONS
 from broadcaster.models import Contact, Delivery, Message, OptOut, utcnow
@@ -134,6 +134,8 @@ def dashboard() -> ResponseReturnValue:
             scheduled=scheduled,
             in_flight=_in_flight(db),
             recent=[messages.summary_view(m) for m in recent],
+            workers=heartbeat.live(db),
+            gone_after=int(heartbeat.GONE_AFTER_S),
         )
     return page
 
