@@ -1,9 +1,16 @@
 """From the district's account list to the adapter configuration a worker uses.
 
 Secrets come from the environment variables an account names (`credentials_env`). An account
-that names none is a sandbox account, and every `test` or `exercise` message goes to the sandbox.
-An account that names variables which are unset is a misconfiguration: its deliveries fail with
-the variable's name. It never falls back to the sandbox, which would report "sent" untruly.
+that names none is a sandbox account. Every `test` message goes to the sandbox; an `exercise`
+goes through the account's own credentials when it has them (a drill on real phones: only to the
+test allowlist, always marked, see targets.py), else to the sandbox. An account that names
+variables which are unset is a misconfiguration: its deliveries fail with the variable's name. It
+never falls back to the sandbox, which would report "sent" untruly. Where no sandbox runs (no
+BROADCASTER_SANDBOX_URL in a district file that does not trust one), a message to a
+sandbox-served account is blocked when it is composed, never sent to fail (`unserved`).
+
+An account's `api_base_url` sends its provider requests to that host instead of the provider's
+(a regional API host, an egress proxy), still with its own credentials: that is not the sandbox.
 
 The sandbox's credentials are public (anyone can read them here): sending with them is harmless,
 but believing a request signed with them is not. Only a district file with `[sandbox] trusted =
@@ -16,13 +23,15 @@ import hashlib
 import os
 from typing import NamedTuple
 
+from broadcaster.checks import BLOCK, Finding
 from broadcaster.config import Account, DistrictConfig, Settings
 from broadcaster.errors import BroadcasterError
-from broadcaster.targets import REHEARSAL_KINDS
 from channel_adapters import AccountConfig
 
 # The auth token of every sandbox-served Twilio account. Public: never proof of anything.
 SANDBOX_TWILIO_TOKEN = "sandbox-auth-token"  # noqa: S105 (public by design, see above)
+# The kind of message that only ever goes to the sandbox, whatever credentials an account has.
+SANDBOX_ONLY = "test"
 
 
 class Signer(NamedTuple):
@@ -107,7 +116,7 @@ def account_config(
     if sandboxed and not settings.sandbox_url:
         raise BroadcasterError(
             f"account {name} is served by the provider sandbox (no credentials_env, or a "
-            f"{kind} message) and BROADCASTER_SANDBOX_URL is not set"
+            f"{SANDBOX_ONLY} message) and BROADCASTER_SANDBOX_URL is not set"
         )
     account_settings, credentials = identity(account, kind)
     return AccountConfig(
@@ -116,9 +125,39 @@ def account_config(
         settings={**account_settings, **extra},
         credentials=credentials,
         sandbox_url=settings.sandbox_url if sandboxed else None,
+        api_base_url=None if sandboxed else account.api_base_url,
         timeout_s=settings.provider_timeout_s,
     )
 
 
 def uses_sandbox(account: Account, kind: str) -> bool:
-    return account.channel != "web" and (not account.credentials_env or kind in REHEARSAL_KINDS)
+    """Is this account served by the provider sandbox for a `kind` message?"""
+    return account.channel != "web" and (not account.credentials_env or kind == SANDBOX_ONLY)
+
+
+def unserved(
+    district: DistrictConfig, targets: list[tuple[str, str]], kind: str, sandbox_url: str | None
+) -> list[Finding]:
+    """A blocking finding for every target that only the sandbox serves when this deployment
+    runs none: such a delivery could only fail. A district file that trusts the sandbox is a
+    development, demo or test one, where the sandbox is started beside the workers."""
+    if sandbox_url or district.sandbox.trusted:
+        return []
+    accounts = {a.name: a for a in district.accounts}
+    return [
+        Finding(
+            "no_sandbox",
+            BLOCK,
+            channel,
+            None,
+            f"{name} is served by the provider sandbox ("
+            + (
+                f"a {kind} message never leaves it"
+                if kind == SANDBOX_ONLY
+                else "no credentials_env"
+            )
+            + "), which this deployment does not run (BROADCASTER_SANDBOX_URL is not set)",
+        )
+        for channel, name in targets
+        if uses_sandbox(accounts[name], kind)
+    ]

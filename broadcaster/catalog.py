@@ -66,6 +66,9 @@ class TemplateMeta(CheckedText):
     category: str = Field(min_length=1, max_length=40)
     description: str = ""
     pre_approved: bool = False
+    # A message sent without --valid-until is valid this long from its send time: nothing stays
+    # "current" on the public site (or in a text's validity) forever.
+    default_valid_hours: int = Field(default=24, ge=1, le=24 * 14)
     channels: list[str]
     cap: CapFields
     variables: list[VariableSpec] = []
@@ -111,6 +114,7 @@ class Template:
             "description": self.meta.description,
             "version": self.version,
             "pre_approved": self.meta.pre_approved,
+            "default_valid_hours": self.meta.default_valid_hours,
             "channels": self.channels,
             "locales": self.locales,
             "cap": self.meta.cap.model_dump(),

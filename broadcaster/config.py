@@ -142,6 +142,10 @@ class Account(_Strict):
     settings: dict[str, str] = {}
     # Secrets by adapter key -> the environment variable that holds it. Never the secret itself.
     credentials_env: dict[str, str] = {}
+    # Where this account's provider API is reached instead of the provider's public hosts (a
+    # regional API host, an egress proxy; a stand-in provider in tests), with the account's own
+    # credentials: not the sandbox. https, or plain http on this machine only.
+    api_base_url: str | None = None
     # The provider's rate for this account, shared by all workers (requests per second).
     rate_per_second: float = Field(default=10.0, gt=0, le=1000)
     # The language this account posts in. None: one post carrying every language of the message
@@ -172,6 +176,20 @@ class Account(_Strict):
     def _sms_numbers(self) -> Account:
         if self.sending_numbers and self.channel != "sms":
             raise ValueError(f"account {self.name}: only an sms account has sending_numbers")
+        return self
+
+    @model_validator(mode="after")
+    def _api_base_url(self) -> Account:
+        url = self.api_base_url
+        if url is None:
+            return self
+        # No user:password@ either: secrets never live in the district file.
+        if self.channel == "web" or not is_https_or_loopback(url) or "@" in urlsplit(url).netloc:
+            raise ValueError(
+                f"account {self.name}: api_base_url must be an https:// address (or http:// on "
+                "this machine) of a provider API, without a user or password; a web account "
+                "has none"
+            )
         return self
 
 

@@ -95,7 +95,7 @@ class Worker:
 
     def adapter(self, account: str, kind: str):  # type: ignore[no-untyped-def]
         cache = self._local.__dict__.setdefault("adapters", {})
-        key = (account, kind in ("test", "exercise"))
+        key = (account, self.sandboxed(account, kind))  # its own credentials, or the sandbox's
         if key not in cache:
             config: AccountConfig = account_config(self.settings, self.district, account, kind)
             cache[key] = adapter_for(config.channel)(config)

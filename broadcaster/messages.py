@@ -15,9 +15,10 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from broadcaster import ledger, scheduling
+from broadcaster.accounts import unserved
 from broadcaster.catalog import Catalog
 from broadcaster.checks import BLOCK, WARN, Finding, check_rendition
-from broadcaster.config import CHANNELS, DistrictConfig
+from broadcaster.config import CHANNELS, DistrictConfig, Settings
 from broadcaster.contacts import parse_audience
 from broadcaster.dispatch import Batch, freeze_recipients
 from broadcaster.errors import BadInput, NotFound, Refused
@@ -84,7 +85,7 @@ def build(
         audience = follows.audience
     else:
         audience = _audience(session, district, channels, kind, request.audience)
-    valid_until, send_at = _timing(request, district)
+    valid_until, send_at = _timing(request, district, template.meta.default_valid_hours)
     renditions = render_all(template, values, district, channels, locales, kind)
     targets, findings = resolve_targets(district, channels, kind)
     for locale in locales:
@@ -131,8 +132,9 @@ def build(
         RenditionRow(channel=r.channel, locale=r.locale, text=r.text, metrics=m)
         for r, m in measured
     ]
-    message.findings = [FindingRow(**f.as_dict()) for f in findings]
     message.targets = [TargetRow(channel=c, account=a) for c, a in targets]
+    findings.extend(unreachable(session, district, message))
+    message.findings = [FindingRow(**f.as_dict()) for f in findings]
     session.add(message)
     session.flush()
 
@@ -196,13 +198,32 @@ def _audience(
     return parse_audience(raw, district).describe()
 
 
+def unreachable(session: Session, district: DistrictConfig, message: Message) -> list[Finding]:
+    """What would send the message to nobody: texts to an audience (or a test allowlist) with
+    no phone number in it, a target only the sandbox serves where none runs. Checked at compose
+    and again at approval, when the audience is frozen and contacts may have changed. A
+    follow-up texts whom its original reached, and is never held back for it."""
+    findings = unserved(
+        district, [(t.channel, t.account) for t in message.targets], message.kind, _sandbox_url()
+    )
+    return findings
+
+
+def _sandbox_url() -> str | None:
+    # The deployment's setting, which the web app, the CLI and the workers share.
+    return Settings().sandbox_url
+
+
 def _timing(
-    request: Request, district: DistrictConfig
-) -> tuple[dt.datetime | None, dt.datetime | None]:
-    """valid_until and send_at, both in the future, and the send before the end."""
-    valid_until = parse_local_time(request.valid_until, district) if request.valid_until else None
+    request: Request, district: DistrictConfig, default_hours: int
+) -> tuple[dt.datetime, dt.datetime | None]:
+    """valid_until and send_at, both in the future, and the send before the end. Without a
+    valid until, the template's default from the send time (now, or send at)."""
     send_at = parse_local_time(request.send_at, district, "send at") if request.send_at else None
-    if send_at and valid_until and send_at >= valid_until:
+    if not request.valid_until:
+        return (send_at or utcnow()) + dt.timedelta(hours=default_hours), send_at
+    valid_until = parse_local_time(request.valid_until, district)
+    if send_at and send_at >= valid_until:
         raise BadInput(
             f"send at {request.send_at} must be before valid until {request.valid_until}: "
             "nothing may go out after valid until"
@@ -276,6 +297,12 @@ def _refuse_blocked(message: Message) -> None:
         )
 
 
+def _refuse_unreachable(session: Session, district: DistrictConfig, message: Message) -> None:
+    found = unreachable(session, district, message)
+    if found:
+        raise Refused(f"message {message.id} cannot be approved: {found[0].detail}")
+
+
 def submit(session: Session, district: DistrictConfig, message: Message, actor: User) -> None:
     _refuse_blocked(message)
     transition(session, message, "submit", actor, district)
@@ -289,6 +316,7 @@ def approve(
     ack_warnings: bool = False,
 ) -> None:
     _refuse_blocked(message)
+    _refuse_unreachable(session, district, message)
     pending = warnings(message)
     if pending and not ack_warnings:
         raise Refused(
@@ -325,6 +353,7 @@ def approve_pre_approved(
     if template.version != message.template_version:
         raise Refused(f"template {template.name} changed since message {message.id} was composed")
     _refuse_blocked(message)
+    _refuse_unreachable(session, district, message)
     basis = f"pre-approved template {template.name}@{template.version}"
     acknowledged = [f"{f.check}: {f.detail}" for f in warnings(message)]
     transition(

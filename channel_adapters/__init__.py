@@ -45,7 +45,9 @@ class AccountConfig:
     SMS `account_sid`, `messaging_service_sid` or `from_number`, `status_callback`).
     `credentials` are secret (X `consumer_key`, `consumer_secret`, `access_token`,
     `access_token_secret`; Facebook `page_access_token`; SMS `auth_token`) and are kept out of
-    the repr. With `sandbox_url` set, the SDK's own session sends the provider's hosts there.
+    the repr. With `sandbox_url` set, the SDK's own session sends the provider's hosts there
+    and nowhere else. With `api_base_url` set instead, it sends them to that host (a regional
+    API host, an egress proxy) with the account's real credentials: not a sandbox.
     """
 
     name: str
@@ -53,6 +55,7 @@ class AccountConfig:
     settings: Mapping[str, str] = field(default_factory=dict)
     credentials: Mapping[str, str] = field(default_factory=dict, repr=False)
     sandbox_url: str | None = None
+    api_base_url: str | None = None
     timeout_s: float = 10.0
 
     def secrets(self) -> tuple[str, ...]:

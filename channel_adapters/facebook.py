@@ -15,7 +15,7 @@ import facebook
 import requests
 
 from . import AccountConfig, DeliveryError, Outcome, Receipt, register
-from .transport import mount, network_error, one_line, retry_after_from
+from .transport import mount_for, network_error, one_line, retry_after_from
 
 DEFAULT_GRAPH_VERSION = "v21.0"
 _VERSION = re.compile(r"^v?(\d+\.\d+)$")
@@ -70,7 +70,7 @@ class FacebookAdapter:
         self.account = account
         self.page_id = page_id
         session = requests.Session()
-        self._transport = mount(session, sandbox_url=account.sandbox_url, timeout=account.timeout_s)
+        self._transport = mount_for(session, account)
         self._graph = PageGraph(
             token,
             version=account.settings.get("graph_version") or DEFAULT_GRAPH_VERSION,

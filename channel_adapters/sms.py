@@ -7,6 +7,8 @@ credentials: `auth_token`
 
 from __future__ import annotations
 
+from collections import defaultdict
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from typing import Any
@@ -16,10 +18,11 @@ from twilio.http.http_client import TwilioHttpClient
 from twilio.rest import Client
 
 from . import AccountConfig, DeliveryError, Outcome, Receipt, register
-from .transport import mount, network_error, one_line, retry_after_from
+from .transport import mount_for, network_error, one_line, retry_after_from
 
 _LOOKUP_PAGES = 4
 _PAGE_SIZE = 50
+LIST_PAGE_SIZE = 1000  # the largest page Twilio's Messages list gives
 
 
 @register
@@ -44,9 +47,7 @@ class SmsAdapter:
         # The SDK's own HTTP client and session; the transport is mounted on that session.
         self._http = TwilioHttpClient(timeout=account.timeout_s)
         assert self._http.session is not None  # noqa: S101 (the SDK always makes one; narrows the type)
-        self._transport = mount(
-            self._http.session, sandbox_url=account.sandbox_url, timeout=account.timeout_s
-        )
+        self._transport = mount_for(self._http.session, account)
         self._client = Client(
             username=account_sid, password=token, account_sid=account_sid, http_client=self._http
         )
@@ -89,9 +90,7 @@ class SmsAdapter:
         """
         if not to:
             raise DeliveryError(Outcome.PERMANENT, "sms: lookup needs the recipient number (to=)")
-        if since.tzinfo is None:
-            since = since.replace(tzinfo=UTC)
-        floor = since.replace(microsecond=0)
+        floor = _floor(since)
         found: dict[str, Any] | None = None
         try:
             page = self._client.messages.page(to=to, page_size=_PAGE_SIZE)
@@ -114,6 +113,49 @@ class SmsAdapter:
         if found is None:
             return None
         return Receipt(str(found["sid"]), None, found)
+
+    def lookup_many(
+        self, wanted: Sequence[tuple[str, str, datetime]], *, max_pages: int
+    ) -> tuple[dict[int, Receipt], bool]:
+        """Many lookups answered by one listing of the account's messages, newest first, in
+        pages of 1,000: for each `(text, to, since)` the message to `to` with this body created
+        at or after `since`. Returns the receipts found, by position in `wanted`, and whether the
+        listing reached back past the earliest `since` within `max_pages` pages (only then is a
+        position without a receipt known not to be at Twilio).
+
+        Not filtered by date: DateSent would miss a message still queued, like `lookup`.
+        """
+        floors: dict[tuple[str, str], list[tuple[int, datetime]]] = defaultdict(list)
+        for position, (text, to, since) in enumerate(wanted):
+            floors[(to, text)].append((position, _floor(since)))
+        oldest = min(floor for entries in floors.values() for _, floor in entries)
+        found: dict[int, dict[str, Any]] = {}
+        complete = False
+        try:
+            page = self._client.messages.page(page_size=LIST_PAGE_SIZE)
+            for number in range(1, max_pages + 1):
+                body = self._transport.last_body()
+                messages = body.get("messages", []) if isinstance(body, dict) else []
+                for item in messages:  # newest first: the last match kept is the oldest
+                    created = _created(item)
+                    if created is None:
+                        continue
+                    if created < oldest:
+                        complete = True
+                        break
+                    for position, floor in floors.get((item.get("to"), item.get("body")), ()):
+                        if created >= floor:
+                            found[position] = item
+                if complete or number == max_pages:
+                    break
+                page = page.next_page()
+                if page is None:
+                    complete = True
+                    break
+        except Exception as exc:
+            raise self._error(exc, idempotent=True) from None
+        receipts = {p: Receipt(str(item["sid"]), None, item) for p, item in found.items()}
+        return receipts, complete
 
     def fetch(self, provider_id: str) -> Receipt:
         """The message as Twilio has it now (status, error code)."""
@@ -157,6 +199,13 @@ class SmsAdapter:
             # 21211 invalid number, 21610 unsubscribed, 20003 authentication, 20404 not found...
             return DeliveryError(Outcome.PERMANENT, detail, raw=raw)
         return DeliveryError(after_send, detail, raw=raw)
+
+
+def _floor(since: datetime) -> datetime:
+    """`since` comparable with Twilio's dates (RFC 2822: UTC, whole seconds)."""
+    if since.tzinfo is None:
+        since = since.replace(tzinfo=UTC)
+    return since.replace(microsecond=0)
 
 
 def _created(item: dict[str, Any]) -> datetime | None:

@@ -5,6 +5,8 @@
 - sends requests for the providers' real hosts (api.twitter.com, api.x.com, graph.facebook.com,
   api.twilio.com and its edge/region hosts) to the sandbox URL instead, keeping path and query,
   and in sandbox mode refuses every other host, so a rehearsal can never reach a real provider;
+- or, for an account with a configured API base URL (a regional host, an egress proxy), sends
+  the providers' hosts there and lets every other request through unchanged;
 - applies a default timeout when the SDK passes none (tweepy never passes one);
 - remembers the last response it returned, because some SDKs drop what the caller needs to
   classify an error (facebook-sdk loses the HTTP status, twilio the `Retry-After` header).
@@ -32,7 +34,7 @@ from urllib3.exceptions import (
     ProxyError,
 )
 
-from . import DeliveryError, Outcome
+from . import AccountConfig, DeliveryError, Outcome
 
 PROVIDER_HOSTS: dict[str, tuple[str, ...]] = {
     "x": ("api.twitter.com", "api.x.com"),
@@ -40,6 +42,7 @@ PROVIDER_HOSTS: dict[str, tuple[str, ...]] = {
     "twilio": ("api.twilio.com",),
 }
 # twilio builds api.{edge}.{region}.twilio.com when an edge or region is configured.
+LOOPBACK = ("127.0.0.1", "localhost", "::1")
 _TWILIO_EDGE = re.compile(r"^api(\.[a-z0-9-]+){1,2}\.twilio\.com$")
 
 
@@ -60,26 +63,32 @@ class ProviderTransport(HTTPAdapter):
         *,
         timeout: float | tuple[float, float] = 10.0,
         sandbox_url: str | None = None,
+        api_base_url: str | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
         self.timeout = timeout
         self.sandbox_url = sandbox_url.rstrip("/") if sandbox_url else None
-        self._sandbox_host = urlsplit(self.sandbox_url).netloc.lower() if sandbox_url else None
+        # The sandbox wins: a rehearsal must never reach a real provider's host.
+        base = self.sandbox_url or (api_base_url.rstrip("/") if api_base_url else None)
+        self._base = base
+        self._base_host = urlsplit(base).netloc.lower() if base else None
         self.last_response: requests.Response | None = None
 
     def target(self, url: str) -> str:
         """Where a request for `url` really goes."""
-        if not self.sandbox_url:
+        if not self._base:
             return url
         parts = urlsplit(url)
-        if parts.netloc.lower() == self._sandbox_host:
+        if parts.netloc.lower() == self._base_host:
             return url
         if not is_provider_host(parts.hostname or ""):
+            if not self.sandbox_url:
+                return url
             raise SandboxRefused(
                 f"sandbox mode: refusing to contact {parts.hostname!r}, which is not a provider"
             )
-        rewritten = self.sandbox_url + (parts.path or "/")
+        rewritten = self._base + (parts.path or "/")
         return f"{rewritten}?{parts.query}" if parts.query else rewritten
 
     def send(  # type: ignore[override]
@@ -99,7 +108,8 @@ class ProviderTransport(HTTPAdapter):
         if target != request.url:
             request = request.copy()
             request.url = target
-            proxies = {}  # the sandbox is local: never through a proxy
+            if self.sandbox_url or urlsplit(target).hostname in LOOPBACK:
+                proxies = {}  # the sandbox (or a host on this machine) is local: no proxy
         response = super().send(
             request, stream=stream, timeout=timeout, verify=verify, cert=cert, proxies=proxies
         )
@@ -132,15 +142,30 @@ def mount(
     *,
     sandbox_url: str | None,
     timeout: float | tuple[float, float],
+    api_base_url: str | None = None,
     pool_maxsize: int = 4,
 ) -> ProviderTransport:
     """Mount one transport for both schemes on this session (replacing the SDK's default)."""
     transport = ProviderTransport(
-        timeout=timeout, sandbox_url=sandbox_url, pool_maxsize=pool_maxsize
+        timeout=timeout,
+        sandbox_url=sandbox_url,
+        api_base_url=api_base_url,
+        pool_maxsize=pool_maxsize,
     )
     session.mount("https://", transport)
     session.mount("http://", transport)
     return transport
+
+
+def mount_for(session: requests.Session, account: AccountConfig) -> ProviderTransport:
+    """The transport an adapter mounts for its account: the sandbox, its API base URL, or the
+    provider's own hosts."""
+    return mount(
+        session,
+        sandbox_url=account.sandbox_url,
+        api_base_url=account.api_base_url,
+        timeout=account.timeout_s,
+    )
 
 
 # -- shared error helpers ------------------------------------------------------------------------

@@ -20,7 +20,7 @@ from typing import Any
 import tweepy
 
 from . import AccountConfig, DeliveryError, Outcome, Receipt, register
-from .transport import mount, network_error, one_line
+from .transport import mount_for, network_error, one_line
 
 CREDENTIALS = ("consumer_key", "consumer_secret", "access_token", "access_token_secret")
 DUPLICATE_MARKER = "duplicate content"
@@ -51,9 +51,7 @@ class XAdapter:
             access_token_secret=creds["access_token_secret"],
             wait_on_rate_limit=False,
         )
-        self._transport = mount(
-            self._client.session, sandbox_url=account.sandbox_url, timeout=account.timeout_s
-        )
+        self._transport = mount_for(self._client.session, account)
         self._secrets = account.secrets()
         self._username = account.settings.get("username") or None
         self._me_cache: tuple[str, str] | None = None  # (id, username) of the token's user
