@@ -212,9 +212,10 @@ def test_stop_then_start(run, web_app, district, session_factory):
 def test_sandbox_signatures_are_refused_where_the_sandbox_is_not_trusted(
     run, tokens, compose_closure, tmp_path, web_app, session_factory
 ):
-    """deploy/production.toml: test-sms is sandbox-served and its token is public. Whoever signs
-    with it (for any SMS account, as the account itself or as its rehearsal identity) can neither
-    opt a parent out nor turn a text into a failure; the district's real token still works."""
+    """deploy/production.toml: a test message is sandbox-served and its token is public.
+    Whoever signs with it (for any SMS account, as the account itself or as its rehearsal
+    identity) can neither opt a parent out nor turn a text into a failure; the district's real
+    token still works."""
     dispatched_texts(run, tokens, compose_closure, tmp_path, "--kind", "test")
     sent = record_sent(session_factory)  # the test line's texts, to the test allowlist
     production = load_district(PRODUCTION)
@@ -253,7 +254,8 @@ def test_the_app_says_at_start_whose_hooks_it_accepts(tmp_path, monkeypatch, cap
     create_app(Settings(home=tmp_path, config=PRODUCTION))
     said = caplog.text
     assert "accepted for: district-sms (AC00000000000000000000000000000000, its own" in said
-    assert "refused for test-sms: served by the provider sandbox" in said
+    # The drill line texts exercises through the district's own Twilio account.
+    assert "drill-sms (AC00000000000000000000000000000000, its own credentials)" in said
     assert "the-real-secret" not in said and SANDBOX_TWILIO_TOKEN not in said
     assert "trusts the provider sandbox" not in said
     caplog.clear()
