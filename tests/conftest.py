@@ -104,12 +104,18 @@ class Cli:
 
 @pytest.fixture
 def run(db_url, tmp_path) -> Iterator[Cli]:
-    """The CLI on this test's database. Without a broker configured, approving starts the
-    embedded Redis in the test's home; it is stopped afterwards."""
+    """The CLI on this test's database. On SQLite, without a broker configured, approving
+    starts the embedded Redis in the test's home; it is stopped afterwards. A server database
+    comes with a server broker, as deployed (the web app and workers refuse the embedded one
+    there: split_brain.py): the test Redis, whose database the delivery stack empties."""
+    from tests.delivery_stack import REDIS_DB, REDIS_SERVER
+
     home = tmp_path / "home"
-    yield Cli(
-        {"BROADCASTER_HOME": str(home), "BROADCASTER_TOKEN": "", "BROADCASTER_DATABASE_URL": db_url}
-    )
+    env = {"BROADCASTER_HOME": str(home), "BROADCASTER_TOKEN": ""}
+    env["BROADCASTER_DATABASE_URL"] = db_url
+    if not db_url.startswith("sqlite"):
+        env["BROADCASTER_BROKER_URL"] = f"{REDIS_SERVER}/{REDIS_DB}"
+    yield Cli(env)
     embedded_redis.stop(home)
 
 

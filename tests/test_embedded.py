@@ -143,6 +143,7 @@ def test_the_broker_url_it_gives_carries_messages(home):
         queue.close()
 
 
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)  # the embedded broker's database
 def test_work_queued_on_the_embedded_redis_survives_its_restart(
     run, tokens, compose_closure, tmp_path
 ):
