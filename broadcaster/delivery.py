@@ -51,8 +51,11 @@ EVENT = {
     "queued": "delivery.retry",
     "unconfirmed": "delivery.unconfirmed",
 }
-# Waiting time before the sweep asks the provider again about a delivery it could not confirm.
-LOOK_AGAIN_S = 5.0
+# Waiting time before the sweep asks the provider again about a delivery it could not confirm;
+# it doubles with each inconclusive lookup of the same delivery, up to the cap.
+LOOK_AGAIN_S, LOOK_AGAIN_CAP_S = 5.0, 300.0
+# A lookup costs the account's API calls like a send: it waits this long at most for a token.
+LOOKUP_WAIT_S = 1.0
 
 
 @dataclass
@@ -70,6 +73,7 @@ class Job:
     claim: str  # the claim this job acts under; its outcome is written only while it holds
     action: str = "send"  # or "delete": take down the post `refers_to`
     refers_to: str | None = None  # the post a follow-up replies to, or the post to delete
+    lookups: int = 0  # provider lookups made to reconcile it (each one backs the next off)
 
 
 @dataclass
@@ -114,6 +118,17 @@ class Worker:
         return buckets[account]
 
 
+def may_call(worker: Worker, account: str, max_wait: float) -> bool:
+    """Take a token for one provider call from the account's shared rate limit."""
+    bucket = worker.bucket(account)
+    return bucket is None or bucket.acquire(max_wait=max_wait)
+
+
+def lookup_backoff(lookups: int) -> float:
+    """Seconds before the next lookup of a delivery whose lookups so far were inconclusive."""
+    return min(LOOK_AGAIN_CAP_S, LOOK_AGAIN_S * 2 ** max(0, lookups - 1))
+
+
 def backoff(attempt: int) -> float:
     """Exponential with full jitter, so a 429 storm does not come back in step."""
     ceiling = min(BACKOFF_CAP_S, BACKOFF_BASE_S * 2 ** max(0, attempt - 1))
@@ -139,7 +154,6 @@ def claim(session: Session, ids: Iterable[int], lease_s: float = LEASE_S) -> lis
             claim=token,
             claimed_at=now,
             lease_until=now + dt.timedelta(seconds=lease_s),
-            attempts=Delivery.attempts + 1,
             updated_at=now,
         )
         .returning(Delivery.id)
@@ -186,6 +200,7 @@ def load_jobs(session: Session, ids: list[int]) -> list[Job]:
             claim=r.claim,
             action=r.action,
             refers_to=r.refers_to,
+            lookups=r.lookups,
         )
         for r in rows
     ]
@@ -253,8 +268,7 @@ def send_one(worker: Worker, job: Job, start_by: dt.datetime) -> Result:
         adapter = worker.adapter(job.account, job.kind)
     except (Refused, BroadcasterError) as exc:
         return Result(job, "failed", error=str(exc))
-    bucket = worker.bucket(job.account)
-    if bucket is not None and not bucket.acquire(max_wait=5.0):
+    if not may_call(worker, job.account, max_wait=5.0):
         retry_in = 1 + random.random()  # noqa: S311 (jitter, not a secret)
         return Result(job, "queued", retry_in=retry_in, how="rate limited locally")
     now = utcnow()
@@ -262,6 +276,8 @@ def send_one(worker: Worker, job: Job, start_by: dt.datetime) -> Result:
         return expired(job)
     if now > start_by:
         return Result(job, "queued", retry_in=0, how="claim about to lapse; released unsent")
+    # From here a request goes to the provider: only that counts as an attempt.
+    job.attempt += 1
     if job.action == "delete":
         return delete_one(adapter, job)
     to = job.recipient if job.channel == "sms" else None
@@ -270,7 +286,7 @@ def send_one(worker: Worker, job: Job, start_by: dt.datetime) -> Result:
         with metrics.timed(job.channel, "send"):
             receipt = adapter.send(job.text, to=to, reply_to=job.refers_to, valid_for_s=valid_for)
     except DeliveryError as exc:
-        return classify(adapter, job, exc, to)
+        return classify(worker, adapter, job, exc, to)
     return Result(job, "sent", receipt=receipt)
 
 
@@ -292,10 +308,12 @@ def _raw(exc: DeliveryError) -> dict[str, Any] | None:
     return raw if isinstance(raw, dict) else ({"raw": raw} if raw is not None else None)
 
 
-def classify(adapter: Any, job: Job, exc: DeliveryError, to: str | None) -> Result:
+def classify(worker: Worker, adapter: Any, job: Job, exc: DeliveryError, to: str | None) -> Result:
     raw = _raw(exc)
     if exc.outcome is Outcome.AMBIGUOUS:
-        return after_lookup(adapter, job, to, f"after {exc}", exc.retry_after)
+        why = f"after {exc}"
+        found = after_lookup(worker, adapter, job, to, why, exc.retry_after)
+        return found or Result(job, "unconfirmed", error="lookup waits for the rate limit", how=why)
     if exc.outcome is Outcome.RETRYABLE:
         return retry(job, exc, raw, exc.retry_after)
     return Result(job, "failed", error=str(exc), raw=raw)
@@ -310,17 +328,36 @@ def retry(job: Job, exc: Exception, raw: dict | None, retry_after: float | None)
     )
 
 
+def lookup_since(job: Job) -> dt.datetime:
+    return job.claimed_at - dt.timedelta(seconds=5)  # a little clock skew between hosts
+
+
 def after_lookup(
-    adapter: Any, job: Job, to: str | None, why: str, retry_after: float | None = None
-) -> Result:
+    worker: Worker,
+    adapter: Any,
+    job: Job,
+    to: str | None,
+    why: str,
+    retry_after: float | None = None,
+) -> Result | None:
     """Did the provider get it? Found: sent. Not there: send again. The lookup itself failed:
-    nothing is known, so nothing is resent; the sweep asks again."""
-    since = job.claimed_at - dt.timedelta(seconds=5)  # a little clock skew between hosts
+    nothing is known, so nothing is resent; the sweep asks again later. None: the account's
+    rate limit has no token for the lookup yet, so nothing was asked."""
+    if not may_call(worker, job.account, LOOKUP_WAIT_S):
+        return None
+    job.lookups += 1
     try:
         with metrics.timed(job.channel, "lookup"):
-            found = adapter.lookup(job.text, to=to, since=since)
+            found = adapter.lookup(job.text, to=to, since=lookup_since(job))
     except DeliveryError as exc:
         return Result(job, "unconfirmed", error=f"lookup failed ({exc})", how=why)
+    return looked_up(job, found, why, retry_after)
+
+
+def looked_up(
+    job: Job, found: Receipt | None, why: str, retry_after: float | None = None
+) -> Result:
+    """What a conclusive lookup means for the delivery."""
     if found is not None:
         return Result(job, "sent", receipt=found, how=f"confirmed by lookup {why}")
     return Result(
@@ -340,6 +377,8 @@ _RECORD = (
         **{
             column: bindparam(f"_{column}", type_=_COLUMNS[column].type)
             for column in (
+                "attempts",
+                "lookups",
                 "claim",
                 "status",
                 "updated_at",
@@ -361,11 +400,14 @@ def _row_values(result: Result, now: dt.datetime) -> dict[str, Any]:
     status, lease = result.status, None
     claim_token = None
     if status == "unconfirmed":  # stays claimed, by nobody, until the sweep looks again
-        status, lease = "sending", now + dt.timedelta(seconds=LOOK_AGAIN_S)
+        status = "sending"
+        lease = now + dt.timedelta(seconds=lookup_backoff(result.job.lookups))
         claim_token = uuid.uuid4().hex
     retry_at = now + dt.timedelta(seconds=result.retry_in or 0)
     return {
         "_id": result.job.delivery_id,
+        "_attempts": result.job.attempt,
+        "_lookups": result.job.lookups,
         "_claim": claim_token,
         "_status": status,
         "_updated_at": now,
@@ -483,64 +525,3 @@ def finish_action(counts: dict[str, int]) -> str:
     if total and counts.get("expired", 0) == total:
         return "finish_expired"  # nothing was refused: it all came too late
     return "finish_failed"
-
-
-# --- the sweep ---------------------------------------------------------------------------------
-
-
-def sweep(worker: Worker) -> list[Batch]:
-    """What a lost worker left: re-enqueue stale `queued` rows, reconcile expired `sending`
-    claims at the provider, and finish messages with nothing open."""
-    now = utcnow()
-    url = worker.settings.effective_database_url
-    with session_scope(url) as session:
-        stale = session.execute(
-            select(Delivery.id, Delivery.channel, Delivery.message_id).where(
-                Delivery.status == "queued",
-                Delivery.updated_at < now - dt.timedelta(seconds=REQUEUE_AFTER_S),
-                or_(Delivery.next_attempt_at.is_(None), Delivery.next_attempt_at <= now),
-            )
-        ).all()
-        if stale:
-            session.execute(
-                update(Delivery)
-                .where(Delivery.id.in_([r.id for r in stale]))
-                .values(updated_at=now)
-                .execution_options(synchronize_session=False)
-            )
-        planned: list[Batch] = []
-        by_message: dict[int, list[tuple[int, str]]] = defaultdict(list)
-        for row in stale:
-            by_message[row.message_id].append((row.id, row.channel))
-        for message_id, rows in by_message.items():
-            planned += batches(session.get(Message, message_id), rows)
-        expired_ids = list(
-            session.scalars(
-                select(Delivery.id).where(Delivery.status == "sending", Delivery.lease_until < now)
-            )
-        )
-        jobs = load_jobs(session, expired_ids)
-        dispatching = list(
-            session.scalars(select(Message.id).where(Message.state == "dispatching"))
-        )
-    results = [reconcile(worker, job) for job in jobs]
-    if results:
-        planned += record(worker, results)
-    with session_scope(url) as session:
-        provider_callbacks.apply_held(session, worker.district)
-    with session_scope(url) as session:
-        for message_id in dispatching:
-            finish_if_done(session, worker.district, message_id)
-    return planned
-
-
-def reconcile(worker: Worker, job: Job) -> Result:
-    """An expired claim: did the provider get it? Then it was sent; otherwise send it again."""
-    if job.action == "delete":  # deleting again is harmless: no lookup needed
-        return Result(job, "queued", retry_in=0, how="delete again after its claim lapsed")
-    try:
-        adapter = worker.adapter(job.account, job.kind)
-    except BroadcasterError as exc:
-        return Result(job, "failed", error=str(exc))
-    to = job.recipient if job.channel == "sms" else None
-    return after_lookup(adapter, job, to, "after its claim lapsed")

@@ -22,12 +22,12 @@ from .transport import mount_for, network_error, one_line, retry_after_from
 
 _LOOKUP_PAGES = 4
 _PAGE_SIZE = 50
-LIST_PAGE_SIZE = 1000  # the largest page Twilio's Messages list gives
 
 
 @register
 class SmsAdapter:
     channel = "sms"
+    LIST_PAGE_SIZE = 1000  # the largest page of Twilio's Messages list (used by lookup_many)
 
     def __init__(self, account: AccountConfig) -> None:
         settings = account.settings
@@ -132,7 +132,7 @@ class SmsAdapter:
         found: dict[int, dict[str, Any]] = {}
         complete = False
         try:
-            page = self._client.messages.page(page_size=LIST_PAGE_SIZE)
+            page = self._client.messages.page(page_size=self.LIST_PAGE_SIZE)
             for number in range(1, max_pages + 1):
                 body = self._transport.last_body()
                 messages = body.get("messages", []) if isinstance(body, dict) else []
