@@ -1,0 +1,179 @@
+"""Drills on real phones in a production deployment (issue 10, item 3).
+
+deploy/production.toml as shipped, with no sandbox anywhere (no `[sandbox] trusted`, no
+BROADCASTER_SANDBOX_URL for the CLI or the worker). The provider sandbox stands in for Twilio at
+the SMS accounts' `api_base_url`, and it checks each account's real auth token: so whatever it
+receives came through an account's own credentials, not the sandbox's public ones.
+
+An exercise texts the allowlisted staff phones through the drill account, once each, marked;
+nobody else gets anything; the ledger says the deliveries were not sandboxed. A `test` message
+is refused with its reason; a live message never goes to the drill or test accounts.
+"""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+from sqlalchemy import select
+
+from broadcaster import db, ledger
+from broadcaster.config import load_district
+from broadcaster.models import Delivery
+from channel_adapters.web import web_alerts
+from tests.conftest import ROOT, submit_and_approve
+from tests.delivery_stack import FAST_SWEEP, Stack, redis_url, texts_by_phone
+
+PRODUCTION = ROOT / "deploy" / "production.toml"
+TOKEN = "drill-real-token-7f3a"  # noqa: S105 (a test's stand-in for the district's secret)
+ACCOUNT_SID = "AC00000000000000000000000000000000"  # both SMS accounts' (production.toml)
+DRILL_SERVICE = "MG11111111111111111111111111111111"
+DISTRICT_SERVICE = "MG00000000000000000000000000000000"
+STAFF = {"+19515550199", "+19515550198"}  # the allowlist's phones
+PARENTS = [f"+1415555{n:04d}" for n in range(100, 112)]
+
+
+@pytest.fixture
+def production(run, tmp_path, monkeypatch):
+    """A real worker stack on deploy/production.toml, Twilio played by the sandbox at the SMS
+    accounts' api_base_url, and no sandbox configured."""
+    from provider_sandbox import Sandbox
+
+    monkeypatch.delenv("BROADCASTER_SANDBOX_URL", raising=False)
+    with Sandbox(port=0, twilio_auth_tokens={ACCOUNT_SID: TOKEN}) as sandbox:
+        text = PRODUCTION.read_text(encoding="utf-8")
+        for name in ("district-sms", "drill-sms"):
+            text = text.replace(
+                f'name = "{name}"\n', f'name = "{name}"\napi_base_url = "{sandbox.url}"\n', 1
+            )
+        roster = tmp_path / "roster.csv"
+        roster.write_text("first_name,last_name\n", encoding="utf-8")
+        text = re.sub(r'(?m)^roster = ".*"$', f'roster = "{roster}"', text)
+        config = tmp_path / "district.toml"
+        config.write_text(text, encoding="utf-8")
+        assert not load_district(config).sandbox.trusted
+        run.env.update(FAST_SWEEP)
+        run.env.update(
+            BROADCASTER_CONFIG=str(config),
+            BROADCASTER_BROKER_URL=redis_url(),
+            TWILIO_AUTH_TOKEN=TOKEN,
+        )
+        built = Stack(run, sandbox, tmp_path)
+        try:
+            yield built
+        finally:
+            built.stop()
+
+
+@pytest.fixture
+def people(run, tmp_path):
+    """Users and contacts: parents at every school, one staff phone among them."""
+    tokens = {name: run.json("users", "add", name)["token"] for name in ("ana", "ben", "it")}
+    rows = [f"{p},en,lincoln-hs,12,10,no" for p in [*PARENTS, "+19515550199"]]
+    csv = tmp_path / "contacts.csv"
+    csv.write_text("phone,language,schools,routes,grades,opted_out\n" + "\n".join(rows) + "\n")
+    run.json("contacts", "import", str(csv), "--as", "it", token=tokens["it"])
+    return tokens
+
+
+def compose(run, tokens, kind: str, *extra: str) -> dict:
+    return run.json(
+        "compose",
+        "school_closure",
+        "--as",
+        "ana",
+        "--kind",
+        kind,
+        "--channels",
+        "sms,web",
+        "--audience",
+        "all",
+        "--var",
+        "schools=all",
+        "--var",
+        "date=2026-03-03",
+        "--var",
+        "reason=a drill",
+        "--var",
+        "reason.es=un simulacro",
+        *extra,
+        token=tokens["ana"],
+    )
+
+
+def delivery_entries(db_url: str, message_id: int) -> list[dict]:
+    with db.session_scope(db_url) as session:
+        return [
+            payload
+            for entry, payload in ledger.entries_for(session, message_id)
+            if entry.event.startswith("delivery.")
+        ]
+
+
+def test_an_exercise_texts_the_staff_phones_through_the_drill_account_and_nobody_else(
+    production, run, people, db_url
+):
+    draft = compose(run, people, "exercise")
+    assert {(t["channel"], t["account"]) for t in draft["targets"]} == {
+        ("sms", "drill-sms"),
+        ("web", "test-web"),
+    }
+    assert draft["findings"] == []
+    assert draft["recipients"] == len(STAFF)
+    submit_and_approve(run, people, draft)
+    production.start_worker()
+    assert production.wait_done(draft["id"])["state"] == "sent"
+
+    received = texts_by_phone(production.sandbox)
+    assert set(received) == STAFF  # no parent, though the audience was "all"
+    for phone, texts in received.items():
+        assert len(texts) == 1 and texts[0].startswith("[TEST - EXERCISE] "), phone
+    posts = production.sandbox.posts("twilio")
+    assert {(p["account_sid"], p["messaging_service_sid"]) for p in posts} == {
+        (ACCOUNT_SID, DRILL_SERVICE)
+    }
+    # The web rendition is marked too, and posted to the test page only.
+    with db.session_scope(db_url) as session:
+        web = session.scalars(select(Delivery).where(Delivery.channel == "web")).one()
+        assert web.account == "test-web"
+        html = session.execute(
+            select(web_alerts.c.body).where(web_alerts.c.id == web.provider_id)
+        ).scalar_one()
+    assert "<strong>[TEST - EXERCISE]</strong>" in html
+    # The record is honest: real provider accounts, not the sandbox.
+    entries = delivery_entries(db_url, draft["id"])
+    assert {e["account"] for e in entries} == {"drill-sms", "test-web"}
+    assert len(entries) == len(STAFF) + 1
+    assert all(e["sandbox"] is False for e in entries)
+
+
+def test_a_test_message_is_refused_where_no_sandbox_runs(production, run, people, db_url):
+    draft = compose(run, people, "test")
+    [finding] = [f for f in draft["findings"] if f["check"] == "no_sandbox"]
+    assert finding["severity"] == "block" and finding["channel"] == "sms"
+    assert "drill-sms is served by the provider sandbox" in finding["detail"]
+    assert "BROADCASTER_SANDBOX_URL is not set" in finding["detail"]
+    refused = run("submit", str(draft["id"]), "--as", "ana", token=people["ana"])
+    assert refused.exit_code == 2
+    assert "drill-sms is served by the provider sandbox" in refused.output
+    assert run.json("status", str(draft["id"]))["state"] == "draft"
+    assert production.sandbox.requests("twilio") == []
+
+
+def test_a_live_message_never_goes_to_the_drill_or_test_accounts(production, run, people, db_url):
+    draft = compose(run, people, "actual")
+    assert {(t["channel"], t["account"]) for t in draft["targets"]} == {
+        ("sms", "district-sms"),
+        ("web", "district-web"),
+    }
+    submit_and_approve(run, people, draft)
+    production.start_worker()
+    assert production.wait_done(draft["id"])["state"] == "sent"
+    received = texts_by_phone(production.sandbox)
+    assert set(received) == {*PARENTS, "+19515550199"}
+    assert all(len(t) == 1 and "TEST" not in t[0] for t in received.values())
+    posts = production.sandbox.posts("twilio")
+    assert {p["messaging_service_sid"] for p in posts} == {DISTRICT_SERVICE}
+    entries = delivery_entries(db_url, draft["id"])
+    assert {e["account"] for e in entries} == {"district-sms", "district-web"}
+    assert all(e["sandbox"] is False for e in entries)
