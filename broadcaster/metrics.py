@@ -18,6 +18,8 @@ import redis
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, Histogram, start_http_server
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 from sqlalchemy import func, select, text
 
 from broadcaster import db, embedded_redis
@@ -73,15 +75,14 @@ def queue_lists(queue: str) -> list[str]:
 
 def broker_client(url: str) -> redis.Redis:
     """A client that gives up quickly: a scrape reports a broker that is down, it does not hang."""
+    options = {
+        "socket_timeout": BROKER_TIMEOUT_S,
+        "socket_connect_timeout": BROKER_TIMEOUT_S,
+        "retry": Retry(NoBackoff(), 0),  # the next scrape is the retry
+    }
     if url.startswith("redis+socket://"):
-        return redis.Redis(
-            unix_socket_path=urlsplit(url).path,
-            socket_timeout=BROKER_TIMEOUT_S,
-            socket_connect_timeout=BROKER_TIMEOUT_S,
-        )
-    return redis.Redis.from_url(
-        url, socket_timeout=BROKER_TIMEOUT_S, socket_connect_timeout=BROKER_TIMEOUT_S
-    )
+        return redis.Redis(unix_socket_path=urlsplit(url).path, **options)
+    return redis.Redis.from_url(url, **options)
 
 
 class StateCollector(Collector):
@@ -183,7 +184,6 @@ def state_registry(settings: Settings) -> CollectorRegistry:
 
 def serve_worker_metrics(settings: Settings, broker_url: str, host: str, port: int) -> None:
     """A worker's /metrics: its counters and latencies, the process's own, and the shared gauges."""
-    REGISTRY.register(StateCollector(settings.effective_database_url, lambda: broker_url))
     try:
         start_http_server(port, addr=host, registry=REGISTRY)
     except OSError as exc:
@@ -191,3 +191,4 @@ def serve_worker_metrics(settings: Settings, broker_url: str, host: str, port: i
             f"cannot serve metrics on {host}:{port} ({exc.strerror or exc}): "
             "choose another --metrics-port or --metrics-host"
         ) from None
+    REGISTRY.register(StateCollector(settings.effective_database_url, lambda: broker_url))
