@@ -53,6 +53,7 @@ def test_a_worker_exports_its_deliveries_and_provider_latency(
     stack, run, tokens, compose_closure, tmp_path
 ):
     phones = import_contacts(run, tmp_path, 30)
+    stack.sandbox.set_faults([{"provider": "x", "fault": "status", "status": 503, "count": 1}])
     draft = compose_closure()
     submit_and_approve(run, tokens, draft)
     port = free_port()
@@ -80,6 +81,10 @@ def test_a_worker_exports_its_deliveries_and_provider_latency(
             samples, "broadcaster_provider_latency_seconds_count", channel=channel, operation="send"
         )
         assert calls is not None and calls >= sent[channel], (channel, calls)
+    # The post refused once with a 503 was retried, and both calls were timed.
+    assert value(samples, "broadcaster_deliveries_total", channel="x", outcome="retry") == 1
+    latency = "broadcaster_provider_latency_seconds_count"
+    assert value(samples, latency, channel="x", operation="send") == 2
     assert value(samples, "broadcaster_deliveries_total", channel="sms", outcome="failed") is None
     # The worker also reads the shared state: everything was delivered.
     assert value(samples, "broadcaster_broker_up") == 1
