@@ -268,7 +268,10 @@ def send_one(worker: Worker, job: Job, start_by: dt.datetime) -> Result:
         adapter = worker.adapter(job.account, job.kind)
     except (Refused, BroadcasterError) as exc:
         return Result(job, "failed", error=str(exc))
-    if not may_call(worker, job.account, max_wait=5.0):
+    # No longer than the claim can use a token: a slow rate limit releases rows, it does not
+    # hold them (with their finished neighbours' outcomes unrecorded) past the lease.
+    wait = min(5.0, (start_by - utcnow()).total_seconds())
+    if wait > 0 and not may_call(worker, job.account, max_wait=wait):
         retry_in = 1 + random.random()  # noqa: S311 (jitter, not a secret)
         return Result(job, "queued", retry_in=retry_in, how="rate limited locally")
     now = utcnow()

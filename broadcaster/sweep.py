@@ -107,6 +107,10 @@ def _sweep(worker: Worker) -> list[Batch]:
             session.scalars(select(Message.id).where(Message.state == "dispatching"))
         )
     results = reconcile_all(worker, lookups)
+    for result in results:
+        if result.status == "sent":
+            # Found at the provider: the lapsed claim made that call but never recorded it.
+            result.job.attempt += 1
     if results:
         planned += record(worker, results)
     with session_scope(url) as session:
