@@ -40,12 +40,11 @@ from broadcaster import (
     report,
     retention,
     scheduling,
-    split_brain,
     sso,
     status,
 )
 from broadcaster.catalog import Catalog
-from broadcaster.celery_app import QUEUES, configure
+from broadcaster.celery_app import QUEUES, configure, run_worker
 from broadcaster.config import ROLES, DistrictConfig, Settings, load_district
 from broadcaster.errors import BadInput, BroadcasterError
 from broadcaster.models import MAX_ID, User
@@ -1246,7 +1245,8 @@ def worker(
         if queue not in QUEUES:
             raise BadInput(f"unknown queue {queue!r} (queues: {', '.join(QUEUES)})")
     db.prepare(app.url, app.settings.is_embedded)
-    split_brain.refuse_split(app.settings)  # before configure() starts any embedded broker
+    # Before configure() starts any embedded broker.
+    doctor.check_at_start(app.settings, lambda line: click.echo(f"warning: {line}", err=True))
     celery = configure(app.settings)
     argv = [
         "worker",
@@ -1273,7 +1273,8 @@ def worker(
         from broadcaster.metrics import serve_worker_metrics
 
         serve_worker_metrics(app.settings, celery.conf.broker_url, metrics_host, metrics_port)
-    celery.worker_main(argv)
+    # Non-zero when the worker stopped on a fatal error, so systemd or compose restart it.
+    sys.exit(run_worker(argv))
 
 
 @cli.command()

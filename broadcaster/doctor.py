@@ -315,16 +315,34 @@ DISTRICT_CHECKS: tuple[Callable[[Deployment, DistrictConfig], Check], ...] = (
 )
 
 
-def run(settings: Settings) -> list[Check]:
+# Not run by a process that is starting: it refuses a split brain itself (split_brain.py), is
+# not yet a live worker, and does not yet serve its public URL.
+NOT_AT_START: frozenset[Callable[..., Check]] = frozenset(
+    {check_split_brain, check_workers, check_public_url}
+)
+
+
+def run(settings: Settings, at_start: bool = False) -> list[Check]:
     """Every check, in order; those that need the database or the district only when the
     database answers with the current schema and the district file loads."""
     target = Deployment(settings)
-    found = [check(target) for check in CHECKS]
+    skipped = NOT_AT_START if at_start else frozenset()
+    found = [check(target) for check in CHECKS if check not in skipped]
     if target.database_ok:
-        found += [check(target) for check in DATABASE_CHECKS]
+        found += [check(target) for check in DATABASE_CHECKS if check not in skipped]
     if target.district is not None:
-        found += [check(target, target.district) for check in DISTRICT_CHECKS]
+        district = target.district
+        found += [check(target, district) for check in DISTRICT_CHECKS if check not in skipped]
     return found
+
+
+def check_at_start(settings: Settings, warn: Callable[[str], object]) -> None:
+    """What the worker (with its beat) and the web app run before they start: refuse a split
+    brain (Refused, exit 2 on the command line); warn about anything else doctor would report."""
+    split_brain.refuse_split(settings)
+    for check in run(settings, at_start=True):
+        if not check.ok:
+            warn(f"doctor: {check.name}: {check.detail}")
 
 
 def report(checks: list[Check]) -> dict[str, object]:

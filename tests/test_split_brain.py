@@ -112,3 +112,22 @@ def test_a_loopback_broker_on_another_host_is_another_broker():
     assert heartbeat.broker_identity("redis://redis.internal").fingerprint == (
         heartbeat.broker_identity("redis://:other@REDIS.internal:6379/0").fingerprint
     )
+
+
+def test_a_starting_worker_and_web_app_warn_what_doctor_finds_and_start(
+    stack, db_url, tmp_path, monkeypatch, caplog
+):
+    from tests.test_doctor import TWILIO_VARIABLE, with_real_sms
+
+    run = stack.run
+    run.env["BROADCASTER_CONFIG"] = str(with_real_sms(tmp_path))
+    stack.start_worker("--no-beat")
+    stack.wait_for(lambda: heartbeats(db_url))  # it started all the same
+    warning = f"warning: doctor: credentials: unset: account district-sms: {TWILIO_VARIABLE}"
+    assert warning in (tmp_path / "worker-0.log").read_text()
+
+    for key, value in run.env.items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.delenv(TWILIO_VARIABLE, raising=False)
+    assert create_app(Settings())
+    assert warning.removeprefix("warning: ") in caplog.text

@@ -15,7 +15,7 @@ from flask_wtf.csrf import CSRFProtect
 from werkzeug.exceptions import HTTPException
 from werkzeug.middleware.proxy_fix import ProxyFix
 
-from broadcaster import owner_only, split_brain
+from broadcaster import doctor, owner_only
 from broadcaster.catalog import Catalog
 from broadcaster.config import Settings, load_district
 
@@ -60,7 +60,7 @@ def create_app(settings: Settings | None = None) -> Flask:
 
     settings = settings or Settings()
     # gunicorn builds the app here too: one web host on another broker splits the queues.
-    split_brain.refuse_split(settings)
+    doctor.check_at_start(settings, logging.getLogger("broadcaster").warning)
     district = load_district(settings.config_path)
     app = Flask("broadcaster", root_path=str(Path(__file__).parent))
     https = bool(settings.public_url and settings.public_url.startswith("https://"))
