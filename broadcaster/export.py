@@ -72,8 +72,9 @@ messages     one row per message: every column of the message (template and temp
 renditions   the text of the message for each channel and language, with its measurements.
 approvals    every decision: by whom, on what basis ("second person", or "pre-approved template
              NAME@VERSION" for the incident path), acknowledged warnings, reason, time.
-deliveries   one row per post or text: channel, account, recipient, status, attempts, provider id
-             and URL, error, times, and status_history (the ledger's entries for it).
+deliveries   one row per post or text: channel, account, recipient, status, attempts (requests
+             that reached the provider), provider id and URL, error, times, and status_history
+             (the ledger's entries for it).
 ledger       the slice of the ledger's hash chain from the first to the last entry of these
              messages, then any destruction records that removed payloads in it. Columns: seq,
              created_at, event, message_id, actor, payload_sha256, prev_hash, entry_hash,
