@@ -17,14 +17,14 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import redis
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from broadcaster import sweep as sweeping
 from broadcaster.config import SAMPLE_CONFIG, Settings, load_district
 from broadcaster.delivery import Worker
 from broadcaster.models import Delivery, LedgerEntry, LedgerPayload, utcnow
 from tests.conftest import submit_and_approve
-from tests.delivery_stack import write_contacts
+from tests.delivery_stack import texts_by_phone, write_contacts
 
 
 def in_process_worker(run, monkeypatch) -> Worker:
@@ -232,3 +232,34 @@ def test_attempts_count_only_requests_that_reached_the_provider(
     assert handed_back  # the run did hand rows back without a provider call
     assert attempts == sends  # one attempt per request Twilio saw, no more
     assert max(attempts.values()) >= 2  # the 503s were retried and counted
+
+
+def test_a_killed_workers_texts_are_each_looked_up_at_most_once(
+    stack, run, tokens, compose_closure, tmp_path, session_factory
+):
+    admin = run.json("users", "add", "it")["token"]
+    expected = write_contacts(tmp_path / "contacts.csv", 1500)
+    run.json("contacts", "import", str(tmp_path / "contacts.csv"), "--as", "it", token=admin)
+    stack.sandbox.set_faults([{"provider": "twilio", "fault": "latency", "ms": 15}])
+    draft = compose_closure("--channels", "sms")
+    submit_and_approve(run, tokens, draft)
+    first = stack.start_worker(concurrency=4)
+    stack.wait_for(lambda: len(stack.sandbox.posts("twilio")) >= 300)
+    stack.kill(first)
+    with session_factory() as session:
+        orphaned = session.scalar(
+            select(func.count()).select_from(Delivery).where(Delivery.status == "sending")
+        )
+    assert orphaned  # it died holding claims
+    # Two workers, each with its own beat sweeping every second.
+    stack.start_worker(concurrency=4)
+    stack.start_worker(concurrency=4)
+    assert stack.wait_done(draft["id"], timeout=240)["state"] == "sent"
+    received = texts_by_phone(stack.sandbox)
+    assert set(received) == set(expected)
+    assert {p: len(t) for p, t in received.items() if len(t) > 1} == {}
+    # Each orphaned row looked up once at most (a bulk listing answers for many at once),
+    # however many sweeps ran while they waited.
+    assert len(lookups_seen(stack.sandbox)) <= orphaned
+    with session_factory() as session:
+        assert session.scalar(select(func.max(Delivery.lookups))) <= 1
