@@ -48,7 +48,7 @@ class Check:
 class Deployment:
     settings: Settings
     district: DistrictConfig | None = None  # set by check_district when the file loads
-    database_ok: bool = False  # set by check_database when it answers with the current schema
+    database_ok: bool = False  # set by check_database: it answers, with the current schema
 
     @property
     def url(self) -> str:
@@ -127,8 +127,8 @@ def check_database(target: Deployment) -> Check:
             f"{shown} is at schema {current or 'none'}, this version needs {head}: "
             "run `broadcaster db upgrade`",
         )
-    target.database_ok = True
-    embedded = " (migrates itself)" if current != head else ""
+    target.database_ok = current == head  # an embedded one migrates at its next use
+    embedded = " (migrates itself when next used)" if current != head else ""
     return Check("database", True, f"{shown} answers, schema {current}{embedded}")
 
 
@@ -138,7 +138,7 @@ def check_clock(target: Deployment) -> Check:
             before = utcnow()
             theirs = connection.execute(text("SELECT CURRENT_TIMESTAMP")).scalar_one()
             after = utcnow()
-    except Exception as exc:  # noqa: BLE001 (any failure to read it is the detail)
+    except SQLAlchemyError as exc:
         return Check("clock", False, f"cannot read the database's clock: {_first_line(exc)}")
     if isinstance(theirs, str):  # SQLite: UTC text, whole seconds
         theirs = dt.datetime.fromisoformat(theirs).replace(tzinfo=dt.UTC)
@@ -182,7 +182,7 @@ def check_workers(target: Deployment) -> Check:
         with db.read_scope(target.url) as session:
             live = heartbeat.live(session)
             rows = [(w.hostname, w.pid, w.queues.split(","), w.beat) for w in live]
-    except Exception as exc:  # noqa: BLE001
+    except SQLAlchemyError as exc:
         return Check("workers", False, f"cannot read the heartbeats: {_first_line(exc)}")
     if not rows:
         return Check(
