@@ -206,6 +206,13 @@ def unreachable(session: Session, district: DistrictConfig, message: Message) ->
     findings = unserved(
         district, [(t.channel, t.account) for t in message.targets], message.kind, _sandbox_url()
     )
+    texting = any(t.channel == "sms" for t in message.targets) and message.follows_id is None
+    if texting and not freeze_recipients(session, district, message):
+        if message.kind in REHEARSAL_KINDS:
+            detail = f"no phone number is on the test allowlist for a {message.kind} message"
+        else:
+            detail = f"no phone number matches {message.audience}"
+        findings.append(Finding("no_recipients", BLOCK, "sms", None, detail))
     return findings
 
 

@@ -17,11 +17,14 @@ import psycopg
 import pytest
 from argon2 import PasswordHasher, profiles
 from click.testing import CliRunner, Result
+from sqlalchemy import insert
 
 from broadcaster import db, embedded_redis, identity
 from broadcaster.catalog import Catalog
 from broadcaster.cli import cli
-from broadcaster.config import SAMPLE_CONFIG, load_district
+from broadcaster.config import SAMPLE_CONFIG, SAMPLE_DISTRICT, load_district
+from broadcaster.contacts import parse_csv
+from broadcaster.models import Contact
 
 ROOT = Path(__file__).resolve().parent.parent
 SHARED = ROOT.parent / "shared"
@@ -120,7 +123,18 @@ def run(db_url, tmp_path) -> Iterator[Cli]:
 
 
 @pytest.fixture
-def tokens(run) -> dict[str, str]:
+def families(run, district) -> None:
+    """The sample district's families (its contacts.csv, opted-out rows left out), as a district
+    has them before it texts anyone: an SMS audience matching no phone is refused. A test's own
+    `contacts import` replaces them."""
+    text = (SAMPLE_DISTRICT / "contacts.csv").read_text(encoding="utf-8")
+    rows = [row for row, opted_out in parse_csv(text, district, "contacts.csv") if not opted_out]
+    with db.session_scope(run.env["BROADCASTER_DATABASE_URL"]) as session:
+        session.execute(insert(Contact), rows)
+
+
+@pytest.fixture
+def tokens(run, families) -> dict[str, str]:
     """The sample district's users (roles from the sample district file), with their tokens."""
     return {
         name: run.json("users", "add", name)["token"] for name in ("ana", "ben", "carmen", "dev")

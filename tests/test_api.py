@@ -110,7 +110,7 @@ def test_compose_submit_approve_reject_cancel_list_show_status(serve, tokens, ru
     assert created.status_code == 201
     draft = created.json()
     assert created.headers["Location"] == f"/api/v1/messages/{draft['id']}"
-    assert draft["state"] == "draft" and draft["recipients"] == 0  # no contacts imported
+    assert draft["state"] == "draft" and draft["recipients"] == 4  # the sample families
     sms_es = next(r for r in draft["renditions"] if (r["channel"], r["locale"]) == ("sms", "es"))
     assert "una tormenta invernal" in sms_es["text"] and sms_es["segments"] >= 1
     shown = api("GET", f"/messages/{draft['id']}", ana).json()
@@ -226,7 +226,7 @@ def test_preview_checks_everything_and_leaves_nothing(serve, tokens, run, sessio
     assert "id" not in view and "state" not in view
     assert {(r["channel"], r["locale"]) for r in view["renditions"]} >= {("x", "en"), ("sms", "es")}
     assert any(f["severity"] == "block" for f in view["findings"])  # a personal phone number
-    assert view["recipients"] == 0
+    assert view["recipients"] == 4  # the sample district's families
     assert counts(session_factory) == before
     assert api("GET", "/messages", tokens["ana"]).json() == []
     # An author's preview and a real compose render the same.

@@ -210,7 +210,8 @@ def test_live_preview_returns_counts_and_findings_and_saves_nothing(console, ses
     assert ("untranslated", "warn") in checks
     assert any(severity == "block" for _, severity in checks)  # the student ID
     assert shown["blocking"] >= 1 and shown["warnings"] >= 1
-    assert shown["audience"] == {"count": 0, "text": "0 phone number(s) will be texted."}
+    # The sample district's four families (conftest's `families`).
+    assert shown["audience"] == {"count": 4, "text": "4 phone number(s) will be texted."}
 
     missing = preview(date="")
     assert missing.status_code == 400
@@ -330,7 +331,7 @@ def test_contacts_import_is_for_admins_and_all_or_nothing(console, run, session_
     assert 'href="/console/contacts"' not in body(ben.get("/console/"))
     refused = ben.post("/console/contacts", {"file": (io.BytesIO(good.encode()), "c.csv")})
     assert refused.status_code == 403
-    assert count(session_factory, Contact) == 0
+    assert count(session_factory, Contact) == 5  # the sample families' rows, untouched
 
     it = console.signed_in("it")
     assert '<label for="contacts-file">Contacts CSV file</label>' in body(
