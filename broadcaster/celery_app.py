@@ -14,8 +14,11 @@ from functools import cache
 from celery import Celery
 from kombu import Queue
 
-from broadcaster import embedded_redis
+from broadcaster import broker_transport, embedded_redis
 from broadcaster.config import Settings
+
+# Before any connection: a broker restart must not stop a worker (see broker_transport).
+broker_transport.register()
 
 # Queues. `urgent` has workers of its own (see deploy/): a priority flag on a shared queue would
 # still wait behind a fan-out already taken.
@@ -78,3 +81,13 @@ def client_for(settings: Settings) -> Celery:
     """An app that only sends, one per broker: a long-lived process (a test run, a web app)
     may serve several homes, and an app's connection pool is bound to its first broker."""
     return _client(broker_url(settings))
+
+
+def run_worker(argv: list[str]) -> int:
+    """Run `celery worker ARGV` on this module's app and return its exit code. Celery's
+    `worker_main` drops that code, so a worker stopped by an unrecoverable error exited 0 and
+    systemd or compose would not restart it."""
+    from celery.bin.celery import celery as celery_command
+
+    code = celery_command.main(args=["--app", f"{__name__}:app", *argv], standalone_mode=False)
+    return code if isinstance(code, int) else 0
