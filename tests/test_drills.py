@@ -13,13 +13,16 @@ is refused with its reason; a live message never goes to the drill or test accou
 from __future__ import annotations
 
 import re
+import tomllib
 
 import pytest
 from sqlalchemy import select
 
 from broadcaster import db, ledger
-from broadcaster.config import load_district
+from broadcaster.accounts import account_config
+from broadcaster.config import DistrictConfig, Settings, load_district
 from broadcaster.models import Delivery
+from channel_adapters.transport import ProviderTransport, SandboxRefused
 from channel_adapters.web import web_alerts
 from tests.conftest import ROOT, submit_and_approve
 from tests.delivery_stack import FAST_SWEEP, Stack, redis_url, texts_by_phone
@@ -177,3 +180,74 @@ def test_a_live_message_never_goes_to_the_drill_or_test_accounts(production, run
     entries = delivery_entries(db_url, draft["id"])
     assert {e["account"] for e in entries} == {"district-sms", "district-web"}
     assert all(e["sandbox"] is False for e in entries)
+
+
+def test_an_account_api_base_url_is_https_or_this_machine_and_never_carries_a_secret(run, tmp_path):
+    """An attacker who can edit the district file (or a careless copy) cannot send an account's
+    real credentials over plain HTTP to another host, hide a password in the URL, or give the
+    web account one: the file is refused, one line naming the field, exit 2."""
+    original = PRODUCTION.read_text(encoding="utf-8")
+    (tmp_path / "roster.csv").write_text("first_name,last_name\n", encoding="utf-8")
+    original = re.sub(r'(?m)^roster = ".*"$', 'roster = "roster.csv"', original)
+    config = tmp_path / "district.toml"
+    run.env["BROADCASTER_CONFIG"] = str(config)
+    for account, url in [
+        ("drill-sms", "http://api.twilio.example.net"),
+        ("drill-sms", "http://10.0.0.7:8080"),
+        ("drill-sms", "https://user:secret@api.twilio.example.net"),
+        ("drill-sms", "ftp://api.twilio.example.net"),
+        ("drill-sms", "api.twilio.example.net"),
+        ("district-web", "https://api.example.net"),
+    ]:
+        config.write_text(
+            original.replace(
+                f'name = "{account}"\n', f'name = "{account}"\napi_base_url = "{url}"\n'
+            ),
+            encoding="utf-8",
+        )
+        refused = run("templates", "list")
+        assert refused.exit_code == 2, url
+        assert (
+            refused.output.count("\n") == 1 and "api_base_url must be an https://" in refused.output
+        )
+        assert "secret" not in refused.output
+    for url in ("https://api.dublin.ie1.twilio.com", "http://127.0.0.1:8975"):
+        config.write_text(
+            original.replace(
+                'name = "drill-sms"\n', f'name = "drill-sms"\napi_base_url = "{url}"\n'
+            ),
+            encoding="utf-8",
+        )
+        assert run("templates", "list").exit_code == 0, url
+
+
+def test_the_base_url_routes_provider_hosts_only_and_the_sandbox_still_wins(monkeypatch):
+    """An exercise through a real account goes to its api_base_url with its own token and no
+    sandbox; a test message through the same account goes to the sandbox with the sandbox's;
+    in sandbox mode nothing but a provider host is reachable, api_base_url or not."""
+
+    base = "https://api.dublin.ie1.twilio.com"
+    transport = ProviderTransport(api_base_url=base)
+    assert (
+        transport.target("https://api.twilio.com/2010-04-01/Accounts/AC1/Messages.json?x=1")
+        == f"{base}/2010-04-01/Accounts/AC1/Messages.json?x=1"
+    )
+    assert transport.target("https://example.org/a") == "https://example.org/a"
+    both = ProviderTransport(sandbox_url="http://127.0.0.1:9", api_base_url=base)
+    assert both.target("https://api.twilio.com/x") == "http://127.0.0.1:9/x"
+    with pytest.raises(SandboxRefused):
+        both.target("https://api.dublin.ie1.twilio.com.evil.example/x")
+
+    text = PRODUCTION.read_text(encoding="utf-8").replace(
+        'name = "drill-sms"\n', f'name = "drill-sms"\napi_base_url = "{base}"\n'
+    )
+
+    district = DistrictConfig.model_validate(tomllib.loads(text))
+    monkeypatch.setenv("TWILIO_AUTH_TOKEN", TOKEN)
+    settings = Settings(sandbox_url="http://127.0.0.1:9")
+    drill = account_config(settings, district, "drill-sms", "exercise")
+    assert (drill.sandbox_url, drill.api_base_url) == (None, base)
+    assert drill.credentials == {"auth_token": TOKEN}
+    test = account_config(settings, district, "drill-sms", "test")
+    assert (test.sandbox_url, test.api_base_url) == ("http://127.0.0.1:9", None)
+    assert TOKEN not in test.credentials.values()
