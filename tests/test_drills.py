@@ -163,6 +163,31 @@ def test_a_test_message_is_refused_where_no_sandbox_runs(production, run, people
     assert production.sandbox.requests("twilio") == []
 
 
+def test_a_drill_on_a_sandbox_served_account_is_blocked_where_no_sandbox_runs(
+    production, run, people
+):
+    """test-x and test-facebook have no credentials: with no sandbox, an exercise that includes
+    them would fail at the worker, so it is blocked when composed, naming each."""
+    draft = run.json(
+        "compose",
+        "lockdown",
+        "--as",
+        "ana",
+        "--kind",
+        "exercise",
+        "--var",
+        "school=lincoln-hs",
+        token=people["ana"],
+    )
+    blocked = [f for f in draft["findings"] if f["check"] == "no_sandbox"]
+    assert {(f["channel"], f["detail"].split(" ")[0]) for f in blocked} == {
+        ("x", "test-x"),
+        ("facebook", "test-facebook"),
+    }
+    assert all(f["severity"] == "block" for f in blocked)
+    assert all("which this deployment does not run" in f["detail"] for f in blocked)
+
+
 def test_a_live_message_never_goes_to_the_drill_or_test_accounts(production, run, people, db_url):
     draft = compose(run, people, "actual")
     assert {(t["channel"], t["account"]) for t in draft["targets"]} == {
