@@ -119,10 +119,15 @@ def import_contacts(run, tmp_path: Path, n: int) -> dict[str, str]:
     return expected
 
 
+def wait_consuming(stack: Stack, broker: PrivateRedis, worker: subprocess.Popen) -> None:
+    """Until the worker waits on the broker for tasks, or has exited."""
+    stack.wait_for(lambda: worker.poll() is not None or broker.waiting_consumers() > 0)
+    assert_still_running(stack, worker)
+
+
 def start_consuming_worker(stack: Stack, broker: PrivateRedis) -> subprocess.Popen:
     worker = stack.start_worker()
-    stack.wait_for(lambda: worker.poll() is not None or broker.waiting_consumers() > 0)
-    assert worker.poll() is None, "the worker did not start"
+    wait_consuming(stack, broker, worker)
     return worker
 
 
@@ -159,6 +164,7 @@ def test_an_idle_workers_beat_sends_what_was_approved_while_the_broker_was_down(
     assert approved.exit_code == 0, approved.output
     assert "the broker did not take the tasks" in approved.stderr  # nothing rang the doorbell
     broker.start()
+    wait_consuming(stack, broker, worker)  # it reconnected
     # Only the beat's sweep can enqueue these rows: the broker never heard of them.
     view = stack.wait_done(draft["id"], timeout=90)
     assert_texted_once(stack, view, expected)
@@ -176,6 +182,7 @@ def test_a_busy_worker_finishes_the_fan_out_after_a_broker_restart(
     stack.wait_for(lambda: len(stack.sandbox.posts("twilio")) >= 30)
     broker.restart()  # while the batches run, unacknowledged, and the worker waits for more
     assert len(stack.sandbox.posts("twilio")) < len(expected)  # it was mid fan-out
+    wait_consuming(stack, broker, worker)  # it reconnected
     view = stack.wait_done(draft["id"], timeout=90)
     assert_texted_once(stack, view, expected)
     assert_still_running(stack, worker)
@@ -188,7 +195,7 @@ def test_a_worker_with_an_empty_queue_delivers_after_a_broker_restart(
     worker = start_consuming_worker(stack, broker)
     assert [broker.client().llen(queue) for queue in DELIVERY_QUEUES] == [0] * 4  # nothing queued
     broker.restart()
-    stack.wait_for(lambda: broker.waiting_consumers() > 0)  # it reconnected
+    wait_consuming(stack, broker, worker)  # it reconnected
     draft = compose_closure("--channels", "sms")
     submit_and_approve(run, tokens, draft)
     view = stack.wait_done(draft["id"], timeout=90)
