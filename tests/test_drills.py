@@ -79,7 +79,7 @@ def people(run, tmp_path):
     return tokens
 
 
-def compose(run, tokens, kind: str, *extra: str) -> dict:
+def compose(run, tokens, kind: str, channels: str = "sms,web") -> dict:
     return run.json(
         "compose",
         "school_closure",
@@ -88,7 +88,7 @@ def compose(run, tokens, kind: str, *extra: str) -> dict:
         "--kind",
         kind,
         "--channels",
-        "sms,web",
+        channels,
         "--audience",
         "all",
         "--var",
@@ -99,7 +99,6 @@ def compose(run, tokens, kind: str, *extra: str) -> dict:
         "reason=a drill",
         "--var",
         "reason.es=un simulacro",
-        *extra,
         token=tokens["ana"],
     )
 
@@ -276,3 +275,28 @@ def test_the_base_url_routes_provider_hosts_only_and_the_sandbox_still_wins(monk
     test = account_config(settings, district, "drill-sms", "test")
     assert (test.sandbox_url, test.api_base_url) == ("http://127.0.0.1:9", None)
     assert TOKEN not in test.credentials.values()
+
+
+def test_one_worker_sends_an_exercise_for_real_and_a_test_to_the_sandbox(
+    production, run, people, monkeypatch
+):
+    """Where a sandbox does run, the same drill account serves both kinds from one worker
+    thread: the exercise through its own credentials, the test message through the sandbox's.
+    An adapter built for one is never reused for the other."""
+    from provider_sandbox import Sandbox
+
+    with Sandbox(port=0) as rehearsals:
+        run.env["BROADCASTER_SANDBOX_URL"] = rehearsals.url
+        monkeypatch.setenv("BROADCASTER_SANDBOX_URL", rehearsals.url)
+        production.start_worker(concurrency=1)
+        for kind in ("exercise", "test"):
+            draft = compose(run, people, kind, channels="sms")
+            assert [f for f in draft["findings"] if f["severity"] == "block"] == []
+            submit_and_approve(run, people, draft)
+            assert production.wait_done(draft["id"])["state"] == "sent"
+        real = texts_by_phone(production.sandbox)
+        assert set(real) == STAFF
+        assert all(t == [t[0]] and t[0].startswith("[TEST - EXERCISE] ") for t in real.values())
+        rehearsed = texts_by_phone(rehearsals)
+        assert set(rehearsed) == STAFF
+        assert all(t == [t[0]] and t[0].startswith("[TEST] ") for t in rehearsed.values())
