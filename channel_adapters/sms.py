@@ -141,8 +141,10 @@ class SmsAdapter:
                     if created is None:
                         continue
                     if created < oldest:
+                        # Past the window; the rest of the page is read anyway (it is here),
+                        # in case the order is by sent date and not quite by creation.
                         complete = True
-                        break
+                        continue
                     for position, floor in floors.get((item.get("to"), item.get("body")), ()):
                         if created >= floor:
                             found[position] = item

@@ -23,6 +23,7 @@ from broadcaster import sweep as sweeping
 from broadcaster.config import SAMPLE_CONFIG, Settings, load_district
 from broadcaster.delivery import Worker
 from broadcaster.models import Delivery, LedgerEntry, LedgerPayload, utcnow
+from channel_adapters import AccountConfig, build
 from tests.conftest import submit_and_approve
 from tests.delivery_stack import texts_by_phone, write_contacts
 
@@ -263,3 +264,39 @@ def test_a_killed_workers_texts_are_each_looked_up_at_most_once(
     assert len(lookups_seen(stack.sandbox)) <= orphaned
     with session_factory() as session:
         assert session.scalar(select(func.max(Delivery.lookups))) <= 1
+
+
+def test_one_listing_answers_many_text_lookups():
+    from provider_sandbox import Sandbox
+
+    sid, token = "AC" + "5" * 32, "sweep-test-token"
+    with Sandbox(port=0, twilio_auth_tokens={sid: token}) as sandbox:
+        adapter = build(
+            AccountConfig(
+                name="district-sms",
+                channel="sms",
+                settings={"account_sid": sid, "messaging_service_sid": "MG" + "1" * 32},
+                credentials={"auth_token": token},
+                sandbox_url=sandbox.url,
+            )
+        )
+        since = utcnow() - dt.timedelta(seconds=5)
+        first = adapter.send("School closed", to="+14155550101")
+        second = adapter.send("Escuela cerrada", to="+14155550102")
+        adapter.send("Route 12 late", to="+14155550101")
+        later = utcnow() + dt.timedelta(days=1)
+        found, complete = adapter.lookup_many(
+            [
+                ("School closed", "+14155550101", since),
+                ("Escuela cerrada", "+14155550102", since),
+                ("Escuela cerrada", "+14155550101", since),  # that text went to someone else
+                ("School closed", "+14155550101", later),  # sent before this claim
+            ],
+            max_pages=2,
+        )
+        assert complete  # the listing covered everything since the earliest claim
+        assert {p: r.provider_id for p, r in found.items()} == {
+            0: first.provider_id,
+            1: second.provider_id,
+        }
+        assert len(lookups_seen(sandbox)) == 1
