@@ -122,6 +122,14 @@ def stack(run, tmp_path):
             built.stop()
 
 
+def import_contacts(run, tmp_path: Path, n: int) -> dict[str, str]:
+    """n families imported by a new admin, `it`; returns phone -> language."""
+    admin = run.json("users", "add", "it")["token"]
+    expected = write_contacts(tmp_path / "contacts.csv", n)
+    run.json("contacts", "import", str(tmp_path / "contacts.csv"), "--as", "it", token=admin)
+    return expected
+
+
 def write_contacts(path: Path, n: int) -> dict[str, str]:
     """n contact rows: every 10th shares the previous row's phone (siblings), every 25th is
     opted out, every 3rd prefers Spanish. Returns the expected phone -> language."""

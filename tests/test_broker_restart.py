@@ -23,7 +23,7 @@ import redis
 
 from broadcaster.celery_app import SMS, SOCIAL, URGENT, WEB
 from tests.conftest import _service_missing, submit_and_approve
-from tests.delivery_stack import Stack, texts_by_phone, write_contacts
+from tests.delivery_stack import Stack, import_contacts, texts_by_phone
 
 # The chaos run that found the bug was on PostgreSQL, as production is; one database keeps the
 # file short.
@@ -110,13 +110,6 @@ def broker(stack: Stack, tmp_path: Path) -> Iterator[PrivateRedis]:
         stack.stop()  # before the broker goes: a warm shutdown has something to talk to
         if server.proc and server.proc.poll() is None:
             server.kill()
-
-
-def import_contacts(run, tmp_path: Path, n: int) -> dict[str, str]:
-    admin = run.json("users", "add", "it")["token"]
-    expected = write_contacts(tmp_path / "contacts.csv", n)
-    run.json("contacts", "import", str(tmp_path / "contacts.csv"), "--as", "it", token=admin)
-    return expected
 
 
 def wait_consuming(stack: Stack, broker: PrivateRedis, worker: subprocess.Popen) -> None:

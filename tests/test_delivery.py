@@ -13,14 +13,7 @@ from broadcaster.models import Delivery
 from broadcaster.ratelimit import TokenBucket
 from channel_adapters.web import web_alerts
 from tests.conftest import submit_and_approve
-from tests.delivery_stack import redis_url, texts_by_phone, write_contacts
-
-
-def import_contacts(run, tmp_path, n: int) -> dict[str, str]:
-    admin = run.json("users", "add", "it")["token"]
-    expected = write_contacts(tmp_path / "contacts.csv", n)
-    run.json("contacts", "import", str(tmp_path / "contacts.csv"), "--as", "it", token=admin)
-    return expected
+from tests.delivery_stack import import_contacts, redis_url, texts_by_phone
 
 
 def test_bilingual_closure_to_500_contacts_on_all_four_channels(

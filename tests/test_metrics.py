@@ -9,7 +9,7 @@ import requests
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.conftest import submit_and_approve
-from tests.delivery_stack import redis_url, write_contacts
+from tests.delivery_stack import import_contacts, redis_url
 
 TOKEN = "m3trics-T0ken-for-prometheus-only"
 CHANNELS = ("x", "facebook", "sms", "web")
@@ -40,13 +40,6 @@ def scrape(url: str, token: str | None = TOKEN) -> str:
     response = requests.get(f"{url}/metrics", headers=headers, timeout=30)
     assert response.status_code == 200, response.text
     return response.text
-
-
-def import_contacts(run, tmp_path, n: int) -> dict[str, str]:
-    admin = run.json("users", "add", "it")["token"]
-    expected = write_contacts(tmp_path / "contacts.csv", n)
-    run.json("contacts", "import", str(tmp_path / "contacts.csv"), "--as", "it", token=admin)
-    return expected
 
 
 def test_a_worker_exports_its_deliveries_and_provider_latency(

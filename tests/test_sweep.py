@@ -25,7 +25,7 @@ from broadcaster.delivery import Worker
 from broadcaster.models import Delivery, LedgerEntry, LedgerPayload, utcnow
 from channel_adapters import AccountConfig, build
 from tests.conftest import submit_and_approve
-from tests.delivery_stack import texts_by_phone, write_contacts
+from tests.delivery_stack import import_contacts, texts_by_phone, write_contacts
 
 
 def in_process_worker(run, monkeypatch) -> Worker:
@@ -238,9 +238,7 @@ def test_attempts_count_only_requests_that_reached_the_provider(
 def test_a_killed_workers_texts_are_each_looked_up_at_most_once(
     stack, run, tokens, compose_closure, tmp_path, session_factory
 ):
-    admin = run.json("users", "add", "it")["token"]
-    expected = write_contacts(tmp_path / "contacts.csv", 1500)
-    run.json("contacts", "import", str(tmp_path / "contacts.csv"), "--as", "it", token=admin)
+    expected = import_contacts(run, tmp_path, 1500)
     stack.sandbox.set_faults([{"provider": "twilio", "fault": "latency", "ms": 15}])
     draft = compose_closure("--channels", "sms")
     submit_and_approve(run, tokens, draft)
