@@ -21,12 +21,14 @@ from __future__ import annotations
 
 import json
 import re
+import socket
 from collections.abc import Iterable
 from typing import Any
 from urllib.parse import urlsplit
 
 import requests
 from requests.adapters import HTTPAdapter
+from urllib3.connection import HTTPConnection
 from urllib3.exceptions import (
     ConnectTimeoutError,
     MaxRetryError,
@@ -66,14 +68,28 @@ class ProviderTransport(HTTPAdapter):
         api_base_url: str | None = None,
         **kwargs: Any,
     ) -> None:
+        self.timeout = timeout  # before HTTPAdapter's __init__, which builds the pool with it
         super().__init__(**kwargs)
-        self.timeout = timeout
         self.sandbox_url = sandbox_url.rstrip("/") if sandbox_url else None
         # The sandbox wins: a rehearsal must never reach a real provider's host.
         base = self.sandbox_url or (api_base_url.rstrip("/") if api_base_url else None)
         self._base = base
         self._base_host = urlsplit(base).netloc.lower() if base else None
         self.last_response: requests.Response | None = None
+
+    def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
+        """Provider sockets give up on unacknowledged data after the request timeout. Without
+        this, a request the worker already counted as lost (its link was down) stays in the
+        kernel's send queue and reaches the provider when the link returns, after the sweep has
+        looked for it, found nothing and sent it again: a second text."""
+        option = getattr(socket, "TCP_USER_TIMEOUT", None)  # Linux
+        if option is not None:
+            limit = max(self.timeout) if isinstance(self.timeout, tuple) else self.timeout
+            kwargs["socket_options"] = [
+                *HTTPConnection.default_socket_options,
+                (socket.IPPROTO_TCP, option, max(1, int(limit * 1000))),
+            ]
+        super().init_poolmanager(*args, **kwargs)
 
     def target(self, url: str) -> str:
         """Where a request for `url` really goes."""

@@ -643,3 +643,19 @@ def test_the_transport_applies_its_timeout_when_the_sdk_passes_none(sandbox: San
     x = CHANNELS[0].adapter(sandbox, timeout_s=SHORT)
     # Without the default the send would wait for the held 201 and succeed.
     assert fails(lambda: x.send("tweepy passes timeout=None")).outcome is Outcome.AMBIGUOUS
+
+
+@pytest.mark.skipif(not hasattr(socket, "TCP_USER_TIMEOUT"), reason="TCP_USER_TIMEOUT is Linux's")
+def test_a_provider_socket_gives_up_on_unacknowledged_data_after_the_timeout(
+    sandbox: Sandbox,
+) -> None:
+    """A request the worker has given up on (its link went down) must not reach the provider
+    when the link returns, after the sweep looked for it and sent it again."""
+    adapter = CHANNELS[2].adapter(sandbox, timeout_s=2.5)
+    adapter.send("Test of the alert system", to="+14155550100")
+    pools = adapter._transport.poolmanager.pools
+    # urllib3's pool container refuses plain iteration, hence keys().
+    sockets = [conn.sock for key in pools.keys() for conn in pools[key].pool.queue if conn]  # noqa: SIM118
+    assert sockets
+    for sock in sockets:
+        assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_USER_TIMEOUT) == 2500
