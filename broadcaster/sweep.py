@@ -23,13 +23,16 @@ import datetime as dt
 import logging
 import math
 import os
+import threading
 import time
 from collections import defaultdict
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import cache
 
 import redis
+from redis.lock import Lock
 from sqlalchemy import func, or_, select, update
 from sqlalchemy.orm import Session
 
@@ -61,10 +64,11 @@ LOCK_KEY = "broadcaster:sweep"
 LOOKUPS_PER_SWEEP = int(os.environ.get("BROADCASTER_SWEEP_LOOKUPS", "200"))
 REQUEUE_PER_SWEEP = int(os.environ.get("BROADCASTER_SWEEP_REQUEUE", "5000"))
 LOOKUP_THREADS = 4
-# No lookup starts later than this into a sweep; the lock outlives it by the slowest lookup
-# (a few pages, each bounded by the provider timeout), so sweeps do not overlap.
+# No lookup starts later than this into a sweep.
 BUDGET_S = 60.0
-LOCK_S = BUDGET_S + 120.0
+# The lock is short and renewed while its sweep runs: a host that is lost mid-sweep (its link cut,
+# its processes killed) holds up the other hosts' sweeps for at most this long.
+LOCK_S = 15.0
 # A bulk listing may meet a few more messages than this deployment sent (other senders on the
 # account): the page estimate allows for that.
 LISTING_SLACK = 1.25
@@ -88,12 +92,37 @@ def sweep(worker: Worker) -> list[Batch]:
             log.debug("sweep skipped: another sweep is running")
             return []
     try:
-        return _sweep(worker)
+        with _renewed(lock):
+            return _sweep(worker)
     finally:
         if lock is not None:
-            # Only a sweep slower than LOCK_S finds its lock gone (another may hold it now).
-            with contextlib.suppress(redis.exceptions.LockError):
+            # A sweep whose renewals failed finds its lock gone (another may hold it now).
+            with contextlib.suppress(redis.exceptions.RedisError):
                 lock.release()
+
+
+@contextlib.contextmanager
+def _renewed(lock: Lock | None) -> Iterator[None]:
+    """Keep the lock while the block runs. If renewing fails (this host lost the broker), the
+    lock lapses and another host's sweep may overlap this one: harmless, as `record` writes an
+    outcome only while the claim it was loaded with still holds."""
+    if lock is None:
+        yield
+        return
+    done = threading.Event()
+
+    def renew() -> None:
+        while not done.wait(LOCK_S / 3):
+            try:
+                lock.reacquire()
+            except redis.exceptions.RedisError:
+                return
+
+    threading.Thread(target=renew, name="sweep-lock", daemon=True).start()
+    try:
+        yield
+    finally:
+        done.set()
 
 
 def _sweep(worker: Worker) -> list[Batch]:
