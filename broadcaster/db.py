@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from functools import cache
@@ -29,7 +30,35 @@ def engine_for(url: str) -> Engine:
         _sqlite_setup(engine)
     else:
         engine = create_engine(url, pool_pre_ping=True)
+        _postgres_setup(engine)
     return engine
+
+
+# How long PostgreSQL waits on a client that has gone silent (a host whose link was cut, a
+# process killed mid-transaction) before it ends that session: until then the session's row
+# locks hold up every other host.
+LOST_CLIENT_S = int(os.environ.get("BROADCASTER_DB_LOST_CLIENT_SECONDS", "30"))
+
+
+def _postgres_setup(engine: Engine) -> None:
+    """Each session tells the server to give up on it when it goes silent, so a deployment
+    needs no postgresql.conf changes for it (all of these may be set by any user)."""
+    ms = LOST_CLIENT_S * 1000
+    session_settings = {
+        # No transaction of ours waits on the client: one left open that long is abandoned.
+        "idle_in_transaction_session_timeout": ms,
+        "tcp_user_timeout": ms,  # unacknowledged data to a vanished client
+        "tcp_keepalives_idle": max(1, LOST_CLIENT_S // 3),  # a vanished idle client
+        "tcp_keepalives_interval": max(1, LOST_CLIENT_S // 10),
+        "tcp_keepalives_count": 3,
+    }
+
+    @event.listens_for(engine, "connect")
+    def _connect(dbapi_connection, _record):  # type: ignore[no-untyped-def]
+        with dbapi_connection.cursor() as cursor:
+            for name, value in session_settings.items():
+                cursor.execute("SELECT set_config(%s, %s, false)", (name, str(value)))
+        dbapi_connection.commit()
 
 
 def _sqlite_setup(engine: Engine) -> None:
@@ -114,6 +143,22 @@ def current_revision_or_none(url: str) -> str | None:
 def session_scope(url: str) -> Iterator[Session]:
     """One transaction: committed when the block ends, rolled back on any error."""
     session = session_factory(url)()
+    try:
+        with session.begin():
+            yield session
+    finally:
+        session.close()
+
+
+@contextmanager
+def snapshot_scope(url: str) -> Iterator[Session]:
+    """A transaction that only reads, and sees one moment of the database throughout: what
+    commits while it runs (a worker's ledger entries, say) stays out of it. PostgreSQL needs
+    REPEATABLE READ for that; a SQLite read transaction in WAL mode has it already."""
+    engine = engine_for(url).execution_options(**{READ_ONLY: True})
+    if not url.startswith("sqlite"):
+        engine = engine.execution_options(isolation_level="REPEATABLE READ")
+    session = Session(bind=engine)
     try:
         with session.begin():
             yield session

@@ -41,13 +41,10 @@ pytestmark = pytest.mark.slow
 PG_BIN = Path("/usr/lib/postgresql/15/bin")
 CONTACT_ROWS = 5786  # write_contacts: siblings share a phone, some opted out -> 5,000 phones
 PHONES = 5000
-# What the README asks of a multi-host PostgreSQL, scaled to the test's 8 s lease: a host that
-# vanishes inside a transaction would otherwise keep its row locks (the ledger's among them) until
-# the kernel gives up on the connection, and every other host would wait behind them.
-LOST_CLIENT_SETTINGS = (
-    "-c idle_in_transaction_session_timeout=3s -c tcp_user_timeout=3000 "
-    "-c tcp_keepalives_idle=2 -c tcp_keepalives_interval=1 -c tcp_keepalives_count=2"
-)
+# A host that vanishes inside a transaction keeps its row locks (the ledger's among them) until
+# the server gives up on it; the application's own session settings (db.py) say when, here
+# scaled to the test's 8 s lease. The cluster itself is left at PostgreSQL's defaults.
+LOST_CLIENT = {"BROADCASTER_DB_LOST_CLIENT_SECONDS": "3"}
 
 
 @dataclass
@@ -113,7 +110,7 @@ def _start_postgres(folder: Path, address: str, subnet: str, password: str) -> P
         hba.write(f"host all all {subnet} scram-sha-256\n")
     options = (
         f"-c listen_addresses={address} -c port=5432 -c unix_socket_directories={folder} "
-        f"-c max_connections=200 -c fsync=off {LOST_CLIENT_SETTINGS}"
+        "-c max_connections=200 -c fsync=off"
     )
     _postgres(
         str(PG_BIN / "pg_ctl"),
@@ -221,6 +218,7 @@ def deployment(servers: Servers, tmp_path: Path, monkeypatch) -> Iterator[Deploy
                 **os.environ,
                 **shared,
                 **FAST_SWEEP,
+                **LOST_CLIENT,
                 "BROADCASTER_HOME": str(tmp_path / f"home-{h}"),
             }
             for h in net.hosts
@@ -385,7 +383,8 @@ def test_a_host_lost_mid_fanout_the_other_finishes_every_text_once(deployment, o
         assert len(texts_by_phone(dep.sandbox)) == PHONES
         assert run.json("status", str(draft["id"]))["state"] == "sent"
 
-    assert run("records", "verify").exit_code == 0
+    verified = run("records", "verify")
+    assert verified.exit_code == 0, verified.output
     for name in dep.net.hosts:  # every host used the shared broker: none started its own
         assert not (dep.tmp_path / f"home-{name}" / "redis").exists()
     doctor = dep.run_on("b", "doctor")
