@@ -73,11 +73,15 @@ class App:
     def url(self) -> str:
         return self.settings.effective_database_url
 
-    @contextmanager
-    def session(self) -> Iterator[Session]:
+    def prepare(self) -> None:
+        """The database, created and migrated if it is the embedded one."""
         if not self._prepared:
             db.prepare(self.url, self.settings.is_embedded)
             self._prepared = True
+
+    @contextmanager
+    def session(self) -> Iterator[Session]:
+        self.prepare()
         with db.session_scope(self.url) as session:
             yield session
 
@@ -531,7 +535,9 @@ def records_group() -> None:
 @pass_app
 def records_verify(app: App, as_json: bool) -> None:
     """Check the ledger's hash chain; exit 1 naming the first bad entry."""
-    with app.session() as session:
+    app.prepare()
+    # One snapshot: entries that workers append while the walk runs are not "removed" ones.
+    with db.snapshot_scope(app.url) as session:
         result = ledger.verify(session)
     if as_json:
         emit_json(
