@@ -3,11 +3,11 @@
 Secrets come from the environment variables an account names (`credentials_env`). An account
 that names none is a sandbox account. Every `test` message goes to the sandbox; an `exercise`
 goes through the account's own credentials when it has them (a drill on real phones: only to the
-test allowlist, always marked, see targets.py), else to the sandbox. An account that names
+test allowlist, always marked, see rehearsals.py), else to the sandbox. An account that names
 variables which are unset is a misconfiguration: its deliveries fail with the variable's name. It
 never falls back to the sandbox, which would report "sent" untruly. Where no sandbox runs (no
 BROADCASTER_SANDBOX_URL in a district file that does not trust one), a message to a
-sandbox-served account is blocked when it is composed, never sent to fail (`unserved`).
+sandbox-served account is blocked when it is composed, never sent to fail (`targets.unserved`).
 
 An account's `api_base_url` sends its provider requests to that host instead of the provider's
 (a regional API host, an egress proxy), still with its own credentials: that is not the sandbox.
@@ -23,7 +23,6 @@ import hashlib
 import os
 from typing import NamedTuple
 
-from broadcaster.checks import BLOCK, Finding
 from broadcaster.config import Account, DistrictConfig, Settings
 from broadcaster.errors import BroadcasterError
 from channel_adapters import AccountConfig
@@ -133,31 +132,3 @@ def account_config(
 def uses_sandbox(account: Account, kind: str) -> bool:
     """Is this account served by the provider sandbox for a `kind` message?"""
     return account.channel != "web" and (not account.credentials_env or kind == SANDBOX_ONLY)
-
-
-def unserved(
-    district: DistrictConfig, targets: list[tuple[str, str]], kind: str, sandbox_url: str | None
-) -> list[Finding]:
-    """A blocking finding for every target that only the sandbox serves when this deployment
-    runs none: such a delivery could only fail. A district file that trusts the sandbox is a
-    development, demo or test one, where the sandbox is started beside the workers."""
-    if sandbox_url or district.sandbox.trusted:
-        return []
-    accounts = {a.name: a for a in district.accounts}
-    return [
-        Finding(
-            "no_sandbox",
-            BLOCK,
-            channel,
-            None,
-            f"{name} is served by the provider sandbox ("
-            + (
-                f"a {kind} message never leaves it"
-                if kind == SANDBOX_ONLY
-                else "no credentials_env"
-            )
-            + "), which this deployment does not run (BROADCASTER_SANDBOX_URL is not set)",
-        )
-        for channel, name in targets
-        if uses_sandbox(accounts[name], kind)
-    ]

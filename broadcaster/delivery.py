@@ -32,7 +32,7 @@ from broadcaster.errors import BroadcasterError, Refused
 from broadcaster.lifecycle import transition
 from broadcaster.models import Delivery, Message, utcnow
 from broadcaster.ratelimit import TokenBucket
-from broadcaster.targets import ensure_allowed, ensure_allowed_phone
+from broadcaster.rehearsals import ensure_allowed, ensure_allowed_phone
 from channel_adapters import AccountConfig, DeliveryError, Outcome, Receipt, adapter_for
 
 LEASE_S = float(os.environ.get("BROADCASTER_LEASE_SECONDS", "120"))

@@ -21,7 +21,7 @@ from broadcaster.contacts import parse_audience, recipients
 from broadcaster.errors import Refused
 from broadcaster.lifecycle import transition
 from broadcaster.models import Delivery, Message, User, utcnow
-from broadcaster.targets import REHEARSAL_KINDS, ensure_allowed, ensure_allowed_phone
+from broadcaster.rehearsals import REHEARSAL_KINDS, ensure_allowed, ensure_allowed_phone
 
 SMS_BATCH = 50
 MULTILINGUAL = "mul"  # ISO 639 "multiple languages": one post carrying every language

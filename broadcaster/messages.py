@@ -15,7 +15,6 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from broadcaster import ledger, scheduling
-from broadcaster.accounts import unserved
 from broadcaster.catalog import Catalog
 from broadcaster.checks import BLOCK, WARN, Finding, check_rendition
 from broadcaster.config import CHANNELS, DistrictConfig, Settings
@@ -29,8 +28,9 @@ from broadcaster.models import Finding as FindingRow
 from broadcaster.models import Rendition as RenditionRow
 from broadcaster.models import Target as TargetRow
 from broadcaster.permissions import require
+from broadcaster.rehearsals import REHEARSAL_KINDS
 from broadcaster.render import KINDS, render_all
-from broadcaster.targets import REHEARSAL_KINDS, resolve_targets
+from broadcaster.targets import resolve_targets, unserved
 from broadcaster.text_safety import check_text
 from broadcaster.variables import parse_values, untranslated
 

@@ -1,12 +1,13 @@
-"""Which channel accounts a message goes to, and the rule that a test never leaves the test list."""
+"""Which channel accounts a message goes to, and the blocking findings when it has nowhere to go.
+(The rule that a rehearsal never leaves the test allowlist is rehearsals.py, which the worker
+checks again at the last moment.)"""
 
 from __future__ import annotations
 
+from broadcaster.accounts import SANDBOX_ONLY, uses_sandbox
 from broadcaster.checks import BLOCK, Finding
 from broadcaster.config import DistrictConfig
-from broadcaster.errors import Refused
-
-REHEARSAL_KINDS = ("test", "exercise")
+from broadcaster.rehearsals import REHEARSAL_KINDS
 
 
 def resolve_targets(
@@ -31,12 +32,29 @@ def resolve_targets(
     return targets, findings
 
 
-def ensure_allowed(district: DistrictConfig, kind: str, account: str) -> None:
-    """The last guard before anything is sent: a rehearsal goes only to allowlisted accounts."""
-    if kind in REHEARSAL_KINDS and account not in district.test_allowlist.accounts:
-        raise Refused(f"a {kind} message may not go to {account}: it is not on the test allowlist")
-
-
-def ensure_allowed_phone(district: DistrictConfig, kind: str, phone_e164: str) -> None:
-    if kind in REHEARSAL_KINDS and phone_e164 not in district.test_phones:
-        raise Refused(f"a {kind} message may not be texted to a number off the test allowlist")
+def unserved(
+    district: DistrictConfig, targets: list[tuple[str, str]], kind: str, sandbox_url: str | None
+) -> list[Finding]:
+    """A blocking finding for every target that only the sandbox serves when this deployment
+    runs none: such a delivery could only fail. A district file that trusts the sandbox is a
+    development, demo or test one, where the sandbox is started beside the workers."""
+    if sandbox_url or district.sandbox.trusted:
+        return []
+    accounts = {a.name: a for a in district.accounts}
+    return [
+        Finding(
+            "no_sandbox",
+            BLOCK,
+            channel,
+            None,
+            f"{name} is served by the provider sandbox ("
+            + (
+                f"a {kind} message never leaves it"
+                if kind == SANDBOX_ONLY
+                else "no credentials_env"
+            )
+            + "), which this deployment does not run (BROADCASTER_SANDBOX_URL is not set)",
+        )
+        for channel, name in targets
+        if uses_sandbox(accounts[name], kind)
+    ]

@@ -9,7 +9,7 @@ from broadcaster import messages
 from broadcaster.errors import Refused
 from broadcaster.lifecycle import STATES, TRANSITIONS
 from broadcaster.models import LedgerEntry, Message, User
-from broadcaster.targets import ensure_allowed
+from broadcaster.rehearsals import ensure_allowed
 from tests.conftest import closure_vars
 
 

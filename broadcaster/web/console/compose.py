@@ -16,7 +16,7 @@ from broadcaster.dispatch import freeze_recipients
 from broadcaster.errors import BadInput, BroadcasterError
 from broadcaster.models import Message
 from broadcaster.permissions import require
-from broadcaster.targets import REHEARSAL_KINDS
+from broadcaster.rehearsals import REHEARSAL_KINDS
 from broadcaster.web import context
 from broadcaster.web.console import console, forms
 from broadcaster.web.console.auth import acting_user, signed_in
