@@ -35,7 +35,7 @@ from twilio.rest import Client
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from broadcaster.config import SAMPLE_CONFIG, SAMPLE_DISTRICT  # noqa: E402
+from broadcaster.core.config import SAMPLE_CONFIG, SAMPLE_DISTRICT  # noqa: E402
 from channel_adapters.transport import mount  # noqa: E402
 from provider_sandbox import Sandbox  # noqa: E402
 

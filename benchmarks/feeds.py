@@ -116,13 +116,13 @@ def seed(env: dict[str, str], url: str, n: int) -> None:
     delivery as a worker records it."""
     from click.testing import CliRunner
 
-    from broadcaster import db
-    from broadcaster.accounts import account_config
     from broadcaster.cli import cli
-    from broadcaster.config import Settings, load_district
-    from broadcaster.delivery import text_for
-    from broadcaster.dispatch import MULTILINGUAL
-    from broadcaster.models import Delivery, Message, utcnow
+    from broadcaster.core import db
+    from broadcaster.core.config import Settings, load_district
+    from broadcaster.core.models import Delivery, Message, utcnow
+    from broadcaster.delivery.accounts import account_config
+    from broadcaster.delivery.dispatch import MULTILINGUAL
+    from broadcaster.delivery.sending import text_for
     from channel_adapters.web import WebAdapter
 
     db.upgrade(url)
@@ -194,7 +194,7 @@ class server:
 def serve(cache: bool) -> None:
     from werkzeug.serving import make_server
 
-    from broadcaster.config import Settings
+    from broadcaster.core.config import Settings
     from broadcaster.web import create_app
 
     logging.getLogger("werkzeug").setLevel(logging.ERROR)  # no access log in the measurement

@@ -23,31 +23,16 @@ from rich.table import Table
 from rich.text import Text
 from sqlalchemy.orm import Session
 
-from broadcaster import (
-    contacts,
-    corrections,
-    db,
-    dispatch,
-    doctor,
-    export,
-    export_verify,
-    holds,
-    identity,
-    ledger,
-    login_throttle,
-    messages,
-    owner_only,
-    report,
-    retention,
-    scheduling,
-    sso,
-    status,
-)
-from broadcaster.catalog import Catalog
-from broadcaster.celery_app import QUEUES, configure, run_worker
-from broadcaster.config import ROLES, DistrictConfig, Settings, load_district
-from broadcaster.errors import BadInput, BroadcasterError
-from broadcaster.models import MAX_ID, User
+from broadcaster.authoring import corrections, messages
+from broadcaster.authoring.catalog import Catalog
+from broadcaster.core import contacts, db, identity, ledger, login_throttle, owner_only, sso
+from broadcaster.core.config import ROLES, DistrictConfig, Settings, load_district
+from broadcaster.core.errors import BadInput, BroadcasterError
+from broadcaster.core.models import MAX_ID, User
+from broadcaster.delivery import dispatch, scheduling, status
+from broadcaster.delivery.celery_app import QUEUES, configure, run_worker
+from broadcaster.operations import doctor
+from broadcaster.records import export, export_verify, holds, report, retention
 
 SEVERITY_STYLE = {"block": "bold red", "warn": "yellow"}
 # Message and hold ids: out of range is bad input (exit 2), never a database overflow.
@@ -1276,7 +1261,7 @@ def worker(
         owner_only.ensure_folder(app.settings.home)
         argv += ["--beat", "--schedule", str(app.settings.home / "celerybeat-schedule")]
     if metrics_port:
-        from broadcaster.metrics import serve_worker_metrics
+        from broadcaster.delivery.metrics import serve_worker_metrics
 
         serve_worker_metrics(app.settings, celery.conf.broker_url, metrics_host, metrics_port)
     # Non-zero when the worker stopped on a fatal error, so systemd or compose restart it.
@@ -1334,7 +1319,7 @@ def doctor_cmd(app: App, as_json: bool) -> None:
 @pass_app
 def demo(app: App) -> None:
     """The whole flow on this machine: embedded Redis, SQLite, the sandbox and one worker."""
-    from broadcaster.demo import run_demo
+    from broadcaster.operations.demo import run_demo
 
     sys.exit(run_demo())
 

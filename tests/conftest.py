@@ -19,12 +19,13 @@ from argon2 import PasswordHasher, profiles
 from click.testing import CliRunner, Result
 from sqlalchemy import insert
 
-from broadcaster import db, embedded_redis, identity
-from broadcaster.catalog import Catalog
+from broadcaster.authoring.catalog import Catalog
 from broadcaster.cli import cli
-from broadcaster.config import SAMPLE_CONFIG, SAMPLE_DISTRICT, load_district
-from broadcaster.contacts import parse_csv
-from broadcaster.models import Contact
+from broadcaster.core import db, identity
+from broadcaster.core.config import SAMPLE_CONFIG, SAMPLE_DISTRICT, load_district
+from broadcaster.core.contacts import parse_csv
+from broadcaster.core.models import Contact
+from broadcaster.delivery import embedded_redis
 
 ROOT = Path(__file__).resolve().parent.parent
 SHARED = ROOT.parent / "shared"

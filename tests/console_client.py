@@ -11,7 +11,7 @@ import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 
-from broadcaster.config import Settings
+from broadcaster.core.config import Settings
 from broadcaster.web import create_app
 
 PASSWORD = "correct horse battery staple"

@@ -18,7 +18,7 @@ from flask import Flask, jsonify, redirect, request
 from joserfc import jwt
 from joserfc.jwk import RSAKey
 
-from broadcaster.config import SAMPLE_CONFIG
+from broadcaster.core.config import SAMPLE_CONFIG
 from tests.console_client import csrf
 
 CLIENT_ID = "broadcaster-console"

@@ -18,12 +18,12 @@ from lxml import etree
 from sqlalchemy import update
 from werkzeug.serving import make_server
 
-from broadcaster import db
-from broadcaster.accounts import account_config
-from broadcaster.config import DistrictConfig, Settings
-from broadcaster.delivery import text_for
-from broadcaster.dispatch import MULTILINGUAL
-from broadcaster.models import Delivery, Message, utcnow
+from broadcaster.core import db
+from broadcaster.core.config import DistrictConfig, Settings
+from broadcaster.core.models import Delivery, Message, utcnow
+from broadcaster.delivery.accounts import account_config
+from broadcaster.delivery.dispatch import MULTILINGUAL
+from broadcaster.delivery.sending import text_for
 from broadcaster.web import create_app
 from channel_adapters import Receipt
 from channel_adapters.web import WebAdapter, web_alerts

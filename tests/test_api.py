@@ -17,8 +17,8 @@ import requests
 from pydantic import TypeAdapter
 from sqlalchemy import func, select
 
-from broadcaster.config import Settings
-from broadcaster.models import Delivery, LedgerEntry, Message
+from broadcaster.core.config import Settings
+from broadcaster.core.models import Delivery, LedgerEntry, Message
 from broadcaster.web import create_app
 from broadcaster.web.openapi import OPERATIONS, Error, Operation, document
 from tests.delivery_stack import texts_by_phone

@@ -2,9 +2,10 @@
 
 Each test runs its own redis-server (append-only, as in production), SIGKILLs it under a real
 `broadcaster worker` with its beat and starts it again on the same port. With Celery 5.7.0 /
-kombu 5.7.0 and no fix (see broadcaster/broker_transport.py), a worker that held unacknowledged
-tasks while waiting on the broker died with "Unrecoverable error: AttributeError('NoneType' object
-has no attribute 'hostname')", its beat with it, and `broadcaster worker` exited 0.
+kombu 5.7.0 and no fix (see broadcaster/delivery/broker_transport.py), a worker that held
+unacknowledged tasks while waiting on the broker died with "Unrecoverable error:
+AttributeError('NoneType' object has no attribute 'hostname')", its beat with it, and
+`broadcaster worker` exited 0.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from pathlib import Path
 import pytest
 import redis
 
-from broadcaster.celery_app import SMS, SOCIAL, URGENT, WEB
+from broadcaster.delivery.celery_app import SMS, SOCIAL, URGENT, WEB
 from tests.conftest import _service_missing, submit_and_approve
 from tests.delivery_stack import Stack, import_contacts, texts_by_phone
 

@@ -7,9 +7,9 @@ import datetime as dt
 import pytest
 from lxml import etree
 
-from broadcaster import cap
-from broadcaster.render import render_all
-from broadcaster.variables import parse_values
+from broadcaster.authoring.render import render_all
+from broadcaster.authoring.variables import parse_values
+from broadcaster.web import cap
 from tests.conftest import SHARED
 from tests.test_render import sample_values
 

@@ -7,12 +7,12 @@ import shutil
 
 import pytest
 
-from broadcaster.catalog import Catalog, folder_version, load_template
-from broadcaster.checks import check_rendition
-from broadcaster.errors import BadInput
-from broadcaster.limits import measure
-from broadcaster.render import render_all
-from broadcaster.variables import parse_values
+from broadcaster.authoring.catalog import Catalog, folder_version, load_template
+from broadcaster.authoring.checks import check_rendition
+from broadcaster.authoring.limits import measure
+from broadcaster.authoring.render import render_all
+from broadcaster.authoring.variables import parse_values
+from broadcaster.core.errors import BadInput
 from tests.test_render import sample_values
 
 REQUIRED = {

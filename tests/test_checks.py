@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from broadcaster.checks import check_rendition, personal_data_spans
-from broadcaster.limits import measure
+from broadcaster.authoring.checks import check_rendition, personal_data_spans
+from broadcaster.authoring.limits import measure
 from tests.conftest import closure_vars
 
 CLEAN = "Lincoln High School is closed today. Updates: https://www.riversideusd.org/alerts"

@@ -11,8 +11,8 @@ import sys
 
 from sqlalchemy import func, select
 
-from broadcaster.identity import TOKEN
-from broadcaster.models import LedgerEntry, User
+from broadcaster.core.identity import TOKEN
+from broadcaster.core.models import LedgerEntry, User
 from tests.conftest import Cli, closure_vars
 
 

@@ -13,7 +13,7 @@ from typing import Any
 import requests
 from sqlalchemy import func, select
 
-from broadcaster.models import Approval, Contact, LedgerEntry, Message
+from broadcaster.core.models import Approval, Contact, LedgerEntry, Message
 from tests.conftest import CLOSURE_VARS
 from tests.console_client import PASSWORD, Browser, body, csrf, login_error
 from tests.web_server import serving

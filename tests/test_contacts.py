@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from broadcaster.config import SAMPLE_DISTRICT
-from broadcaster.contacts import parse_audience, recipients
-from broadcaster.errors import BadInput
+from broadcaster.core.config import SAMPLE_DISTRICT
+from broadcaster.core.contacts import parse_audience, recipients
+from broadcaster.core.errors import BadInput
 from tests.conftest import submit_and_approve
 
 HEADER = "phone,language,schools,routes,grades,opted_out\n"
@@ -152,7 +152,7 @@ def test_each_phone_is_texted_in_its_language_or_english(
 ):
     from sqlalchemy import select
 
-    from broadcaster.models import Delivery
+    from broadcaster.core.models import Delivery
 
     rows = "+14155550101,es\n+14155550102,fr\n+14155550103,en\n+14155550101,en\n"
     run("contacts", "import", write(tmp_path, "phone,language\n" + rows), "--as", "it", token=admin)

@@ -6,12 +6,12 @@ from __future__ import annotations
 import pytest
 from sqlalchemy import select
 
-from broadcaster import alerts
-from broadcaster.cap import identifier
-from broadcaster.catalog import Catalog
-from broadcaster.limits import measure
-from broadcaster.render import render_all
-from broadcaster.variables import parse_values
+from broadcaster.authoring.catalog import Catalog
+from broadcaster.authoring.limits import measure
+from broadcaster.authoring.render import render_all
+from broadcaster.authoring.variables import parse_values
+from broadcaster.web import alerts
+from broadcaster.web.cap import identifier
 from channel_adapters.web import web_alerts
 from tests.conftest import submit_and_approve
 from tests.console_client import body

@@ -10,10 +10,11 @@ from zoneinfo import ZoneInfo
 
 from lxml import etree
 
-from broadcaster import alerts, cap, db
-from broadcaster.catalog import Catalog
-from broadcaster.config import BUILTIN_TEMPLATES
-from broadcaster.models import Message, utcnow
+from broadcaster.authoring.catalog import Catalog
+from broadcaster.core import db
+from broadcaster.core.config import BUILTIN_TEMPLATES
+from broadcaster.core.models import Message, utcnow
+from broadcaster.web import alerts, cap
 from tests.public_site import closure
 
 NS = {"cap": "urn:oasis:names:tc:emergency:cap:1.2"}

@@ -9,8 +9,8 @@ from zoneinfo import ZoneInfo
 import redis
 from sqlalchemy import select
 
-from broadcaster.models import Delivery
-from broadcaster.ratelimit import TokenBucket
+from broadcaster.core.models import Delivery
+from broadcaster.delivery.ratelimit import TokenBucket
 from channel_adapters.web import web_alerts
 from tests.conftest import submit_and_approve
 from tests.delivery_stack import import_contacts, redis_url, texts_by_phone

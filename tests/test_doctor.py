@@ -23,9 +23,10 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 from werkzeug.serving import make_server
 
-from broadcaster import db, heartbeat
-from broadcaster.config import SAMPLE_DISTRICT, Settings
-from broadcaster.models import WorkerHeartbeat
+from broadcaster.core import db
+from broadcaster.core.config import SAMPLE_DISTRICT, Settings
+from broadcaster.core.models import WorkerHeartbeat
+from broadcaster.delivery import heartbeat
 from broadcaster.web import create_app
 from tests.conftest import Cli
 from tests.delivery_stack import REDIS_DB, REDIS_SERVER

@@ -18,10 +18,10 @@ import tomllib
 import pytest
 from sqlalchemy import select
 
-from broadcaster import db, ledger
-from broadcaster.accounts import account_config
-from broadcaster.config import DistrictConfig, Settings, load_district
-from broadcaster.models import Delivery
+from broadcaster.core import db, ledger
+from broadcaster.core.config import DistrictConfig, Settings, load_district
+from broadcaster.core.models import Delivery
+from broadcaster.delivery.accounts import account_config
 from channel_adapters.transport import ProviderTransport, SandboxRefused
 from channel_adapters.web import web_alerts
 from tests.conftest import ROOT, submit_and_approve

@@ -17,14 +17,14 @@ import pytest
 import redis
 from kombu import Connection
 
-from broadcaster import embedded_redis
+from broadcaster.delivery import embedded_redis
 from tests.delivery_stack import FAST_SWEEP
 
 # Started in a child that exits once it has the server: a CLI process, as far as the server knows.
 START = """
 import os, sys, time
 from pathlib import Path
-from broadcaster import embedded_redis
+from broadcaster.delivery import embedded_redis
 os.umask(int(sys.argv[2], 8))
 time.sleep(max(0.0, float(sys.argv[3]) - time.time()))  # many starters at the same instant
 embedded_redis.ensure_running(Path(sys.argv[1]))

@@ -9,7 +9,7 @@ from __future__ import annotations
 import requests
 from sqlalchemy import func, select
 
-from broadcaster.models import Approval, Delivery, LedgerEntry, Message
+from broadcaster.core.models import Approval, Delivery, LedgerEntry, Message
 from tests.delivery_stack import redis_url
 
 CLOSURE = (

@@ -20,9 +20,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 from sqlalchemy import select
 
-from broadcaster import db
-from broadcaster import export as export_module
-from broadcaster.models import LedgerEntry, LedgerPayload
+from broadcaster.core import db
+from broadcaster.core.models import LedgerEntry, LedgerPayload
+from broadcaster.records import export as export_module
 from tests.conftest import submit_and_approve
 from tests.delivery_stack import write_contacts
 

@@ -7,7 +7,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 from lxml import etree
 
-from broadcaster import cap
+from broadcaster.web import cap
 from tests.public_site import PAYLOAD, closure
 
 NS = {"a": "http://www.w3.org/2005/Atom", "cap": cap.NAMESPACE}

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from broadcaster.config import Settings
+from broadcaster.core.config import Settings
 from broadcaster.web import create_app
 from tests.delivery_stack import REDIS_DB, REDIS_SERVER
 

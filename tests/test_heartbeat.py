@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import datetime as dt
 
-from broadcaster import heartbeat
-from broadcaster.models import WorkerHeartbeat, utcnow
+from broadcaster.core.models import WorkerHeartbeat, utcnow
+from broadcaster.delivery import heartbeat
 from tests.console_client import body
 
 HOSTILE = "<script>alert(1)</script>"

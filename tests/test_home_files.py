@@ -8,8 +8,8 @@ import stat
 
 import pytest
 
-from broadcaster import db
-from broadcaster.config import Settings
+from broadcaster.core import db
+from broadcaster.core.config import Settings
 from broadcaster.web import create_app
 from tests.conftest import Cli
 

@@ -9,8 +9,8 @@ import pytest
 from sqlalchemy import func, select, text
 from sqlalchemy.exc import DBAPIError
 
-from broadcaster import db, ledger
-from broadcaster.models import LedgerEntry, LedgerPayload, User
+from broadcaster.core import db, ledger
+from broadcaster.core.models import LedgerEntry, LedgerPayload, User
 
 
 @pytest.fixture

@@ -5,11 +5,11 @@ from __future__ import annotations
 import pytest
 from sqlalchemy import func, select
 
-from broadcaster import messages
-from broadcaster.errors import Refused
-from broadcaster.lifecycle import STATES, TRANSITIONS
-from broadcaster.models import LedgerEntry, Message, User
-from broadcaster.rehearsals import ensure_allowed
+from broadcaster.authoring import messages
+from broadcaster.core.errors import Refused
+from broadcaster.core.lifecycle import STATES, TRANSITIONS
+from broadcaster.core.models import LedgerEntry, Message, User
+from broadcaster.core.rehearsals import ensure_allowed
 from tests.conftest import closure_vars
 
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 import yaml
 
-from broadcaster.limits import FACEBOOK_LIMIT, measure, over_limit
-from broadcaster.render import render_one
-from broadcaster.variables import parse_values
+from broadcaster.authoring.limits import FACEBOOK_LIMIT, measure, over_limit
+from broadcaster.authoring.render import render_one
+from broadcaster.authoring.variables import parse_values
 from tests.conftest import SHARED
 
 CONFORMANCE = SHARED / "conformance" / "twitter-text" / "validate.yml"

@@ -28,9 +28,9 @@ import redis
 from celery import Celery
 from sqlalchemy import func, select
 
-from broadcaster import db
-from broadcaster.config import SAMPLE_CONFIG, SAMPLE_DISTRICT
-from broadcaster.models import LedgerPayload
+from broadcaster.core import db
+from broadcaster.core.config import SAMPLE_CONFIG, SAMPLE_DISTRICT
+from broadcaster.core.models import LedgerPayload
 from provider_sandbox import Sandbox
 from tests.conftest import Cli, closure_vars, submit_and_approve
 from tests.delivery_stack import FAST_SWEEP, Stack, texts_by_phone, write_contacts

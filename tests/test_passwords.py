@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 from sqlalchemy import select
 
-from broadcaster import identity, ledger
-from broadcaster.errors import Refused
-from broadcaster.models import User
+from broadcaster.core import identity, ledger
+from broadcaster.core.errors import Refused
+from broadcaster.core.models import User
 
 GOOD = "correct horse battery staple"
 
@@ -78,7 +78,7 @@ def test_the_application_hashes_at_the_production_cost():
     import sys
 
     code = (
-        "from argon2 import extract_parameters, profiles; from broadcaster import identity; "
+        "from argon2 import extract_parameters, profiles; from broadcaster.core import identity; "
         "user = identity.User(name='x'); identity._issue_token(user); "
         "print(extract_parameters(user.token_hash) == profiles.RFC_9106_LOW_MEMORY)"
     )

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from broadcaster.errors import BadInput
-from broadcaster.render import render_all
-from broadcaster.variables import parse_values
+from broadcaster.authoring.render import render_all
+from broadcaster.authoring.variables import parse_values
+from broadcaster.core.errors import BadInput
 
 BASE = {"schools": "lincoln-hs", "date": "2026-03-03", "reason": "snow"}
 

@@ -12,9 +12,9 @@ import pytest
 import time_machine
 from sqlalchemy import func, select
 
-from broadcaster import ledger
-from broadcaster.config import SAMPLE_CONFIG
-from broadcaster.models import Delivery, LedgerEntry, LedgerPayload, Rendition
+from broadcaster.core import ledger
+from broadcaster.core.config import SAMPLE_CONFIG
+from broadcaster.core.models import Delivery, LedgerEntry, LedgerPayload, Rendition
 from tests.conftest import submit_and_approve
 from tests.delivery_stack import write_contacts
 

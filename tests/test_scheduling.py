@@ -13,8 +13,8 @@ import pytest
 import time_machine
 from sqlalchemy import func, select
 
-from broadcaster import scheduling
-from broadcaster.models import Delivery, LedgerEntry, Message
+from broadcaster.core.models import Delivery, LedgerEntry, Message
+from broadcaster.delivery import scheduling
 from channel_adapters.web import web_alerts
 from tests.conftest import CLOSURE_VARS, submit_and_approve
 from tests.console_client import body

@@ -14,8 +14,8 @@ import pytest
 import requests
 import time_machine
 
-from broadcaster import ledger
-from broadcaster.login_throttle import ADDRESS, FORGET_AFTER, NAME, POLICIES
+from broadcaster.core import ledger
+from broadcaster.core.login_throttle import ADDRESS, FORGET_AFTER, NAME, POLICIES
 from broadcaster.web.console.auth import THROTTLED
 from tests.console_client import PASSWORD, Browser, body, csrf, login_error
 from tests.web_server import serving

@@ -12,10 +12,10 @@ import pytest
 import requests
 from sqlalchemy import func, select
 
-from broadcaster import ledger
-from broadcaster.config import load_district
-from broadcaster.errors import BadInput
-from broadcaster.models import LedgerEntry, OidcIdentity, User
+from broadcaster.core import ledger
+from broadcaster.core.config import load_district
+from broadcaster.core.errors import BadInput
+from broadcaster.core.models import LedgerEntry, OidcIdentity, User
 from tests.oidc_provider import CLIENT_SECRET, SECRET_ENV, Provider, district_with_oidc, sso
 from tests.web_server import serving
 

@@ -7,7 +7,7 @@ import unicodedata
 
 import pytest
 
-from broadcaster.skeleton import disguises, fold, folded, reveal
+from broadcaster.authoring.skeleton import disguises, fold, folded, reveal
 
 
 @pytest.mark.parametrize(

@@ -10,10 +10,11 @@ import sys
 import pytest
 from sqlalchemy import select
 
-from broadcaster import db, embedded_redis, heartbeat
-from broadcaster.config import Settings
-from broadcaster.errors import Refused
-from broadcaster.models import WorkerHeartbeat
+from broadcaster.core import db
+from broadcaster.core.config import Settings
+from broadcaster.core.errors import Refused
+from broadcaster.core.models import WorkerHeartbeat
+from broadcaster.delivery import embedded_redis, heartbeat
 from broadcaster.web import create_app
 from tests.delivery_stack import REDIS_DB, REDIS_SERVER
 

@@ -19,10 +19,10 @@ from pathlib import Path
 import redis
 from sqlalchemy import func, select
 
-from broadcaster import sweep as sweeping
-from broadcaster.config import SAMPLE_CONFIG, Settings, load_district
-from broadcaster.delivery import Worker
-from broadcaster.models import Delivery, LedgerEntry, LedgerPayload, utcnow
+from broadcaster.core.config import SAMPLE_CONFIG, Settings, load_district
+from broadcaster.core.models import Delivery, LedgerEntry, LedgerPayload, utcnow
+from broadcaster.delivery import sweep as sweeping
+from broadcaster.delivery.sending import Worker
 from channel_adapters import AccountConfig, build
 from tests.conftest import submit_and_approve
 from tests.delivery_stack import import_contacts, texts_by_phone, write_contacts

@@ -16,12 +16,12 @@ import pytest
 from lxml import etree
 from sqlalchemy import select, update
 
-from broadcaster import text_safety
-from broadcaster.catalog import load_template
-from broadcaster.config import BUILTIN_TEMPLATES, SAMPLE_CONFIG, load_district
-from broadcaster.errors import BadInput
-from broadcaster.models import Approval, Contact, Message, Rendition
-from broadcaster.variables import parse_values
+from broadcaster.authoring.catalog import load_template
+from broadcaster.authoring.variables import parse_values
+from broadcaster.core import text_safety
+from broadcaster.core.config import BUILTIN_TEMPLATES, SAMPLE_CONFIG, load_district
+from broadcaster.core.errors import BadInput
+from broadcaster.core.models import Approval, Contact, Message, Rendition
 from tests.conftest import Cli, closure_vars
 from tests.public_site import closure
 from tests.test_api import CLOSURE, Api, counts

@@ -28,8 +28,8 @@ from argon2 import PasswordHasher
 from sqlalchemy import select
 
 from broadcaster.cli import cli
-from broadcaster.identity import TOKEN
-from broadcaster.models import LedgerEntry, LedgerPayload, User
+from broadcaster.core.identity import TOKEN
+from broadcaster.core.models import LedgerEntry, LedgerPayload, User
 from tests.conftest import closure_vars
 from tests.console_client import PASSWORD
 from tests.test_api import CLOSURE, LOCKDOWN, Api

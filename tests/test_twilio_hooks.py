@@ -16,10 +16,11 @@ import requests
 from sqlalchemy import func, select
 from twilio.request_validator import RequestValidator
 
-from broadcaster import db, provider_callbacks
-from broadcaster.accounts import SANDBOX_TWILIO_TOKEN, identity
-from broadcaster.config import SAMPLE_CONFIG, Settings, load_district
-from broadcaster.models import Delivery, HeldCallback, InboundText, LedgerEntry, OptOut
+from broadcaster.core import db
+from broadcaster.core.config import SAMPLE_CONFIG, Settings, load_district
+from broadcaster.core.models import Delivery, HeldCallback, InboundText, LedgerEntry, OptOut
+from broadcaster.delivery import provider_callbacks
+from broadcaster.delivery.accounts import SANDBOX_TWILIO_TOKEN, identity
 from broadcaster.web import create_app
 from tests.conftest import ROOT, submit_and_approve
 

@@ -23,11 +23,12 @@ from lxml import etree
 from markupsafe import escape
 from sqlalchemy import select
 
-from broadcaster import db, messages, text_safety
-from broadcaster.catalog import Catalog, Template
-from broadcaster.config import DistrictConfig
-from broadcaster.errors import BroadcasterError
-from broadcaster.models import User
+from broadcaster.authoring import messages
+from broadcaster.authoring.catalog import Catalog, Template
+from broadcaster.core import db, text_safety
+from broadcaster.core.config import DistrictConfig
+from broadcaster.core.errors import BroadcasterError
+from broadcaster.core.models import User
 from tests.test_feeds import NS
 from tests.test_render import sample_values
 

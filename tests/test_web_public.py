@@ -14,8 +14,8 @@ from lxml import etree
 from sqlalchemy import select
 from werkzeug.serving import make_server
 
-from broadcaster import cap
-from broadcaster.models import Delivery
+from broadcaster.core.models import Delivery
+from broadcaster.web import cap
 from tests.conftest import _service_missing, submit_and_approve
 from tests.public_site import PAYLOAD, closure
 

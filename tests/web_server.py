@@ -10,7 +10,7 @@ import pytest
 from flask import Flask
 from werkzeug.serving import make_server
 
-from broadcaster.config import Settings
+from broadcaster.core.config import Settings
 from broadcaster.web import create_app
 
 

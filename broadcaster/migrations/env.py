@@ -3,7 +3,7 @@
 from alembic import context
 from sqlalchemy import create_engine
 
-from broadcaster.models import Base
+from broadcaster.core.models import Base
 from channel_adapters.web import metadata as web_alert_store
 
 config = context.config

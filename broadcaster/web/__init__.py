@@ -15,9 +15,10 @@ from flask_wtf.csrf import CSRFProtect
 from werkzeug.exceptions import HTTPException
 from werkzeug.middleware.proxy_fix import ProxyFix
 
-from broadcaster import doctor, owner_only
-from broadcaster.catalog import Catalog
-from broadcaster.config import Settings, load_district
+from broadcaster.authoring.catalog import Catalog
+from broadcaster.core import owner_only
+from broadcaster.core.config import Settings, load_district
+from broadcaster.operations import doctor
 
 csrf = CSRFProtect()
 

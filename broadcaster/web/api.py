@@ -21,10 +21,12 @@ from pydantic import BaseModel, ValidationError
 from sqlalchemy.orm import Session
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
-from broadcaster import corrections, dispatch, identity, login_throttle, messages, status
-from broadcaster.dispatch import Batch
-from broadcaster.errors import BadInput, BroadcasterError, Refused
-from broadcaster.models import User
+from broadcaster.authoring import corrections, messages
+from broadcaster.core import identity, login_throttle
+from broadcaster.core.errors import BadInput, BroadcasterError, Refused
+from broadcaster.core.models import User
+from broadcaster.delivery import dispatch, status
+from broadcaster.delivery.dispatch import Batch
 from broadcaster.web import context
 from broadcaster.web.openapi import (
     ApproveBody,

@@ -9,11 +9,11 @@ from contextlib import contextmanager
 from flask import current_app
 from sqlalchemy.orm import Session
 
-from broadcaster import db
-from broadcaster.catalog import Catalog
-from broadcaster.config import DistrictConfig, Settings
-from broadcaster.errors import BroadcasterError, NotFound, Refused
-from broadcaster.models import MAX_ID
+from broadcaster.authoring.catalog import Catalog
+from broadcaster.core import db
+from broadcaster.core.config import DistrictConfig, Settings
+from broadcaster.core.errors import BroadcasterError, NotFound, Refused
+from broadcaster.core.models import MAX_ID
 
 # A URL segment that is a row id: anything out of range is a 404, like an id that names nothing.
 ID = f"int(min=1, max={MAX_ID})"

@@ -17,8 +17,7 @@ from feedgen.feed import FeedGenerator
 from flask import Blueprint, Response, abort
 from lxml import etree
 
-from broadcaster import alerts, cap
-from broadcaster.web import context
+from broadcaster.web import alerts, cap, context
 from broadcaster.web.http_cache import FEED_CACHE_CONTROL, cached, request_now
 from broadcaster.web.public import ALERT_ID, absolute_url, safe_json
 

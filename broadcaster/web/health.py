@@ -10,7 +10,8 @@ from __future__ import annotations
 
 from flask import Blueprint, Response, current_app, jsonify
 
-from broadcaster import doctor, embedded_redis
+from broadcaster.delivery import embedded_redis
+from broadcaster.operations import doctor
 
 health = Blueprint("health", __name__)
 

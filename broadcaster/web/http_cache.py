@@ -21,9 +21,8 @@ from typing import Any
 
 from flask import Response, current_app, g, make_response, request
 
-from broadcaster import alerts
-from broadcaster.models import utcnow
-from broadcaster.web import context
+from broadcaster.core.models import utcnow
+from broadcaster.web import alerts, context
 
 FEED_CACHE_CONTROL = "public, max-age=30"
 # Pages are revalidated on every view (a cheap 304): an alert must never look current after

@@ -15,7 +15,7 @@ from flask import Blueprint, Response, abort, current_app, request
 from flask.blueprints import BlueprintSetupState
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from broadcaster.metrics import state_registry
+from broadcaster.delivery.metrics import state_registry
 
 metrics = Blueprint("metrics", __name__)
 REGISTRY_KEY = "broadcaster_metrics"

@@ -11,10 +11,10 @@ from typing import Annotated, Any, Literal, NotRequired
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, TypeAdapter, with_config
 from typing_extensions import TypedDict  # pydantic needs this one on Python < 3.12
 
-from broadcaster.config import CHANNELS
-from broadcaster.lifecycle import STATES
-from broadcaster.render import KINDS
-from broadcaster.status import STATUSES
+from broadcaster.authoring.render import KINDS
+from broadcaster.core.config import CHANNELS
+from broadcaster.core.lifecycle import STATES
+from broadcaster.delivery.status import STATUSES
 
 State = Literal[STATES]  # type: ignore[valid-type]
 Kind = Literal[KINDS]  # type: ignore[valid-type]

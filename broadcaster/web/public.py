@@ -12,8 +12,7 @@ from zoneinfo import ZoneInfo
 from babel.dates import format_datetime
 from flask import Blueprint, Response, abort, render_template, url_for
 
-from broadcaster import alerts, cap
-from broadcaster.web import context
+from broadcaster.web import alerts, cap, context
 from broadcaster.web.http_cache import (
     FEED_CACHE_CONTROL,
     PAGE_CACHE_CONTROL,

@@ -27,12 +27,13 @@ from sqlalchemy.orm import Session
 from twilio.request_validator import RequestValidator
 from twilio.twiml.messaging_response import MessagingResponse
 
-from broadcaster import db, ledger, provider_callbacks
-from broadcaster.accounts import Signer, identity, twilio_signer
-from broadcaster.config import DistrictConfig, Settings, to_e164
-from broadcaster.contacts import normalize_phone
-from broadcaster.errors import BroadcasterError
-from broadcaster.models import InboundText, OptOut
+from broadcaster.core import db, ledger
+from broadcaster.core.config import DistrictConfig, Settings, to_e164
+from broadcaster.core.contacts import normalize_phone
+from broadcaster.core.errors import BroadcasterError
+from broadcaster.core.models import InboundText, OptOut
+from broadcaster.delivery import provider_callbacks
+from broadcaster.delivery.accounts import Signer, identity, twilio_signer
 
 hooks = Blueprint("twilio_hooks", __name__, url_prefix="/hooks/twilio")
 

@@ -11,9 +11,10 @@ from flask import flash, redirect, request, url_for
 from flask.typing import ResponseReturnValue
 from sqlalchemy.orm import Session
 
-from broadcaster import corrections, dispatch, messages, scheduling
-from broadcaster.errors import BroadcasterError
-from broadcaster.models import Message, User
+from broadcaster.authoring import corrections, messages
+from broadcaster.core.errors import BroadcasterError
+from broadcaster.core.models import Message, User
+from broadcaster.delivery import dispatch, scheduling
 from broadcaster.web import context
 from broadcaster.web.console import console
 from broadcaster.web.console.auth import acting_user, signed_in

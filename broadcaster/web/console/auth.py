@@ -31,10 +31,10 @@ from flask import (
 from flask.typing import ResponseReturnValue
 from sqlalchemy.orm import Session
 
-from broadcaster import identity, login_throttle
-from broadcaster.errors import Refused
-from broadcaster.models import User
-from broadcaster.permissions import ACTION_ROLES, effective_roles
+from broadcaster.core import identity, login_throttle
+from broadcaster.core.errors import Refused
+from broadcaster.core.models import User
+from broadcaster.core.permissions import ACTION_ROLES, effective_roles
 from broadcaster.web import context
 from broadcaster.web.console import console
 

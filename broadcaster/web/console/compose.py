@@ -10,13 +10,13 @@ from flask.typing import ResponseReturnValue
 from sqlalchemy.orm import Session
 from werkzeug.datastructures import MultiDict
 
-from broadcaster import messages
-from broadcaster.contacts import parse_audience
-from broadcaster.dispatch import freeze_recipients
-from broadcaster.errors import BadInput, BroadcasterError
-from broadcaster.models import Message
-from broadcaster.permissions import require
-from broadcaster.rehearsals import REHEARSAL_KINDS
+from broadcaster.authoring import messages
+from broadcaster.core.contacts import parse_audience
+from broadcaster.core.errors import BadInput, BroadcasterError
+from broadcaster.core.models import Message
+from broadcaster.core.permissions import require
+from broadcaster.core.rehearsals import REHEARSAL_KINDS
+from broadcaster.delivery.dispatch import freeze_recipients
 from broadcaster.web import context
 from broadcaster.web.console import console, forms
 from broadcaster.web.console.auth import acting_user, signed_in

@@ -10,9 +10,9 @@ from typing import Any
 
 from werkzeug.datastructures import MultiDict
 
-from broadcaster import messages
-from broadcaster.config import DistrictConfig
-from broadcaster.errors import BadInput
+from broadcaster.authoring import messages
+from broadcaster.core.config import DistrictConfig
+from broadcaster.core.errors import BadInput
 from broadcaster.web.console.present import language_name
 
 # Template variable type -> how it is typed in a browser.

@@ -19,9 +19,9 @@ from flask import current_app, redirect, session, url_for
 from flask.typing import ResponseReturnValue
 from joserfc.errors import JoseError
 
-from broadcaster import sso
-from broadcaster.config import OidcConfig
-from broadcaster.errors import BadInput, BroadcasterError, Refused
+from broadcaster.core import sso
+from broadcaster.core.config import OidcConfig
+from broadcaster.core.errors import BadInput, BroadcasterError, Refused
 from broadcaster.web import context
 from broadcaster.web.console import console
 from broadcaster.web.console.auth import login_page, requested_next, safe_next, start_session

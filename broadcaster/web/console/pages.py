@@ -16,11 +16,13 @@ from sqlalchemy import and_, func, or_, select
 from sqlalchemy.orm import Session
 from werkzeug.utils import secure_filename
 
-from broadcaster import contacts, heartbeat, messages, scheduling, status
-from broadcaster.errors import BadInput, BroadcasterError
-from broadcaster.lifecycle import TRANSITIONS
-from broadcaster.models import Contact, Delivery, Message, OptOut, utcnow
-from broadcaster.permissions import require
+from broadcaster.authoring import messages
+from broadcaster.core import contacts
+from broadcaster.core.errors import BadInput, BroadcasterError
+from broadcaster.core.lifecycle import TRANSITIONS
+from broadcaster.core.models import Contact, Delivery, Message, OptOut, utcnow
+from broadcaster.core.permissions import require
+from broadcaster.delivery import heartbeat, scheduling, status
 from broadcaster.web import context
 from broadcaster.web.console import console
 from broadcaster.web.console.auth import Viewer, acting_user, signed_in, wants_json

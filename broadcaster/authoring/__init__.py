@@ -1,0 +1,2 @@
+"""Authoring: templates (catalog), rendering, variables, policy checks, platform limits, and the
+message services (compose, submit, approve, reject, cancel, corrections)."""

@@ -1,0 +1,184 @@
+"""Corrections: the update that follows a message, and the retraction that takes one down.
+
+An update is a message of its own, from any template, linked to its original (`follows_id`). When
+it is dispatched its X post replies to the original's, its Facebook post links to the original's,
+its web alert is a CAP Update of the original's, and its texts go to exactly the phones the
+original reached (follow_ups.py). It is approved like any message, except that an incident
+commander may send an update to a message from a pre-approved template at once, when the
+update's own template is pre-approved too.
+
+A retraction moves the original to `retracting` and writes its notice: a message from the
+`retraction_notice` template whose deliveries delete each of the original's posts (X, Facebook,
+and the web alert, which becomes a CAP Cancel) and text the notice to the phones the original
+reached. They are claimed, retried and recorded like every delivery; the original is `retracted`
+once every post is down (follow_ups.settle_original), and `retry` sends again what failed.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from broadcaster.authoring import messages
+from broadcaster.authoring.catalog import Catalog
+from broadcaster.core import follow_ups
+from broadcaster.core.config import DistrictConfig
+from broadcaster.core.errors import BadInput, Refused
+from broadcaster.core.lifecycle import transition
+from broadcaster.core.models import Delivery, Message, User
+from broadcaster.core.permissions import require
+from broadcaster.core.text_safety import check_text
+from broadcaster.delivery import scheduling
+from broadcaster.delivery.dispatch import Batch, dispatch, retry_failed
+
+NOTICE = "retraction_notice"
+UPDATABLE = ("sent", "partially_sent")
+
+
+def update(
+    session: Session,
+    district: DistrictConfig,
+    catalog: Catalog,
+    author: User,
+    original: Message,
+    request: messages.Request,
+    at_once: bool = False,
+) -> tuple[Message, list[Batch]]:
+    """A follow-up draft of `original`, or with `at_once` (an incident commander, a pre-approved
+    original and template) approved and dispatched now. The caller releases the batches after
+    the commit. By default it keeps the original's channels and languages."""
+    require(author, "compose", district)
+    if original.state not in UPDATABLE:
+        raise Refused(
+            f"message {original.id} is {original.state}; an update follows a message that went "
+            "out (sent or partially_sent)"
+        )
+    if at_once:
+        require(author, "approve_pre_approved", district)
+        if not original.pre_approved:
+            raise Refused(
+                f"message {original.id} was not sent from a pre-approved template: "
+                "submit the update for approval"
+            )
+    template = catalog.get(request.template)
+    request = dataclasses.replace(
+        request,
+        kind=original.kind,  # an update to a rehearsal is a rehearsal
+        audience=None,  # it texts the original's recipients
+        channels=request.channels
+        or [c for c in original.channels if c in template.channels]
+        or None,
+        locales=request.locales or [loc for loc in original.locales if loc in template.locales],
+    )
+    follow_up = messages.build(
+        session, district, catalog, author, request, follows=original, follow_kind="update"
+    )
+    if not at_once:
+        return follow_up, []
+    messages.approve_pre_approved(session, district, catalog, follow_up, author)
+    follow_up.urgent = True
+    return follow_up, scheduling.dispatch_or_schedule(session, district, follow_up)
+
+
+def retract(
+    session: Session,
+    district: DistrictConfig,
+    catalog: Catalog,
+    original: Message,
+    actor: User,
+    reason: str,
+) -> tuple[Message, list[Batch]]:
+    """original → retracting, and its notice approved and dispatched: one deletion per post
+    that went out, one correction text per phone the original reached. Returns the notice and
+    the batches to release after the commit."""
+    reason = check_text("reason", reason.strip())
+    if not reason:
+        raise BadInput("say why the message is withdrawn: --reason TEXT")
+    transition(session, original, "retract", actor, district, reason=reason)
+    template = catalog.get(NOTICE)
+    request = messages.Request(
+        template=NOTICE,
+        values={"sent_at": _sent_at(session, district, original)},
+        channels=["sms"],
+        locales=[loc for loc in original.locales if loc in template.locales] or None,
+        kind=original.kind,
+    )
+    notice = messages.build(
+        session, district, catalog, actor, request, follows=original, follow_kind="retraction"
+    )
+    notice.urgent = True  # what was withdrawn is live until it is down
+    messages.approve_retraction_notice(session, district, notice, actor, reason)
+    rows = _deletions(notice, original, session) + _corrections(notice, session)
+    planned = dispatch(session, district, notice, rows)
+    if not rows:  # nothing went out anywhere: nothing to take down
+        transition(session, notice, "finish_sent", None, district, deliveries={})
+        follow_ups.settle_original(session, district, notice)
+    return notice, planned
+
+
+def retry(
+    session: Session, district: DistrictConfig, message: Message, actor: User
+) -> tuple[Message, list[Batch]]:
+    """`retry` on a message being retracted finishes the retraction: its notice's failed
+    deletions and texts go again. Otherwise the message's own failed deliveries do."""
+    target = message
+    if message.state == "retracting":
+        notice = follow_ups.notice_of(session, message.id)
+        if notice is not None:
+            target = notice
+    return target, retry_failed(session, district, target, actor)
+
+
+def _base(notice: Message, channel: str, account: str) -> dict:
+    return {
+        "message_id": notice.id,
+        "channel": channel,
+        "account": account,
+        "status": "queued",
+        "attempts": 0,
+    }
+
+
+def _deletions(notice: Message, original: Message, session: Session) -> list[dict]:
+    return [
+        {
+            **_base(notice, post.channel, post.account),
+            "recipient": post.account,
+            "locale": post.locale,
+            "action": "delete",
+            "refers_to": post.provider_id,
+        }
+        for post in follow_ups.posts(session, original.id)
+    ]
+
+
+def _corrections(notice: Message, session: Session) -> list[dict]:
+    """The notice in each phone's language (English where the notice lacks it)."""
+    rendered = {r.locale for r in notice.renditions if r.channel == "sms"}
+    sms_account = next((t.account for t in notice.targets if t.channel == "sms"), None)
+    if sms_account is None or notice.follows_id is None:
+        return []
+    return [
+        {
+            **_base(notice, "sms", sms_account),
+            "recipient": phone,
+            "locale": locale if locale in rendered else "en",
+            "action": "send",
+            "refers_to": None,
+        }
+        for phone, locale in follow_ups.recipients(session, notice.follows_id).items()
+    ]
+
+
+def _sent_at(session: Session, district: DistrictConfig, original: Message) -> str:
+    """When the original first went out, in district time, as the notice's variable."""
+    first = session.scalar(
+        select(func.min(Delivery.sent_at)).where(Delivery.message_id == original.id)
+    )
+    moment: dt.datetime = first or original.updated_at
+    local = moment.astimezone(ZoneInfo(district.district.time_zone))
+    return local.strftime("%Y-%m-%dT%H:%M")

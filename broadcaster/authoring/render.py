@@ -1,0 +1,107 @@
+"""Render a template for each channel and language in Jinja's sandbox.
+
+Templates are trusted district files; variable values are not, so they reach Jinja only as
+already-parsed strings (see variables.py) and are never compiled. Web output is HTML and is
+autoescaped; the other channels are plain text.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from html import escape
+from typing import Any
+
+from jinja2 import StrictUndefined, TemplateError
+from jinja2.sandbox import SandboxedEnvironment
+
+from broadcaster.authoring.catalog import Template
+from broadcaster.authoring.variables import display_values
+from broadcaster.core.config import DistrictConfig, to_e164
+from broadcaster.core.errors import BadInput
+
+# A visible marker on every rendition of a message that is not for real.
+# Plain ASCII: one character outside the GSM alphabet (an en dash) would make every test SMS UCS-2.
+KIND_PREFIX: dict[str, dict[str, str]] = {
+    "test": {"en": "[TEST]", "es": "[TEST - PRUEBA]"},
+    "exercise": {"en": "[TEST - EXERCISE]", "es": "[TEST - SIMULACRO]"},
+}
+KINDS = ("actual", "exercise", "test")
+_BLANK_RUNS = re.compile(r"\n{3,}")
+
+
+def _environment(autoescape: bool) -> SandboxedEnvironment:
+    env = SandboxedEnvironment(
+        undefined=StrictUndefined, autoescape=autoescape, trim_blocks=True, lstrip_blocks=True
+    )
+    # `capitalize` lower-cases the rest ("Lincoln high school"); names must keep their capitals.
+    env.filters["upfirst"] = lambda text: text[:1].upper() + text[1:] if text else text
+    return env
+
+
+_TEXT_ENV = _environment(autoescape=False)
+_HTML_ENV = _environment(autoescape=True)
+
+
+@dataclass(frozen=True)
+class Rendition:
+    channel: str
+    locale: str
+    text: str
+
+
+def render_all(
+    template: Template,
+    values: dict[str, Any],
+    district: DistrictConfig,
+    channels: list[str],
+    locales: list[str],
+    kind: str,
+) -> list[Rendition]:
+    """One rendition per channel × locale that the template provides."""
+    renditions = []
+    for channel in channels:
+        for locale in locales:
+            if (channel, locale) in template.sources:
+                renditions.append(render_one(template, values, district, channel, locale, kind))
+    return renditions
+
+
+def render_one(
+    template: Template,
+    values: dict[str, Any],
+    district: DistrictConfig,
+    channel: str,
+    locale: str,
+    kind: str,
+) -> Rendition:
+    context = {
+        **display_values(template, values, district, locale),
+        "district": {
+            "name": district.district.name,
+            "short_name": district.district.short_name,
+            "alerts_url": district.district.alerts_url,
+            "phone": district.district.phone,
+            "phone_tel": to_e164(district.district.phone or "", district.district.phone_region),
+        },
+    }
+    env = _HTML_ENV if channel == "web" else _TEXT_ENV
+    try:
+        text = env.from_string(template.sources[(channel, locale)]).render(context)
+    except TemplateError as exc:
+        raise BadInput(f"template {template.name} {channel}.{locale}.j2 failed: {exc}") from None
+    text = _tidy(text)
+    prefix = KIND_PREFIX.get(kind, {})
+    if prefix:
+        marker = prefix.get(locale, prefix["en"])
+        text = (
+            f'<p class="kind-notice"><strong>{escape(marker)}</strong></p>\n{text}'
+            if channel == "web"
+            else f"{marker} {text}"
+        )
+    return Rendition(channel, locale, text)
+
+
+def _tidy(text: str) -> str:
+    lines = [line.rstrip() for line in text.strip().splitlines()]
+    return _BLANK_RUNS.sub("\n\n", "\n".join(lines))

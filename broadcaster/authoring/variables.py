@@ -1,0 +1,286 @@
+"""Template variables: parse what a user typed into typed values, and show them per language.
+
+Values are data. They are parsed and checked here and then passed to Jinja as plain strings, so a
+value such as `{{ 7*7 }}` is printed as typed and never evaluated.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+import unicodedata
+from collections.abc import Callable, Mapping
+from typing import Any
+from urllib.parse import urlsplit
+
+from babel.dates import format_date, format_time
+from babel.lists import format_list
+
+from broadcaster.authoring.catalog import Template, VariableSpec
+from broadcaster.core.config import DistrictConfig
+from broadcaster.core.errors import BadInput
+from broadcaster.core.text_safety import check_text
+
+DATE_PATTERNS = {"en": "EEEE, MMMM d", "es": "EEEE d 'de' MMMM"}
+ALL_SCHOOLS = {"en": "all schools", "es": "todas las escuelas"}
+DEFAULT_TEXT_MAX = 200
+DEFAULT = "*"  # key of the value typed without a language, in a translated text variable
+
+
+def parse_values(template: Template, raw: Mapping[str, str], district: DistrictConfig) -> dict:
+    """Check every value against the template's declared variables; return the stored form.
+
+    The stored form is JSON-friendly (ISO dates, slug lists) so a message can be re-rendered later.
+    A text variable may carry translations, typed as NAME.LOCALE (`reason.es=...`); it is then
+    stored as {"*": typed value, LOCALE: translation}.
+    """
+    declared = {v.name: v for v in template.meta.variables}
+    translations: dict[str, dict[str, str]] = {}
+    for key in raw:
+        name, _, locale = key.partition(".")
+        if name not in declared:
+            known = ", ".join(sorted(declared)) or "none"
+            raise BadInput(
+                f"unknown variable {key!r} for template {template.name} (its variables: {known})"
+            )
+        if locale:
+            if declared[name].type != "text" or locale not in template.locales:
+                raise BadInput(
+                    f"variable {key!r}: only text variables take a translation, as NAME.LOCALE "
+                    f"with a language of the template ({', '.join(template.locales)})"
+                )
+            translations.setdefault(name, {})[locale] = raw[key]
+        # Every type: a link, say, is published as typed.
+        check_text(f"variable {key!r}", raw[key])
+    values: dict[str, Any] = {}
+    for spec in template.meta.variables:
+        text = raw.get(spec.name)
+        if text is None or text.strip() == "":
+            if spec.required:
+                raise BadInput(
+                    f"missing variable {spec.name!r}: add --var {spec.name}={_hint(spec)}"
+                )
+            if spec.name in translations:
+                raise BadInput(f"variable {spec.name!r}: give the main value with its translations")
+            values[spec.name] = None
+            continue
+        try:
+            value = PARSERS[spec.type](text.strip(), spec, district)
+            if spec.name in translations:
+                value = {DEFAULT: value} | {
+                    loc: _text(typed.strip(), spec, district)
+                    for loc, typed in translations[spec.name].items()
+                }
+        except ValueError as exc:
+            raise BadInput(f"variable {spec.name!r}: {exc}") from None
+        values[spec.name] = value
+    return values
+
+
+def untranslated(template: Template, values: Mapping[str, Any], locale: str) -> list[str]:
+    """Free-text variables that a non-English rendition shows as typed, untranslated."""
+    if locale == "en":
+        return []
+    return [
+        spec.name
+        for spec in template.meta.variables
+        if spec.type == "text" and not spec.choices and isinstance(values.get(spec.name), str)
+    ]
+
+
+def display_values(
+    template: Template, values: Mapping[str, Any], district: DistrictConfig, locale: str
+) -> dict[str, str | None]:
+    """The stored values as the words a reader of `locale` sees."""
+    shown: dict[str, str | None] = {}
+    for spec in template.meta.variables:
+        value = values.get(spec.name)
+        if isinstance(value, dict):  # a text variable with translations
+            value = value.get(locale, value[DEFAULT])
+        shown[spec.name] = None if value is None else DISPLAY[spec.type](value, district, locale)
+    return shown
+
+
+def _hint(spec: VariableSpec) -> str:
+    return {
+        "date": "YYYY-MM-DD",
+        "time": "HH:MM",
+        "datetime": "YYYY-MM-DDTHH:MM",
+        "school": "SLUG",
+        "schools": "SLUG,SLUG|all",
+        "route": "ID",
+        "routes": "ID,ID",
+        "url": "https://...",
+        "integer": "N",
+    }.get(spec.type, "TEXT")
+
+
+def _text(value: str, spec: VariableSpec, district: DistrictConfig) -> str:
+    limit = spec.max_length or DEFAULT_TEXT_MAX
+    if len(value) > limit:
+        raise ValueError(f"is {len(value)} characters; the limit is {limit}")
+    # Beyond text_safety's rules (checked first), a text value is one line.
+    if any(unicodedata.category(char) == "Cc" for char in value):
+        raise ValueError("contains a line break or tab; write it on one line")
+    if spec.choices and value not in spec.choices:
+        raise ValueError(f"{value!r} is not allowed (choose one of: {', '.join(spec.choices)})")
+    return unicodedata.normalize("NFC", value)
+
+
+def _date(value: str, spec: VariableSpec, district: DistrictConfig) -> str:
+    try:
+        return dt.date.fromisoformat(value).isoformat()
+    except ValueError:
+        raise ValueError(f"{value!r} is not a date (write YYYY-MM-DD, e.g. 2026-03-03)") from None
+
+
+def _time(value: str, spec: VariableSpec, district: DistrictConfig) -> str:
+    if not re.fullmatch(r"\d{1,2}:\d{2}", value):
+        raise ValueError(f"{value!r} is not a time (write HH:MM on a 24-hour clock, e.g. 13:30)")
+    try:
+        return dt.time.fromisoformat(value.zfill(5)).strftime("%H:%M")
+    except ValueError:
+        raise ValueError(f"{value!r} is not a time of day (00:00 to 23:59)") from None
+
+
+def _datetime(value: str, spec: VariableSpec, district: DistrictConfig) -> str:
+    try:
+        parsed = dt.datetime.fromisoformat(value)
+    except ValueError:
+        raise ValueError(f"{value!r} is not a date and time (write YYYY-MM-DDTHH:MM)") from None
+    if parsed.tzinfo is not None:
+        raise ValueError(
+            f"give the district's local time without a zone ({district.district.time_zone})"
+        )
+    return parsed.strftime("%Y-%m-%dT%H:%M")
+
+
+def _school(value: str, spec: VariableSpec, district: DistrictConfig) -> str:
+    if district.school(value) is None:
+        slugs = ", ".join(s.slug for s in district.schools)
+        raise ValueError(f"{value!r} is not one of the district's schools ({slugs})")
+    return value
+
+
+def _schools(value: str, spec: VariableSpec, district: DistrictConfig) -> list[str]:
+    if value.lower() == "all":
+        return ["all"]
+    slugs = _split(value)
+    for slug in slugs:
+        _school(slug, spec, district)
+    return slugs
+
+
+def _route(value: str, spec: VariableSpec, district: DistrictConfig) -> str:
+    if district.route(value) is None:
+        ids = ", ".join(r.id for r in district.routes)
+        raise ValueError(f"{value!r} is not one of the district's bus routes ({ids})")
+    return value
+
+
+def _routes(value: str, spec: VariableSpec, district: DistrictConfig) -> list[str]:
+    ids = _split(value)
+    for route_id in ids:
+        _route(route_id, spec, district)
+    return ids
+
+
+def _url(value: str, spec: VariableSpec, district: DistrictConfig) -> str:
+    parts = urlsplit(value)
+    if (
+        parts.scheme not in ("http", "https")
+        or not parts.hostname
+        or any(c.isspace() for c in value)
+    ):
+        raise ValueError(f"{value!r} is not a web address (write https://...)")
+    if len(value) > (spec.max_length or 500):
+        raise ValueError("is too long for a link")
+    return value
+
+
+def _integer(value: str, spec: VariableSpec, district: DistrictConfig) -> int:
+    if not re.fullmatch(r"[+-]?\d{1,9}", value):
+        raise ValueError(f"{value!r} is not a whole number")
+    number = int(value)
+    if spec.min is not None and number < spec.min:
+        raise ValueError(f"{number} is below the minimum {spec.min}")
+    if spec.max is not None and number > spec.max:
+        raise ValueError(f"{number} is above the maximum {spec.max}")
+    return number
+
+
+def _split(value: str) -> list[str]:
+    items = [item.strip() for item in value.split(",")]
+    if any(not item for item in items):
+        raise ValueError(f"{value!r} has an empty item (separate with commas, no trailing comma)")
+    return list(dict.fromkeys(items))
+
+
+def _show_date(value: str, district: DistrictConfig, locale: str) -> str:
+    day = dt.date.fromisoformat(value)
+    pattern = DATE_PATTERNS.get(locale.split("-")[0])
+    return format_date(day, pattern or "long", locale=locale.replace("-", "_"))
+
+
+def _show_time(value: str, district: DistrictConfig, locale: str) -> str:
+    shown = format_time(dt.time.fromisoformat(value), "short", locale=locale.replace("-", "_"))
+    # CLDR puts a narrow no-break space before "PM"; outside the GSM alphabet, it would turn
+    # every SMS that mentions a time into UCS-2 (67 characters a segment instead of 153).
+    return shown.replace("\u202f", " ").replace("\xa0", " ")
+
+
+def _show_datetime(value: str, district: DistrictConfig, locale: str) -> str:
+    date_part, time_part = value.split("T")
+    return f"{_show_date(date_part, district, locale)}, {_show_time(time_part, district, locale)}"
+
+
+def _show_school(value: str, district: DistrictConfig, locale: str) -> str:
+    school = district.school(value)
+    return school.display(locale) if school else value
+
+
+def _show_schools(value: list[str], district: DistrictConfig, locale: str) -> str:
+    if value == ["all"]:
+        return ALL_SCHOOLS.get(locale.split("-")[0], ALL_SCHOOLS["en"])
+    names = [_show_school(slug, district, locale) for slug in value]
+    return format_list(names, locale=locale.replace("-", "_"))
+
+
+def _show_route(value: str, district: DistrictConfig, locale: str) -> str:
+    route = district.route(value)
+    return route.display(locale) if route else value
+
+
+def _show_routes(value: list[str], district: DistrictConfig, locale: str) -> str:
+    names = [_show_route(r, district, locale) for r in value]
+    return format_list(names, locale=locale.replace("-", "_"))
+
+
+def _show_plain(value: Any, district: DistrictConfig, locale: str) -> str:
+    return str(value)
+
+
+PARSERS: dict[str, Callable[[str, VariableSpec, DistrictConfig], Any]] = {
+    "text": _text,
+    "date": _date,
+    "time": _time,
+    "datetime": _datetime,
+    "school": _school,
+    "schools": _schools,
+    "route": _route,
+    "routes": _routes,
+    "url": _url,
+    "integer": _integer,
+}
+DISPLAY: dict[str, Callable[[Any, DistrictConfig, str], str]] = {
+    "text": _show_plain,
+    "date": _show_date,
+    "time": _show_time,
+    "datetime": _show_datetime,
+    "school": _show_school,
+    "schools": _show_schools,
+    "route": _show_route,
+    "routes": _show_routes,
+    "url": _show_plain,
+    "integer": _show_plain,
+}

@@ -1,0 +1,443 @@
+"""Settings from the environment and the district's TOML configuration.
+
+Environment (`BROADCASTER_*`) says where things are; the district file says what the district is.
+Secrets never live in the district file.
+"""
+
+from __future__ import annotations
+
+import csv
+import re
+import tomllib
+import zoneinfo
+from functools import cached_property
+from importlib import resources
+from pathlib import Path
+from typing import Literal
+from urllib.parse import urlsplit
+
+import phonenumbers
+from pydantic import ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from broadcaster.core.errors import BadInput
+from broadcaster.core.text_safety import CheckedText
+
+# Both ship inside the package (package data), so a plain `pip install` has them. Wheels install
+# unzipped, so the package's resources are real folders the catalog can walk and hash.
+_PACKAGE = Path(str(resources.files("broadcaster")))
+SAMPLE_DISTRICT = _PACKAGE / "sample_district"
+SAMPLE_CONFIG = SAMPLE_DISTRICT / "district.toml"
+BUILTIN_TEMPLATES = _PACKAGE / "template_library"
+
+Channel = Literal["x", "facebook", "sms", "web"]
+CHANNELS: tuple[str, ...] = ("x", "facebook", "sms", "web")
+ROLES: tuple[str, ...] = ("author", "approver", "incident_commander", "records_officer", "admin")
+SLUG = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
+
+
+class Settings(BaseSettings):
+    """Where the broadcaster keeps things; read from `BROADCASTER_*` environment variables."""
+
+    model_config = SettingsConfigDict(env_prefix="BROADCASTER_")
+
+    home: Path = Path(".broadcaster")
+    config: Path | None = None
+    database_url: str | None = None
+    broker_url: str | None = None  # Redis; none means the embedded Redis in `home`
+    sandbox_url: str | None = None  # the provider sandbox, for accounts without credentials
+    public_url: str | None = None  # where Twilio reaches this broadcaster's web hooks
+    provider_timeout_s: float = 10.0  # past this a provider call is ambiguous: look it up
+    # Signs the console's session cookies and CSRF tokens. Unset: a random key kept in `home`
+    # (fine for one web host; set it for several behind a load balancer).
+    secret_key: str | None = None
+    # How many reverse proxies stand in front of the web app (their X-Forwarded-* headers are
+    # trusted for the client address and scheme: login throttling needs the real address).
+    proxy_hops: int = Field(default=0, ge=0, le=5)
+    # Prometheus's bearer token for the web app's /metrics; unset, /metrics is not served.
+    metrics_token: str | None = None
+
+    @property
+    def config_path(self) -> Path:
+        return self.config or SAMPLE_CONFIG
+
+    @property
+    def effective_database_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{(self.home / 'broadcaster.db').resolve()}"
+
+    @property
+    def is_embedded(self) -> bool:
+        """True when the database is the default SQLite file, which migrates itself."""
+        return not self.database_url
+
+
+class _Strict(CheckedText):
+    """Every string the district file gives is checked like typed text (text_safety): a school's
+    name, say, is published in every feed and CAP document."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class DistrictInfo(_Strict):
+    name: str = Field(min_length=1, max_length=120)
+    short_name: str = Field(min_length=1, max_length=40)
+    time_zone: str
+    alerts_url: str
+    phone: str | None = None
+    email: str | None = None
+    phone_region: str = "US"
+    locales: list[str] = ["en", "es"]
+
+    @field_validator("time_zone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        try:
+            zoneinfo.ZoneInfo(value)
+        except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+            raise ValueError(
+                f"unknown time zone {value!r} (use an IANA name such as America/Chicago)"
+            ) from None
+        return value
+
+    @field_validator("alerts_url")
+    @classmethod
+    def _https(cls, value: str) -> str:
+        if not value.startswith("https://"):
+            raise ValueError("must be an https:// address")
+        return value
+
+
+class _Named(_Strict):
+    name: str = Field(min_length=1, max_length=80)
+    names: dict[str, str] = {}  # the name in other languages, e.g. {es = "Ruta 12"}
+
+    def display(self, locale: str) -> str:
+        return self.names.get(locale, self.name)
+
+
+class School(_Named):
+    slug: str
+    phone: str | None = None
+
+    @field_validator("slug")
+    @classmethod
+    def _slug(cls, value: str) -> str:
+        if not SLUG.match(value):
+            raise ValueError(f"{value!r} is not a slug (lower-case letters, digits and hyphens)")
+        return value
+
+
+class Route(_Named):
+    id: str = Field(min_length=1, max_length=20)
+    schools: list[str] = []
+
+
+class Account(_Strict):
+    name: str
+    channel: Channel
+    handle: str = ""
+    # Non-secret settings the channel adapter reads (page_id, messaging_service_sid, ...).
+    settings: dict[str, str] = {}
+    # Secrets by adapter key -> the environment variable that holds it. Never the secret itself.
+    credentials_env: dict[str, str] = {}
+    # Where this account's provider API is reached instead of the provider's public hosts (a
+    # regional API host, an egress proxy; a stand-in provider in tests), with the account's own
+    # credentials: not the sandbox. https, or plain http on this machine only.
+    api_base_url: str | None = None
+    # The provider's rate for this account, shared by all workers (requests per second).
+    rate_per_second: float = Field(default=10.0, gt=0, le=1000)
+    # The language this account posts in. None: one post carrying every language of the message
+    # (Facebook, web); an X post has no room for that, so an X account posts in English unless
+    # it says otherwise (a district with a Spanish X account lists it with locale = "es").
+    locale: str | None = None
+    # SMS: the numbers this account texts from besides its Messaging Service (E.164). An inbound
+    # text is believed only when it is addressed to one of these, to `settings.from_number` or
+    # to the account's Messaging Service.
+    sending_numbers: list[str] = []
+
+    @property
+    def post_locale(self) -> str | None:
+        return self.locale or ("en" if self.channel == "x" else None)
+
+    @field_validator("sending_numbers")
+    @classmethod
+    def _e164(cls, value: list[str]) -> list[str]:
+        numbers = []
+        for raw in value:
+            number = to_e164(raw, "ZZ")  # no region here: only the +country form is certain
+            if number is None:
+                raise ValueError(f"{raw!r} is not a phone number in +country form (e.g. +1...)")
+            numbers.append(number)
+        return numbers
+
+    @model_validator(mode="after")
+    def _sms_numbers(self) -> Account:
+        if self.sending_numbers and self.channel != "sms":
+            raise ValueError(f"account {self.name}: only an sms account has sending_numbers")
+        return self
+
+    @model_validator(mode="after")
+    def _api_base_url(self) -> Account:
+        url = self.api_base_url
+        if url is None:
+            return self
+        # No user:password@ either: secrets never live in the district file.
+        if self.channel == "web" or not is_https_or_loopback(url) or "@" in urlsplit(url).netloc:
+            raise ValueError(
+                f"account {self.name}: api_base_url must be an https:// address (or http:// on "
+                "this machine) of a provider API, without a user or password; a web account "
+                "has none"
+            )
+        return self
+
+
+class TestAllowlist(_Strict):
+    accounts: list[str] = []
+    phones: list[str] = []
+
+
+class UserRoles(_Strict):
+    roles: list[str]
+
+    @field_validator("roles")
+    @classmethod
+    def _known_roles(cls, value: list[str]) -> list[str]:
+        for role in value:
+            if role not in ROLES:
+                raise ValueError(f"unknown role {role!r} (roles: {', '.join(ROLES)})")
+        return value
+
+
+class Policy(_Strict):
+    link_allowlist: list[str] = []
+    blocklist: list[str] = []
+    student_id_pattern: str | None = None
+    email_domains: list[str] = []
+    allowed_phones: list[str] = []
+    roster: str | None = None
+    sms_max_segments: int = Field(default=4, ge=1, le=10)
+
+    @field_validator("student_id_pattern")
+    @classmethod
+    def _compiles(cls, value: str | None) -> str | None:
+        if value is not None:
+            try:
+                re.compile(value)
+            except re.error as exc:
+                raise ValueError(f"not a valid regular expression: {exc}") from None
+        return value
+
+
+ENV_NAME = re.compile(r"^[A-Z_][A-Z0-9_]*$")
+LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
+
+
+def is_https_or_loopback(url: str) -> bool:
+    """An https:// address, or plain http on this machine (a test or development provider)."""
+    parts = urlsplit(url)
+    loopback = parts.scheme == "http" and parts.hostname in LOOPBACK_HOSTS
+    return bool((parts.scheme == "https" and parts.hostname) or loopback)
+
+
+class OidcConfig(_Strict):
+    """District single sign-on for the staff console (OpenID Connect, authorization code flow).
+
+    A provider identity signs in only as the user an admin linked it to (sso.py), with that
+    user's own roles. `role_map` (claim value -> role) can only take access away: with it, the
+    `roles_claim` must map to one of the user's roles. `username_claim` never selects a user; it
+    names the person in the log when an unlinked identity is refused. The client secret is read
+    from the environment variable named by `client_secret_env`, never from this file.
+    """
+
+    metadata_url: str  # the provider's /.well-known/openid-configuration
+    client_id: str = Field(min_length=1)
+    client_secret_env: str
+    label: str = Field(default="district account", min_length=1, max_length=60)
+    scopes: list[str] = ["openid", "profile", "email"]
+    username_claim: str = "preferred_username"  # for the log only
+    roles_claim: str = "groups"
+    role_map: dict[str, str] = {}
+
+    @field_validator("metadata_url")
+    @classmethod
+    def _https(cls, value: str) -> str:
+        if not is_https_or_loopback(value):
+            raise ValueError("must be an https:// address")
+        return value
+
+    @field_validator("client_secret_env")
+    @classmethod
+    def _env_name(cls, value: str) -> str:
+        if not ENV_NAME.match(value):
+            raise ValueError(f"{value!r} is not an environment variable name (e.g. OIDC_SECRET)")
+        return value
+
+    @field_validator("scopes")
+    @classmethod
+    def _openid(cls, value: list[str]) -> list[str]:
+        if "openid" not in value:
+            raise ValueError('must include "openid"')
+        return value
+
+    @field_validator("role_map")
+    @classmethod
+    def _roles(cls, value: dict[str, str]) -> dict[str, str]:
+        for claim, role in value.items():
+            if role not in ROLES:
+                known = ", ".join(ROLES)
+                raise ValueError(f"{claim} maps to unknown role {role!r} (roles: {known})")
+        return value
+
+
+class WebConfig(_Strict):
+    oidc: OidcConfig | None = None
+
+
+class SandboxConfig(_Strict):
+    """The provider sandbox's credentials are public. `trusted = true` says this install is a
+    development, demo or test one, where requests signed with them (the sandbox's Twilio status
+    callbacks) are believed. Off by default, and never on in production: there, rehearsals still
+    go to the sandbox, but nothing signed with its public token changes anything."""
+
+    trusted: bool = False
+
+
+class Retention(_Strict):
+    """How long records are kept, counted from the communication (its last delivery, or the
+    message's last change when nothing was delivered). Past it, `records purge` destroys them."""
+
+    years: int = Field(default=2, ge=1, le=100)  # every category not listed in `categories`
+    categories: dict[str, int] = {}  # template category -> years, e.g. {transportation = 1}
+    # Phone numbers in SMS deliveries may go sooner; None keeps them as long as the message.
+    sms_recipient_days: int | None = Field(default=None, ge=1, le=36500)
+
+    @field_validator("categories")
+    @classmethod
+    def _whole_years(cls, value: dict[str, int]) -> dict[str, int]:
+        for category, years in value.items():
+            if not 1 <= years <= 100:
+                raise ValueError(f"{category}: keep records 1 to 100 years, not {years}")
+        return value
+
+    def years_for(self, category: str) -> int:
+        return self.categories.get(category, self.years)
+
+
+class DistrictConfig(_Strict):
+    """The district: schools, routes, accounts, who may do what, and its posting policy."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, ignored_types=(cached_property,))
+
+    district: DistrictInfo
+    schools: list[School] = []
+    routes: list[Route] = []
+    accounts: list[Account] = []
+    test_allowlist: TestAllowlist = TestAllowlist()
+    users: dict[str, UserRoles] = {}
+    policy: Policy = Policy()
+    templates_dirs: list[str] = []
+    web: WebConfig = WebConfig()
+    retention: Retention = Retention()
+    sandbox: SandboxConfig = SandboxConfig()
+    source: Path | None = None
+
+    @model_validator(mode="after")
+    def _consistent(self) -> DistrictConfig:
+        slugs = [s.slug for s in self.schools]
+        _unique("school slug", slugs)
+        _unique("route id", [r.id for r in self.routes])
+        _unique("account name", [a.name for a in self.accounts])
+        for route in self.routes:
+            for slug in route.schools:
+                if slug not in slugs:
+                    raise ValueError(f"route {route.id} names unknown school {slug!r}")
+        names = {a.name for a in self.accounts}
+        for name in self.test_allowlist.accounts:
+            if name not in names:
+                raise ValueError(f"test_allowlist names unknown account {name!r}")
+        return self
+
+    def school(self, slug: str) -> School | None:
+        return next((s for s in self.schools if s.slug == slug), None)
+
+    def route(self, route_id: str) -> Route | None:
+        return next((r for r in self.routes if r.id == route_id), None)
+
+    def accounts_for(self, channel: str) -> list[Account]:
+        return [a for a in self.accounts if a.channel == channel]
+
+    @property
+    def base_dir(self) -> Path:
+        return self.source.parent if self.source else SAMPLE_DISTRICT
+
+    @property
+    def template_dirs(self) -> list[Path]:
+        """The built-in library first; a district's own folders override it by name."""
+        return [BUILTIN_TEMPLATES, *(self.base_dir / d for d in self.templates_dirs)]
+
+    @cached_property
+    def district_phones(self) -> frozenset[str]:
+        """Every public number the district may publish, in E.164."""
+        raw = [self.district.phone, *(s.phone for s in self.schools), *self.policy.allowed_phones]
+        return frozenset(filter(None, (to_e164(p, self.district.phone_region) for p in raw if p)))
+
+    @cached_property
+    def test_phones(self) -> tuple[str, ...]:
+        """The test allowlist's phone numbers in E.164, in the order the file lists them."""
+        region = self.district.phone_region
+        phones = (to_e164(p, region) for p in self.test_allowlist.phones)
+        return tuple(dict.fromkeys(p for p in phones if p))
+
+    @cached_property
+    def roster(self) -> list[dict[str, str]]:
+        """Enrolled students (for the PII check), or none when no roster is configured."""
+        if not self.policy.roster:
+            return []
+        path = self.base_dir / self.policy.roster
+        try:
+            with path.open(newline="", encoding="utf-8-sig") as handle:
+                rows = list(csv.DictReader(handle))
+        except OSError as exc:
+            raise BadInput(f"cannot read the student roster {path}: {exc.strerror}") from None
+        if rows and not {"first_name", "last_name"} <= set(rows[0]):
+            raise BadInput(f"student roster {path} needs the columns first_name,last_name")
+        return rows
+
+
+def to_e164(raw: str, region: str) -> str | None:
+    """The number in E.164, or None when it is not a valid phone number."""
+    try:
+        number = phonenumbers.parse(raw, region)
+    except phonenumbers.NumberParseException:
+        return None
+    # "Possible" rather than "valid": the fictional 555-01xx numbers districts use in examples
+    # and rehearsals are possible but not assigned, and must still be recognized.
+    if not phonenumbers.is_possible_number(number):
+        return None
+    return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+
+
+def _unique(what: str, values: list[str]) -> None:
+    seen: set[str] = set()
+    for value in values:
+        if value in seen:
+            raise ValueError(f"duplicate {what} {value!r}")
+        seen.add(value)
+
+
+def load_district(path: Path) -> DistrictConfig:
+    """Read and validate a district file; any problem is one line naming the file and the field."""
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise BadInput(f"cannot read district config {path}: {exc.strerror}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise BadInput(f"{path}: not valid TOML: {exc}") from None
+    try:
+        return DistrictConfig.model_validate({**data, "source": path.resolve()})
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"]) or "file"
+        raise BadInput(f"{path}: {where}: {first['msg']}") from None

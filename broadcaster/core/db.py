@@ -1,0 +1,177 @@
+"""Engines, sessions and migrations for SQLite (embedded default) and PostgreSQL."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from functools import cache
+from pathlib import Path
+
+from alembic import command
+from alembic.config import Config as AlembicConfig
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.exc import OperationalError
+from sqlalchemy.orm import Session, sessionmaker
+
+from broadcaster.core import owner_only
+from broadcaster.core.errors import BadInput, BroadcasterError
+
+MIGRATIONS = Path(__file__).parent.parent / "migrations"
+READ_ONLY = "broadcaster_read_only"
+
+
+@cache
+def engine_for(url: str) -> Engine:
+    if url.startswith("sqlite"):
+        engine = create_engine(url, connect_args={"timeout": 30})
+        _sqlite_setup(engine)
+    else:
+        engine = create_engine(url, pool_pre_ping=True)
+        _postgres_setup(engine)
+    return engine
+
+
+# How long PostgreSQL waits on a client that has gone silent (a host whose link was cut, a
+# process killed mid-transaction) before it ends that session: until then the session's row
+# locks hold up every other host.
+LOST_CLIENT_S = int(os.environ.get("BROADCASTER_DB_LOST_CLIENT_SECONDS", "30"))
+
+
+def _postgres_setup(engine: Engine) -> None:
+    """Each session tells the server to give up on it when it goes silent, so a deployment
+    needs no postgresql.conf changes for it (all of these may be set by any user)."""
+    ms = LOST_CLIENT_S * 1000
+    session_settings = {
+        # No transaction of ours waits on the client: one left open that long is abandoned.
+        "idle_in_transaction_session_timeout": ms,
+        "tcp_user_timeout": ms,  # unacknowledged data to a vanished client
+        "tcp_keepalives_idle": max(1, LOST_CLIENT_S // 3),  # a vanished idle client
+        "tcp_keepalives_interval": max(1, LOST_CLIENT_S // 10),
+        "tcp_keepalives_count": 3,
+    }
+
+    @event.listens_for(engine, "connect")
+    def _connect(dbapi_connection, _record):  # type: ignore[no-untyped-def]
+        with dbapi_connection.cursor() as cursor:
+            for name, value in session_settings.items():
+                cursor.execute("SELECT set_config(%s, %s, false)", (name, str(value)))
+        dbapi_connection.commit()
+
+
+def _sqlite_setup(engine: Engine) -> None:
+    """WAL and a busy timeout for concurrent writers; BEGIN IMMEDIATE so that a transaction
+    which will write takes the write lock first and never works from a stale read. The file is
+    created owner-only (SQLite gives its -wal and -shm files the same mode)."""
+
+    @event.listens_for(engine, "do_connect")
+    def _create_owner_only(_dialect, _record, _args, _params):  # type: ignore[no-untyped-def]
+        path = engine.url.database
+        if path and path != ":memory:" and not path.startswith("file:"):
+            owner_only.ensure_file(Path(path))
+
+    @event.listens_for(engine, "connect")
+    def _connect(dbapi_connection, _record):  # type: ignore[no-untyped-def]
+        dbapi_connection.isolation_level = None  # let SQLAlchemy's BEGIN below be the only one
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA busy_timeout=30000")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _begin(connection):  # type: ignore[no-untyped-def]
+        # Readers (public pages, feeds) must not queue behind the workers' write lock.
+        reading = connection.get_execution_options().get(READ_ONLY)
+        connection.exec_driver_sql("BEGIN DEFERRED" if reading else "BEGIN IMMEDIATE")
+
+
+def alembic_config(url: str) -> AlembicConfig:
+    cfg = AlembicConfig()
+    cfg.set_main_option("script_location", str(MIGRATIONS))
+    cfg.set_main_option("sqlalchemy.url", url.replace("%", "%%"))
+    return cfg
+
+
+def upgrade(url: str) -> str:
+    """Migrate the database to the newest schema; returns the revision it is now at."""
+    if url.startswith("sqlite:///"):
+        owner_only.ensure_folder(Path(url.removeprefix("sqlite:///")).parent)
+    cfg = alembic_config(url)
+    with engine_for(url).begin() as connection:
+        cfg.attributes["connection"] = connection
+        command.upgrade(cfg, "head")
+    return head_revision()
+
+
+def head_revision() -> str:
+    return ScriptDirectory(str(MIGRATIONS)).get_current_head() or ""
+
+
+def current_revision(url: str) -> str | None:
+    try:
+        with engine_for(url).connect() as connection:
+            return MigrationContext.configure(connection).get_current_revision()
+    except OperationalError as exc:
+        raise BroadcasterError(f"cannot reach the database: {exc.orig}") from None
+
+
+@cache
+def session_factory(url: str) -> sessionmaker[Session]:
+    return sessionmaker(engine_for(url), expire_on_commit=False)
+
+
+def prepare(url: str, embedded: bool) -> None:
+    """The embedded database migrates itself; a server database must be migrated on purpose."""
+    if embedded:
+        if current_revision_or_none(url) != head_revision():
+            upgrade(url)
+    elif current_revision(url) != head_revision():
+        raise BadInput("the database schema is not current: run `broadcaster db upgrade` first")
+
+
+def current_revision_or_none(url: str) -> str | None:
+    path = url.removeprefix("sqlite:///")
+    if url.startswith("sqlite:///") and not Path(path).exists():
+        return None
+    return current_revision(url)
+
+
+@contextmanager
+def session_scope(url: str) -> Iterator[Session]:
+    """One transaction: committed when the block ends, rolled back on any error."""
+    session = session_factory(url)()
+    try:
+        with session.begin():
+            yield session
+    finally:
+        session.close()
+
+
+@contextmanager
+def snapshot_scope(url: str) -> Iterator[Session]:
+    """A transaction that only reads, and sees one moment of the database throughout: what
+    commits while it runs (a worker's ledger entries, say) stays out of it. PostgreSQL needs
+    REPEATABLE READ for that; a SQLite read transaction in WAL mode has it already."""
+    engine = engine_for(url).execution_options(**{READ_ONLY: True})
+    if not url.startswith("sqlite"):
+        engine = engine.execution_options(isolation_level="REPEATABLE READ")
+    session = Session(bind=engine)
+    try:
+        with session.begin():
+            yield session
+    finally:
+        session.close()
+
+
+@contextmanager
+def read_scope(url: str) -> Iterator[Session]:
+    """A transaction that only reads: on SQLite it takes no write lock."""
+    session = Session(bind=engine_for(url).execution_options(**{READ_ONLY: True}))
+    try:
+        with session.begin():
+            yield session
+    finally:
+        session.close()

@@ -1,0 +1,142 @@
+"""The message state machine: one table of allowed transitions, one function that applies them.
+
+`transition` checks the table, the actor's role and the ownership rule, changes the state with a
+conditional UPDATE (so two racing approvals cannot both win) and writes the ledger entry in the
+same database transaction.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from sqlalchemy import update
+from sqlalchemy.orm import Session
+
+from broadcaster.core import ledger
+from broadcaster.core.config import DistrictConfig
+from broadcaster.core.errors import Refused
+from broadcaster.core.models import Message, User, utcnow
+from broadcaster.core.permissions import effective_roles, require
+
+Ownership = Literal["own", "not_own", "any"]
+
+
+@dataclass(frozen=True)
+class Transition:
+    action: str
+    source: str
+    target: str
+    permission: str | None  # key of permissions.ACTION_ROLES; None for the system's own steps
+    ownership: Ownership = "any"
+    # Holders of this role are exempt from an "own" rule (an approver may cancel anyone's draft).
+    exempt_role: str | None = None
+
+
+TRANSITIONS: tuple[Transition, ...] = (
+    Transition("submit", "draft", "submitted", "submit", "own"),
+    Transition("approve", "submitted", "approved", "approve", "not_own"),
+    Transition("reject", "submitted", "rejected", "reject", "not_own"),
+    # An incident commander sends a pre-approved template at once; flagged for after-action review.
+    Transition("approve_pre_approved", "draft", "approved", "approve_pre_approved"),
+    Transition("cancel", "draft", "cancelled", "cancel", "own", exempt_role="approver"),
+    Transition("cancel", "submitted", "cancelled", "cancel", "own", exempt_role="approver"),
+    Transition("cancel", "approved", "cancelled", "cancel", "own", exempt_role="approver"),
+    Transition("dispatch", "approved", "dispatching", None),
+    # A future send_at: the message waits for the periodic task (scheduling.dispatch_due).
+    Transition("schedule", "approved", "scheduled", None),
+    Transition("dispatch", "scheduled", "dispatching", None),
+    Transition("cancel", "scheduled", "cancelled", "cancel", "own", exempt_role="approver"),
+    # Its valid_until passed before it could go out: nothing is sent.
+    Transition("expire", "scheduled", "expired", None),
+    Transition("finish_sent", "dispatching", "sent", None),
+    Transition("finish_partial", "dispatching", "partially_sent", None),
+    Transition("finish_failed", "dispatching", "failed", None),
+    Transition("finish_expired", "dispatching", "expired", None),  # every delivery was too late
+    # Send again what did not go; deliveries that succeeded are never touched.
+    Transition("retry", "partially_sent", "dispatching", "retry"),
+    Transition("retry", "failed", "dispatching", "retry"),
+    # Take down what went out (corrections.py): deletions and correction texts are the
+    # deliveries of a retraction notice; the message is retracted once every post is down.
+    Transition("retract", "sent", "retracting", "retract"),
+    Transition("retract", "partially_sent", "retracting", "retract"),
+    Transition("finish_retracted", "retracting", "retracted", None),
+    # The notice itself is approved by the retraction: the retracting person is the approver.
+    Transition("approve_retraction", "draft", "approved", "retract"),
+)
+STATES = (
+    "draft",
+    "submitted",
+    "approved",
+    "scheduled",
+    "rejected",
+    "cancelled",
+    "dispatching",
+    "sent",
+    "partially_sent",
+    "failed",
+    "expired",
+    "retracting",
+    "retracted",
+)
+_BY_KEY = {(t.action, t.source): t for t in TRANSITIONS}
+
+
+def allowed_actions(state: str) -> list[str]:
+    return sorted({t.action for t in TRANSITIONS if t.source == state and t.permission})
+
+
+def transition(
+    session: Session,
+    message: Message,
+    action: str,
+    actor: User | None,
+    district: DistrictConfig,
+    **details: Any,
+) -> Transition:
+    step = _BY_KEY.get((action, message.state))
+    if step is None:
+        sources = sorted(t.source for t in TRANSITIONS if t.action == action)
+        raise Refused(
+            f"message {message.id} is {message.state}; {action.replace('_', ' ')} needs a "
+            f"message that is {' or '.join(sources) or 'in another state'}"
+        )
+    if step.permission is not None:
+        if actor is None:
+            raise Refused(f"{action} needs a signed-in user")
+        require(actor, step.permission, district)
+        _check_ownership(step, message, actor, district)
+    result = session.execute(
+        update(Message)
+        .where(Message.id == message.id, Message.state == step.source)
+        .values(state=step.target, updated_at=utcnow())
+        .execution_options(synchronize_session=False)
+    )
+    if result.rowcount != 1:
+        raise Refused(f"message {message.id} changed while you were acting on it; look again")
+    session.refresh(message)
+    ledger.append(
+        session,
+        f"message.{action}",
+        {"action": action, "from": step.source, "to": step.target, **details},
+        message_id=message.id,
+        actor=actor.name if actor else None,
+    )
+    return step
+
+
+def _check_ownership(
+    step: Transition, message: Message, actor: User, district: DistrictConfig
+) -> None:
+    own = message.author_id == actor.id
+    if step.ownership == "not_own" and own:
+        raise Refused(
+            f"{actor.name} wrote message {message.id} and cannot {step.action} it: "
+            "a second person must (two-person rule)"
+        )
+    if step.ownership == "own" and not own:
+        if step.exempt_role and step.exempt_role in effective_roles(actor, district):
+            return
+        raise Refused(
+            f"only the author ({message.author.name}) may {step.action} message {message.id}"
+        )

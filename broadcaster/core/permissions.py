@@ -1,0 +1,45 @@
+"""Who may do what: the one place where roles are checked, for the CLI and (later) the web."""
+
+from __future__ import annotations
+
+from broadcaster.core.config import DistrictConfig
+from broadcaster.core.errors import Refused
+from broadcaster.core.models import User
+
+# action -> roles that may perform it
+ACTION_ROLES: dict[str, frozenset[str]] = {
+    "compose": frozenset({"author", "incident_commander"}),
+    "submit": frozenset({"author", "incident_commander"}),
+    "approve": frozenset({"approver"}),
+    "reject": frozenset({"approver"}),
+    "approve_pre_approved": frozenset({"incident_commander"}),
+    "cancel": frozenset({"author", "approver", "incident_commander"}),
+    "manage_users": frozenset({"admin"}),
+    "import_contacts": frozenset({"admin"}),
+    "retry": frozenset({"approver", "incident_commander"}),
+    "retract": frozenset({"approver", "incident_commander"}),
+    # Records: destruction and legal holds are the records officer's alone; exports may also be
+    # made by an admin, but only a records officer may leave recipients' phone numbers, or the
+    # student data the FERPA checks found, in one.
+    "manage_records": frozenset({"records_officer"}),
+    "export_records": frozenset({"records_officer", "admin"}),
+    "include_recipients": frozenset({"records_officer"}),
+    "include_student_data": frozenset({"records_officer"}),
+}
+
+
+def effective_roles(user: User, district: DistrictConfig) -> list[str]:
+    """The district file is authoritative for the users it lists; others keep their stored roles."""
+    listed = district.users.get(user.name)
+    return list(listed.roles) if listed else list(user.roles)
+
+
+def require(user: User, action: str, district: DistrictConfig) -> None:
+    if user.disabled_at is not None:  # each way in refuses them first; this holds for every action
+        raise Refused(f"{user.name} is disabled and may not {action.replace('_', ' ')}")
+    allowed = ACTION_ROLES[action]
+    roles = effective_roles(user, district)
+    if not allowed & set(roles):
+        have = ", ".join(roles) or "no role"
+        need = " or ".join(sorted(allowed))
+        raise Refused(f"{user.name} ({have}) may not {action.replace('_', ' ')}: it takes {need}")

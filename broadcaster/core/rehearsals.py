@@ -1,0 +1,20 @@
+"""Rehearsals (`test` and `exercise` messages) and the rule that one never leaves the test
+allowlist: checked when its deliveries are planned and again by the worker before each send."""
+
+from __future__ import annotations
+
+from broadcaster.core.config import DistrictConfig
+from broadcaster.core.errors import Refused
+
+REHEARSAL_KINDS = ("test", "exercise")
+
+
+def ensure_allowed(district: DistrictConfig, kind: str, account: str) -> None:
+    """The last guard before anything is sent: a rehearsal goes only to allowlisted accounts."""
+    if kind in REHEARSAL_KINDS and account not in district.test_allowlist.accounts:
+        raise Refused(f"a {kind} message may not go to {account}: it is not on the test allowlist")
+
+
+def ensure_allowed_phone(district: DistrictConfig, kind: str, phone_e164: str) -> None:
+    if kind in REHEARSAL_KINDS and phone_e164 not in district.test_phones:
+        raise Refused(f"a {kind} message may not be texted to a number off the test allowlist")

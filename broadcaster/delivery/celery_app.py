@@ -1,0 +1,93 @@
+"""The Celery application: queues, routing and the settings that keep deliveries safe.
+
+The broker is a doorbell and the database is the truth: tasks carry delivery ids only, a delivery
+is claimed in the database before any provider call, and a periodic sweep re-enqueues what a lost
+worker left behind. So `acks_late` with `task_reject_on_worker_lost` may redeliver a task, and
+that is harmless.
+"""
+
+from __future__ import annotations
+
+import os
+from functools import cache
+
+from celery import Celery
+from kombu import Queue
+
+from broadcaster.core.config import Settings
+from broadcaster.delivery import broker_transport, embedded_redis
+
+# Before any connection: a broker restart must not stop a worker (see broker_transport).
+broker_transport.register()
+
+# Queues. `urgent` has workers of its own (see deploy/): a priority flag on a shared queue would
+# still wait behind a fan-out already taken.
+URGENT, SOCIAL, SMS, WEB, DEFAULT = "urgent", "social", "sms", "web", "default"
+QUEUES = (URGENT, SOCIAL, SMS, WEB, DEFAULT)
+CHANNEL_QUEUE = {"x": SOCIAL, "facebook": SOCIAL, "sms": SMS, "web": WEB}
+
+# Task names.
+SEND = "broadcaster.send_deliveries"
+SWEEP = "broadcaster.sweep"
+DISPATCH_DUE = "broadcaster.dispatch_due"
+
+SWEEP_EVERY_S = float(os.environ.get("BROADCASTER_SWEEP_EVERY", "30"))
+# Scheduled messages go out at most this long after their send_at (plus the task's own run).
+SCHEDULE_EVERY_S = float(os.environ.get("BROADCASTER_SCHEDULE_EVERY", "10"))
+
+CONFIG = dict(
+    task_acks_late=True,
+    task_reject_on_worker_lost=True,
+    worker_prefetch_multiplier=1,
+    task_ignore_result=True,
+    task_serializer="json",
+    accept_content=["json"],
+    task_default_queue=DEFAULT,
+    task_queues=[Queue(name) for name in QUEUES],
+    task_routes={SWEEP: {"queue": DEFAULT}, DISPATCH_DUE: {"queue": DEFAULT}},
+    # A task still unacknowledged after this long is handed out again; ours take seconds.
+    broker_transport_options={"visibility_timeout": 600},
+    broker_connection_retry_on_startup=True,
+    worker_hijack_root_logger=False,
+    worker_send_task_events=False,
+    beat_schedule={
+        "sweep": {"task": SWEEP, "schedule": SWEEP_EVERY_S},
+        "dispatch-due": {"task": DISPATCH_DUE, "schedule": SCHEDULE_EVERY_S},
+    },
+)
+app = Celery("broadcaster", include=["broadcaster.delivery.tasks"])
+app.conf.update(CONFIG)
+
+
+def broker_url(settings: Settings) -> str:
+    """The configured broker, or the embedded Redis for this home (started if need be)."""
+    return settings.broker_url or embedded_redis.ensure_running(settings.home)
+
+
+def configure(settings: Settings | None = None) -> Celery:
+    """The worker's app, pointed at the broker. A worker process serves one deployment."""
+    app.conf.broker_url = broker_url(settings or Settings())
+    return app
+
+
+@cache
+def _client(url: str) -> Celery:
+    client = Celery("broadcaster-client", broker=url, set_as_current=False)
+    client.conf.update(CONFIG)
+    return client
+
+
+def client_for(settings: Settings) -> Celery:
+    """An app that only sends, one per broker: a long-lived process (a test run, a web app)
+    may serve several homes, and an app's connection pool is bound to its first broker."""
+    return _client(broker_url(settings))
+
+
+def run_worker(argv: list[str]) -> int:
+    """Run `celery worker ARGV` on this module's app and return its exit code. Celery's
+    `worker_main` drops that code, so a worker stopped by an unrecoverable error exited 0 and
+    systemd or compose would not restart it."""
+    from celery.bin.celery import celery as celery_command
+
+    code = celery_command.main(args=["--app", f"{__name__}:app", *argv], standalone_mode=False)
+    return code if isinstance(code, int) else 0

@@ -1,0 +1,138 @@
+"""Delivery reports from providers (Twilio's status callbacks), applied to the delivery rows.
+
+A report is applied only to a delivery sent through the account that signed it: the web hook
+says who verified the signature (a `Signer`: the AccountSid, and whether with the sandbox's
+public token), and that must be who the delivery's account sends as for its message's kind. A
+report for another account's text changes nothing.
+
+A report can arrive before the worker has recorded the provider's id for that delivery (the
+provider answers the send, then reports within a second, while the worker is still sending the
+rest of its batch). Such a report is held, not dropped, with its signer, and applied when the id
+is recorded (by the worker right after recording, and by the periodic sweep as the safety net)
+under the same rule.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+
+from sqlalchemy import delete, select
+from sqlalchemy.orm import Session
+
+from broadcaster.core import ledger
+from broadcaster.core.config import DistrictConfig
+from broadcaster.core.models import Delivery, HeldCallback, Message, utcnow
+from broadcaster.delivery.accounts import Signer, twilio_signer
+
+log = logging.getLogger(__name__)
+
+# Twilio's order: queued < sent < delivered | undelivered | failed. A report only moves a
+# delivery forward, and nothing moves it out of a final state: a late (or forged) "failed" after
+# "delivered" would let `retry` text the parent again.
+# The delivery's status now -> the reported status -> the delivery's status after.
+FORWARD: dict[str, dict[str, str]] = {
+    "sent": {"delivered": "delivered", "undelivered": "failed", "failed": "failed"},
+}
+# Only these reports can ever change a delivery; the rest (queued, sending, sent) are not kept.
+FINAL_REPORTS = frozenset(status for moves in FORWARD.values() for status in moves)
+# Reports for ids no delivery ever gets (another system on the same account) are let go.
+HOLD_FOR = dt.timedelta(days=2)
+
+
+def report(
+    session: Session,
+    district: DistrictConfig,
+    signer: Signer,
+    provider_id: str,
+    status: str,
+    error_code: str | None,
+) -> bool:
+    """Apply one report now, or hold it until its delivery's provider id is recorded. False when
+    the id is another account's text: nothing is changed."""
+    if status not in FINAL_REPORTS:
+        return True
+    row = session.execute(
+        select(Delivery, Message.kind)
+        .join(Message, Message.id == Delivery.message_id)
+        .where(Delivery.provider_id == provider_id, Delivery.channel == "sms")
+        .with_for_update(of=Delivery)
+    ).first()
+    if row is None:
+        session.add(
+            HeldCallback(
+                provider_id=provider_id,
+                status=status,
+                error_code=error_code,
+                account_sid=signer.account_sid,
+                sandbox=signer.sandbox,
+            )
+        )
+        return True
+    delivery, kind = row
+    if not _sent_as(district, delivery, kind, signer):
+        return False
+    _apply(session, delivery, status, error_code)
+    return True
+
+
+def apply_held(
+    session: Session, district: DistrictConfig, provider_ids: list[str] | None = None
+) -> int:
+    """Apply held reports whose delivery is now known (only for these ids, when given); a held
+    report signed by another account than the delivery's is dropped."""
+    query = (
+        select(HeldCallback, Delivery, Message.kind)
+        .join(Delivery, Delivery.provider_id == HeldCallback.provider_id)
+        .join(Message, Message.id == Delivery.message_id)
+        .where(Delivery.channel == "sms")
+    )
+    if provider_ids is not None:
+        if not provider_ids:
+            return 0
+        query = query.where(HeldCallback.provider_id.in_(provider_ids))
+    rows = session.execute(
+        query.order_by(HeldCallback.id).with_for_update(of=[HeldCallback, Delivery])
+    ).all()
+    applied = 0
+    for held, delivery, kind in rows:
+        signer = Signer(held.account_sid or "", held.sandbox)
+        if held.account_sid and _sent_as(district, delivery, kind, signer):
+            _apply(session, delivery, held.status, held.error_code)
+            applied += 1
+        else:
+            log.warning(
+                "dropped a held Twilio report for %s: signed by %s, which did not send it",
+                held.provider_id,
+                held.account_sid or "an unrecorded account",
+            )
+        session.delete(held)
+    if provider_ids is None:
+        session.execute(delete(HeldCallback).where(HeldCallback.received_at < utcnow() - HOLD_FOR))
+    return applied
+
+
+def _sent_as(district: DistrictConfig, delivery: Delivery, kind: str, signer: Signer) -> bool:
+    """Did this delivery go out through the account (and credentials) that signed the report?"""
+    account = next((a for a in district.accounts if a.name == delivery.account), None)
+    return account is not None and twilio_signer(account, kind) == signer
+
+
+def _apply(session: Session, delivery: Delivery, status: str, error_code: str | None) -> None:
+    new = FORWARD.get(delivery.status, {}).get(status)
+    if new is None:
+        return
+    delivery.status, delivery.updated_at = new, utcnow()
+    if error_code:
+        delivery.error = f"Twilio error {error_code} ({status})"
+    ledger.append(
+        session,
+        f"delivery.{new}",
+        {
+            "delivery": delivery.id,
+            "provider_id": delivery.provider_id,
+            "status": status,
+            "error_code": error_code,
+        },
+        message_id=delivery.message_id,
+    )

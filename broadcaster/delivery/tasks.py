@@ -1,0 +1,89 @@
+"""Celery tasks: thin. Load, call one service function, enqueue what it says comes next."""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+from urllib.parse import urlsplit
+
+import redis
+from celery.signals import worker_ready, worker_shutdown
+
+from broadcaster.core.config import Settings, load_district
+from broadcaster.core.db import session_scope
+from broadcaster.core.models import utcnow
+from broadcaster.delivery import dispatch, heartbeat, scheduling, sending
+from broadcaster.delivery.celery_app import DISPATCH_DUE, SEND, SWEEP, app
+from broadcaster.delivery.sweep import sweep as sweep_lost_work
+from channel_adapters import adapter_for
+
+_lock = threading.Lock()
+_worker: sending.Worker | None = None
+_heartbeat: heartbeat.Heartbeat | None = None
+
+
+def redis_for(broker_url: str) -> redis.Redis:
+    """A Redis client on the broker's server, for the shared per-account token buckets."""
+    if broker_url.startswith("redis+socket://"):
+        return redis.Redis(unix_socket_path=urlsplit(broker_url).path)
+    return redis.Redis.from_url(broker_url)
+
+
+def worker() -> sending.Worker:
+    global _worker
+    with _lock:
+        if _worker is None:
+            for channel in ("web", "x", "facebook", "sms"):  # load the SDKs before the first alert
+                adapter_for(channel)
+            settings = Settings()
+            _worker = sending.Worker(
+                settings=settings,
+                district=load_district(settings.config_path),
+                redis_client=redis_for(app.conf.broker_url),
+            )
+        return _worker
+
+
+@worker_ready.connect
+def _warm_up(**_: object) -> None:
+    """Build the shared state when the worker starts, not inside the first (urgent) task."""
+    worker()
+
+
+@worker_ready.connect
+def _report_in(sender: Any, **_: object) -> None:
+    """This worker's heartbeat: its queues, its beat and its broker, for doctor and the console."""
+    global _heartbeat
+    _heartbeat = heartbeat.Heartbeat(
+        Settings().effective_database_url,
+        queues=sorted(sender.app.amqp.queues.consume_from),
+        beat=sender.controller.beat is not None,  # the embedded beat, started by --beat
+        broker=heartbeat.broker_identity(app.conf.broker_url),
+    )
+
+
+@worker_shutdown.connect
+def _sign_off(**_: object) -> None:
+    if _heartbeat is not None:
+        _heartbeat.stop()
+
+
+@app.task(name=SEND)
+def send_deliveries(ids: list[int]) -> None:
+    current = worker()
+    dispatch.enqueue(current.settings, sending.send_batch(current, ids))
+
+
+@app.task(name=SWEEP)
+def sweep() -> None:
+    current = worker()
+    dispatch.enqueue(current.settings, sweep_lost_work(current))
+
+
+@app.task(name=DISPATCH_DUE)
+def dispatch_due() -> None:
+    """Scheduled messages whose time has come: rows written and committed, then enqueued."""
+    current = worker()
+    with session_scope(current.settings.effective_database_url) as session:
+        planned = scheduling.dispatch_due(session, current.district, utcnow())
+    dispatch.enqueue(current.settings, planned)

@@ -1,0 +1,1 @@
+"""Operations: checking a deployment (`broadcaster doctor`)."""

@@ -1,0 +1,170 @@
+"""`broadcaster demo`: the whole flow on one machine with nothing configured.
+
+A fresh home in a temporary folder; SQLite; the embedded Redis; the provider sandbox in this
+process; one worker in a child process. Users and contacts come from the sample district; a closure
+notice is composed by one user, approved by another and delivered on all four channels. It prints
+the timeline, what each platform received and the ledger check, then stops what it started.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import datetime
+from pathlib import Path
+
+from rich.console import Console
+from rich.table import Table
+from rich.text import Text
+
+from broadcaster.authoring import messages
+from broadcaster.authoring.catalog import Catalog
+from broadcaster.core import db, identity, ledger
+from broadcaster.core.config import SAMPLE_DISTRICT, Settings, load_district
+from broadcaster.core.contacts import import_csv
+from broadcaster.core.models import Message
+from broadcaster.delivery import dispatch, embedded_redis, status
+
+CONTACTS = SAMPLE_DISTRICT / "contacts.csv"
+TIMEOUT_S = 120
+
+
+def run_demo() -> int:
+    from provider_sandbox import Sandbox
+
+    out = Console(highlight=False, soft_wrap=True)
+    home = Path(tempfile.mkdtemp(prefix="broadcaster-demo-"))
+    for name in ("BROADCASTER_CONFIG", "BROADCASTER_DATABASE_URL", "BROADCASTER_BROKER_URL"):
+        os.environ.pop(name, None)
+    os.environ["BROADCASTER_HOME"] = str(home)
+    sandbox = Sandbox(port=0)
+    sandbox.start()
+    os.environ["BROADCASTER_SANDBOX_URL"] = sandbox.url
+    settings = Settings()
+    worker = None
+    try:
+        out.print(Text(f"home {home}; provider sandbox {sandbox.url}", "dim"))
+        embedded_redis.ensure_running(home)
+        db.prepare(settings.effective_database_url, embedded=True)
+        worker = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "broadcaster",
+                "worker",
+                "--concurrency",
+                "8",
+                "--loglevel",
+                "warning",
+            ],
+            env=os.environ.copy(),
+        )
+        message_id = _author_and_approve(settings, out)
+        view = _wait(settings, message_id)
+        _report(settings, sandbox, message_id, view, out)
+        with db.snapshot_scope(settings.effective_database_url) as session:
+            verified = ledger.verify(session)
+        verdict = "intact" if verified.ok else "BROKEN"
+        out.print(
+            Text(
+                f"records verify: {verdict}, {verified.entries} entries",
+                "bold green" if verified.ok else "bold red",
+            )
+        )
+        return 0 if verified.ok and view["state"] == "sent" else 1
+    finally:
+        if worker is not None:
+            worker.send_signal(signal.SIGTERM)
+            try:
+                worker.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                worker.kill()
+        embedded_redis.stop(home)
+        sandbox.stop()
+
+
+def _author_and_approve(settings: Settings, out: Console) -> int:
+    district = load_district(settings.config_path)
+    url = settings.effective_database_url
+    with db.session_scope(url) as session:
+        users = {
+            name: identity.add_user(session, district, name, [], None)[0]
+            for name in ("ana", "ben", "it")
+        }
+        result = import_csv(session, district, CONTACTS, users["it"])
+        out.print(
+            f"contacts: {result.rows} rows, {result.phones} phone numbers, "
+            f"{result.opted_out} opted out"
+        )
+        message = messages.compose(
+            session,
+            district,
+            Catalog(district),
+            users["ana"],
+            messages.Request(
+                template="school_closure",
+                values={
+                    "schools": "all",
+                    "date": "2026-03-03",
+                    "reason": "a winter storm",
+                    "reason.es": "una tormenta invernal",
+                },
+                audience="all",
+            ),
+        )
+        out.print(f"ana composed message {message.id} (school_closure, en + es, 4 channels)")
+        messages.submit(session, district, message, users["ana"])
+        planned = messages.approve_and_dispatch(session, district, message, users["ben"])
+        message_id = message.id
+    dispatch.enqueue(settings, planned)
+    out.print(f"ben approved it: {sum(len(b.ids) for b in planned)} deliveries queued")
+    return message_id
+
+
+def _wait(settings: Settings, message_id: int) -> dict:
+    district = load_district(settings.config_path)
+    deadline = time.monotonic() + TIMEOUT_S
+    while True:
+        with db.session_scope(settings.effective_database_url) as session:
+            view = status.status_view(session, session.get(Message, message_id), district)
+        if view["state"] not in status.ACTIVE_STATES or time.monotonic() > deadline:
+            return view
+        time.sleep(0.2)
+
+
+def _report(settings: Settings, sandbox, message_id: int, view: dict, out: Console) -> None:  # type: ignore[no-untyped-def]
+    with db.session_scope(settings.effective_database_url) as session:
+        timeline = ledger.entries_for(session, message_id)
+    start = timeline[0][0].created_at
+    out.rule("timeline")
+    for entry, _payload in timeline:
+        if entry.event.startswith(("message.", "approval.", "dispatch.")) or entry.event in (
+            "delivery.sent",
+            "delivery.failed",
+        ):
+            at, who = _ms(start, entry.created_at), entry.actor or "worker"
+            out.print(Text(f"{at:>8} ms  {entry.event:<22} {who}"))
+    out.rule("what each platform received")
+    table = Table("platform", "requests", "example")
+    for provider in ("x", "facebook", "twilio"):
+        received = [r for r in sandbox.requests(provider) if r["method"] == "POST"]
+        example = _text_of(received[0]) if received else ""
+        table.add_row(provider, str(len(received)), Text(example[:90]))
+    out.print(table)
+    out.print(
+        f"web alert store: {view['deliveries'].get('web', {}).get('sent', 0)} alert(s) published"
+    )
+    out.print(Text(f"message {message_id} is {view['state']}", "bold"))
+
+
+def _text_of(request: dict) -> str:
+    body = request.get("body") or {}
+    return str(body.get("text") or body.get("message") or body.get("Body") or "")
+
+
+def _ms(start: str, at: str) -> int:
+    return int((datetime.fromisoformat(at) - datetime.fromisoformat(start)).total_seconds() * 1000)

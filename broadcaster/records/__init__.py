@@ -1,0 +1,1 @@
+"""Records: exports and their verification, retention and purges, legal holds, reports."""

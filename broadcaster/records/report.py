@@ -1,0 +1,202 @@
+"""After-action report: one message from composition (or trigger) to its last delivery on each
+channel: who did what and on what basis, what failed and what was retried. A send from a
+pre-approved template (the incident path) is flagged for review.
+
+Read from the ledger (steps, actors, retries) and the deliveries (outcomes and times); phone
+numbers are masked. Nothing is written.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections import Counter
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from broadcaster.core import ledger
+from broadcaster.core.models import Delivery, Message
+from broadcaster.core.redaction import mask, mask_phones
+
+# Ledger events that are steps of the message (deliveries are summarized per channel instead).
+STEP_PREFIXES = ("message.", "approval.", "dispatch.", "delivery.requeued")
+RETRY_EVENTS = ("delivery.retry", "delivery.unconfirmed")
+FAILED = ("failed", "expired")
+SUCCEEDED = ("sent", "delivered")
+LIST_AT_MOST = 50  # failures and retries listed per channel; the counts are always complete
+
+
+def _target(channel: str, recipient: str) -> str:
+    return mask(recipient) if channel == "sms" and recipient.startswith("+") else recipient
+
+
+def _seconds(start: str | None, end: str | None) -> float | None:
+    if not start or not end:
+        return None
+    delta = dt.datetime.fromisoformat(end) - dt.datetime.fromisoformat(start)
+    return round(delta.total_seconds(), 1)
+
+
+def after_action(session: Session, message: Message) -> dict[str, Any]:
+    entries = ledger.entries_for(session, message.id)
+    steps = [
+        {
+            "at": entry.created_at,
+            "event": entry.event,
+            "actor": entry.actor,
+            **_step_details(entry.event, payload),
+        }
+        for entry, payload in entries
+        if entry.event.startswith(STEP_PREFIXES)
+    ]
+    composed = next((s["at"] for s in steps if s["event"] == "message.composed"), None)
+    approvals = ("message.approve", "message.approve_pre_approved")
+    approved = next((s["at"] for s in steps if s["event"] in approvals), None)
+    channels = _channels(session, message, entries, approved)
+    lasts = [c["last_delivery"] for c in channels.values() if c["last_delivery"]]
+    last = max(lasts, key=dt.datetime.fromisoformat) if lasts else None
+    return {
+        "id": message.id,
+        "title": message.title,
+        "template": f"{message.template}@{message.template_version}",
+        "category": message.category,
+        "kind": message.kind,
+        "state": message.state,
+        "started": "triggered" if message.pre_approved else "composed",
+        "author": message.author.name,
+        "people": [
+            {"at": s["at"], "who": s["actor"], "did": s["event"].split(".", 1)[1]}
+            for s in steps
+            if s["actor"]
+        ],
+        "approvals": [
+            {
+                "decision": a.decision,
+                "by": a.user.name,
+                "basis": a.basis,
+                "acknowledged_warnings": a.acknowledged_warnings,
+                "reason": a.reason,
+                "at": a.created_at.isoformat(),
+            }
+            for a in message.approvals
+        ],
+        "timeline": _timeline(steps, channels),
+        "channels": channels,
+        "durations_s": {
+            "composition_to_approval": _seconds(composed, approved),
+            "composition_to_last_delivery": _seconds(composed, last),
+        },
+        "review": _review(message),
+    }
+
+
+def _step_details(event: str, payload: dict | None) -> dict[str, Any]:
+    if not payload:
+        return {}
+    keys = ("to", "basis", "reason", "acknowledged_warnings", "deliveries", "decision")
+    return {k: payload[k] for k in keys if payload.get(k)}
+
+
+def _channels(
+    session: Session,
+    message: Message,
+    entries: list[tuple[Any, dict | None]],
+    approved: str | None,
+) -> dict[str, dict[str, Any]]:
+    out: dict[str, dict[str, Any]] = {}
+    counts: dict[str, Counter[str]] = {}
+
+    def channel(name: str) -> dict[str, Any]:
+        counts.setdefault(name, Counter())
+        return out.setdefault(
+            name,
+            {
+                "deliveries": 0,
+                "statuses": {},
+                "first_delivery": None,
+                "last_delivery": None,
+                "failures": [],
+                "failed": 0,
+                "retries": [],
+                "retried": 0,
+            },
+        )
+
+    for name in message.channels:
+        channel(name)
+    deliveries = session.scalars(
+        select(Delivery).where(Delivery.message_id == message.id).order_by(Delivery.id)
+    )
+    for d in deliveries:
+        view = channel(d.channel)
+        view["deliveries"] += 1
+        counts[d.channel][d.status] += 1
+        if d.status in SUCCEEDED and d.sent_at:
+            at = d.sent_at.isoformat()
+            if view["first_delivery"] is None or d.sent_at < _dt(view["first_delivery"]):
+                view["first_delivery"] = at
+            if view["last_delivery"] is None or d.sent_at > _dt(view["last_delivery"]):
+                view["last_delivery"] = at
+        if d.status in FAILED:
+            view["failed"] += 1
+            if len(view["failures"]) < LIST_AT_MOST:
+                view["failures"].append(
+                    {
+                        "target": _target(d.channel, d.recipient),
+                        "status": d.status,
+                        "error": mask_phones(d.error),
+                        "attempts": d.attempts,
+                        "at": d.updated_at.isoformat(),
+                    }
+                )
+    for entry, payload in entries:
+        if entry.event not in RETRY_EVENTS or not payload or "channel" not in payload:
+            continue
+        view = channel(payload["channel"])
+        view["retried"] += 1
+        if len(view["retries"]) < LIST_AT_MOST:
+            view["retries"].append(
+                {
+                    "at": entry.created_at,
+                    "event": entry.event,
+                    "target": _target(payload["channel"], payload.get("recipient") or ""),
+                    "attempt": payload.get("attempt"),
+                    "error": mask_phones(payload.get("error")),
+                }
+            )
+    for name, view in out.items():
+        view["statuses"] = dict(sorted(counts[name].items()))
+        view["approval_to_first_s"] = _seconds(approved, view["first_delivery"])
+        view["approval_to_last_s"] = _seconds(approved, view["last_delivery"])
+    return out
+
+
+def _dt(value: str) -> dt.datetime:
+    return dt.datetime.fromisoformat(value)
+
+
+def _timeline(
+    steps: list[dict[str, Any]], channels: dict[str, dict[str, Any]]
+) -> list[dict[str, Any]]:
+    timeline = [dict(step) for step in steps]
+    for name, view in channels.items():
+        for key, label in (("first_delivery", "first"), ("last_delivery", "last")):
+            if view[key]:
+                timeline.append({"at": view[key], "event": f"{name}: {label} delivery"})
+    return sorted(timeline, key=lambda step: _dt(step["at"]))
+
+
+def _review(message: Message) -> dict[str, Any] | None:
+    """A pre-approved send skipped the second person: say so, with what was acknowledged."""
+    if not message.needs_review:
+        return None
+    approval = next((a for a in message.approvals if a.decision == "approved"), None)
+    return {
+        "flagged": True,
+        "why": "sent from a pre-approved template without a second person's approval",
+        "basis": approval.basis if approval else None,
+        "by": approval.user.name if approval else None,
+        "at": approval.created_at.isoformat() if approval else None,
+        "acknowledged_warnings": approval.acknowledged_warnings if approval else [],
+    }
