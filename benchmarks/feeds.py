@@ -116,7 +116,7 @@ def seed(env: dict[str, str], url: str, n: int) -> None:
     delivery as a worker records it."""
     from click.testing import CliRunner
 
-    from broadcaster.cli import cli
+    from broadcaster.cli.main import cli
     from broadcaster.core import db
     from broadcaster.core.config import Settings, load_district
     from broadcaster.core.models import Delivery, Message, utcnow

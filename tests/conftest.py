@@ -20,7 +20,7 @@ from click.testing import CliRunner, Result
 from sqlalchemy import insert
 
 from broadcaster.authoring.catalog import Catalog
-from broadcaster.cli import cli
+from broadcaster.cli.main import cli
 from broadcaster.core import db, identity
 from broadcaster.core.config import SAMPLE_CONFIG, SAMPLE_DISTRICT, load_district
 from broadcaster.core.contacts import parse_csv

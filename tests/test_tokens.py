@@ -27,7 +27,7 @@ import time_machine
 from argon2 import PasswordHasher
 from sqlalchemy import select
 
-from broadcaster.cli import cli
+from broadcaster.cli.main import cli
 from broadcaster.core.identity import TOKEN
 from broadcaster.core.models import LedgerEntry, LedgerPayload, User
 from tests.conftest import closure_vars

@@ -1,0 +1,1 @@
+"""The `broadcaster` command line (main.py wires the verb groups)."""

@@ -1,0 +1,242 @@
+"""The message verbs: compose, preview, show, list, submit, approve, reject, cancel."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import click
+from rich.table import Table
+from rich.text import Text
+
+from broadcaster.authoring import messages
+from broadcaster.cli.app import (
+    ROW_ID,
+    App,
+    as_option,
+    console,
+    emit_json,
+    json_option,
+    parse_vars,
+    pass_app,
+    read_token,
+    split_list,
+)
+from broadcaster.cli.printers import print_preview
+from broadcaster.delivery import dispatch, scheduling
+
+
+def compose_options(command):  # type: ignore[no-untyped-def]
+    """The options that describe a message, shared by `compose` and `trigger`."""
+    for option in reversed(
+        [
+            click.argument("template"),
+            as_option,
+            click.option(
+                "--var",
+                "var_pairs",
+                multiple=True,
+                metavar="KEY=VALUE",
+                help="A variable value; NAME.LOCALE=... translates a text variable.",
+            ),
+            click.option("--channels", help="Comma-separated channels (default: the template's)."),
+            click.option("--locales", help="Comma-separated languages (default: the district's)."),
+            click.option(
+                "--audience", help='Who is texted: "all" or "school:SLUG route:ID grade:N".'
+            ),
+            click.option(
+                "--valid-until",
+                metavar="YYYY-MM-DDTHH:MM",
+                help="Nothing goes out after this (district time).",
+            ),
+            click.option(
+                "--send-at",
+                metavar="YYYY-MM-DDTHH:MM",
+                help="Once approved, wait and send at this time (district time).",
+            ),
+            click.option(
+                "--kind",
+                type=click.Choice(["actual", "exercise", "test"]),
+                default="actual",
+                show_default=True,
+            ),
+            json_option,
+        ]
+    ):
+        command = option(command)
+    return command
+
+
+def compose_request(template: str, options: dict[str, Any]) -> messages.Request:
+    return messages.Request(
+        template=template,
+        values=parse_vars(options["var_pairs"]),
+        channels=split_list(options["channels"]),
+        locales=split_list(options["locales"]),
+        kind=options["kind"],
+        audience=options["audience"],
+        valid_until=options["valid_until"],
+        send_at=options["send_at"],
+    )
+
+
+@click.command()
+@compose_options
+@pass_app
+def compose(app: App, template: str, as_user: str, as_json: bool, **options: Any) -> None:
+    """Create a draft from TEMPLATE and show its preview."""
+    request = compose_request(template, options)
+    token = read_token(as_user)
+    with app.session() as session:
+        author = app.actor(session, as_user, token)
+        message = messages.compose(session, app.district, app.catalog, author, request)
+        view = messages.preview_view(session, app.district, message)
+    if as_json:
+        return emit_json(view)
+    print_preview(view)
+    if any(f["severity"] == "block" for f in view["findings"]):
+        click.echo("This draft has blocking findings and cannot be submitted.")
+    else:
+        click.echo(f"Next: broadcaster submit {view['id']} --as {as_user}")
+
+
+@click.command()
+@click.argument("message_id", type=ROW_ID)
+@json_option
+@pass_app
+def preview(app: App, message_id: int, as_json: bool) -> None:
+    """Show a message's renditions, counts and findings."""
+    with app.session() as session:
+        view = messages.preview_view(
+            session, app.district, messages.get_message(session, message_id)
+        )
+    emit_json(view) if as_json else print_preview(view)
+
+
+@click.command()
+@click.argument("message_id", type=ROW_ID)
+@json_option
+@pass_app
+def show(app: App, message_id: int, as_json: bool) -> None:
+    """Show everything about a message: renditions, findings, approvals, timeline."""
+    with app.session() as session:
+        view = messages.detail_view(
+            session, app.district, messages.get_message(session, message_id)
+        )
+    if as_json:
+        return emit_json(view)
+    print_preview(view)
+    out = console()
+    out.rule(Text("timeline"))
+    for step in view["timeline"]:
+        out.print(Text(f"{step['at']}  {step['event']:<32} {step['actor'] or ''}"))
+
+
+@click.command("list")
+@click.option("--state", help="Only messages in this state.")
+@json_option
+@pass_app
+def list_cmd(app: App, state: str | None, as_json: bool) -> None:
+    """List messages, newest first."""
+    with app.session() as session:
+        rows = [messages.summary_view(m) for m in messages.list_messages(session, state)]
+    if as_json:
+        return emit_json(rows)
+    table = Table("id", "state", "kind", "template", "author", "created")
+    for row in rows:
+        table.add_row(
+            str(row["id"]),
+            row["state"],
+            row["kind"],
+            row["template"],
+            row["author"],
+            row["created_at"][:19],
+        )
+    console().print(table)
+
+
+def _act(app: App, message_id: int, as_user: str, action: str, **kwargs: Any) -> str:
+    token = read_token(as_user)
+    with app.session() as session:
+        actor = app.actor(session, as_user, token)
+        message = messages.get_message(session, message_id)
+        getattr(messages, action)(session, app.district, message, actor, **kwargs)
+        return message.state
+
+
+@click.command()
+@click.argument("message_id", type=ROW_ID)
+@as_option
+@pass_app
+def submit(app: App, message_id: int, as_user: str) -> None:
+    """Submit a draft for approval."""
+    state = _act(app, message_id, as_user, "submit")
+    click.echo(f"message {message_id} is {state}; an approver must approve it")
+
+
+@click.command()
+@click.argument("message_id", type=ROW_ID)
+@as_option
+@click.option("--ack-warnings", is_flag=True, help="Acknowledge the message's warnings.")
+@pass_app
+def approve(app: App, message_id: int, as_user: str, ack_warnings: bool) -> None:
+    """Approve a submitted message (not your own). Approval is the go: it is dispatched at once."""
+    token = read_token(as_user)
+    with app.session() as session:
+        approver = app.actor(session, as_user, token)
+        message = messages.get_message(session, message_id)
+        planned = messages.approve_and_dispatch(
+            session, app.district, message, approver, ack_warnings=ack_warnings
+        )
+        when = scheduling.scheduled_for(message, app.district)
+    release(app, message_id, planned, scheduled_for=when)
+
+
+def release(
+    app: App,
+    message_id: int,
+    planned: list[dispatch.Batch],
+    quiet: bool = False,
+    scheduled_for: str | None = None,
+) -> None:
+    """After the commit: ring the broker. If it is down, the sweep enqueues the rows later.
+    A scheduled message has nothing to ring for yet: the beat dispatches it when it is due."""
+    if scheduled_for:
+        click.echo(
+            f"message {message_id} approved and scheduled for {scheduled_for}; "
+            f"`broadcaster cancel {message_id}` stops it",
+            err=quiet,
+        )
+        return
+    total = sum(len(b.ids) for b in planned)
+    warning = dispatch.release(app.settings, planned)
+    if warning:
+        click.echo(f"warning: {warning}", err=True)
+    click.echo(
+        f"message {message_id} approved and dispatching: {total} deliveries queued; "
+        f"follow with `broadcaster status {message_id} --follow`",
+        err=quiet,
+    )
+
+
+@click.command()
+@click.argument("message_id", type=ROW_ID)
+@as_option
+@click.option("--reason", required=True, help="Why, for the author.")
+@pass_app
+def reject(app: App, message_id: int, as_user: str, reason: str) -> None:
+    """Reject a submitted message, with a reason."""
+    state = _act(app, message_id, as_user, "reject", reason=reason)
+    click.echo(f"message {message_id} is {state}")
+
+
+@click.command()
+@click.argument("message_id", type=ROW_ID)
+@as_option
+@pass_app
+def cancel(app: App, message_id: int, as_user: str) -> None:
+    """Cancel a message before it is dispatched (a scheduled one too)."""
+    state = _act(app, message_id, as_user, "cancel")
+    click.echo(f"message {message_id} is {state}")
+
+
+COMMANDS = [compose, preview, show, list_cmd, submit, approve, reject, cancel]

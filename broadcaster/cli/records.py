@@ -1,0 +1,236 @@
+"""`broadcaster records ...` and `broadcaster report`."""
+
+from __future__ import annotations
+
+import dataclasses
+import sys
+from pathlib import Path
+
+import click
+from rich.table import Table
+
+from broadcaster.authoring import messages
+from broadcaster.cli.app import (
+    ROW_ID,
+    App,
+    BroadcasterGroup,
+    as_option,
+    console,
+    emit_json,
+    json_option,
+    pass_app,
+    read_token,
+)
+from broadcaster.cli.printers import print_report
+from broadcaster.core import db, ledger
+from broadcaster.records import export, export_verify, holds, report, retention
+
+
+@click.group("records", cls=BroadcasterGroup)
+def records_group() -> None:
+    """The public-records ledger."""
+
+
+@records_group.command("verify")
+@json_option
+@pass_app
+def records_verify(app: App, as_json: bool) -> None:
+    """Check the ledger's hash chain; exit 1 naming the first bad entry."""
+    app.prepare()
+    # One snapshot: entries that workers append while the walk runs are not "removed" ones.
+    with db.snapshot_scope(app.url) as session:
+        result = ledger.verify(session)
+    if as_json:
+        emit_json(
+            {
+                "ok": result.ok,
+                "entries": result.entries,
+                "bad_entry": result.bad_seq,
+                "problem": result.problem,
+            }
+        )
+    elif result.ok:
+        click.echo(f"ledger intact: {result.entries} entries verified")
+    else:
+        click.echo(f"ledger BROKEN: {result.problem}", err=True)
+    if not result.ok:
+        sys.exit(1)
+
+
+@records_group.command("hold")
+@click.option("--message", "message_id", type=ROW_ID, help="Hold this message.")
+@click.option("--from", "first", metavar="YYYY-MM-DD", help="Hold messages active from this day.")
+@click.option("--to", "last", metavar="YYYY-MM-DD", help="... through this day (district time).")
+@click.option("--reason", required=True, help="Why (a request, litigation, an audit).")
+@as_option
+@json_option
+@pass_app
+def records_hold(
+    app: App,
+    message_id: int | None,
+    first: str | None,
+    last: str | None,
+    reason: str,
+    as_user: str,
+    as_json: bool,
+) -> None:
+    """Place a legal hold: no purge touches what it covers until it is released."""
+    first_day = holds.parse_day(first, "--from") if first else None
+    last_day = holds.parse_day(last, "--to") if last else None
+    token = read_token(as_user)
+    with app.session() as session:
+        actor = app.actor(session, as_user, token)
+        hold = holds.place(session, app.district, actor, reason, message_id, first_day, last_day)
+        view = holds.view(app.district, hold)
+    if as_json:
+        return emit_json(view)
+    what = f"message {view['message']}" if view["message"] else f"{view['from']}..{view['to']}"
+    click.echo(f"hold {view['hold']} placed on {what}")
+
+
+@records_group.command("release")
+@click.argument("hold_id", type=ROW_ID)
+@as_option
+@pass_app
+def records_release(app: App, hold_id: int, as_user: str) -> None:
+    """Release a legal hold."""
+    token = read_token(as_user)
+    with app.session() as session:
+        holds.release(session, app.district, app.actor(session, as_user, token), hold_id)
+    click.echo(f"hold {hold_id} released")
+
+
+@records_group.command("holds")
+@click.option("--all", "include_released", is_flag=True, help="Also the released ones.")
+@json_option
+@pass_app
+def records_holds(app: App, include_released: bool, as_json: bool) -> None:
+    """List legal holds."""
+    with app.session() as session:
+        rows = [holds.view(app.district, h) for h in holds.list_holds(session, include_released)]
+    if as_json:
+        return emit_json(rows)
+    table = Table("hold", "covers", "reason", "placed", "released")
+    for row in rows:
+        covers = f"message {row['message']}" if row["message"] else f"{row['from']}..{row['to']}"
+        released = f"{row['released_by']} {row['released_at'][:10]}" if row["released_at"] else ""
+        placed = f"{row['placed_by']} {row['placed_at'][:10]}"
+        table.add_row(str(row["hold"]), covers, row["reason"], placed, released)
+    console().print(table)
+
+
+@records_group.command("purge")
+@click.option("--dry-run", is_flag=True, help="List what would be destroyed; change nothing.")
+@as_option
+@json_option
+@pass_app
+def records_purge(app: App, dry_run: bool, as_user: str, as_json: bool) -> None:
+    """Destroy what is past retention and not on hold, with a destruction record in the ledger."""
+    token = read_token(as_user)
+    with app.session() as session:
+        actor = app.actor(session, as_user, token)
+        result = retention.purge(session, app.district, actor, dry_run=dry_run)
+    if as_json:
+        return emit_json({"dry_run": dry_run, **result.as_dict()})
+    verb = "would destroy" if dry_run else "destroyed"
+    for due in result.due:
+        what = "content" if due.scope == retention.CONTENT else "recipients' phone numbers"
+        click.echo(
+            f"{verb} message {due.message} {what} ({due.rule}; communicated "
+            f"{due.communicated[:10]}): {len(due.entries)} ledger payloads, "
+            f"{due.phone_numbers} phone numbers"
+        )
+    for held in result.held:
+        click.echo(f"kept message {held.message}: on hold {', '.join(map(str, held.holds))}")
+    if result.opt_out_entries:
+        click.echo(f"{verb} {len(result.opt_out_entries)} opt-out entries' phone numbers")
+    if result.empty:
+        click.echo("nothing is past retention")
+    elif result.record:
+        click.echo(f"destruction record: ledger entry {result.record}")
+
+
+@records_group.command("export")
+@click.option("--from", "first", metavar="YYYY-MM-DD", help="Messages composed from this day.")
+@click.option("--to", "last", metavar="YYYY-MM-DD", help="... through this day (district time).")
+@click.option("--message", "message_id", type=ROW_ID, help="Only this message.")
+@click.option("--out", required=True, type=click.Path(path_type=Path), help="A new folder.")
+@click.option(
+    "--include-recipients",
+    is_flag=True,
+    help="Leave phone numbers unmasked (records officers only).",
+)
+@click.option(
+    "--include-student-data",
+    is_flag=True,
+    help="Leave in the text the FERPA checks matched (records officers only).",
+)
+@as_option
+@json_option
+@pass_app
+def records_export(
+    app: App,
+    first: str | None,
+    last: str | None,
+    message_id: int | None,
+    out: Path,
+    include_recipients: bool,
+    include_student_data: bool,
+    as_user: str,
+    as_json: bool,
+) -> None:
+    """Export messages, renditions, approvals, deliveries and the ledger slice, with a manifest."""
+    first_day = holds.parse_day(first, "--from") if first else None
+    last_day = holds.parse_day(last, "--to") if last else None
+    export.check_target(out)
+    token = read_token(as_user)
+    with app.session() as session:
+        actor = app.actor(session, as_user, token)
+        result = export.build(
+            session,
+            app.district,
+            actor,
+            first=first_day,
+            last=last_day,
+            message_id=message_id,
+            include_recipients=include_recipients,
+            include_student_data=include_student_data,
+        )
+        export.publish(session, actor, result, out)
+    if as_json:
+        return emit_json({"out": str(out), "messages": result.messages, "files": len(result.files)})
+    click.echo(
+        f"exported {len(result.messages)} messages to {out} ({len(result.files)} files); "
+        f"check it with `broadcaster records verify-export {out}`"
+    )
+
+
+@records_group.command("verify-export")
+@click.argument("folder", type=click.Path(path_type=Path))
+@json_option
+def records_verify_export(folder: Path, as_json: bool) -> None:
+    """Check an export's files against its manifest and its ledger slice; exit 1 naming the
+    first bad file."""
+    result = export_verify.verify_export(folder)
+    if as_json:
+        emit_json(dataclasses.asdict(result))
+    elif result.ok:
+        click.echo(f"export intact: {result.files} files, {result.entries} ledger entries verified")
+    else:
+        click.echo(f"export BROKEN: {result.problem}", err=True)
+    if not result.ok:
+        sys.exit(1)
+
+
+@click.command("report")
+@click.argument("message_id", type=ROW_ID)
+@json_option
+@pass_app
+def report_cmd(app: App, message_id: int, as_json: bool) -> None:
+    """After-action report: timeline, who did what, per-channel outcomes, failures, retries."""
+    with app.session() as session:
+        view = report.after_action(session, messages.get_message(session, message_id))
+    emit_json(view) if as_json else print_report(view)
+
+
+COMMANDS = [records_group, report_cmd]

@@ -1,0 +1,95 @@
+"""`broadcaster db` and `broadcaster templates`."""
+
+from __future__ import annotations
+
+import click
+from rich.table import Table
+from rich.text import Text
+
+from broadcaster.cli.app import App, BroadcasterGroup, console, emit_json, json_option, pass_app
+from broadcaster.core import db
+
+
+@click.group("db", cls=BroadcasterGroup)
+def db_group() -> None:
+    """The database schema."""
+
+
+@db_group.command("upgrade")
+@pass_app
+def db_upgrade(app: App) -> None:
+    """Migrate the database to the current schema."""
+    revision = db.upgrade(app.url)
+    click.echo(f"database at revision {revision}")
+
+
+@click.group("templates", cls=BroadcasterGroup)
+def templates_group() -> None:
+    """The template library."""
+
+
+@templates_group.command("list")
+@json_option
+@pass_app
+def templates_list(app: App, as_json: bool) -> None:
+    """List the templates."""
+    rows = [
+        {
+            "name": t.name,
+            "title": t.meta.title,
+            "category": t.meta.category,
+            "pre_approved": t.meta.pre_approved,
+            "channels": t.channels,
+            "locales": t.locales,
+            "version": t.version,
+        }
+        for t in app.catalog.all()
+    ]
+    if as_json:
+        return emit_json(rows)
+    table = Table("name", "title", "category", "pre-approved", "channels", "locales")
+    for row in rows:
+        table.add_row(
+            row["name"],
+            row["title"],
+            row["category"],
+            "yes" if row["pre_approved"] else "",
+            ",".join(row["channels"]),
+            ",".join(row["locales"]),
+        )
+    console().print(table)
+
+
+@templates_group.command("show")
+@click.argument("name")
+@json_option
+@pass_app
+def templates_show(app: App, name: str, as_json: bool) -> None:
+    """Show a template's variables, channels and languages."""
+    described = app.catalog.get(name).describe(app.district)
+    if as_json:
+        return emit_json(described)
+    out = console()
+    out.print(Text(f"{described['name']}: {described['title']} ({described['category']})", "bold"))
+    out.print(Text(described["description"]))
+    out.print(
+        Text(
+            f"version {described['version']}; channels {', '.join(described['channels'])}; "
+            f"languages {', '.join(described['locales'])}; "
+            f"valid {described['default_valid_hours']} h unless --valid-until says otherwise"
+            + ("; pre-approved for incidents" if described["pre_approved"] else "")
+        )
+    )
+    table = Table("variable", "type", "required", "limit", "choices")
+    for var in described["variables"]:
+        table.add_row(
+            var["name"],
+            var["type"],
+            "yes" if var["required"] else "",
+            str(var["max_length"] or ""),
+            ", ".join(var["choices"] or []),
+        )
+    out.print(table)
+
+
+COMMANDS = [db_group, templates_group]
