@@ -24,6 +24,9 @@ from broadcaster.core.rehearsals import REHEARSAL_KINDS, ensure_allowed, ensure_
 from broadcaster.delivery.celery_app import CHANNEL_QUEUE, SEND, URGENT, client_for
 
 SMS_BATCH = 50
+# The order deliveries are enqueued in: the web first (it is the reference the posts link to),
+# then the posts, then the texts.
+CHANNEL_ORDER = ("web", "x", "facebook", "sms")
 MULTILINGUAL = "mul"  # ISO 639 "multiple languages": one post carrying every language
 
 
@@ -113,7 +116,7 @@ def batches(message: Message, ids: list[tuple[int, str]]) -> list[Batch]:
     for delivery_id, channel in ids:
         by_channel[channel].append(delivery_id)
     out: list[Batch] = []
-    for channel in ("web", "x", "facebook", "sms"):  # the web first: it is the reference
+    for channel in CHANNEL_ORDER:
         queue = URGENT if message.urgent else CHANNEL_QUEUE[channel]
         size = SMS_BATCH if channel == "sms" else 1
         chunk = by_channel.get(channel, [])

@@ -10,7 +10,7 @@ from sqlalchemy.orm import Session
 from broadcaster.core import follow_ups
 from broadcaster.core.config import DistrictConfig
 from broadcaster.core.models import Delivery, Message
-from broadcaster.core.redaction import mask_phones
+from broadcaster.core.redaction import mask, mask_phones
 from broadcaster.delivery.scheduling import timing_view
 
 STATUSES = ("queued", "sending", "sent", "delivered", "failed", "expired")
@@ -97,5 +97,5 @@ def in_progress(view: dict[str, Any]) -> bool:
 
 
 def _mask(channel: str, recipient: str) -> str:
-    """Phone numbers are shown as their last digits only."""
-    return f"…{recipient[-4:]}" if channel == "sms" else recipient
+    """A text's recipient is shown masked, as everywhere else (redaction.mask)."""
+    return mask(recipient) if channel == "sms" else recipient

@@ -33,7 +33,7 @@ def worker() -> sending.Worker:
     global _worker
     with _lock:
         if _worker is None:
-            for channel in ("web", "x", "facebook", "sms"):  # load the SDKs before the first alert
+            for channel in dispatch.CHANNEL_ORDER:  # load the SDKs before the first alert
                 adapter_for(channel)
             settings = Settings()
             _worker = sending.Worker(

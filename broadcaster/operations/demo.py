@@ -131,7 +131,7 @@ def _wait(settings: Settings, message_id: int) -> dict:
     while True:
         with db.session_scope(settings.effective_database_url) as session:
             view = status.status_view(session, session.get(Message, message_id), district)
-        if view["state"] not in status.ACTIVE_STATES or time.monotonic() > deadline:
+        if not status.in_progress(view) or time.monotonic() > deadline:
             return view
         time.sleep(0.2)
 
