@@ -1,4 +1,4 @@
-"""Who may do what: the one place where roles are checked, for the CLI and (later) the web."""
+"""Who may do what: the one place where roles are checked, for the CLI, the console and the API."""
 
 from __future__ import annotations
 
