@@ -9,6 +9,7 @@ import io
 import re
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import phonenumbers
 from sqlalchemy import delete, func, insert, select
@@ -96,7 +97,7 @@ def import_csv(session: Session, district: DistrictConfig, path: Path, actor: Us
     return result
 
 
-def parse_csv(text: str, district: DistrictConfig, name: str) -> list[tuple[dict, bool]]:
+def parse_csv(text: str, district: DistrictConfig, name: str) -> list[tuple[dict[str, Any], bool]]:
     """Every row checked; the first bad one is refused with its line number."""
     reader = csv.DictReader(io.StringIO(text, newline=""), strict=True)
     try:
@@ -116,7 +117,7 @@ def parse_csv(text: str, district: DistrictConfig, name: str) -> list[tuple[dict
             else (f"unknown {','.join(sorted(unknown))}")
         )
         raise BadInput(f"{name} line 1: columns must be {','.join(COLUMNS)} ({problem})")
-    rows: list[tuple[dict, bool]] = []
+    rows: list[tuple[dict[str, Any], bool]] = []
     try:
         for record in reader:
             line = reader.line_num
@@ -128,7 +129,9 @@ def parse_csv(text: str, district: DistrictConfig, name: str) -> list[tuple[dict
     return rows
 
 
-def _row(record: dict[str, str], district: DistrictConfig, where: str) -> tuple[dict, bool]:
+def _row(
+    record: dict[str, str], district: DistrictConfig, where: str
+) -> tuple[dict[str, Any], bool]:
     # Refused by name, even where a parser below would skip the character: a file carrying
     # one is not what the district meant to export.
     for column, value in record.items():

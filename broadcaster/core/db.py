@@ -3,21 +3,27 @@
 from __future__ import annotations
 
 import os
+import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
 from functools import cache
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from alembic import command
 from alembic.config import Config as AlembicConfig
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Connection, Dialect, Engine, create_engine, event
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.pool import ConnectionPoolEntry
 
 from broadcaster.core import owner_only
 from broadcaster.core.errors import BadInput, BroadcasterError
+
+if TYPE_CHECKING:
+    import psycopg
 
 MIGRATIONS = Path(__file__).parent.parent / "migrations"
 READ_ONLY = "broadcaster_read_only"
@@ -54,7 +60,7 @@ def _postgres_setup(engine: Engine) -> None:
     }
 
     @event.listens_for(engine, "connect")
-    def _connect(dbapi_connection, _record):  # type: ignore[no-untyped-def]
+    def _connect(dbapi_connection: psycopg.Connection[Any], _record: ConnectionPoolEntry) -> None:
         with dbapi_connection.cursor() as cursor:
             for name, value in session_settings.items():
                 cursor.execute("SELECT set_config(%s, %s, false)", (name, str(value)))
@@ -67,13 +73,15 @@ def _sqlite_setup(engine: Engine) -> None:
     created owner-only (SQLite gives its -wal and -shm files the same mode)."""
 
     @event.listens_for(engine, "do_connect")
-    def _create_owner_only(_dialect, _record, _args, _params):  # type: ignore[no-untyped-def]
+    def _create_owner_only(
+        _dialect: Dialect, _record: ConnectionPoolEntry, _args: list[Any], _params: dict[str, Any]
+    ) -> None:
         path = engine.url.database
         if path and path != ":memory:" and not path.startswith("file:"):
             owner_only.ensure_file(Path(path))
 
     @event.listens_for(engine, "connect")
-    def _connect(dbapi_connection, _record):  # type: ignore[no-untyped-def]
+    def _connect(dbapi_connection: sqlite3.Connection, _record: ConnectionPoolEntry) -> None:
         dbapi_connection.isolation_level = None  # let SQLAlchemy's BEGIN below be the only one
         cursor = dbapi_connection.cursor()
         cursor.execute("PRAGMA journal_mode=WAL")
@@ -82,7 +90,7 @@ def _sqlite_setup(engine: Engine) -> None:
         cursor.close()
 
     @event.listens_for(engine, "begin")
-    def _begin(connection):  # type: ignore[no-untyped-def]
+    def _begin(connection: Connection) -> None:
         # Readers (public pages, feeds) must not queue behind the workers' write lock.
         reading = connection.get_execution_options().get(READ_ONLY)
         connection.exec_driver_sql("BEGIN DEFERRED" if reading else "BEGIN IMMEDIATE")

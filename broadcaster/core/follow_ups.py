@@ -8,6 +8,7 @@ has opted out since is texted again, and nobody new is added.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import cast
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -42,7 +43,11 @@ def posts(session: Session, original_id: int) -> list[Post]:
         )
         .order_by(Delivery.id)
     ).all()
-    return [Post(*row) for row in rows]
+    # cast: the query keeps only the posts that have a provider_id
+    return [
+        Post(channel, account, cast(str, post_id), locale)
+        for channel, account, post_id, locale in rows
+    ]
 
 
 def replies(session: Session, message: Message) -> dict[tuple[str, str], str]:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import re
 import secrets
+from typing import Any
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
@@ -228,7 +229,7 @@ def get_user(session: Session, name: str) -> User:
     return user
 
 
-def list_users(session: Session, district: DistrictConfig) -> list[dict]:
+def list_users(session: Session, district: DistrictConfig) -> list[dict[str, Any]]:
     return [
         {
             "name": u.name,

@@ -12,7 +12,7 @@ import datetime as dt
 import hashlib
 import json
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 from sqlalchemy import func, insert, select
 from sqlalchemy.orm import Session
@@ -86,7 +86,8 @@ def append_many(session: Session, entries: list[Entry]) -> list[int]:
     head = session.get(LedgerHead, 1)
     seq, prev_hash = (head.seq, head.entry_hash) if head else (0, GENESIS)
     created_at = dt.datetime.now(dt.UTC).isoformat(timespec="microseconds")
-    links, bodies = [], []
+    links: list[dict[str, Any]] = []
+    bodies: list[dict[str, Any]] = []
     for entry in entries:
         seq += 1
         body = canonical(entry.payload)
@@ -183,7 +184,8 @@ def _destruction_records(session: Session) -> dict[int, set[int]]:
         .join(LedgerEntry, LedgerEntry.seq == LedgerPayload.seq)
         .where(LedgerEntry.event == PURGE_EVENT, LedgerPayload.body.is_not(None))
     )
-    return {seq: set(json.loads(body)["entries"]) for seq, body in rows}
+    # cast: the query keeps only the bodies that are not NULL
+    return {seq: set(json.loads(cast(str, body))["entries"]) for seq, body in rows}
 
 
 def _check_link(
@@ -218,7 +220,9 @@ def _check_link(
     return None
 
 
-def entries_for(session: Session, message_id: int) -> list[tuple[LedgerEntry, dict | None]]:
+def entries_for(
+    session: Session, message_id: int
+) -> list[tuple[LedgerEntry, dict[str, Any] | None]]:
     """A message's entries, oldest first, with their payloads (None where purged)."""
     rows = session.execute(
         select(LedgerEntry, LedgerPayload.body)

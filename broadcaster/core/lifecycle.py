@@ -8,9 +8,9 @@ same database transaction.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
-from sqlalchemy import update
+from sqlalchemy import CursorResult, update
 from sqlalchemy.orm import Session
 
 from broadcaster.core import ledger
@@ -106,11 +106,15 @@ def transition(
             raise Refused(f"{action} needs a signed-in user")
         require(actor, step.permission, district)
         _check_ownership(step, message, actor, district)
-    result = session.execute(
-        update(Message)
-        .where(Message.id == message.id, Message.state == step.source)
-        .values(state=step.target, updated_at=utcnow())
-        .execution_options(synchronize_session=False)
+    # cast: an UPDATE's result is a CursorResult, which counts the rows it changed
+    result = cast(
+        "CursorResult[Any]",
+        session.execute(
+            update(Message)
+            .where(Message.id == message.id, Message.state == step.source)
+            .values(state=step.target, updated_at=utcnow())
+            .execution_options(synchronize_session=False)
+        ),
     )
     if result.rowcount != 1:
         raise Refused(f"message {message.id} changed while you were acting on it; look again")

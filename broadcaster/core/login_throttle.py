@@ -23,9 +23,11 @@ from __future__ import annotations
 
 import datetime as dt
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any, cast
 
-from sqlalchemy import delete, select, tuple_
+from sqlalchemy import CursorResult, delete, select, tuple_
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -44,7 +46,8 @@ class Policy:
     def wait_after(self, failures: int) -> dt.timedelta:
         if failures < self.free:
             return dt.timedelta(0)
-        return min(self.base * 2 ** (failures - self.free), self.cap)
+        doubling: int = 2 ** (failures - self.free)  # failures >= free: a whole number
+        return min(self.base * doubling, self.cap)
 
 
 NAME = "name"
@@ -56,7 +59,10 @@ POLICIES = {
 FORGET_AFTER = dt.timedelta(hours=1)
 
 # The database dialects' INSERT ... ON CONFLICT DO NOTHING, for creating a key's row if missing.
-_INSERT = {"sqlite": sqlite.insert, "postgresql": postgresql.insert}
+_INSERT: dict[str, Callable[[type[LoginThrottle]], sqlite.Insert | postgresql.Insert]] = {
+    "sqlite": sqlite.insert,
+    "postgresql": postgresql.insert,
+}
 
 
 def _keys(name: str, address: str) -> list[tuple[str, str, str]]:
@@ -120,7 +126,10 @@ def unlock(session: Session, district: DistrictConfig, user: User, by: User) -> 
     Per-address delays stay: they hold back whoever guessed from there."""
     require(by, "manage_users", district)
     of_user = (LoginThrottle.scope == NAME) & (LoginThrottle.user_name == user.name[:64])
-    cleared = session.execute(delete(LoginThrottle).where(of_user)).rowcount
+    # cast: a DELETE's result is a CursorResult, which counts the rows it removed
+    cleared: int = cast(
+        "CursorResult[Any]", session.execute(delete(LoginThrottle).where(of_user))
+    ).rowcount
     ledger.append(
         session,
         "user.unlocked",

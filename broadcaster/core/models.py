@@ -25,7 +25,7 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 MAX_ID = 2**31 - 1
 
 
-class UTCDateTime(TypeDecorator):
+class UTCDateTime(TypeDecorator[dt.datetime]):
     """Timezone-aware UTC on the way in and out, also on SQLite (which stores naive values)."""
 
     impl = DateTime(timezone=True)
