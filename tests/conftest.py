@@ -27,6 +27,16 @@ from broadcaster.core.contacts import parse_csv
 from broadcaster.core.models import Contact
 from broadcaster.delivery import embedded_redis
 
+# Fixtures that live beside the helpers they use, shared by every test package: the staff
+# console, the delivery stack, the public site, the web app on a loopback port and its API.
+pytest_plugins = [
+    "tests.console_client",
+    "tests.delivery_stack",
+    "tests.public_site",
+    "tests.web_server",
+    "tests.api_client",
+]
+
 ROOT = Path(__file__).resolve().parent.parent
 SHARED = ROOT.parent / "shared"
 PG_SERVER = os.environ.get("BROADCASTER_TEST_PG", "postgresql://root@127.0.0.1:5432")
@@ -198,9 +208,3 @@ def compose_closure(run, tokens):
         )
 
     return compose
-
-
-from tests.console_client import console  # noqa: E402, F401  (the staff console fixture)
-from tests.delivery_stack import stack  # noqa: E402, F401  (the delivery stack fixture)
-from tests.public_site import cap_schema, site  # noqa: E402, F401  (the public site fixtures)
-from tests.web_server import web_app  # noqa: E402, F401  (the web app on a loopback port)

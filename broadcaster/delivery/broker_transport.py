@@ -17,10 +17,12 @@ after the visibility timeout; the sweep re-enqueues the deliveries sooner, and t
 makes every resend harmless.
 
 Remove this module when kombu's Redis `Channel.close()` finishes closing after a connection error
-(no release fixes it as of kombu 5.7.0: tests/test_broker_restart.py shows when it does).
+(no release fixes it as of kombu 5.7.0: tests/delivery/test_broker_restart.py shows when it does).
 """
 
 from __future__ import annotations
+
+from typing import Any
 
 import redis
 from kombu import transport
@@ -32,10 +34,12 @@ SCHEMES = ("redis", "rediss")
 
 
 class Channel(kombu_redis.Channel):
-    def _connparams(self, asynchronous: bool = False) -> dict:
+    def _connparams(self, asynchronous: bool = False) -> dict[str, Any]:
         if self.connection is None or self.connection.client is None:
             raise redis.ConnectionError("the connection to the broker was lost and closed")
-        return super()._connparams(asynchronous=asynchronous)
+        connparams = super()._connparams  # type: ignore[misc]  # kombu has it; its stubs do not
+        params: dict[str, Any] = connparams(asynchronous=asynchronous)
+        return params
 
 
 class Transport(kombu_redis.Transport):
@@ -49,5 +53,6 @@ def register() -> None:
         transport.TRANSPORT_ALIASES[scheme] = f"{__name__}:Transport"
         # kombu caches a scheme's class once resolved: registering after a connection was made
         # would quietly change nothing.
-        if transport.get_transport_cls(scheme) is not Transport:
+        resolved: object = transport.get_transport_cls(scheme)  # a class (the stubs say str)
+        if resolved is not Transport:
             raise RuntimeError(f"kombu resolved {scheme}:// before the broker transport registered")

@@ -13,7 +13,7 @@ from broadcaster.authoring.limits import measure
 from broadcaster.authoring.render import render_all
 from broadcaster.authoring.variables import parse_values
 from broadcaster.core.errors import BadInput
-from tests.test_render import sample_values
+from tests.authoring.test_render import sample_values
 
 REQUIRED = {
     "school_closure",

@@ -16,7 +16,6 @@ from channel_adapters.web import web_alerts
 from tests.conftest import submit_and_approve
 from tests.console_client import body
 from tests.delivery_stack import texts_by_phone
-from tests.test_api import serve  # noqa: F401  (the web app on a loopback port)
 
 LINCOLN = ("+14155550101", "+14155550102", "+14155550103")
 LOCKDOWN = ("--var", "school=lincoln-hs", "--audience", "school:lincoln-hs")
@@ -270,7 +269,7 @@ def test_the_retraction_notice_fits_two_gsm_segments_with_the_longest_values(dis
 
 def test_the_api_updates_and_retracts_with_the_same_checks(
     stack,
-    serve,  # noqa: F811  (the fixture imported above)
+    serve,
     run,
     tokens,
     admin,

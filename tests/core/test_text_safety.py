@@ -22,9 +22,9 @@ from broadcaster.core import text_safety
 from broadcaster.core.config import BUILTIN_TEMPLATES, SAMPLE_CONFIG, load_district
 from broadcaster.core.errors import BadInput
 from broadcaster.core.models import Approval, Contact, Message, Rendition
+from tests.api_client import CLOSURE, Api, counts
 from tests.conftest import Cli, closure_vars
 from tests.public_site import closure
-from tests.test_api import CLOSURE, Api, counts
 
 # One of each kind, at the edges of its ranges.
 REFUSED = {
@@ -207,7 +207,7 @@ def test_the_api_refuses_it_with_422_naming_the_field(web_app, tokens, session_f
 
 
 def test_the_console_refuses_it_beside_the_field(console, session_factory):
-    from tests.test_console import closure_form, count, submitted
+    from tests.web.test_console import closure_form, count, submitted
 
     ana = console.signed_in("ana")
     ben = console.signed_in("ben")

@@ -30,9 +30,9 @@ from sqlalchemy import select
 from broadcaster.cli.main import cli
 from broadcaster.core.identity import TOKEN
 from broadcaster.core.models import LedgerEntry, LedgerPayload, User
+from tests.api_client import CLOSURE, LOCKDOWN, Api
 from tests.conftest import closure_vars
 from tests.console_client import PASSWORD
-from tests.test_api import CLOSURE, LOCKDOWN, Api
 
 WAIT_FREE = 3  # wrong tokens from one address before it waits (login_throttle's per-name policy)
 

@@ -28,7 +28,7 @@ from channel_adapters import AccountConfig, DeliveryError, Outcome, build
 from channel_adapters.transport import mount
 from provider_sandbox import FaultRule, RemoteSandbox, Sandbox, segments
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 SID = "AC" + "c3" * 16
 TOKEN = "sandbox-test-auth-token"
 SERVICE = "MG" + "d4" * 16

@@ -19,8 +19,7 @@ from channel_adapters.web import web_alerts
 from tests.conftest import CLOSURE_VARS, submit_and_approve
 from tests.console_client import body
 from tests.delivery_stack import texts_by_phone, write_contacts
-from tests.test_api import serve  # noqa: F401  (the web app on a loopback port)
-from tests.test_console import closure_form, state_of, submitted
+from tests.web.test_console import closure_form, state_of, submitted
 
 ZONE = ZoneInfo("America/Los_Angeles")  # the sample district's time zone
 START = dt.datetime(2026, 12, 14, 8, 0, tzinfo=ZONE)  # a Monday morning, PST
@@ -238,7 +237,7 @@ def test_bad_times_are_refused_with_one_line_and_nothing_written(
     assert written(session_factory) == before
 
 
-def test_the_api_takes_send_at_and_answers_scheduled(serve, tokens):  # noqa: F811
+def test_the_api_takes_send_at_and_answers_scheduled(serve, tokens):
     api = serve()
     tomorrow = dt.datetime.now(ZONE) + dt.timedelta(days=1)
     body = {
@@ -260,7 +259,7 @@ def test_the_api_takes_send_at_and_answers_scheduled(serve, tokens):  # noqa: F8
 
 
 def test_the_console_schedules_shows_the_time_and_cancels(
-    console,  # noqa: F811
+    console,
     clock,
     session_factory,
 ):

@@ -118,7 +118,7 @@ def test_a_loopback_broker_on_another_host_is_another_broker():
 def test_a_starting_worker_and_web_app_warn_what_doctor_finds_and_start(
     stack, db_url, tmp_path, monkeypatch, caplog
 ):
-    from tests.test_doctor import TWILIO_VARIABLE, with_real_sms
+    from tests.operations.test_doctor import TWILIO_VARIABLE, with_real_sms
 
     run = stack.run
     run.env["BROADCASTER_CONFIG"] = str(with_real_sms(tmp_path))

@@ -17,7 +17,7 @@ import pytest
 import yaml
 from docker.utils.build import exclude_paths
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "deploy"
 SYSTEMD_UNITS = sorted((DEPLOY / "systemd").glob("*.service"))
 MIGRATED = "service_completed_successfully"

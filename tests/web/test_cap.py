@@ -10,8 +10,8 @@ from lxml import etree
 from broadcaster.authoring.render import render_all
 from broadcaster.authoring.variables import parse_values
 from broadcaster.web import cap
+from tests.authoring.test_render import sample_values
 from tests.conftest import SHARED
-from tests.test_render import sample_values
 
 SCHEMA = SHARED / "conformance" / "cap" / "CAP-v1.2.xsd"
 

@@ -29,8 +29,8 @@ from broadcaster.core import db, text_safety
 from broadcaster.core.config import DistrictConfig
 from broadcaster.core.errors import BroadcasterError
 from broadcaster.core.models import User
-from tests.test_feeds import NS
-from tests.test_render import sample_values
+from tests.authoring.test_render import sample_values
+from tests.web.test_feeds import NS
 
 # Characters the rules are about, offered often so that most examples carry some.
 TRICKY = [
