@@ -66,7 +66,8 @@ def broker_url(settings: Settings) -> str:
 
 def configure(settings: Settings | None = None) -> Celery:
     """The worker's app, pointed at the broker. A worker process serves one deployment."""
-    app.conf.broker_url = broker_url(settings or Settings())
+    url = broker_url(settings or Settings())
+    app.conf.broker_url = url  # type: ignore[misc]  # celery-types call it read-only; it is not
     return app
 
 

@@ -9,7 +9,9 @@ down the sweep enqueues them later.
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Any
 
 from sqlalchemy import insert, select, update
 from sqlalchemy.orm import Session
@@ -51,10 +53,10 @@ def freeze_recipients(
     return recipients(session, parse_audience(message.audience, district))
 
 
-def plan(session: Session, district: DistrictConfig, message: Message) -> list[dict]:
+def plan(session: Session, district: DistrictConfig, message: Message) -> list[dict[str, Any]]:
     rendered = {(r.channel, r.locale) for r in message.renditions}
     replies = follow_ups.replies(session, message)
-    rows: list[dict] = []
+    rows: list[dict[str, Any]] = []
     sms_done = False
     for target in message.targets:
         account = next(a for a in district.accounts if a.name == target.account)
@@ -76,15 +78,18 @@ def plan(session: Session, district: DistrictConfig, message: Message) -> list[d
                 chosen = locale if ("sms", locale) in rendered else "en"
                 rows.append({**base, "recipient": phone, "locale": chosen})
         else:
-            locale = account.post_locale
-            if locale is not None and (target.channel, locale) not in rendered:
+            post_locale = account.post_locale
+            if post_locale is not None and (target.channel, post_locale) not in rendered:
                 continue  # a Spanish account has nothing to post for an English-only message
-            rows.append({**base, "recipient": account.name, "locale": locale or MULTILINGUAL})
+            rows.append({**base, "recipient": account.name, "locale": post_locale or MULTILINGUAL})
     return rows
 
 
 def dispatch(
-    session: Session, district: DistrictConfig, message: Message, rows: list[dict] | None = None
+    session: Session,
+    district: DistrictConfig,
+    message: Message,
+    rows: list[dict[str, Any]] | None = None,
 ) -> list[Batch]:
     """approved → dispatching, with every delivery row written (the plan's, or a retraction's
     deletions and texts). Returns the tasks to enqueue."""
@@ -105,13 +110,17 @@ def dispatch(
         {"deliveries": dict(counts), "audience": message.audience, "urgent": message.urgent},
         message_id=message.id,
     )
-    ids = session.execute(
-        select(Delivery.id, Delivery.channel).where(Delivery.message_id == message.id)
-    ).all()
+    ids = (
+        session.execute(
+            select(Delivery.id, Delivery.channel).where(Delivery.message_id == message.id)
+        )
+        .tuples()
+        .all()
+    )
     return batches(message, ids)
 
 
-def batches(message: Message, ids: list[tuple[int, str]]) -> list[Batch]:
+def batches(message: Message, ids: Iterable[tuple[int, str]]) -> list[Batch]:
     by_channel: dict[str, list[int]] = defaultdict(list)
     for delivery_id, channel in ids:
         by_channel[channel].append(delivery_id)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 import redis
@@ -76,7 +76,7 @@ def queue_lists(queue: str) -> list[str]:
 
 def broker_client(url: str) -> redis.Redis:
     """A client that gives up quickly: a scrape reports a broker that is down, it does not hang."""
-    options = {
+    options: dict[str, Any] = {
         "socket_timeout": BROKER_TIMEOUT_S,
         "socket_connect_timeout": BROKER_TIMEOUT_S,
         "retry": Retry(NoBackoff(), 0),  # the next scrape is the retry

@@ -17,10 +17,10 @@ import uuid
 from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 import redis
-from sqlalchemy import bindparam, func, or_, select, update
+from sqlalchemy import Table, bindparam, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from broadcaster.core import follow_ups, ledger
@@ -34,7 +34,14 @@ from broadcaster.delivery import metrics, provider_callbacks
 from broadcaster.delivery.accounts import account_config, uses_sandbox
 from broadcaster.delivery.dispatch import MULTILINGUAL, Batch, batches
 from broadcaster.delivery.ratelimit import TokenBucket
-from channel_adapters import AccountConfig, DeliveryError, Outcome, Receipt, adapter_for
+from channel_adapters import (
+    AccountConfig,
+    Adapter,
+    DeliveryError,
+    Outcome,
+    Receipt,
+    adapter_for,
+)
 
 LEASE_S = float(os.environ.get("BROADCASTER_LEASE_SECONDS", "120"))
 REQUEUE_AFTER_S = float(os.environ.get("BROADCASTER_REQUEUE_AFTER", "120"))
@@ -98,8 +105,8 @@ class Worker:
     redis_client: redis.Redis | None = None
     _local: threading.local = field(default_factory=threading.local)
 
-    def adapter(self, account: str, kind: str):  # type: ignore[no-untyped-def]
-        cache = self._local.__dict__.setdefault("adapters", {})
+    def adapter(self, account: str, kind: str) -> Adapter:
+        cache: dict[tuple[str, bool], Adapter] = self._local.__dict__.setdefault("adapters", {})
         key = (account, self.sandboxed(account, kind))  # its own credentials, or the sandbox's
         if key not in cache:
             config: AccountConfig = account_config(self.settings, self.district, account, kind)
@@ -113,7 +120,7 @@ class Worker:
         if self.redis_client is None:
             return None
         rate = next(a.rate_per_second for a in self.district.accounts if a.name == account)
-        buckets = self._local.__dict__.setdefault("buckets", {})
+        buckets: dict[str, TokenBucket] = self._local.__dict__.setdefault("buckets", {})
         if account not in buckets:
             buckets[account] = TokenBucket(self.redis_client, account, rate)
         return buckets[account]
@@ -127,7 +134,8 @@ def may_call(worker: Worker, account: str, max_wait: float) -> bool:
 
 def lookup_backoff(lookups: int) -> float:
     """Seconds before the next lookup of a delivery whose lookups so far were inconclusive."""
-    return min(LOOK_AGAIN_CAP_S, LOOK_AGAIN_S * 2 ** max(0, lookups - 1))
+    doubling: int = 2 ** max(0, lookups - 1)
+    return min(LOOK_AGAIN_CAP_S, LOOK_AGAIN_S * doubling)
 
 
 def backoff(attempt: int) -> float:
@@ -196,9 +204,9 @@ def load_jobs(session: Session, ids: list[int]) -> list[Job]:
             if r.action == "send"
             else "",
             attempt=r.attempts,
-            claimed_at=r.claimed_at,
+            claimed_at=r.claimed_at,  # type: ignore[arg-type]  # set on every claimed row
             valid_until=messages[r.message_id].valid_until,
-            claim=r.claim,
+            claim=r.claim,  # type: ignore[arg-type]  # set on every claimed row
             action=r.action,
             refers_to=r.refers_to,
             lookups=r.lookups,
@@ -323,7 +331,9 @@ def classify(worker: Worker, adapter: Any, job: Job, exc: DeliveryError, to: str
     return Result(job, "failed", error=str(exc), raw=raw)
 
 
-def retry(job: Job, exc: Exception, raw: dict | None, retry_after: float | None) -> Result:
+def retry(
+    job: Job, exc: Exception, raw: dict[str, Any] | None, retry_after: float | None
+) -> Result:
     if job.attempt >= MAX_ATTEMPTS:
         return Result(job, "failed", error=f"gave up after {job.attempt} attempts: {exc}", raw=raw)
     delay = max(retry_after or 0.0, backoff(job.attempt))
@@ -372,10 +382,11 @@ def looked_up(
 # --- recording ---------------------------------------------------------------------------------
 
 
-_COLUMNS = Delivery.__table__.c
+_TABLE = cast(Table, Delivery.__table__)  # a declarative class's table is a Table
+_COLUMNS = _TABLE.c
 # Typed parameters, so dates and JSON are stored exactly as the ORM stores them.
 _RECORD = (
-    update(Delivery.__table__)
+    update(_TABLE)
     .where(_COLUMNS.id == bindparam("_id"))
     .values(
         **{
@@ -479,9 +490,10 @@ def record(worker: Worker, results: list[Result]) -> list[Batch]:
                 key = (r.job.message_id, round(r.retry_in or 0, 1))
                 retry_ids[key].append((r.job.delivery_id, r.job.channel))
         planned: list[Batch] = []
-        for (message_id, delay), rows in retry_ids.items():
+        for (message_id, delay), ids in retry_ids.items():
             message = session.get(Message, message_id)
-            planned += [Batch(b.queue, b.ids, delay) for b in batches(message, rows)]
+            retried = batches(message, ids)  # type: ignore[arg-type]  # its deliveries exist, so it does
+            planned += [Batch(b.queue, b.ids, delay) for b in retried]
     metrics.count_outcomes(kept)  # after the commit: only outcomes that were written
     # Apart from the ledger's lock: most calls find rows still open and stop at one index probe.
     for message_id in {r.job.message_id for r in kept}:
