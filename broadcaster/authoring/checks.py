@@ -17,6 +17,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
 from functools import lru_cache
 from html.parser import HTMLParser
+from typing import cast
 from urllib.parse import SplitResult, urlsplit
 
 import idna
@@ -289,7 +290,7 @@ def _is_ip(host: str) -> bool:
 
 def links(district: DistrictConfig, content: Content) -> Result:
     allowed = [*district.policy.link_allowlist, urlsplit(district.district.alerts_url).hostname]
-    allowed_hosts = {_ascii_host(h) for h in allowed if h} - {None}
+    allowed_hosts = cast(set[str], {_ascii_host(h) for h in allowed if h} - {None})
     for link in content.links:
         shown, hidden = reveal(link), invisible(link)
         try:

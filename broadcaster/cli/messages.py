@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 import click
 from rich.table import Table
@@ -24,8 +25,10 @@ from broadcaster.cli.app import (
 from broadcaster.cli.printers import print_preview
 from broadcaster.delivery import dispatch, scheduling
 
+Command = TypeVar("Command", bound=Callable[..., Any])
 
-def compose_options(command):  # type: ignore[no-untyped-def]
+
+def compose_options(command: Command) -> Command:
     """The options that describe a message, shared by `compose` and `trigger`."""
     for option in reversed(
         [

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import click
 from rich.table import Table
 from rich.text import Text
@@ -33,7 +35,7 @@ def templates_group() -> None:
 @pass_app
 def templates_list(app: App, as_json: bool) -> None:
     """List the templates."""
-    rows = [
+    rows: list[dict[str, Any]] = [
         {
             "name": t.name,
             "title": t.meta.title,

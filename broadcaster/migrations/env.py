@@ -18,7 +18,7 @@ def run() -> None:
             context.run_migrations()
         return
     # Plain `alembic` command line (maintainers writing a new revision).
-    engine = create_engine(config.get_main_option("sqlalchemy.url"))
+    engine = create_engine(config.get_main_option("sqlalchemy.url"))  # type: ignore[arg-type]  # set by alembic.ini
     with engine.begin() as conn:
         context.configure(connection=conn, target_metadata=target_metadata)
         with context.begin_transaction():

@@ -16,6 +16,7 @@ import tempfile
 import time
 from datetime import datetime
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
 from rich.table import Table
@@ -28,6 +29,9 @@ from broadcaster.core.config import SAMPLE_DISTRICT, Settings, load_district
 from broadcaster.core.contacts import import_csv
 from broadcaster.core.models import Message
 from broadcaster.delivery import dispatch, embedded_redis, status
+
+if TYPE_CHECKING:
+    from provider_sandbox import Sandbox
 
 CONTACTS = SAMPLE_DISTRICT / "contacts.csv"
 TIMEOUT_S = 120
@@ -125,18 +129,21 @@ def _author_and_approve(settings: Settings, out: Console) -> int:
     return message_id
 
 
-def _wait(settings: Settings, message_id: int) -> dict:
+def _wait(settings: Settings, message_id: int) -> dict[str, Any]:
     district = load_district(settings.config_path)
     deadline = time.monotonic() + TIMEOUT_S
     while True:
         with db.session_scope(settings.effective_database_url) as session:
-            view = status.status_view(session, session.get(Message, message_id), district)
+            message = session.get(Message, message_id)
+            view = status.status_view(session, message, district)  # type: ignore[arg-type]  # made above
         if not status.in_progress(view) or time.monotonic() > deadline:
             return view
         time.sleep(0.2)
 
 
-def _report(settings: Settings, sandbox, message_id: int, view: dict, out: Console) -> None:  # type: ignore[no-untyped-def]
+def _report(
+    settings: Settings, sandbox: Sandbox, message_id: int, view: dict[str, Any], out: Console
+) -> None:
     with db.session_scope(settings.effective_database_url) as session:
         timeline = ledger.entries_for(session, message_id)
     start = timeline[0][0].created_at

@@ -18,6 +18,7 @@ import os
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from functools import cache
+from typing import Any
 from urllib.parse import urlsplit
 
 import redis
@@ -62,7 +63,10 @@ def _first_line(exc: BaseException) -> str:
 
 def broker_problem(url: str) -> str | None:
     """Why the broker does not answer a PING within PROBE_TIMEOUT_S, or None."""
-    timeouts = {"socket_connect_timeout": PROBE_TIMEOUT_S, "socket_timeout": PROBE_TIMEOUT_S}
+    timeouts: dict[str, Any] = {
+        "socket_connect_timeout": PROBE_TIMEOUT_S,
+        "socket_timeout": PROBE_TIMEOUT_S,
+    }
     try:
         if url.startswith("redis+socket://"):
             client = redis.Redis(unix_socket_path=urlsplit(url).path, **timeouts)

@@ -413,7 +413,7 @@ def _plain(value: Any) -> Any:
 
 def _columns(row: object, skip: frozenset[str] = frozenset()) -> dict[str, Any]:
     """Every mapped column, so columns added later are exported without changes here."""
-    attrs = inspect(row).mapper.column_attrs  # type: ignore[union-attr]
+    attrs = inspect(row).mapper.column_attrs
     return {a.key: _plain(getattr(row, a.key)) for a in attrs if a.key not in skip}
 
 

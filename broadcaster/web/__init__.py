@@ -97,7 +97,7 @@ def create_app(settings: Settings | None = None) -> Flask:
 
     @app.errorhandler(404)
     @app.errorhandler(405)
-    def _routing_error(exc: HTTPException) -> Response | HTTPException:
+    def _routing_error(exc: HTTPException) -> Response | HTTPException | tuple[Response, int]:
         # Routing errors never reach the API blueprint's handlers; machines get JSON there too.
         if request.path.startswith(api.url_prefix or "/api/"):
             return jsonify(error=exc.description), exc.code or 404

@@ -15,7 +15,7 @@ import datetime as dt
 from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Any
+from typing import Any, overload
 
 from babel import Locale, UnknownLocaleError
 from sqlalchemy import ColumnElement, Select, and_, case, exists, func, or_, select
@@ -35,7 +35,9 @@ PUBLIC_KINDS = ("actual",)
 # How long a withdrawn alert stays in the CAP index as a Cancel, so that aggregators drop it.
 CANCEL_NOTICE = dt.timedelta(hours=24)
 # The CAP fields of a message whose template has since left the library.
-UNKNOWN_CAP = dict(category="Other", severity="Unknown", urgency="Unknown", certainty="Unknown")
+UNKNOWN_CAP: dict[str, Any] = dict(
+    category="Other", severity="Unknown", urgency="Unknown", certainty="Unknown"
+)
 
 
 class Status(StrEnum):
@@ -112,6 +114,10 @@ class StoreState:
     last_modified: dt.datetime | None
 
 
+@overload
+def _utc(value: dt.datetime) -> dt.datetime: ...
+@overload
+def _utc(value: dt.datetime | None) -> dt.datetime | None: ...
 def _utc(value: dt.datetime | None) -> dt.datetime | None:
     # SQLite hands back the naive UTC values the adapter stored.
     if value is None:
@@ -239,7 +245,9 @@ def cap_document(session: Session, district: DistrictConfig, alert: Alert) -> by
         cap.Info(v.locale, v.headline, v.description, district.district.name)
         for v in alert.versions
     ]
-    common = dict(kind=alert.kind, cap=alert.cap, infos=infos, expires=alert.expires_at)
+    common: dict[str, Any] = dict(
+        kind=alert.kind, cap=alert.cap, infos=infos, expires=alert.expires_at
+    )
     if alert.retracted_at is not None:
         own = cap.Reference(ident, alert.published_at)
         return cap.document(

@@ -130,7 +130,7 @@ class _Text(HTMLParser):
         self.body: list[str] = []
         self._in_heading = False
 
-    def handle_starttag(self, tag: str, attrs: list) -> None:  # type: ignore[type-arg]
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
         self._in_heading = tag in ("h1", "h2", "h3")
 
     def handle_endtag(self, tag: str) -> None:

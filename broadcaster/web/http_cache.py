@@ -95,7 +95,7 @@ def _page(rv: Any) -> Page:
     return Page(body, response.content_type, hashlib.sha256(body).hexdigest()[:32])
 
 
-def cached(cache_control: str) -> Callable:
+def cached(cache_control: str) -> Callable[[Callable[..., Any]], Callable[..., Response]]:
     """Serve the view from the page cache, with validators and conditional GET. The view must
     depend only on its URL arguments, the alert store and `request_now()`; set the app's
     BROADCASTER_HTTP_CACHE to False to render every time (the benchmark's baseline)."""
@@ -116,7 +116,7 @@ def cached(cache_control: str) -> Callable:
             if state.last_modified is not None:
                 response.last_modified = state.last_modified
             response.headers["Cache-Control"] = cache_control
-            return response.make_conditional(request)
+            return response.make_conditional(request)  # type: ignore[return-value]  # returns self
 
         return serve
 

@@ -217,7 +217,7 @@ class TimelineStep(TypedDict):
 
 
 @with_config(ConfigDict(extra="forbid"))
-class Detail(Draft, Summary):  # type: ignore[misc]
+class Detail(Draft, Summary):
     category: str
     variables: dict[str, Any]
     channels: list[Channel]

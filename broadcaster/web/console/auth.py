@@ -77,7 +77,7 @@ def load_viewer() -> None:
         user = db.get(User, uid)
         # Disabling a user raises its session version too; a disabled row never gets a viewer.
         current = user is not None and user.session_version == session.get("sv")
-        if fresh and current and user.disabled_at is None:
+        if fresh and current and user is not None and user.disabled_at is None:
             roles = tuple(effective_roles(user, context.district()))
             g.viewer = Viewer(user.id, user.name, roles)
     if g.viewer is None:
