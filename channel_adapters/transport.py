@@ -107,11 +107,11 @@ class ProviderTransport(HTTPAdapter):
         rewritten = self._base + (parts.path or "/")
         return f"{rewritten}?{parts.query}" if parts.query else rewritten
 
-    def send(  # type: ignore[override]
+    def send(
         self,
         request: requests.PreparedRequest,
         stream: bool = False,
-        timeout: float | tuple[float, float] | None = None,
+        timeout: float | tuple[float | None, float | None] | None = None,
         verify: bool | str = True,
         cert: Any = None,
         proxies: Any = None,

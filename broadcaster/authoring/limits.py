@@ -12,7 +12,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import Any, cast
 
 import gsm0338  # noqa: F401  (registers the "gsm03.38" codec)
 from twitter_text import parse_tweet
@@ -42,19 +42,22 @@ def gsm_cost(char: str) -> int | None:
 
 
 def measure_sms(text: str) -> dict[str, Any]:
-    costs = [gsm_cost(char) for char in text]
-    ucs2_chars = list(dict.fromkeys(c for c, cost in zip(text, costs, strict=True) if cost is None))
+    gsm_costs = [gsm_cost(char) for char in text]
+    ucs2_chars = list(
+        dict.fromkeys(c for c, cost in zip(text, gsm_costs, strict=True) if cost is None)
+    )
     if ucs2_chars:
         encoding = "UCS-2"
         costs = [2 if ord(char) > 0xFFFF else 1 for char in text]
     else:
         encoding = "GSM-7"
-    units = sum(costs)  # type: ignore[arg-type]
+        costs = cast(list[int], gsm_costs)  # no None: every character has a GSM-7 cost
+    units = sum(costs)
     return {
         "length": len(text),
         "encoding": encoding,
         "units": units,
-        "segments": _segments(costs, encoding),  # type: ignore[arg-type]
+        "segments": _segments(costs, encoding),
         "ucs2_chars": ucs2_chars,
     }
 

@@ -85,7 +85,8 @@ def create_app(settings: Settings | None = None) -> Flask:
     trust(app, district)
     if settings.proxy_hops:  # behind the district's TLS proxy: trust its X-Forwarded-* headers
         hops = settings.proxy_hops
-        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops, x_host=hops)  # type: ignore[method-assign]
+        proxied = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops, x_host=hops)
+        app.wsgi_app = proxied  # type: ignore[method-assign]  # Flask's documented middleware hook
     csrf.init_app(app)
     # Machine callers: the API authenticates every request by bearer token (no cookies, so no
     # CSRF), and Twilio's hooks by its signature.

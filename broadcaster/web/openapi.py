@@ -9,6 +9,7 @@ from functools import cache
 from typing import Annotated, Any, Literal, NotRequired
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, TypeAdapter, with_config
+from pydantic.json_schema import JsonSchemaMode
 from typing_extensions import TypedDict  # pydantic needs this one on Python < 3.12
 
 from broadcaster.authoring.render import KINDS
@@ -16,9 +17,11 @@ from broadcaster.core.config import CHANNELS
 from broadcaster.core.lifecycle import STATES
 from broadcaster.delivery.status import STATUSES
 
-State = Literal[STATES]  # type: ignore[valid-type]
-Kind = Literal[KINDS]  # type: ignore[valid-type]
-Channel = Literal[CHANNELS]  # type: ignore[valid-type]
+# Literals built from the services' tuples at run time, for pydantic: mypy sees none of them.
+State = Literal[STATES]  # type: ignore[valid-type]  # a Literal made at run time
+Kind = Literal[KINDS]  # type: ignore[valid-type]  # a Literal made at run time
+Channel = Literal[CHANNELS]  # type: ignore[valid-type]  # a Literal made at run time
+DeliveryStatus = Literal[STATUSES]  # type: ignore[valid-type]  # a Literal made at run time
 
 # A value may be this long before it is malformed; the templates' own limits are lower and
 # are checked (422) by the services, with a message naming the variable and its limit.
@@ -244,7 +247,7 @@ class Post(TypedDict):
 
 @with_config(ConfigDict(extra="forbid"))
 class LivePost(Post):
-    status: Literal[STATUSES]  # type: ignore[valid-type]
+    status: DeliveryStatus
     error: str | None  # why the deletion failed, if it did
 
 
@@ -254,14 +257,14 @@ class Retraction(TypedDict):
     state: State
     deleted: list[Post]
     still_live: list[LivePost]
-    corrections: dict[Literal[STATUSES], int]  # type: ignore[valid-type]
+    corrections: dict[DeliveryStatus, int]
 
 
 @with_config(ConfigDict(extra="forbid"))
 class Status(Timing):
     id: int
     state: State
-    deliveries: dict[Channel, dict[Literal[STATUSES], int]]  # type: ignore[valid-type]
+    deliveries: dict[Channel, dict[DeliveryStatus, int]]
     failures: list[Failure]
     retraction: NotRequired[Retraction]  # a message being (or that was) retracted
 
@@ -465,12 +468,12 @@ OPERATIONS = (
 )
 
 
-def _schema(kind: Any, components: dict[str, Any], mode: str) -> dict[str, Any]:
+def _schema(kind: Any, components: dict[str, Any], mode: JsonSchemaMode) -> dict[str, Any]:
     """The JSON Schema of a type, its named parts moved to components. A model or TypedDict
     is itself a component; a list or a plain dict stays inline."""
     schema = TypeAdapter(kind).json_schema(
         ref_template="#/components/schemas/{model}",
-        mode=mode,  # type: ignore[arg-type]
+        mode=mode,
     )
     components.update(schema.pop("$defs", {}))
     name = getattr(kind, "__name__", None)

@@ -45,7 +45,8 @@ def client() -> Any:
     secret = os.environ.get(config.client_secret_env)
     if not secret:
         raise BadInput(f"single sign-on needs its client secret: set {config.client_secret_env}")
-    oauth = OAuth(current_app._get_current_object())  # type: ignore[attr-defined]
+    flask_app = current_app._get_current_object()  # type: ignore[attr-defined]  # the real app
+    oauth = OAuth(flask_app)
     registered = oauth.register(
         "district",
         client_id=config.client_id,
