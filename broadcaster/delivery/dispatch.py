@@ -110,13 +110,9 @@ def dispatch(
         {"deliveries": dict(counts), "audience": message.audience, "urgent": message.urgent},
         message_id=message.id,
     )
-    ids = (
-        session.execute(
-            select(Delivery.id, Delivery.channel).where(Delivery.message_id == message.id)
-        )
-        .tuples()
-        .all()
-    )
+    ids = session.execute(
+        select(Delivery.id, Delivery.channel).where(Delivery.message_id == message.id)
+    ).all()
     return batches(message, ids)
 
 
