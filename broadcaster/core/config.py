@@ -54,6 +54,19 @@ class Settings(BaseSettings):
     # How many reverse proxies stand in front of the web app (their X-Forwarded-* headers are
     # trusted for the client address and scheme: login throttling needs the real address).
     proxy_hops: int = Field(default=0, ge=0, le=5)
+    # Delivery timing (delivery/): how long a claim lasts before the sweep may take it back; how
+    # long a queued row may wait for its task before the sweep enqueues it again; how often the
+    # sweep and the scheduled-message check run; how much one sweep does.
+    lease_seconds: float = Field(default=120.0, gt=0)
+    requeue_after: float = Field(default=120.0, gt=0)
+    sweep_every: float = Field(default=30.0, gt=0)
+    schedule_every: float = Field(default=10.0, gt=0)
+    sweep_lookups: int = Field(default=200, ge=1)
+    sweep_requeue: int = Field(default=5000, ge=1)
+    # How often a worker reports in; four missed reports and it is gone.
+    heartbeat_every: float = Field(default=15.0, gt=0)
+    # How long PostgreSQL waits on a silent client before ending its session (core/db.py).
+    db_lost_client_seconds: int = Field(default=30, ge=1)
     # Prometheus's bearer token for the web app's /metrics; unset, /metrics is not served.
     metrics_token: str | None = None
 

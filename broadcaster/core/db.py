@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -20,6 +19,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.pool import ConnectionPoolEntry
 
 from broadcaster.core import owner_only
+from broadcaster.core.config import Settings
 from broadcaster.core.errors import BadInput, BroadcasterError
 
 if TYPE_CHECKING:
@@ -40,22 +40,18 @@ def engine_for(url: str) -> Engine:
     return engine
 
 
-# How long PostgreSQL waits on a client that has gone silent (a host whose link was cut, a
-# process killed mid-transaction) before it ends that session: until then the session's row
-# locks hold up every other host.
-LOST_CLIENT_S = int(os.environ.get("BROADCASTER_DB_LOST_CLIENT_SECONDS", "30"))
-
-
 def _postgres_setup(engine: Engine) -> None:
-    """Each session tells the server to give up on it when it goes silent, so a deployment
-    needs no postgresql.conf changes for it (all of these may be set by any user)."""
-    ms = LOST_CLIENT_S * 1000
+    """Each session tells the server to give up on it when it goes silent (a host whose link was
+    cut, a process killed mid-transaction): until then the session's row locks hold up every
+    other host. So a deployment needs no postgresql.conf changes for it (any user may set these)."""
+    lost_s = Settings().db_lost_client_seconds
+    ms = lost_s * 1000
     session_settings = {
         # No transaction of ours waits on the client: one left open that long is abandoned.
         "idle_in_transaction_session_timeout": ms,
         "tcp_user_timeout": ms,  # unacknowledged data to a vanished client
-        "tcp_keepalives_idle": max(1, LOST_CLIENT_S // 3),  # a vanished idle client
-        "tcp_keepalives_interval": max(1, LOST_CLIENT_S // 10),
+        "tcp_keepalives_idle": max(1, lost_s // 3),  # a vanished idle client
+        "tcp_keepalives_interval": max(1, lost_s // 10),
         "tcp_keepalives_count": 3,
     }
 

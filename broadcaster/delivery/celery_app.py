@@ -8,7 +8,6 @@ that is harmless.
 
 from __future__ import annotations
 
-import os
 from functools import cache
 
 from celery import Celery
@@ -31,10 +30,6 @@ SEND = "broadcaster.send_deliveries"
 SWEEP = "broadcaster.sweep"
 DISPATCH_DUE = "broadcaster.dispatch_due"
 
-SWEEP_EVERY_S = float(os.environ.get("BROADCASTER_SWEEP_EVERY", "30"))
-# Scheduled messages go out at most this long after their send_at (plus the task's own run).
-SCHEDULE_EVERY_S = float(os.environ.get("BROADCASTER_SCHEDULE_EVERY", "10"))
-
 CONFIG = dict(
     task_acks_late=True,
     task_reject_on_worker_lost=True,
@@ -50,10 +45,6 @@ CONFIG = dict(
     broker_connection_retry_on_startup=True,
     worker_hijack_root_logger=False,
     worker_send_task_events=False,
-    beat_schedule={
-        "sweep": {"task": SWEEP, "schedule": SWEEP_EVERY_S},
-        "dispatch-due": {"task": DISPATCH_DUE, "schedule": SCHEDULE_EVERY_S},
-    },
 )
 app = Celery("broadcaster", include=["broadcaster.delivery.tasks"])
 app.conf.update(CONFIG)
@@ -65,9 +56,15 @@ def broker_url(settings: Settings) -> str:
 
 
 def configure(settings: Settings | None = None) -> Celery:
-    """The worker's app, pointed at the broker. A worker process serves one deployment."""
-    url = broker_url(settings or Settings())
-    app.conf.broker_url = url  # type: ignore[misc]  # celery-types call it read-only; it is not
+    """The worker's app, pointed at the broker, with the beat's schedule. A worker process serves
+    one deployment."""
+    settings = settings or Settings()
+    app.conf.broker_url = broker_url(settings)  # type: ignore[misc]  # celery-types call it read-only; it is not
+    app.conf.beat_schedule = {
+        "sweep": {"task": SWEEP, "schedule": settings.sweep_every},
+        # Scheduled messages go out at most this long after their send_at (plus the task's run).
+        "dispatch-due": {"task": DISPATCH_DUE, "schedule": settings.schedule_every},
+    }
     return app
 
 

@@ -2,7 +2,7 @@
 
 Every worker keeps one row in `worker_heartbeats` while it runs: its host and pid, the queues it
 consumes, whether it runs the beat, and which broker it uses. A row not renewed within
-`GONE_AFTER_S` is a worker that is gone (killed, or its host lost); a worker that stops cleanly
+`gone_after_s()` is a worker that is gone (killed, or its host lost); a worker that stops cleanly
 removes its own row. `doctor`, the console and every starting process (split_brain.py) read them.
 
 A broker is identified by its URL without the password. A loopback address or a unix socket
@@ -25,15 +25,12 @@ from sqlalchemy import delete, select, update
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
-from broadcaster.core.config import LOOPBACK_HOSTS
+from broadcaster.core.config import LOOPBACK_HOSTS, Settings
 from broadcaster.core.db import session_scope
 from broadcaster.core.models import WorkerHeartbeat, utcnow
 
 log = logging.getLogger(__name__)
 
-HEARTBEAT_EVERY_S = float(os.environ.get("BROADCASTER_HEARTBEAT_EVERY", "15"))
-# Missing four beats in a row is gone, not slow: a busy database may delay one or two.
-GONE_AFTER_S = 4 * HEARTBEAT_EVERY_S
 # Rows of workers that died without removing themselves are kept this long for `doctor`'s notes.
 FORGET_AFTER = dt.timedelta(days=1)
 LOCAL_SCHEMES = ("redis+socket", "unix", "socket")
@@ -75,9 +72,18 @@ def broker_identity(url: str, hostname: str | None = None) -> Broker:
     return Broker(hashlib.sha256(normalized.encode()).hexdigest(), display)
 
 
+def every_s() -> float:
+    return Settings().heartbeat_every
+
+
+def gone_after_s() -> float:
+    """Missing four beats in a row is gone, not slow: a busy database may delay one or two."""
+    return 4 * every_s()
+
+
 def live(session: Session, now: dt.datetime | None = None) -> list[WorkerHeartbeat]:
-    """The workers that have reported within GONE_AFTER_S, oldest first."""
-    horizon = (now or utcnow()) - dt.timedelta(seconds=GONE_AFTER_S)
+    """The workers that have reported within gone_after_s(), oldest first."""
+    horizon = (now or utcnow()) - dt.timedelta(seconds=gone_after_s())
     query = select(WorkerHeartbeat).where(WorkerHeartbeat.last_seen >= horizon)
     return list(session.scalars(query.order_by(WorkerHeartbeat.started_at)))
 
@@ -126,7 +132,8 @@ class Heartbeat:
         self._thread.start()
 
     def _run(self) -> None:
-        while not self._stopped.wait(HEARTBEAT_EVERY_S):
+        every = every_s()
+        while not self._stopped.wait(every):
             try:
                 renew(self.url, self._row)
             except SQLAlchemyError as exc:  # the database is away: try again next beat

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import datetime as dt
 import math
-import os
 import random
 import threading
 import uuid
@@ -43,8 +42,6 @@ from channel_adapters import (
     adapter_for,
 )
 
-LEASE_S = float(os.environ.get("BROADCASTER_LEASE_SECONDS", "120"))
-REQUEUE_AFTER_S = float(os.environ.get("BROADCASTER_REQUEUE_AFTER", "120"))
 MAX_ATTEMPTS = 8
 BACKOFF_BASE_S, BACKOFF_CAP_S = 2.0, 300.0
 SMS_VALIDITY_S = 4 * 3600  # Twilio's default; never beyond the message's own valid_until
@@ -147,7 +144,7 @@ def backoff(attempt: int) -> float:
 # --- claiming ----------------------------------------------------------------------------------
 
 
-def claim(session: Session, ids: Iterable[int], lease_s: float = LEASE_S) -> list[int]:
+def claim(session: Session, ids: Iterable[int], lease_s: float) -> list[int]:
     """Take the rows that are due, under one new claim token; returns the ids taken. Each job
     carries the token it was loaded with (`Job.claim`), so the token is not returned."""
     token, now = uuid.uuid4().hex, utcnow()
@@ -222,7 +219,7 @@ def send_batch(worker: Worker, ids: list[int]) -> list[Batch]:
     """Claim, send and record one batch; returns the retries to enqueue later."""
     url = worker.settings.effective_database_url
     with session_scope(url) as session:
-        claimed = claim(session, ids)
+        claimed = claim(session, ids, worker.settings.lease_seconds)
         jobs = load_jobs(session, claimed) if claimed else []
     # The session is closed: no connection is held during the slow provider calls.
     pending: list[Result] = []
@@ -240,9 +237,10 @@ def send_batch(worker: Worker, ids: list[int]) -> list[Batch]:
 def last_start(worker: Worker, job: Job) -> dt.datetime:
     """The latest moment this claim may start a provider call: the call must be over, timeout
     included, before the lease ends and the sweep may look the delivery up and send it again."""
-    margin = max(1.0, LEASE_S * 0.1)
+    lease_s = worker.settings.lease_seconds
+    margin = max(1.0, lease_s * 0.1)
     return job.claimed_at + dt.timedelta(
-        seconds=LEASE_S - worker.settings.provider_timeout_s - margin
+        seconds=lease_s - worker.settings.provider_timeout_s - margin
     )
 
 

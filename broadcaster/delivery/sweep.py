@@ -6,8 +6,8 @@ lookups for ~1,400 orphaned texts, sweeps piling up behind each other), so:
 
 - one sweep at a time across all hosts: a Redis lock (the broker's server, which every worker
   and beat shares); a sweep that finds it held returns at once;
-- bounded work: at most LOOKUPS_PER_SWEEP lapsed claims (the oldest first) and REQUEUE_PER_SWEEP
-  stale rows per sweep; the rest waits for the next one;
+- bounded work: at most `Settings.sweep_lookups` lapsed claims (the oldest first) and
+  `sweep_requeue` stale rows per sweep; the rest waits for the next one;
 - lookups run in a small thread pool (an adapter per thread) and, for texts, in bulk: one listing
   of the account's messages answers for many rows where that takes fewer calls;
 - every lookup call takes a token from the account's rate limit, like a send; without one the row
@@ -22,7 +22,6 @@ import contextlib
 import datetime as dt
 import logging
 import math
-import os
 import threading
 import time
 from collections import defaultdict
@@ -42,9 +41,7 @@ from broadcaster.core.models import Delivery, Message, utcnow
 from broadcaster.delivery import metrics, provider_callbacks
 from broadcaster.delivery.dispatch import Batch, batches
 from broadcaster.delivery.sending import (
-    LEASE_S,
     LOOKUP_WAIT_S,
-    REQUEUE_AFTER_S,
     Job,
     Result,
     Worker,
@@ -61,8 +58,6 @@ from channel_adapters import DeliveryError, adapter_for
 log = logging.getLogger(__name__)
 
 LOCK_KEY = "broadcaster:sweep"
-LOOKUPS_PER_SWEEP = int(os.environ.get("BROADCASTER_SWEEP_LOOKUPS", "200"))
-REQUEUE_PER_SWEEP = int(os.environ.get("BROADCASTER_SWEEP_REQUEUE", "5000"))
 LOOKUP_THREADS = 4
 # No lookup starts later than this into a sweep.
 BUDGET_S = 60.0
@@ -129,8 +124,9 @@ def _sweep(worker: Worker) -> list[Batch]:
     now = utcnow()
     url = worker.settings.effective_database_url
     with session_scope(url) as session:
-        planned = requeue_stale(session, now)
-        jobs = load_jobs(session, lapsed_claims(session, now))
+        settings = worker.settings
+        planned = requeue_stale(session, now, settings.requeue_after, settings.sweep_requeue)
+        jobs = load_jobs(session, lapsed_claims(session, now, settings.sweep_lookups))
         lookups = plan_lookups(worker, session, jobs)
         dispatching = list(
             session.scalars(select(Message.id).where(Message.state == "dispatching"))
@@ -150,18 +146,18 @@ def _sweep(worker: Worker) -> list[Batch]:
     return planned
 
 
-def requeue_stale(session: Session, now: dt.datetime) -> list[Batch]:
+def requeue_stale(session: Session, now: dt.datetime, after_s: float, limit: int) -> list[Batch]:
     """`queued` rows nobody took (their task was lost with a worker): enqueue them again, the
     longest-waiting first. No provider call: the claim makes a second task harmless."""
     stale = session.execute(
         select(Delivery.id, Delivery.channel, Delivery.message_id)
         .where(
             Delivery.status == "queued",
-            Delivery.updated_at < now - dt.timedelta(seconds=REQUEUE_AFTER_S),
+            Delivery.updated_at < now - dt.timedelta(seconds=after_s),
             or_(Delivery.next_attempt_at.is_(None), Delivery.next_attempt_at <= now),
         )
         .order_by(Delivery.updated_at)
-        .limit(REQUEUE_PER_SWEEP)
+        .limit(limit)
     ).all()
     if not stale:
         return []
@@ -181,7 +177,7 @@ def requeue_stale(session: Session, now: dt.datetime) -> list[Batch]:
     return planned
 
 
-def lapsed_claims(session: Session, now: dt.datetime) -> list[int]:
+def lapsed_claims(session: Session, now: dt.datetime, limit: int) -> list[int]:
     """`sending` rows whose lease ran out, the longest-lapsed first (a row backed off after an
     inconclusive lookup has its lease pushed out, so it comes later)."""
     return list(
@@ -189,7 +185,7 @@ def lapsed_claims(session: Session, now: dt.datetime) -> list[int]:
             select(Delivery.id)
             .where(Delivery.status == "sending", Delivery.lease_until < now)
             .order_by(Delivery.lease_until, Delivery.id)
-            .limit(LOOKUPS_PER_SWEEP)
+            .limit(limit)
         )
     )
 
@@ -206,7 +202,7 @@ def plan_lookups(worker: Worker, session: Session, jobs: list[Job]) -> list[Look
         else:
             plan.append(Lookup([job]))
     for (account, _), group in groups.items():
-        pages = listing_pages(session, account, group)
+        pages = listing_pages(session, account, group, worker.settings.lease_seconds)
         if pages < len(group):
             plan.append(Lookup(group, pages))
         else:
@@ -214,10 +210,10 @@ def plan_lookups(worker: Worker, session: Session, jobs: list[Job]) -> list[Look
     return plan
 
 
-def listing_pages(session: Session, account: str, group: list[Job]) -> int:
+def listing_pages(session: Session, account: str, group: list[Job], lease_s: float) -> int:
     """Pages a listing needs to reach back to the earliest of these claims: estimated from
     what this deployment sent on the account since (a send may come a lease after its claim)."""
-    floor = min(lookup_since(job) for job in group) - dt.timedelta(seconds=LEASE_S)
+    floor = min(lookup_since(job) for job in group) - dt.timedelta(seconds=lease_s)
     sent = session.scalar(
         select(func.count())
         .select_from(Delivery)

@@ -193,7 +193,7 @@ def check_workers(target: Deployment) -> Check:
         return Check(
             "workers",
             False,
-            f"no worker has reported in the last {heartbeat.GONE_AFTER_S:.0f} s: "
+            f"no worker has reported in the last {heartbeat.gone_after_s():.0f} s: "
             "start `broadcaster worker` (approved messages wait until one runs)",
         )
     served = {queue for *_, queues, _beat in rows for queue in queues}

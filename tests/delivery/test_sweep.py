@@ -118,7 +118,7 @@ def test_a_sweep_reconciles_at_most_its_bound_oldest_first(
     stack, run, tokens, compose_closure, tmp_path, session_factory, monkeypatch
 ):
     ids = orphan_texts(run, tokens, compose_closure, tmp_path, session_factory, 14)
-    monkeypatch.setattr(sweeping, "LOOKUPS_PER_SWEEP", 5)
+    monkeypatch.setenv("BROADCASTER_SWEEP_LOOKUPS", "5")
     worker = in_process_worker(run, monkeypatch)
     sweeping.sweep(worker)
     after = rows(session_factory)

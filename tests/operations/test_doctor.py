@@ -252,7 +252,7 @@ def test_a_worker_gone_silent_is_not_live(doctor_env, db_url):
     row = register(doctor_env.env["BROADCASTER_BROKER_URL"], url=db_url)
     with db.session_scope(db_url) as session:
         found = session.get(WorkerHeartbeat, row)
-        found.last_seen -= dt.timedelta(seconds=heartbeat.GONE_AFTER_S + 1)
+        found.last_seen -= dt.timedelta(seconds=heartbeat.gone_after_s() + 1)
     assert "no worker has reported" in failing(doctor_env, "workers")
 
 

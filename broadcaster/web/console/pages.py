@@ -137,7 +137,7 @@ def dashboard() -> ResponseReturnValue:
             in_flight=_in_flight(db),
             recent=[messages.summary_view(m) for m in recent],
             workers=heartbeat.live(db),
-            gone_after=int(heartbeat.GONE_AFTER_S),
+            gone_after=int(heartbeat.gone_after_s()),
         )
     return page
 
