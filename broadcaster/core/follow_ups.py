@@ -17,8 +17,8 @@ from broadcaster.core.config import DistrictConfig
 from broadcaster.core.errors import Refused
 from broadcaster.core.lifecycle import transition
 from broadcaster.core.models import Delivery, Message, OptOut
+from broadcaster.core.states import SUCCEEDED
 
-SUCCESS = ("sent", "delivered")
 GONE = ("retracting", "retracted")
 
 
@@ -38,7 +38,7 @@ def posts(session: Session, original_id: int) -> list[Post]:
             Delivery.message_id == original_id,
             Delivery.action == "send",
             Delivery.channel != "sms",
-            Delivery.status.in_(SUCCESS),
+            Delivery.status.in_(SUCCEEDED),
             Delivery.provider_id.is_not(None),
         )
         .order_by(Delivery.id)
@@ -72,7 +72,7 @@ def recipients(session: Session, original_id: int) -> dict[str, str]:
             Delivery.message_id == original_id,
             Delivery.action == "send",
             Delivery.channel == "sms",
-            Delivery.status.in_(SUCCESS),
+            Delivery.status.in_(SUCCEEDED),
             Delivery.recipient.not_in(select(OptOut.phone)),
         )
         .order_by(Delivery.id)

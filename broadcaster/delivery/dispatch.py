@@ -23,6 +23,7 @@ from broadcaster.core.errors import Refused
 from broadcaster.core.lifecycle import transition
 from broadcaster.core.models import Delivery, Message, User, utcnow
 from broadcaster.core.rehearsals import REHEARSAL_KINDS, ensure_allowed, ensure_allowed_phone
+from broadcaster.core.states import DeliveryStatus
 from broadcaster.delivery.celery_app import CHANNEL_QUEUE, SEND, URGENT, client_for
 
 SMS_BATCH = 50
@@ -65,7 +66,7 @@ def plan(session: Session, district: DistrictConfig, message: Message) -> list[d
             "message_id": message.id,
             "channel": target.channel,
             "account": account.name,
-            "status": "queued",
+            "status": DeliveryStatus.QUEUED,
             "attempts": 0,
             "refers_to": replies.get((target.channel, account.name)),
         }
@@ -156,7 +157,7 @@ def retry_failed(
     expired text stays expired."""
     failed = session.execute(
         select(Delivery.id, Delivery.channel).where(
-            Delivery.message_id == message.id, Delivery.status == "failed"
+            Delivery.message_id == message.id, Delivery.status == DeliveryStatus.FAILED
         )
     ).all()
     if not failed:
@@ -165,7 +166,7 @@ def retry_failed(
     session.execute(
         update(Delivery)
         .where(Delivery.id.in_([d.id for d in failed]))
-        .values(status="queued", next_attempt_at=None, attempts=0, updated_at=utcnow())
+        .values(status=DeliveryStatus.QUEUED, next_attempt_at=None, attempts=0, updated_at=utcnow())
         .execution_options(synchronize_session=False)
     )
     ledger.append(

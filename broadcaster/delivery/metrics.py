@@ -26,6 +26,7 @@ from broadcaster.core import db
 from broadcaster.core.config import Settings
 from broadcaster.core.errors import BadInput
 from broadcaster.core.models import Delivery, utcnow
+from broadcaster.core.states import OPEN
 from broadcaster.delivery import embedded_redis
 from broadcaster.delivery.celery_app import QUEUES
 
@@ -47,7 +48,6 @@ PROVIDER_LATENCY = Histogram(
 OUTCOME = {"queued": "retry"}
 # Rows still to be sent; finished rows are the counters' business, and counting only these keeps
 # each scrape's query proportional to the work in flight, not to years of history.
-OPEN_STATUSES = ("queued", "sending")
 # kombu's Redis transport keeps one list per queue and priority step: the plain name holds
 # priority 0, `<queue>\x06\x16<step>` the others (kombu.transport.redis.PRIORITY_STEPS).
 PRIORITY_SEPARATOR, PRIORITY_STEPS = "\x06\x16", (0, 3, 6, 9)
@@ -144,7 +144,7 @@ class StateCollector(Collector):
             labels=["status"],
         )
         counts = {status: count for status, count, _ in rows}
-        for status in OPEN_STATUSES:
+        for status in OPEN:
             by_status.add_metric([status], counts.get(status, 0))
         yield by_status
         oldest = next((first for status, _, first in rows if status == "queued"), None)
@@ -162,7 +162,7 @@ class StateCollector(Collector):
                 session.execute(text(f"SET LOCAL statement_timeout = {DATABASE_TIMEOUT_MS}"))
             rows = session.execute(
                 select(Delivery.status, func.count(), func.min(Delivery.created_at))
-                .where(Delivery.status.in_(OPEN_STATUSES))
+                .where(Delivery.status.in_(OPEN))
                 .group_by(Delivery.status)
             ).all()
         return [(status, count, first) for status, count, first in rows]

@@ -29,6 +29,7 @@ from broadcaster.core.errors import BroadcasterError, Refused
 from broadcaster.core.lifecycle import transition
 from broadcaster.core.models import Delivery, Message, utcnow
 from broadcaster.core.rehearsals import ensure_allowed, ensure_allowed_phone
+from broadcaster.core.states import OPEN, SUCCEEDED, DeliveryStatus
 from broadcaster.delivery import metrics, provider_callbacks
 from broadcaster.delivery.accounts import account_config, uses_sandbox
 from broadcaster.delivery.dispatch import MULTILINGUAL, Batch, batches
@@ -46,8 +47,6 @@ MAX_ATTEMPTS = 8
 BACKOFF_BASE_S, BACKOFF_CAP_S = 2.0, 300.0
 SMS_VALIDITY_S = 4 * 3600  # Twilio's default; never beyond the message's own valid_until
 RECORD_EVERY = 25
-OPEN = ("queued", "sending")
-SUCCESS = ("sent", "delivered")
 LANGUAGE_LABEL = {"en": "In English", "es": "En español"}
 EVENT = {
     "sent": "delivery.sent",
@@ -152,11 +151,11 @@ def claim(session: Session, ids: Iterable[int], lease_s: float) -> list[int]:
         update(Delivery)
         .where(
             Delivery.id.in_(list(ids)),
-            Delivery.status == "queued",
+            Delivery.status == DeliveryStatus.QUEUED,
             or_(Delivery.next_attempt_at.is_(None), Delivery.next_attempt_at <= now),
         )
         .values(
-            status="sending",
+            status=DeliveryStatus.SENDING,
             claim=token,
             claimed_at=now,
             lease_until=now + dt.timedelta(seconds=lease_s),
@@ -466,7 +465,7 @@ def record(worker: Worker, results: list[Result]) -> list[Batch]:
         held = {r.job.delivery_id: r.job.claim for r in results}
         rows = session.execute(
             select(Delivery.id, Delivery.claim)
-            .where(Delivery.id.in_(list(held)), Delivery.status == "sending")
+            .where(Delivery.id.in_(list(held)), Delivery.status == DeliveryStatus.SENDING)
             .with_for_update()
         ).all()
         ours = {row.id for row in rows if row.claim == held[row.id]}
@@ -530,7 +529,7 @@ def finish_if_done(session: Session, district: DistrictConfig, message_id: int) 
 
 
 def finish_action(counts: dict[str, int]) -> str:
-    succeeded = sum(counts.get(s, 0) for s in SUCCESS)
+    succeeded = sum(counts.get(s, 0) for s in SUCCEEDED)
     total = sum(counts.values())
     if total and succeeded == total:
         return "finish_sent"

@@ -11,9 +11,10 @@ from broadcaster.core import follow_ups
 from broadcaster.core.config import DistrictConfig
 from broadcaster.core.models import Delivery, Message
 from broadcaster.core.redaction import mask, mask_phones
+from broadcaster.core.states import DeliveryStatus
 from broadcaster.delivery.scheduling import timing_view
 
-STATUSES = ("queued", "sending", "sent", "delivered", "failed", "expired")
+STATUSES = tuple(status.value for status in DeliveryStatus)
 ACTIVE_STATES = ("approved", "dispatching")
 RETRACTION_STATES = ("retracting", "retracted")
 

@@ -38,6 +38,7 @@ from sqlalchemy.orm import Session
 from broadcaster.core.db import session_scope
 from broadcaster.core.errors import BroadcasterError
 from broadcaster.core.models import Delivery, Message, utcnow
+from broadcaster.core.states import DeliveryStatus
 from broadcaster.delivery import metrics, provider_callbacks
 from broadcaster.delivery.dispatch import Batch, batches
 from broadcaster.delivery.sending import (
@@ -152,7 +153,7 @@ def requeue_stale(session: Session, now: dt.datetime, after_s: float, limit: int
     stale = session.execute(
         select(Delivery.id, Delivery.channel, Delivery.message_id)
         .where(
-            Delivery.status == "queued",
+            Delivery.status == DeliveryStatus.QUEUED,
             Delivery.updated_at < now - dt.timedelta(seconds=after_s),
             or_(Delivery.next_attempt_at.is_(None), Delivery.next_attempt_at <= now),
         )
@@ -183,7 +184,7 @@ def lapsed_claims(session: Session, now: dt.datetime, limit: int) -> list[int]:
     return list(
         session.scalars(
             select(Delivery.id)
-            .where(Delivery.status == "sending", Delivery.lease_until < now)
+            .where(Delivery.status == DeliveryStatus.SENDING, Delivery.lease_until < now)
             .order_by(Delivery.lease_until, Delivery.id)
             .limit(limit)
         )
