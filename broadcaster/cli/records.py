@@ -38,7 +38,7 @@ def records_verify(app: App, as_json: bool) -> None:
     """Check the ledger's hash chain; exit 1 naming the first bad entry."""
     app.prepare()
     # One snapshot: entries that workers append while the walk runs are not "removed" ones.
-    with db.snapshot_scope(app.url) as session:
+    with db.read_scope(app.url, snapshot=True) as session:
         result = ledger.verify(session)
     if as_json:
         emit_json(

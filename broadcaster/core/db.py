@@ -155,25 +155,15 @@ def session_scope(url: str) -> Iterator[Session]:
 
 
 @contextmanager
-def snapshot_scope(url: str) -> Iterator[Session]:
-    """A transaction that only reads, and sees one moment of the database throughout: what
-    commits while it runs (a worker's ledger entries, say) stays out of it. PostgreSQL needs
-    REPEATABLE READ for that; a SQLite read transaction in WAL mode has it already."""
+def read_scope(url: str, *, snapshot: bool = False) -> Iterator[Session]:
+    """A transaction that only reads: on SQLite it takes no write lock. With `snapshot`, it sees
+    one moment of the database throughout, so what commits while it runs (a worker's ledger
+    entries, say) stays out of it: PostgreSQL needs REPEATABLE READ for that; a SQLite read
+    transaction in WAL mode has it already."""
     engine = engine_for(url).execution_options(**{READ_ONLY: True})
-    if not url.startswith("sqlite"):
+    if snapshot and not url.startswith("sqlite"):
         engine = engine.execution_options(isolation_level="REPEATABLE READ")
     session = Session(bind=engine)
-    try:
-        with session.begin():
-            yield session
-    finally:
-        session.close()
-
-
-@contextmanager
-def read_scope(url: str) -> Iterator[Session]:
-    """A transaction that only reads: on SQLite it takes no write lock."""
-    session = Session(bind=engine_for(url).execution_options(**{READ_ONLY: True}))
     try:
         with session.begin():
             yield session

@@ -70,7 +70,7 @@ def run_demo() -> int:
         message_id = _author_and_approve(settings, out)
         view = _wait(settings, message_id)
         _report(settings, sandbox, message_id, view, out)
-        with db.snapshot_scope(settings.effective_database_url) as session:
+        with db.read_scope(settings.effective_database_url, snapshot=True) as session:
             verified = ledger.verify(session)
         verdict = "intact" if verified.ok else "BROKEN"
         out.print(
