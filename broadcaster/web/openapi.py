@@ -1,27 +1,21 @@
 """The API's contract in one place: the request bodies (which the API validates with these very
-models), the responses (the views of messages.py and status.py, typed) and the OpenAPI 3.1
-document built from both, served at /api/v1/openapi.json."""
+models), the responses (the view models of authoring/views.py and delivery/views.py, and the
+little the API adds to them) and the OpenAPI 3.1 document built from both, served at
+/api/v1/openapi.json."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import cache
-from typing import Annotated, Any, Literal, NotRequired
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, TypeAdapter, with_config
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, TypeAdapter
 from pydantic.json_schema import JsonSchemaMode
-from typing_extensions import TypedDict  # pydantic needs this one on Python < 3.12
 
-from broadcaster.authoring.render import KINDS
+from broadcaster.authoring.views import Detail, Draft, Kind, Preview, Summary
 from broadcaster.core.config import CHANNELS
 from broadcaster.core.lifecycle import STATES
-from broadcaster.delivery.status import STATUSES
-
-# Literals built from the services' tuples at run time, for pydantic: mypy sees none of them.
-State = Literal[STATES]  # type: ignore[valid-type]  # a Literal made at run time
-Kind = Literal[KINDS]  # type: ignore[valid-type]  # a Literal made at run time
-Channel = Literal[CHANNELS]  # type: ignore[valid-type]  # a Literal made at run time
-DeliveryStatus = Literal[STATUSES]  # type: ignore[valid-type]  # a Literal made at run time
+from broadcaster.delivery.views import Status, View, without_default
 
 # A value may be this long before it is malformed; the templates' own limits are lower and
 # are checked (422) by the services, with a message naming the variable and its limit.
@@ -127,160 +121,21 @@ class EmptyBody(Body):
     """No fields: send {} or nothing."""
 
 
-# --- responses (extra keys forbidden, so the tests catch a view that drifts) ------------------
+# --- responses: the view models, and what the API adds to them ----------------------------
 
 
-@with_config(ConfigDict(extra="forbid"))
-class Rendition(TypedDict):
-    channel: Channel
-    locale: str
-    text: str
-    length: int
-    weighted_length: NotRequired[int]  # x: twitter-text v3 weighted length (limit 280)
-    encoding: NotRequired[Literal["GSM-7", "UCS-2"]]  # sms only, as are the next two
-    segments: NotRequired[int]
-    ucs2_chars: NotRequired[list[str]]
-
-
-@with_config(ConfigDict(extra="forbid"))
-class FindingView(TypedDict):
-    check: str
-    severity: Literal["block", "warn"]
-    channel: Channel | None
-    locale: str | None
-    detail: str
-
-
-@with_config(ConfigDict(extra="forbid"))
-class TargetView(TypedDict):
-    channel: Channel
-    account: str
-
-
-@with_config(ConfigDict(extra="forbid"))
-class Timing(TypedDict):
-    """When a message goes out and until when (scheduling.timing_view): ISO 8601 with the
-    district's offset, and "YYYY-MM-DD HH:MM ZZZ" in district time."""
-
-    send_at: str | None
-    send_at_local: str | None
-    valid_until: str | None
-    valid_until_local: str | None
-
-
-@with_config(ConfigDict(extra="forbid"))
-class Preview(Timing):
-    """What a message would be: nothing is saved."""
-
-    template: str
-    template_version: str
-    kind: Kind
-    renditions: list[Rendition]
-    findings: list[FindingView]
-    targets: list[TargetView]
-    audience: str | None
-    recipients: int
-
-
-@with_config(ConfigDict(extra="forbid"))
-class Draft(Preview):
-    id: int
-    state: State
-
-
-@with_config(ConfigDict(extra="forbid"))
-class Summary(TypedDict):
-    id: int
-    state: State
-    template: str
-    title: str
-    kind: Kind
-    author: str
-    created_at: str
-    updated_at: str
-
-
-@with_config(ConfigDict(extra="forbid"))
-class ApprovalView(TypedDict):
-    decision: Literal["approved", "rejected"]
-    by: str
-    basis: str
-    reason: str | None
-    acknowledged_warnings: list[str]
-    at: str
-
-
-@with_config(ConfigDict(extra="forbid"))
-class TimelineStep(TypedDict):
-    seq: int
-    at: str
-    event: str
-    actor: str | None
-    details: NotRequired[dict[str, Any]]
-
-
-@with_config(ConfigDict(extra="forbid"))
-class Detail(Draft, Summary):
-    category: str
-    variables: dict[str, Any]
-    channels: list[Channel]
-    locales: list[str]
-    pre_approved: bool
-    needs_review: bool
-    approvals: list[ApprovalView]
-    timeline: list[TimelineStep]
-
-
-@with_config(ConfigDict(extra="forbid"))
-class Failure(TypedDict):
-    channel: Channel
-    target: str  # a phone number shows its last four digits only
-    error: str | None
-
-
-@with_config(ConfigDict(extra="forbid"))
-class Post(TypedDict):
-    channel: Channel
-    account: str
-    post: str | None  # the provider's id of the post
-
-
-@with_config(ConfigDict(extra="forbid"))
-class LivePost(Post):
-    status: DeliveryStatus
-    error: str | None  # why the deletion failed, if it did
-
-
-@with_config(ConfigDict(extra="forbid"))
-class Retraction(TypedDict):
-    notice: int  # the retraction notice: a message whose deliveries delete and correct
-    state: State
-    deleted: list[Post]
-    still_live: list[LivePost]
-    corrections: dict[DeliveryStatus, int]
-
-
-@with_config(ConfigDict(extra="forbid"))
-class Status(Timing):
-    id: int
-    state: State
-    deliveries: dict[Channel, dict[DeliveryStatus, int]]
-    failures: list[Failure]
-    retraction: NotRequired[Retraction]  # a message being (or that was) retracted
-
-
-@with_config(ConfigDict(extra="forbid"))
 class Dispatched(Status):
     warning: str | None  # set when the broker did not take the tasks (the sweep sends them)
 
 
-@with_config(ConfigDict(extra="forbid"))
 class UpdateDraft(Draft):
-    warning: NotRequired[str | None]  # sent at once: set when the broker did not take the tasks
+    """A draft to submit, or (at_once) sent at once: then the warning is there, set when the
+    broker did not take the tasks."""
+
+    warning: str | None = Field(None, json_schema_extra=without_default)
 
 
-@with_config(ConfigDict(extra="forbid"))
-class Error(TypedDict):
+class Error(View):
     error: str
 
 
@@ -469,8 +324,8 @@ OPERATIONS = (
 
 
 def _schema(kind: Any, components: dict[str, Any], mode: JsonSchemaMode) -> dict[str, Any]:
-    """The JSON Schema of a type, its named parts moved to components. A model or TypedDict
-    is itself a component; a list or a plain dict stays inline."""
+    """The JSON Schema of a type, its named parts moved to components. A model is itself a
+    component; a list or a plain dict stays inline."""
     schema = TypeAdapter(kind).json_schema(
         ref_template="#/components/schemas/{model}",
         mode=mode,
