@@ -1,10 +1,12 @@
-"""Where a message's deliveries stand, per channel."""
+"""Where a message's deliveries stand: the queries behind delivery/views.py's Status and
+Retraction, and the states that say a message is still moving."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import Row, func, select
 from sqlalchemy.orm import Session
 
 from broadcaster.core import follow_ups
@@ -17,37 +19,77 @@ from broadcaster.delivery.scheduling import timing_view
 STATUSES = tuple(status.value for status in DeliveryStatus)
 ACTIVE_STATES = ("approved", "dispatching")
 RETRACTION_STATES = ("retracting", "retracted")
+FAILURES_SHOWN = 20
 
 
-def status_view(session: Session, message: Message, district: DistrictConfig) -> dict[str, Any]:
+def delivery_counts(session: Session, message: Message) -> dict[str, dict[str, int]]:
+    """The message's sends per channel and status: its own channels first, every status named."""
     rows = session.execute(
         select(Delivery.channel, Delivery.status, func.count())
         .where(Delivery.message_id == message.id, Delivery.action == "send")
         .group_by(Delivery.channel, Delivery.status)
     ).all()
-    deliveries: dict[str, dict[str, int]] = {}
+    counts: dict[str, dict[str, int]] = {}
     for channel in message.channels:
-        deliveries[channel] = dict.fromkeys(STATUSES, 0)
+        counts[channel] = dict.fromkeys(STATUSES, 0)
     for channel, status, count in rows:
-        deliveries.setdefault(channel, dict.fromkeys(STATUSES, 0))[status] = count
-    failures = session.execute(
+        counts.setdefault(channel, dict.fromkeys(STATUSES, 0))[status] = count
+    return counts
+
+
+def failures(session: Session, message: Message) -> Sequence[Row[str, str, str | None]]:
+    """The first sends that failed or expired: channel, recipient (unmasked) and error."""
+    return session.execute(
         select(Delivery.channel, Delivery.recipient, Delivery.error)
         .where(Delivery.message_id == message.id, Delivery.status.in_(("failed", "expired")))
         .order_by(Delivery.id)
-        .limit(20)
+        .limit(FAILURES_SHOWN)
     ).all()
+
+
+def retraction_notice(session: Session, message: Message) -> Message | None:
+    """The notice whose retraction a message's status shows: the message itself when it is
+    one, the notice of a message being (or that was) retracted, else none."""
+    if message.state in RETRACTION_STATES:
+        return follow_ups.notice_of(session, message.id)
+    return message if message.follow_kind == "retraction" else None
+
+
+def deletions(
+    session: Session, notice: Message
+) -> Sequence[Row[str, str, str | None, str, str | None]]:
+    """A retraction notice's deletions: channel, account, the post, status and error."""
+    return session.execute(
+        select(
+            Delivery.channel, Delivery.account, Delivery.refers_to, Delivery.status, Delivery.error
+        )
+        .where(Delivery.message_id == notice.id, Delivery.action == "delete")
+        .order_by(Delivery.id)
+    ).all()
+
+
+def correction_counts(session: Session, notice: Message) -> dict[str, int]:
+    """A retraction notice's correction texts per status, every status named."""
+    texts = session.execute(
+        select(Delivery.status, func.count())
+        .where(Delivery.message_id == notice.id, Delivery.action == "send")
+        .group_by(Delivery.status)
+    ).all()
+    return {**dict.fromkeys(STATUSES, 0), **{status: count for status, count in texts}}
+
+
+def status_view(session: Session, message: Message, district: DistrictConfig) -> dict[str, Any]:
     view: dict[str, Any] = {
         "id": message.id,
         "state": message.state,
         **timing_view(message, district),
-        "deliveries": deliveries,
+        "deliveries": delivery_counts(session, message),
         "failures": [
-            {"channel": c, "target": _mask(c, r), "error": mask_phones(e)} for c, r, e in failures
+            {"channel": c, "target": _mask(c, r), "error": mask_phones(e)}
+            for c, r, e in failures(session, message)
         ],
     }
-    notice = message if message.follow_kind == "retraction" else None
-    if message.state in RETRACTION_STATES:
-        notice = follow_ups.notice_of(session, message.id)
+    notice = retraction_notice(session, message)
     if notice is not None:
         view["retraction"] = retraction_view(session, notice)
     return view
@@ -56,30 +98,19 @@ def status_view(session: Session, message: Message, district: DistrictConfig) ->
 def retraction_view(session: Session, notice: Message) -> dict[str, Any]:
     """What a retraction took down, what is still up (a deletion not done yet, or failed), and
     where its correction texts stand."""
-    deletions = session.execute(
-        select(
-            Delivery.channel, Delivery.account, Delivery.refers_to, Delivery.status, Delivery.error
-        )
-        .where(Delivery.message_id == notice.id, Delivery.action == "delete")
-        .order_by(Delivery.id)
-    ).all()
-    texts = session.execute(
-        select(Delivery.status, func.count())
-        .where(Delivery.message_id == notice.id, Delivery.action == "send")
-        .group_by(Delivery.status)
-    ).all()
+    found = deletions(session, notice)
     return {
         "notice": notice.id,
         "state": notice.state,
         "deleted": [
-            {"channel": c, "account": a, "post": p} for c, a, p, s, _ in deletions if s == "sent"
+            {"channel": c, "account": a, "post": p} for c, a, p, s, _ in found if s == "sent"
         ],
         "still_live": [
             {"channel": c, "account": a, "post": p, "status": s, "error": mask_phones(e)}
-            for c, a, p, s, e in deletions
+            for c, a, p, s, e in found
             if s != "sent"
         ],
-        "corrections": {**dict.fromkeys(STATUSES, 0), **dict(texts)},
+        "corrections": correction_counts(session, notice),
     }
 
 
