@@ -22,7 +22,7 @@ from sqlalchemy import insert
 from broadcaster.authoring.catalog import Catalog
 from broadcaster.cli.main import cli
 from broadcaster.core import db, identity
-from broadcaster.core.config import SAMPLE_CONFIG, SAMPLE_DISTRICT, load_district
+from broadcaster.core.config import SAMPLE_CONFIG, SAMPLE_DISTRICT, Settings, load_district
 from broadcaster.core.contacts import parse_csv
 from broadcaster.core.models import Contact
 from broadcaster.delivery import embedded_redis
@@ -114,6 +114,11 @@ class Cli:
         result = self(*args, "--json", token=token)
         assert result.exit_code == 0, result.output
         return json.loads(result.stdout)
+
+    def settings(self) -> Settings:
+        """The Settings a command sees, for calling a service as a command or a worker would."""
+        fields = {k.removeprefix("BROADCASTER_").lower(): v for k, v in self.env.items() if v}
+        return Settings(**{k: v for k, v in fields.items() if k in Settings.model_fields})
 
 
 @pytest.fixture

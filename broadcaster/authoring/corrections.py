@@ -49,8 +49,8 @@ def update(
     at_once: bool = False,
 ) -> tuple[Message, list[Batch]]:
     """A follow-up draft of `original`, or with `at_once` (an incident commander, a pre-approved
-    original and template) approved and dispatched now. The caller releases the batches after
-    the commit. By default it keeps the original's channels and languages."""
+    original and template) approved and dispatched now (enqueued when the transaction
+    commits). By default it keeps the original's channels and languages."""
     require(author, "compose", district)
     if original.state not in UPDATABLE:
         raise Refused(
@@ -93,8 +93,8 @@ def retract(
     reason: str,
 ) -> tuple[Message, list[Batch]]:
     """original → retracting, and its notice approved and dispatched: one deletion per post
-    that went out, one correction text per phone the original reached. Returns the notice and
-    the batches to release after the commit."""
+    that went out, one correction text per phone the original reached, enqueued when the
+    transaction commits. Returns the notice and the batches, for counting."""
     reason = check_text("reason", reason.strip())
     if not reason:
         raise BadInput("say why the message is withdrawn: --reason TEXT")

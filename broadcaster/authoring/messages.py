@@ -344,7 +344,7 @@ def approve_and_dispatch(
     ack_warnings: bool = False,
 ) -> list[Batch]:
     """Approval is the go: approve and write the delivery rows in one transaction, so no caller
-    can approve without dispatching. The caller releases the batches after the commit. With a
+    can approve without dispatching; the commit enqueues the batches. With a
     future send_at the message is `scheduled` instead, and there are no batches yet."""
     approve(session, district, message, approver, ack_warnings=ack_warnings)
     return scheduling.dispatch_or_schedule(session, district, message)
@@ -408,8 +408,8 @@ def trigger(
 def trigger_and_dispatch(
     session: Session, district: DistrictConfig, catalog: Catalog, commander: User, request: Request
 ) -> tuple[Message, list[Batch]]:
-    """The whole incident path in one transaction; the caller releases the batches after the
-    commit (none while the message is `scheduled`)."""
+    """The whole incident path in one transaction; its commit enqueues the batches (none
+    while the message is `scheduled`)."""
     message = trigger(session, district, catalog, commander, request)
     return message, scheduling.dispatch_or_schedule(session, district, message)
 

@@ -53,7 +53,7 @@ class App:
     @contextmanager
     def session(self) -> Iterator[Session]:
         self.prepare()
-        with db.session_scope(self.url) as session:
+        with db.session_scope(self.url, settings=self.settings) as session:
             yield session
 
     def actor(self, session: Session, name: str, token: str) -> User:

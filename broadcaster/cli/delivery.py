@@ -23,7 +23,7 @@ from broadcaster.cli.app import (
 from broadcaster.cli.messages import (
     compose_options,
     compose_request,
-    release,
+    report_dispatch,
 )
 from broadcaster.cli.printers import print_preview, print_status
 from broadcaster.core.errors import BadInput
@@ -110,12 +110,12 @@ def trigger(
     token = read_token(as_user)
     with app.session() as session:
         commander = app.actor(session, as_user, token)
-        message, planned = messages.trigger_and_dispatch(
+        message, _ = messages.trigger_and_dispatch(
             session, app.district, app.catalog, commander, request
         )
         message_id = message.id
         when = scheduling.scheduled_for(message, app.district)
-    release(app, message_id, planned, quiet=as_json, scheduled_for=when)
+    report_dispatch(message_id, dispatch.released(session), quiet=as_json, scheduled_for=when)
     if as_json:
         emit_json(wait_done(app, message_id, 600 if follow_ else 0))
     elif follow_:
@@ -133,9 +133,9 @@ def retry(app: App, message_id: int, as_user: str) -> None:
         actor = app.actor(session, as_user, token)
         message = messages.get_message(session, message_id)
         # On a message being retracted, this finishes the retraction (its notice's deliveries).
-        target, planned = corrections.retry(session, app.district, message, actor)
+        target, _ = corrections.retry(session, app.district, message, actor)
         target_id = target.id
-    release(app, target_id, planned)
+    report_dispatch(target_id, dispatch.released(session))
 
 
 @click.command()
@@ -184,12 +184,12 @@ def update(
     with app.session() as session:
         author = app.actor(session, as_user, token)
         original = messages.get_message(session, message_id)
-        follow_up, planned = corrections.update(
+        follow_up, _ = corrections.update(
             session, app.district, app.catalog, author, original, request, at_once=yes
         )
         view = messages.preview_view(session, app.district, follow_up)
     if yes:
-        release(app, view["id"], planned, quiet=as_json)
+        report_dispatch(view["id"], dispatch.released(session), quiet=as_json)
     if as_json:
         return emit_json(view)
     print_preview(view)
@@ -212,17 +212,15 @@ def retract(app: App, message_id: int, as_user: str, reason: str, as_json: bool)
     with app.session() as session:
         actor = app.actor(session, as_user, token)
         original = messages.get_message(session, message_id)
-        notice, planned = corrections.retract(
-            session, app.district, app.catalog, original, actor, reason
-        )
+        notice, _ = corrections.retract(session, app.district, app.catalog, original, actor, reason)
         notice_id = notice.id
-    warning = dispatch.release(app.settings, planned)
-    if warning:
-        click.echo(f"warning: {warning}", err=True)
+    done = dispatch.released(session)
+    if done.warning:
+        click.echo(f"warning: {done.warning}", err=True)
     if as_json:
         return emit_json({"id": message_id, "notice": notice_id})
     click.echo(
-        f"message {message_id} is retracting: {sum(len(b.ids) for b in planned)} deletions and "
+        f"message {message_id} is retracting: {done.total} deletions and "
         f"correction texts queued (notice {notice_id}); follow with "
         f"`broadcaster status {message_id} --follow`"
     )

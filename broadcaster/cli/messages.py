@@ -187,22 +187,21 @@ def approve(app: App, message_id: int, as_user: str, ack_warnings: bool) -> None
     with app.session() as session:
         approver = app.actor(session, as_user, token)
         message = messages.get_message(session, message_id)
-        planned = messages.approve_and_dispatch(
+        messages.approve_and_dispatch(
             session, app.district, message, approver, ack_warnings=ack_warnings
         )
         when = scheduling.scheduled_for(message, app.district)
-    release(app, message_id, planned, scheduled_for=when)
+    report_dispatch(message_id, dispatch.released(session), scheduled_for=when)
 
 
-def release(
-    app: App,
+def report_dispatch(
     message_id: int,
-    planned: list[dispatch.Batch],
+    done: dispatch.Released,
     quiet: bool = False,
     scheduled_for: str | None = None,
 ) -> None:
-    """After the commit: ring the broker. If it is down, the sweep enqueues the rows later.
-    A scheduled message has nothing to ring for yet: the beat dispatches it when it is due."""
+    """After the commit, which enqueued the deliveries (if the broker was down, the sweep does
+    later). A scheduled message has none yet: the beat dispatches it when it is due."""
     if scheduled_for:
         click.echo(
             f"message {message_id} approved and scheduled for {scheduled_for}; "
@@ -210,12 +209,10 @@ def release(
             err=quiet,
         )
         return
-    total = sum(len(b.ids) for b in planned)
-    warning = dispatch.release(app.settings, planned)
-    if warning:
-        click.echo(f"warning: {warning}", err=True)
+    if done.warning:
+        click.echo(f"warning: {done.warning}", err=True)
     click.echo(
-        f"message {message_id} approved and dispatching: {total} deliveries queued; "
+        f"message {message_id} approved and dispatching: {done.total} deliveries queued; "
         f"follow with `broadcaster status {message_id} --follow`",
         err=quiet,
     )

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from functools import cache
 from pathlib import Path
@@ -15,7 +15,7 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import Connection, Dialect, Engine, create_engine, event
 from sqlalchemy.exc import OperationalError
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.orm import Session, SessionTransaction, sessionmaker
 from sqlalchemy.pool import ConnectionPoolEntry
 
 from broadcaster.core import owner_only
@@ -27,6 +27,8 @@ if TYPE_CHECKING:
 
 MIGRATIONS = Path(__file__).parent.parent / "migrations"
 READ_ONLY = "broadcaster_read_only"
+SETTINGS = "broadcaster.settings"  # session.info key: the Settings a session_scope was opened with
+_AFTER_COMMIT = "broadcaster.after_commit"  # session.info key: [(savepoint or None, hook)]
 
 
 @cache
@@ -144,9 +146,12 @@ def current_revision_or_none(url: str) -> str | None:
 
 
 @contextmanager
-def session_scope(url: str) -> Iterator[Session]:
-    """One transaction: committed when the block ends, rolled back on any error."""
+def session_scope(url: str, *, settings: Settings | None = None) -> Iterator[Session]:
+    """One transaction: committed when the block ends, rolled back on any error. `settings`
+    rides along in `session.info` for the after-commit work that needs them (the broker)."""
     session = session_factory(url)()
+    if settings is not None:
+        session.info[SETTINGS] = settings
     try:
         with session.begin():
             yield session
@@ -169,3 +174,39 @@ def read_scope(url: str, *, snapshot: bool = False) -> Iterator[Session]:
             yield session
     finally:
         session.close()
+
+
+def after_commit(session: Session, hook: Callable[[], None]) -> None:
+    """Run `hook` once the session's transaction has committed: never before, and never if the
+    transaction, or the savepoint it was registered in, rolls back. Work outside the database
+    that must see only committed rows (ringing the broker) goes here, so that no caller can
+    forget it or do it too early."""
+    hooks = session.info.setdefault(_AFTER_COMMIT, [])
+    hooks.append((session.get_nested_transaction(), hook))
+
+
+@event.listens_for(Session, "after_commit")
+def _run_after_commit(session: Session) -> None:
+    if session.in_nested_transaction():
+        return  # a savepoint was released: the real commit is still to come
+    for _savepoint, hook in session.info.pop(_AFTER_COMMIT, []):
+        hook()
+
+
+@event.listens_for(Session, "after_soft_rollback")
+def _drop_rolled_back(session: Session, previous: SessionTransaction) -> None:
+    hooks = session.info.get(_AFTER_COMMIT)
+    if not hooks:
+        return
+    if not previous.nested:
+        del session.info[_AFTER_COMMIT]
+        return
+    session.info[_AFTER_COMMIT] = [(sp, h) for sp, h in hooks if not _within(sp, previous)]
+
+
+def _within(savepoint: SessionTransaction | None, ended: SessionTransaction) -> bool:
+    while savepoint is not None:
+        if savepoint is ended:
+            return True
+        savepoint = savepoint.parent
+    return False

@@ -2,21 +2,23 @@
 
 One row per social or web account and one per SMS recipient: phone numbers de-duplicated,
 opted-out numbers left out, the audience frozen now. Rows are inserted in bulk in the approval's
-transaction; the tasks (SMS in batches) are enqueued only after it commits, and if the broker is
-down the sweep enqueues them later.
+transaction; the tasks (SMS in batches) are enqueued by an after-commit hook that writing the
+rows registers (`release_after_commit`), so every entry point (command line, API, console, beat)
+rings the broker only once the rows are committed, and none has to remember to. If the broker
+is down the sweep enqueues them later.
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy import insert, select, update
 from sqlalchemy.orm import Session
 
-from broadcaster.core import follow_ups, ledger
+from broadcaster.core import db, follow_ups, ledger
 from broadcaster.core.config import DistrictConfig, Settings
 from broadcaster.core.contacts import parse_audience, recipients
 from broadcaster.core.errors import Refused
@@ -30,6 +32,7 @@ SMS_BATCH = 50
 # The order deliveries are enqueued in: the web first (it is the reference the posts link to),
 # then the posts, then the texts.
 CHANNEL_ORDER = ("web", "x", "facebook", "sms")
+RELEASED = "broadcaster.released"  # session.info key: what the commit enqueued (Released)
 MULTILINGUAL = "mul"  # ISO 639 "multiple languages": one post carrying every language
 
 
@@ -93,7 +96,8 @@ def dispatch(
     rows: list[dict[str, Any]] | None = None,
 ) -> list[Batch]:
     """approved → dispatching, with every delivery row written (the plan's, or a retraction's
-    deletions and texts). Returns the tasks to enqueue."""
+    deletions and texts). Their tasks are enqueued once the transaction commits; the batches
+    are returned for counting."""
     rows = plan(session, district, message) if rows is None else rows
     transition(session, message, "dispatch", None, district)
     now = utcnow()
@@ -114,7 +118,7 @@ def dispatch(
     ids = session.execute(
         select(Delivery.id, Delivery.channel).where(Delivery.message_id == message.id)
     ).all()
-    return batches(message, ids)
+    return release_after_commit(session, batches(message, ids))
 
 
 def batches(message: Message, ids: Iterable[tuple[int, str]]) -> list[Batch]:
@@ -137,17 +141,45 @@ def enqueue(settings: Settings, planned: list[Batch]) -> None:
         app.send_task(SEND, args=[batch.ids], queue=batch.queue, countdown=batch.countdown or None)
 
 
-def release(settings: Settings, planned: list[Batch]) -> str | None:
-    """Enqueue after the commit; a broker that is down is not an error (the rows are safe and
-    the sweep sends them), so it comes back as a warning to show."""
-    try:
-        enqueue(settings, planned)
-    except Exception as exc:
-        return (
-            f"the broker did not take the tasks ({type(exc).__name__}); "
-            "a worker's sweep will send them"
-        )
-    return None
+@dataclass
+class Released:
+    """What a session's commit handed the broker, to report once the block has ended."""
+
+    batches: list[Batch] = field(default_factory=list)
+    warning: str | None = None  # the broker did not take them; the sweep sends them
+
+    @property
+    def total(self) -> int:
+        return sum(len(batch.ids) for batch in self.batches)
+
+
+def release_after_commit(session: Session, planned: list[Batch]) -> list[Batch]:
+    """Enqueue `planned` once the session commits (never if it rolls back). The session must
+    come from `db.session_scope(url, settings=...)`: the settings name the broker."""
+    if not planned:
+        return planned
+    settings = session.info.get(db.SETTINGS)
+    if settings is None:
+        raise RuntimeError("a session that dispatches needs session_scope(url, settings=...)")
+
+    def ring() -> None:
+        done = session.info.setdefault(RELEASED, Released())
+        done.batches += planned
+        try:
+            enqueue(settings, planned)
+        except Exception as exc:  # a broker that is down is not an error: the rows are safe
+            done.warning = (
+                f"the broker did not take the tasks ({type(exc).__name__}); "
+                "a worker's sweep will send them"
+            )
+
+    db.after_commit(session, ring)
+    return planned
+
+
+def released(session: Session) -> Released:
+    """After the block: what its commit enqueued, and the warning if the broker was down."""
+    return session.info.get(RELEASED) or Released()
 
 
 def retry_failed(
@@ -176,4 +208,4 @@ def retry_failed(
         message_id=message.id,
         actor=actor.name,
     )
-    return batches(message, [(d.id, d.channel) for d in failed])
+    return release_after_commit(session, batches(message, [(d.id, d.channel) for d in failed]))

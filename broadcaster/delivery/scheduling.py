@@ -70,7 +70,7 @@ def dispatch_or_schedule(
 
 def dispatch_due(session: Session, district: DistrictConfig, now: dt.datetime) -> list[Batch]:
     """Dispatch every scheduled message whose send_at has come; one whose valid_until has
-    passed too is expired, never sent. Returns the batches to enqueue after the commit."""
+    passed too is expired, never sent. The commit enqueues the batches (returned for counting)."""
     due = session.scalars(
         select(Message)
         .where(Message.state == "scheduled", Message.send_at <= now)

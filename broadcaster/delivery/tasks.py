@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import threading
 from typing import Any
 from urllib.parse import urlsplit
@@ -17,6 +18,7 @@ from broadcaster.delivery.celery_app import DISPATCH_DUE, SEND, SWEEP, app
 from broadcaster.delivery.sweep import sweep as sweep_lost_work
 from channel_adapters import adapter_for
 
+log = logging.getLogger(__name__)
 _lock = threading.Lock()
 _worker: sending.Worker | None = None
 _heartbeat: heartbeat.Heartbeat | None = None
@@ -82,8 +84,11 @@ def sweep() -> None:
 
 @app.task(name=DISPATCH_DUE)
 def dispatch_due() -> None:
-    """Scheduled messages whose time has come: rows written and committed, then enqueued."""
+    """Scheduled messages whose time has come: rows written, and enqueued once committed."""
     current = worker()
-    with session_scope(current.settings.effective_database_url) as session:
-        planned = scheduling.dispatch_due(session, current.district, utcnow())
-    dispatch.enqueue(current.settings, planned)
+    url = current.settings.effective_database_url
+    with session_scope(url, settings=current.settings) as session:
+        scheduling.dispatch_due(session, current.district, utcnow())
+    warning = dispatch.released(session).warning
+    if warning:
+        log.warning("scheduled messages dispatched, but %s", warning)

@@ -94,7 +94,7 @@ def run_demo() -> int:
 def _author_and_approve(settings: Settings, out: Console) -> int:
     district = load_district(settings.config_path)
     url = settings.effective_database_url
-    with db.session_scope(url) as session:
+    with db.session_scope(url, settings=settings) as session:
         users = {
             name: identity.add_user(session, district, name, [], None)[0]
             for name in ("ana", "ben", "it")
@@ -122,10 +122,12 @@ def _author_and_approve(settings: Settings, out: Console) -> int:
         )
         out.print(f"ana composed message {message.id} (school_closure, en + es, 4 channels)")
         messages.submit(session, district, message, users["ana"])
-        planned = messages.approve_and_dispatch(session, district, message, users["ben"])
+        messages.approve_and_dispatch(session, district, message, users["ben"])
         message_id = message.id
-    dispatch.enqueue(settings, planned)
-    out.print(f"ben approved it: {sum(len(b.ids) for b in planned)} deliveries queued")
+    done = dispatch.released(session)
+    if done.warning:
+        out.print(f"warning: {done.warning}")
+    out.print(f"ben approved it: {done.total} deliveries queued")
     return message_id
 
 

@@ -26,7 +26,6 @@ from broadcaster.core import identity, login_throttle
 from broadcaster.core.errors import BadInput, BroadcasterError, Refused
 from broadcaster.core.models import User
 from broadcaster.delivery import dispatch, status
-from broadcaster.delivery.dispatch import Batch
 from broadcaster.web import context
 from broadcaster.web.openapi import (
     ApproveBody,
@@ -193,10 +192,10 @@ def _created(view: dict[str, Any], message_id: int) -> Response:
     return response
 
 
-def _dispatched(view: dict[str, Any], planned: list[Batch]) -> dict[str, Any]:
-    """After the commit, ring the broker. A broker that is down is a warning, not a failure:
-    the rows are committed and the workers' sweep sends them."""
-    return {**view, "warning": dispatch.release(context.settings(), planned)}
+def _dispatched(view: dict[str, Any], session: Session) -> dict[str, Any]:
+    """After the commit, what ringing the broker gave. A broker that is down is a warning, not
+    a failure: the rows are committed and the workers' sweep sends them."""
+    return {**view, "warning": dispatch.released(session).warning}
 
 
 # --- endpoints ------------------------------------------------------------------------------
@@ -282,11 +281,11 @@ def approve(message_id: int) -> Response:
     with acting() as (session, approver):
         ack_warnings = body(ApproveBody).ack_warnings
         message = messages.get_message(session, message_id)
-        planned = messages.approve_and_dispatch(
+        messages.approve_and_dispatch(
             session, context.district(), message, approver, ack_warnings=ack_warnings
         )
         view = status.status_view(session, message, context.district())
-    return jsonify(_dispatched(view, planned))
+    return jsonify(_dispatched(view, session))
 
 
 @api.post(MESSAGE + "/retry")
@@ -295,9 +294,9 @@ def retry(message_id: int) -> Response:
         body(EmptyBody)
         message = messages.get_message(session, message_id)
         # On a message being retracted, this finishes the retraction (its notice's deliveries).
-        _, planned = corrections.retry(session, context.district(), message, actor)
+        corrections.retry(session, context.district(), message, actor)
         view = status.status_view(session, message, context.district())
-    return jsonify(_dispatched(view, planned))
+    return jsonify(_dispatched(view, session))
 
 
 @api.post(MESSAGE + "/update")
@@ -312,7 +311,7 @@ def update(message_id: int) -> Response:
             valid_until=fields.valid_until,
         )
         original = messages.get_message(session, message_id)
-        follow_up, planned = corrections.update(
+        follow_up, _ = corrections.update(
             session,
             context.district(),
             context.catalog(),
@@ -323,7 +322,7 @@ def update(message_id: int) -> Response:
         )
         view = messages.preview_view(session, context.district(), follow_up)
     if fields.at_once:
-        view = _dispatched(view, planned)
+        view = _dispatched(view, session)
     return _created(view, view["id"])
 
 
@@ -332,11 +331,9 @@ def retract(message_id: int) -> Response:
     with acting() as (session, actor):
         reason = body(RetractBody).reason
         original = messages.get_message(session, message_id)
-        _, planned = corrections.retract(
-            session, context.district(), context.catalog(), original, actor, reason
-        )
+        corrections.retract(session, context.district(), context.catalog(), original, actor, reason)
         view = status.status_view(session, original, context.district())
-    return jsonify(_dispatched(view, planned))
+    return jsonify(_dispatched(view, session))
 
 
 @api.post("/trigger")
@@ -345,8 +342,8 @@ def trigger() -> Response:
         fields = body(TriggerBody)
         if not fields.confirm:  # the API's --yes
             raise BadInput('trigger sends at once to everyone selected: add "confirm": true')
-        message, planned = messages.trigger_and_dispatch(
+        message, _ = messages.trigger_and_dispatch(
             session, context.district(), context.catalog(), commander, _compose_request(fields)
         )
         view = status.status_view(session, message, context.district())
-    return _created(_dispatched(view, planned), view["id"])
+    return _created(_dispatched(view, session), view["id"])

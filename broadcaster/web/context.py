@@ -34,8 +34,10 @@ def catalog() -> Catalog:
 @contextmanager
 def transaction() -> Iterator[Session]:
     """One transaction, committed when the block ends and rolled back on any error: a refused
-    request changes nothing, as on the command line."""
-    with db.session_scope(settings().effective_database_url) as session:
+    request changes nothing, as on the command line. What it dispatches is enqueued when it
+    commits."""
+    current = settings()
+    with db.session_scope(current.effective_database_url, settings=current) as session:
         yield session
 
 

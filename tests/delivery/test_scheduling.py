@@ -13,8 +13,9 @@ import pytest
 import time_machine
 from sqlalchemy import func, select
 
+from broadcaster.core import db
 from broadcaster.core.models import Delivery, LedgerEntry, Message
-from broadcaster.delivery import scheduling
+from broadcaster.delivery import dispatch, scheduling
 from channel_adapters.web import web_alerts
 from tests.conftest import CLOSURE_VARS, submit_and_approve
 from tests.console_client import body
@@ -72,12 +73,15 @@ def events(session_factory, message_id: int, event: str) -> int:
         )
 
 
-def due(session_factory, district) -> list[int]:
-    """Run the periodic task's service function once, as a beat would; the delivery ids it
-    would enqueue."""
-    with session_factory() as session:
-        planned = scheduling.dispatch_due(session, district, dt.datetime.now(dt.UTC))
-    return [i for batch in planned for i in batch.ids]
+def due(run, district) -> list[int]:
+    """Run the periodic task's service function once, as a beat would; the delivery ids its
+    commit handed the broker."""
+    settings = run.settings()
+    with db.session_scope(settings.effective_database_url, settings=settings) as session:
+        scheduling.dispatch_due(session, district, dt.datetime.now(dt.UTC))
+    released = dispatch.released(session)
+    assert released.warning is None  # the broker took them
+    return [i for batch in released.batches for i in batch.ids]
 
 
 def written(session_factory) -> tuple[int, int]:
@@ -117,12 +121,12 @@ def test_approval_schedules_and_the_periodic_task_dispatches_once_after_the_time
     assert deliveries(session_factory, message_id) == 0  # the audience is not even frozen yet
 
     clock.move_to(dt.datetime(2026, 12, 14, 9, 29, 50, tzinfo=ZONE))
-    assert due(session_factory, district) == []
+    assert due(run, district) == []
     assert state(run, message_id) == "scheduled"
 
     clock.move_to(dt.datetime(2026, 12, 14, 9, 30, 5, tzinfo=ZONE))
-    first = due(session_factory, district)
-    assert due(session_factory, district) == []  # a second beat finds nothing left to do
+    first = due(run, district)
+    assert due(run, district) == []  # a second beat finds nothing left to do
     assert state(run, message_id) == "dispatching"
     rows = deliveries(session_factory, message_id)
     assert sorted(first) and len(first) == rows == len(contacts) + 3  # texts + x, facebook, web
@@ -139,7 +143,7 @@ def test_concurrent_beats_dispatch_a_due_message_once(
 
     def beat() -> None:
         start.wait()
-        taken.append(due(session_factory, district))
+        taken.append(due(run, district))
 
     threads = [threading.Thread(target=beat) for _ in range(2)]
     for thread in threads:
@@ -157,7 +161,7 @@ def test_cancel_stops_a_scheduled_message(run, tokens, clock, session_factory, d
     result = run("cancel", str(message_id), "--as", "ana", token=tokens["ana"])
     assert result.exit_code == 0 and "cancelled" in result.stdout
     clock.move_to(dt.datetime(2026, 12, 14, 9, 45, tzinfo=ZONE))
-    assert due(session_factory, district) == []
+    assert due(run, district) == []
     assert state(run, message_id) == "cancelled"
     assert deliveries(session_factory, message_id) == 0
 
@@ -167,7 +171,7 @@ def test_a_scheduled_message_past_its_valid_until_expires_unsent_and_says_why(
 ):
     message_id = scheduled()
     clock.move_to(dt.datetime(2026, 12, 14, 18, 0, 1, tzinfo=ZONE))  # the beat was down all day
-    assert due(session_factory, district) == []
+    assert due(run, district) == []
     assert state(run, message_id) == "expired"
     assert deliveries(session_factory, message_id) == 0
     shown = run.json("show", str(message_id))

@@ -20,8 +20,8 @@ from broadcaster.web.console import console
 from broadcaster.web.console.auth import acting_user, signed_in
 from broadcaster.web.console.pages import message_page
 
-# Does the action to the message; returns the delivery batches to release after the commit.
-Act = Callable[[Session, Message, User], list[dispatch.Batch]]
+# Does the action to the message (what it dispatches is enqueued when the transaction commits).
+Act = Callable[[Session, Message, User], None]
 
 
 def _act(message_id: int, act: Act, done: str | Callable[[Message], str]) -> ResponseReturnValue:
@@ -29,15 +29,14 @@ def _act(message_id: int, act: Act, done: str | Callable[[Message], str]) -> Res
     try:
         with context.transaction() as db:
             message = messages.get_message(db, message_id)
-            planned = act(db, message, acting_user(db))
+            act(db, message, acting_user(db))
             note = done(message) if callable(done) else done
     except BroadcasterError as exc:
         flash(str(exc), "error")
         return message_page(message_id, context.http_status(exc))
-    if planned:  # ring the broker only once the rows are committed
-        warning = dispatch.release(context.settings(), planned)
-        if warning:
-            flash(warning, "error")
+    warning = dispatch.released(db).warning
+    if warning:
+        flash(warning, "error")
     flash(note, "success")
     return redirect(url_for("console.message", message_id=message_id))
 
@@ -45,9 +44,8 @@ def _act(message_id: int, act: Act, done: str | Callable[[Message], str]) -> Res
 @console.post(f"/messages/<{context.ID}:message_id>/submit")
 @signed_in
 def submit(message_id: int) -> ResponseReturnValue:
-    def act(db: Session, message: Message, user: User) -> list[dispatch.Batch]:
+    def act(db: Session, message: Message, user: User) -> None:
         messages.submit(db, context.district(), message, user)
-        return []
 
     return _act(message_id, act, "Submitted for approval. A second person must approve it.")
 
@@ -57,8 +55,8 @@ def submit(message_id: int) -> ResponseReturnValue:
 def approve(message_id: int) -> ResponseReturnValue:
     acknowledged = request.form.get("ack_warnings") == "yes"
 
-    def act(db: Session, message: Message, user: User) -> list[dispatch.Batch]:
-        return messages.approve_and_dispatch(
+    def act(db: Session, message: Message, user: User) -> None:
+        messages.approve_and_dispatch(
             db, context.district(), message, user, ack_warnings=acknowledged
         )
 
@@ -76,9 +74,8 @@ def approve(message_id: int) -> ResponseReturnValue:
 def reject(message_id: int) -> ResponseReturnValue:
     reason = request.form.get("reason", "")
 
-    def act(db: Session, message: Message, user: User) -> list[dispatch.Batch]:
+    def act(db: Session, message: Message, user: User) -> None:
         messages.reject(db, context.district(), message, user, reason)
-        return []
 
     return _act(message_id, act, "Rejected; the author sees your reason.")
 
@@ -86,9 +83,8 @@ def reject(message_id: int) -> ResponseReturnValue:
 @console.post(f"/messages/<{context.ID}:message_id>/cancel")
 @signed_in
 def cancel(message_id: int) -> ResponseReturnValue:
-    def act(db: Session, message: Message, user: User) -> list[dispatch.Batch]:
+    def act(db: Session, message: Message, user: User) -> None:
         messages.cancel(db, context.district(), message, user)
-        return []
 
     return _act(message_id, act, "Cancelled: nothing will be sent.")
 
@@ -96,8 +92,8 @@ def cancel(message_id: int) -> ResponseReturnValue:
 @console.post(f"/messages/<{context.ID}:message_id>/retry")
 @signed_in
 def retry(message_id: int) -> ResponseReturnValue:
-    def act(db: Session, message: Message, user: User) -> list[dispatch.Batch]:
-        return corrections.retry(db, context.district(), message, user)[1]
+    def act(db: Session, message: Message, user: User) -> None:
+        corrections.retry(db, context.district(), message, user)
 
     return _act(message_id, act, "The failed deliveries are being sent again.")
 
@@ -107,8 +103,8 @@ def retry(message_id: int) -> ResponseReturnValue:
 def retract(message_id: int) -> ResponseReturnValue:
     reason = request.form.get("reason", "")
 
-    def act(db: Session, message: Message, user: User) -> list[dispatch.Batch]:
+    def act(db: Session, message: Message, user: User) -> None:
         district, catalog = context.district(), context.catalog()
-        return corrections.retract(db, district, catalog, message, user, reason)[1]
+        corrections.retract(db, district, catalog, message, user, reason)
 
     return _act(message_id, act, "Retracting: its posts are being deleted and a correction texted.")
