@@ -1,7 +1,8 @@
 """Channel adapters: one module per channel (X, Facebook, SMS, web), registered here.
 
 Adapters depend on nothing in `broadcaster/`; the broadcaster reaches them only through this
-registry.
+registry. What an adapter needs of the broadcaster comes in through its `AccountConfig`: the web
+adapter publishes through an `AlertStore` the broadcaster provides, and never sees its database.
 
 An adapter is built per account and per thread (`adapter_for(channel)(account)` or
 `build(account)`): each instance owns one SDK client and its `requests` session, which are not
@@ -37,6 +38,32 @@ class Receipt:
     raw: dict[str, Any] = field(default_factory=dict)
 
 
+class AlertStoreUnavailable(Exception):
+    """The alert store cannot be reached (its database is down): nothing was changed."""
+
+
+class AlertStore(Protocol):
+    """The web channel's published alerts, kept by the broadcaster (its public pages and feeds
+    serve them). `publish` and `withdraw` raise AlertStoreUnavailable when the store cannot be
+    reached."""
+
+    def publish(
+        self, account: str, body: str, reply_to: str | None, expires_at: datetime | None
+    ) -> str:
+        """Publish `body` now (as a correction of the alert `reply_to`, if given); returns the
+        new alert's id."""
+        ...
+
+    def find(self, account: str, body: str, since: datetime) -> str | None:
+        """The id of an alert of this account with exactly this body published at or after
+        `since`, if any."""
+        ...
+
+    def withdraw(self, alert_id: str) -> None:
+        """Mark the alert withdrawn now; one already withdrawn keeps its first withdrawal time."""
+        ...
+
+
 @dataclass(frozen=True)
 class AccountConfig:
     """One provider account, as an adapter needs it.
@@ -48,6 +75,7 @@ class AccountConfig:
     the repr. With `sandbox_url` set, the SDK's own session sends the provider's hosts there
     and nowhere else. With `api_base_url` set instead, it sends them to that host (a regional
     API host, an egress proxy) with the account's real credentials: not a sandbox.
+    `alert_store` is where a web account publishes (the web channel has no provider).
     """
 
     name: str
@@ -57,6 +85,7 @@ class AccountConfig:
     sandbox_url: str | None = None
     api_base_url: str | None = None
     timeout_s: float = 10.0
+    alert_store: AlertStore | None = None
 
     def secrets(self) -> tuple[str, ...]:
         """The credential values, for scrubbing them out of any text."""

@@ -20,13 +20,13 @@ from werkzeug.serving import make_server
 
 from broadcaster.core import db
 from broadcaster.core.config import DistrictConfig, Settings
-from broadcaster.core.models import Delivery, Message, utcnow
+from broadcaster.core.models import Delivery, Message, WebAlert, utcnow
 from broadcaster.delivery.accounts import account_config
 from broadcaster.delivery.dispatch import MULTILINGUAL
 from broadcaster.delivery.sending import text_for
 from broadcaster.web import create_app
 from channel_adapters import Receipt
-from channel_adapters.web import WebAdapter, web_alerts
+from channel_adapters.web import WebAdapter
 from tests.conftest import SHARED, Cli, closure_vars
 
 PAYLOAD = "<script>alert(1)</script>"
@@ -106,7 +106,7 @@ class Site:
         moment = utcnow() - dt.timedelta(seconds=1)
         with db.engine_for(self.db_url).begin() as connection:
             connection.execute(
-                update(web_alerts).where(web_alerts.c.id == alert_id).values(expires_at=moment)
+                update(WebAlert).where(WebAlert.id == alert_id).values(expires_at=moment)
             )
         return moment
 

@@ -293,6 +293,22 @@ class Delivery(Base):
     updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 
+class WebAlert(Base):
+    """An alert published on the web channel: the store the web adapter writes through
+    (delivery/alert_store.py) and the public pages and feeds read (web/alerts.py). A sent delivery
+    links it to its message (`Delivery.provider_id` is its id)."""
+
+    __tablename__ = "web_alerts"
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    account: Mapped[str] = mapped_column(String(64))
+    body: Mapped[str] = mapped_column(Text)
+    reply_to: Mapped[str | None] = mapped_column(String(40))  # the alert this one corrects
+    published_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, index=True)
+    expires_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    retracted_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+
+
 class HeldCallback(Base):
     """A provider's delivery report that arrived before its delivery's provider id was recorded;
     applied (and removed) once the id is known, and only if the delivery was sent through the

@@ -25,6 +25,7 @@ from typing import NamedTuple
 
 from broadcaster.core.config import Account, DistrictConfig, Settings
 from broadcaster.core.errors import BroadcasterError
+from broadcaster.delivery.alert_store import WebAlertStore
 from channel_adapters import AccountConfig
 
 # The auth token of every sandbox-served Twilio account. Public: never proof of anything.
@@ -99,7 +100,6 @@ def account_config(
         raise BroadcasterError(f"account {name!r} is not in the district config")
     extra: dict[str, str] = {}
     if account.channel == "web":
-        extra["database_url"] = settings.effective_database_url
         if settings.public_url:
             extra["base_url"] = settings.public_url
         return AccountConfig(
@@ -108,6 +108,7 @@ def account_config(
             settings={**account.settings, **extra},
             credentials={},
             sandbox_url=None,
+            alert_store=WebAlertStore(settings.effective_database_url),
         )
     if account.channel == "sms" and settings.public_url:
         extra["status_callback"] = settings.public_url.rstrip("/") + "/hooks/twilio/status"

@@ -4,10 +4,9 @@ from alembic import context
 from sqlalchemy import create_engine
 
 from broadcaster.core.models import Base
-from channel_adapters.web import metadata as web_alert_store
 
 config = context.config
-target_metadata = [Base.metadata, web_alert_store]
+target_metadata = Base.metadata
 
 
 def run() -> None:

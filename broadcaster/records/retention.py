@@ -34,12 +34,12 @@ from broadcaster.core.models import (
     RecordDestruction,
     Rendition,
     User,
+    WebAlert,
     utcnow,
 )
 from broadcaster.core.permissions import require
 from broadcaster.core.redaction import PHONE
 from broadcaster.records.holds import covers, covers_moment, list_holds
-from channel_adapters.web import web_alerts
 
 RECIPIENTS, CONTENT = "recipients", "content"
 OPT_EVENTS = ("contact.opted_out", "contact.opted_in")
@@ -268,6 +268,11 @@ def _redact_phones(session: Session, message_id: int) -> None:
 
 def _destroy_content(session: Session, message_id: int, record: int) -> None:
     marker = f"[destroyed under the retention schedule: ledger entry {record}]"
+    published = select(Delivery.provider_id).where(
+        Delivery.message_id == message_id,
+        Delivery.channel == "web",
+        Delivery.provider_id.is_not(None),
+    )
     for statement in (
         update(Rendition).where(Rendition.message_id == message_id).values(text=marker),
         update(Finding).where(Finding.message_id == message_id).values(detail=marker),
@@ -276,11 +281,6 @@ def _destroy_content(session: Session, message_id: int, record: int) -> None:
         .where(Approval.message_id == message_id, Approval.reason.is_not(None))
         .values(reason=marker),
         update(Message).where(Message.id == message_id).values(variables={}),
+        update(WebAlert).where(WebAlert.id.in_(published)).values(body=marker),
     ):
         session.execute(statement.execution_options(synchronize_session=False))
-    published = select(Delivery.provider_id).where(
-        Delivery.message_id == message_id,
-        Delivery.channel == "web",
-        Delivery.provider_id.is_not(None),
-    )
-    session.execute(update(web_alerts).where(web_alerts.c.id.in_(published)).values(body=marker))

@@ -1,7 +1,7 @@
 """Published web alerts, as the public pages and feeds read them.
 
-A web alert is one row of the web channel's store (`web_alerts`, owned by channel_adapters/web.py)
-that a delivery links to its message (`deliveries.provider_id`). Its languages are the message's
+A web alert is one row of the web channel's store (`web_alerts`, core/models.py WebAlert) that a
+delivery links to its message (`deliveries.provider_id`). Its languages are the message's
 web renditions, its CAP fields those of the message's template.
 
 Corrections follow CAP: an alert whose `reply_to` names an earlier alert is an Update of it (the
@@ -15,19 +15,28 @@ import datetime as dt
 from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Any, overload
+from typing import Any
 
 from babel import Locale, UnknownLocaleError
-from sqlalchemy import ColumnElement, Select, and_, case, exists, func, or_, select
+from sqlalchemy import (
+    ColumnElement,
+    ColumnExpressionArgument,
+    Select,
+    and_,
+    case,
+    exists,
+    func,
+    or_,
+    select,
+)
 from sqlalchemy.orm import Session, aliased
 
 from broadcaster.authoring.catalog import CapFields, Catalog
 from broadcaster.core.config import DistrictConfig
 from broadcaster.core.errors import BroadcasterError
-from broadcaster.core.models import Delivery, Message, Rendition
+from broadcaster.core.models import Delivery, Message, Rendition, WebAlert
 from broadcaster.core.text_safety import clean_for_xml
 from broadcaster.web import cap
-from channel_adapters.web import web_alerts
 
 SEVERITIES = ("Extreme", "Severe", "Moderate", "Minor", "Unknown")
 # Rehearsals are published to the test accounts' pages but never listed with real alerts.
@@ -114,48 +123,40 @@ class StoreState:
     last_modified: dt.datetime | None
 
 
-@overload
-def _utc(value: dt.datetime) -> dt.datetime: ...
-@overload
-def _utc(value: dt.datetime | None) -> dt.datetime | None: ...
-def _utc(value: dt.datetime | None) -> dt.datetime | None:
-    # SQLite hands back the naive UTC values the adapter stored.
-    if value is None:
-        return None
-    return value.replace(tzinfo=dt.UTC) if value.tzinfo is None else value.astimezone(dt.UTC)
-
-
 # --- queries -----------------------------------------------------------------------------------
 
-_LINK = and_(Delivery.provider_id == web_alerts.c.id, Delivery.channel == "web")
+_LINK = and_(Delivery.provider_id == WebAlert.id, Delivery.channel == "web")
 
 
 def _expiry() -> ColumnElement[dt.datetime]:
     """The earlier of the store's `expires_at` and the message's `valid_until`, either may be
     NULL (a NULL comparison falls through to the COALESCE)."""
-    store, message = web_alerts.c.expires_at, Message.valid_until
+    store, message = WebAlert.expires_at, Message.valid_until
     return case((store < message, store), else_=func.coalesce(message, store))
 
 
-def _successor_of(alert_id: ColumnElement[str]) -> Select:
+def _successor_of(alert_id: ColumnExpressionArgument[str]) -> Select:
     """Published alerts that correct this one, newest first. A withdrawn correction still
     supersedes: its Cancel references the whole thread."""
-    later = web_alerts.alias("later")
+    later = aliased(WebAlert, name="later")
     link = aliased(Delivery)
     return (
-        select(later.c.id)
-        .join(link, and_(link.provider_id == later.c.id, link.channel == "web"))
-        .where(later.c.reply_to == alert_id)
-        .order_by(later.c.published_at.desc())
+        select(later.id)
+        .join(link, and_(link.provider_id == later.id, link.channel == "web"))
+        .where(later.reply_to == alert_id)
+        .order_by(later.published_at.desc())
     )
 
 
 def _published() -> Select:
     return (
         select(
-            web_alerts,
+            WebAlert.id,
+            WebAlert.published_at,
+            WebAlert.retracted_at,
+            WebAlert.reply_to,
             _expiry().label("expiry"),
-            _successor_of(web_alerts.c.id).limit(1).scalar_subquery().label("superseded_by"),
+            _successor_of(WebAlert.id).limit(1).scalar_subquery().label("superseded_by"),
             Message.id.label("message_id"),
             Message.kind,
             Message.template,
@@ -180,12 +181,12 @@ def active_alerts(
     rows = session.execute(
         _published()
         .where(
-            web_alerts.c.retracted_at.is_(None),
+            WebAlert.retracted_at.is_(None),
             or_(expiry.is_(None), expiry > now),
-            ~exists(_successor_of(web_alerts.c.id)),
+            ~exists(_successor_of(WebAlert.id)),
             Message.kind.in_(kinds),
         )
-        .order_by(web_alerts.c.published_at, web_alerts.c.id)
+        .order_by(WebAlert.published_at, WebAlert.id)
     ).all()
     alerts = _build(session, district, catalog, _first_per_message(rows))
     return sorted(alerts, key=lambda a: (a.severity_rank, -a.published_at.timestamp(), a.id))
@@ -201,8 +202,8 @@ def withdrawn_alerts(
     """Alerts withdrawn within CANCEL_NOTICE, newest withdrawal first."""
     rows = session.execute(
         _published()
-        .where(web_alerts.c.retracted_at > now - CANCEL_NOTICE, Message.kind.in_(kinds))
-        .order_by(web_alerts.c.published_at, web_alerts.c.id)
+        .where(WebAlert.retracted_at > now - CANCEL_NOTICE, Message.kind.in_(kinds))
+        .order_by(WebAlert.published_at, WebAlert.id)
     ).all()
     alerts = _build(session, district, catalog, _first_per_message(rows))
     return sorted(alerts, key=lambda a: a.changed_at, reverse=True)
@@ -212,7 +213,7 @@ def get_alert(
     session: Session, district: DistrictConfig, catalog: Catalog, alert_id: str
 ) -> Alert | None:
     """One alert whatever its status (see `Alert.status`), or None."""
-    rows = session.execute(_published().where(web_alerts.c.id == alert_id)).all()
+    rows = session.execute(_published().where(WebAlert.id == alert_id)).all()
     built = _build(session, district, catalog, rows[:1])
     return built[0] if built else None
 
@@ -224,14 +225,14 @@ def references(session: Session, district: DistrictConfig, alert: Alert) -> list
     while earlier and earlier not in seen:
         seen.add(earlier)
         row = session.execute(
-            select(Delivery.message_id, web_alerts.c.published_at, web_alerts.c.reply_to)
+            select(Delivery.message_id, WebAlert.published_at, WebAlert.reply_to)
             .join(Delivery, _LINK)
-            .where(web_alerts.c.id == earlier)
+            .where(WebAlert.id == earlier)
         ).first()
         if row is None:
             break
         ident = cap.identifier(district, row.message_id)
-        found.append(cap.Reference(ident, _utc(row.published_at)))
+        found.append(cap.Reference(ident, row.published_at))
         earlier = row.reply_to
     return found[::-1]
 
@@ -272,26 +273,26 @@ def store_state(session: Session, now: dt.datetime) -> StoreState:
     """One aggregate query that changes whenever a page could: an alert published or linked to
     its message, withdrawn, past its expiry, or past its Cancel notice."""
     expiry = _expiry()
-    retracted = web_alerts.c.retracted_at
+    retracted = WebAlert.retracted_at
     row = session.execute(
         select(
             func.count(),
-            func.max(web_alerts.c.published_at),
+            func.max(WebAlert.published_at),
             func.max(retracted),
             func.count(retracted),
             func.max(case((expiry <= now, expiry))),
             func.max(case((retracted <= now - CANCEL_NOTICE, retracted))),
         )
-        .select_from(web_alerts)
+        .select_from(WebAlert)
         .join(Delivery, _LINK)
         .join(Message, Message.id == Delivery.message_id)
     ).one()
     count, published, withdrawn, n_withdrawn, expired, notice_over = row
     moments = [
-        _utc(published),
-        _utc(withdrawn),
-        _utc(expired),
-        _utc(notice_over) + CANCEL_NOTICE if notice_over is not None else None,
+        published,
+        withdrawn,
+        expired,
+        notice_over + CANCEL_NOTICE if notice_over is not None else None,
     ]
     known = [m for m in moments if m is not None]
     key = (count, n_withdrawn, *(m.isoformat() if m else None for m in moments))
@@ -338,9 +339,9 @@ def _build(
                 kind=row.kind,
                 title=title,
                 cap=fields[row.template],
-                published_at=_utc(row.published_at),
-                expires_at=_utc(row.expiry),
-                retracted_at=_utc(row.retracted_at),
+                published_at=row.published_at,
+                expires_at=row.expiry,
+                retracted_at=row.retracted_at,
                 reply_to=row.reply_to,
                 superseded_by=row.superseded_by,
                 versions=tuple(

@@ -10,9 +10,9 @@ from broadcaster.authoring.catalog import Catalog
 from broadcaster.authoring.limits import measure
 from broadcaster.authoring.render import render_all
 from broadcaster.authoring.variables import parse_values
+from broadcaster.core.models import WebAlert
 from broadcaster.web import alerts
 from broadcaster.web.cap import identifier
-from channel_adapters.web import web_alerts
 from tests.conftest import submit_and_approve
 from tests.console_client import body
 from tests.delivery_stack import texts_by_phone
@@ -57,7 +57,7 @@ def finished(run, message_id: int) -> dict:
 
 def web_alert_rows(session_factory) -> list:
     with session_factory() as session:
-        return session.execute(select(web_alerts).order_by(web_alerts.c.published_at)).all()
+        return session.scalars(select(WebAlert).order_by(WebAlert.published_at)).all()
 
 
 def test_an_update_replies_everywhere_and_texts_only_the_original_recipients(

@@ -9,9 +9,8 @@ from zoneinfo import ZoneInfo
 import redis
 from sqlalchemy import select
 
-from broadcaster.core.models import Delivery
+from broadcaster.core.models import Delivery, WebAlert
 from broadcaster.delivery.ratelimit import TokenBucket
-from channel_adapters.web import web_alerts
 from tests.conftest import submit_and_approve
 from tests.delivery_stack import import_contacts, redis_url, texts_by_phone
 
@@ -38,7 +37,7 @@ def test_bilingual_closure_to_500_contacts_on_all_four_channels(
     facebook = stack.sandbox.posts("facebook")[0]["message"]
     assert "Tuesday, March 3" in facebook and "martes 3 de marzo" in facebook
     with session_factory() as session:
-        alerts = session.execute(select(web_alerts)).all()
+        alerts = session.scalars(select(WebAlert)).all()
     assert len(alerts) == 1 and 'lang="es"' in alerts[0].body
     assert run("records", "verify").exit_code == 0
 

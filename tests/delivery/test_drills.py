@@ -20,10 +20,9 @@ from sqlalchemy import select
 
 from broadcaster.core import db, ledger
 from broadcaster.core.config import DistrictConfig, Settings, load_district
-from broadcaster.core.models import Delivery
+from broadcaster.core.models import Delivery, WebAlert
 from broadcaster.delivery.accounts import account_config
 from channel_adapters.transport import ProviderTransport, SandboxRefused
-from channel_adapters.web import web_alerts
 from tests.conftest import ROOT, submit_and_approve
 from tests.delivery_stack import FAST_SWEEP, Stack, redis_url, texts_by_phone
 
@@ -139,7 +138,7 @@ def test_an_exercise_texts_the_staff_phones_through_the_drill_account_and_nobody
         web = session.scalars(select(Delivery).where(Delivery.channel == "web")).one()
         assert web.account == "test-web"
         html = session.execute(
-            select(web_alerts.c.body).where(web_alerts.c.id == web.provider_id)
+            select(WebAlert.body).where(WebAlert.id == web.provider_id)
         ).scalar_one()
     assert "<strong>[TEST - EXERCISE]</strong>" in html
     # The record is honest: real provider accounts, not the sandbox.

@@ -14,9 +14,8 @@ import time_machine
 from sqlalchemy import func, select
 
 from broadcaster.core import db
-from broadcaster.core.models import Delivery, LedgerEntry, Message
+from broadcaster.core.models import Delivery, LedgerEntry, Message, WebAlert
 from broadcaster.delivery import dispatch, scheduling
-from channel_adapters.web import web_alerts
 from tests.conftest import CLOSURE_VARS, submit_and_approve
 from tests.console_client import body
 from tests.delivery_stack import texts_by_phone, write_contacts
@@ -315,7 +314,7 @@ def test_a_scheduled_message_goes_out_once_after_its_time(
     with session_factory() as session:
         sent = session.scalars(select(Delivery.sent_at).where(Delivery.message_id == draft["id"]))
         assert min(sent) >= send_at  # nothing went out before its time
-        alert = session.execute(select(web_alerts)).one()
+        alert = session.scalars(select(WebAlert)).one()
     # The web alert expires with the message.
     expires = alert.expires_at.replace(tzinfo=alert.expires_at.tzinfo or dt.UTC)
     assert valid_until <= expires < valid_until + dt.timedelta(seconds=1)

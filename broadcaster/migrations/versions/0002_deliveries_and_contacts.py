@@ -4,7 +4,7 @@ Revision ID: 0002
 Revises: 0001
 Create Date: 2026-11-28
 
-Also the web channel's published-alert store (`web_alerts`, owned by channel_adapters/web.py).
+Also the web channel's published-alert store (`web_alerts`, core/models.py WebAlert).
 """
 
 import sqlalchemy as sa
