@@ -122,7 +122,7 @@ def seed(env: dict[str, str], url: str, n: int) -> None:
     from broadcaster.core.models import Delivery, Message, utcnow
     from broadcaster.delivery.accounts import account_config
     from broadcaster.delivery.dispatch import MULTILINGUAL
-    from broadcaster.delivery.sending import text_for
+    from broadcaster.delivery.jobs import text_for
     from channel_adapters.web import WebAdapter
 
     db.upgrade(url)

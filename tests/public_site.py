@@ -23,7 +23,7 @@ from broadcaster.core.config import DistrictConfig, Settings
 from broadcaster.core.models import Delivery, Message, WebAlert, utcnow
 from broadcaster.delivery.accounts import account_config
 from broadcaster.delivery.dispatch import MULTILINGUAL
-from broadcaster.delivery.sending import text_for
+from broadcaster.delivery.jobs import text_for
 from broadcaster.web import create_app
 from channel_adapters import Receipt
 from channel_adapters.web import WebAdapter

@@ -31,7 +31,7 @@ from broadcaster.delivery import embedded_redis
 from broadcaster.delivery.celery_app import QUEUES
 
 if TYPE_CHECKING:
-    from broadcaster.delivery.sending import Result
+    from broadcaster.delivery.jobs import Result
 
 DELIVERIES = Counter(
     "broadcaster_deliveries",

@@ -1,9 +1,10 @@
-"""Delivery: claim rows, call the adapters, record what happened, decide the retry.
+"""Delivery: the worker loop. Claim rows, call the adapters, decide the retry, have it recorded.
 
 Guarantees (DESIGN.md): a row is claimed (`queued → sending`) with a conditional UPDATE before any
 provider call, so no two workers send it; an ambiguous outcome is looked up at the provider before
 any resend; a claim whose lease ran out is reconciled the same way by the sweep. Outcomes are
 written in small groups with their ledger entries, and only while the claim is still ours.
+Claiming and loading the jobs is in jobs.py, writing their outcomes in recording.py.
 """
 
 from __future__ import annotations
@@ -12,28 +13,22 @@ import datetime as dt
 import math
 import random
 import threading
-import uuid
-from collections import defaultdict
-from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any, cast
+from typing import Any
 
 import redis
-from sqlalchemy import Table, bindparam, func, or_, select, update
-from sqlalchemy.orm import Session
 
-from broadcaster.core import follow_ups, ledger
 from broadcaster.core.config import DistrictConfig, Settings
 from broadcaster.core.db import session_scope
 from broadcaster.core.errors import BroadcasterError, Refused
-from broadcaster.core.lifecycle import transition
-from broadcaster.core.models import Delivery, Message, utcnow
+from broadcaster.core.models import utcnow
 from broadcaster.core.rehearsals import ensure_allowed, ensure_allowed_phone
-from broadcaster.core.states import OPEN, SUCCEEDED, DeliveryStatus
-from broadcaster.delivery import metrics, provider_callbacks
+from broadcaster.delivery import metrics
 from broadcaster.delivery.accounts import account_config, uses_sandbox
-from broadcaster.delivery.dispatch import MULTILINGUAL, Batch, batches
+from broadcaster.delivery.dispatch import Batch
+from broadcaster.delivery.jobs import Job, Result, claim, load_jobs
 from broadcaster.delivery.ratelimit import TokenBucket
+from broadcaster.delivery.recording import record
 from channel_adapters import (
     AccountConfig,
     Adapter,
@@ -47,49 +42,8 @@ MAX_ATTEMPTS = 8
 BACKOFF_BASE_S, BACKOFF_CAP_S = 2.0, 300.0
 SMS_VALIDITY_S = 4 * 3600  # Twilio's default; never beyond the message's own valid_until
 RECORD_EVERY = 25
-LANGUAGE_LABEL = {"en": "In English", "es": "En español"}
-EVENT = {
-    "sent": "delivery.sent",
-    "failed": "delivery.failed",
-    "expired": "delivery.expired",
-    "queued": "delivery.retry",
-    "unconfirmed": "delivery.unconfirmed",
-}
-# Waiting time before the sweep asks the provider again about a delivery it could not confirm;
-# it doubles with each inconclusive lookup of the same delivery, up to the cap.
-LOOK_AGAIN_S, LOOK_AGAIN_CAP_S = 5.0, 300.0
 # A lookup costs the account's API calls like a send: it waits this long at most for a token.
 LOOKUP_WAIT_S = 1.0
-
-
-@dataclass
-class Job:
-    delivery_id: int
-    message_id: int
-    channel: str
-    account: str
-    recipient: str
-    kind: str
-    text: str
-    attempt: int
-    claimed_at: dt.datetime
-    valid_until: dt.datetime | None
-    claim: str  # the claim this job acts under; its outcome is written only while it holds
-    action: str = "send"  # or "delete": take down the post `refers_to`
-    refers_to: str | None = None  # the post a follow-up replies to, or the post to delete
-    lookups: int = 0  # provider lookups made to reconcile it (each one backs the next off)
-
-
-@dataclass
-class Result:
-    job: Job
-    # sent | failed | expired | queued (retry later) | unconfirmed (maybe sent: look it up again)
-    status: str
-    receipt: Receipt | None = None
-    error: str | None = None
-    raw: dict[str, Any] | None = None
-    retry_in: float | None = None
-    how: str = "sent"
 
 
 @dataclass
@@ -128,90 +82,10 @@ def may_call(worker: Worker, account: str, max_wait: float) -> bool:
     return bucket is None or bucket.acquire(max_wait=max_wait)
 
 
-def lookup_backoff(lookups: int) -> float:
-    """Seconds before the next lookup of a delivery whose lookups so far were inconclusive."""
-    doubling: int = 2 ** max(0, lookups - 1)
-    return min(LOOK_AGAIN_CAP_S, LOOK_AGAIN_S * doubling)
-
-
 def backoff(attempt: int) -> float:
     """Exponential with full jitter, so a 429 storm does not come back in step."""
     ceiling = min(BACKOFF_CAP_S, BACKOFF_BASE_S * 2 ** max(0, attempt - 1))
     return random.uniform(0, ceiling)  # noqa: S311 (jitter, not a secret)
-
-
-# --- claiming ----------------------------------------------------------------------------------
-
-
-def claim(session: Session, ids: Iterable[int], lease_s: float) -> list[int]:
-    """Take the rows that are due, under one new claim token; returns the ids taken. Each job
-    carries the token it was loaded with (`Job.claim`), so the token is not returned."""
-    token, now = uuid.uuid4().hex, utcnow()
-    claimed = session.scalars(
-        update(Delivery)
-        .where(
-            Delivery.id.in_(list(ids)),
-            Delivery.status == DeliveryStatus.QUEUED,
-            or_(Delivery.next_attempt_at.is_(None), Delivery.next_attempt_at <= now),
-        )
-        .values(
-            status=DeliveryStatus.SENDING,
-            claim=token,
-            claimed_at=now,
-            lease_until=now + dt.timedelta(seconds=lease_s),
-            updated_at=now,
-        )
-        .returning(Delivery.id)
-    ).all()
-    return list(claimed)
-
-
-def text_for(message: Message, channel: str, locale: str) -> str:
-    """The rendition for one language, or every language in one post (Facebook, web)."""
-    texts = {r.locale: r.text for r in message.renditions if r.channel == channel}
-    if locale != MULTILINGUAL:
-        return texts[locale]
-    ordered = [loc for loc in message.locales if loc in texts]
-    if channel == "web":
-        return "\n".join(f'<section lang="{loc}">\n{texts[loc]}\n</section>' for loc in ordered)
-    parts = [texts[ordered[0]]]
-    parts += [f"— {LANGUAGE_LABEL.get(loc, loc)} —\n\n{texts[loc]}" for loc in ordered[1:]]
-    return "\n\n".join(parts)
-
-
-def load_jobs(session: Session, ids: list[int]) -> list[Job]:
-    rows = session.scalars(select(Delivery).where(Delivery.id.in_(ids)).order_by(Delivery.id)).all()
-    messages = {
-        m.id: m
-        for m in session.scalars(
-            select(Message).where(Message.id.in_({r.message_id for r in rows}))
-        )
-    }
-    return [
-        Job(
-            delivery_id=r.id,
-            message_id=r.message_id,
-            channel=r.channel,
-            account=r.account,
-            recipient=r.recipient,
-            kind=messages[r.message_id].kind,
-            # A deletion has no text of its own: it acts on the post it refers to.
-            text=text_for(messages[r.message_id], r.channel, r.locale)
-            if r.action == "send"
-            else "",
-            attempt=r.attempts,
-            claimed_at=r.claimed_at,  # type: ignore[arg-type]  # set on every claimed row
-            valid_until=messages[r.message_id].valid_until,
-            claim=r.claim,  # type: ignore[arg-type]  # set on every claimed row
-            action=r.action,
-            refers_to=r.refers_to,
-            lookups=r.lookups,
-        )
-        for r in rows
-    ]
-
-
-# --- sending -----------------------------------------------------------------------------------
 
 
 def send_batch(worker: Worker, ids: list[int]) -> list[Batch]:
@@ -374,167 +248,3 @@ def looked_up(
     return Result(
         job, "queued", retry_in=retry_after or 0, how=f"not at the provider {why}; resend"
     )
-
-
-# --- recording ---------------------------------------------------------------------------------
-
-
-_TABLE = cast(Table, Delivery.__table__)  # a declarative class's table is a Table
-_COLUMNS = _TABLE.c
-# Typed parameters, so dates and JSON are stored exactly as the ORM stores them.
-_RECORD = (
-    update(_TABLE)
-    .where(_COLUMNS.id == bindparam("_id"))
-    .values(
-        **{
-            column: bindparam(f"_{column}", type_=_COLUMNS[column].type)
-            for column in (
-                "attempts",
-                "lookups",
-                "claim",
-                "status",
-                "updated_at",
-                "lease_until",
-                "provider_id",
-                "provider_url",
-                "sent_at",
-                "error",
-                "error_raw",
-                "next_attempt_at",
-            )
-        },
-    )
-)
-
-
-def _row_values(result: Result, now: dt.datetime) -> dict[str, Any]:
-    receipt = result.receipt
-    status, lease = result.status, None
-    claim_token = None
-    if status == "unconfirmed":  # stays claimed, by nobody, until the sweep looks again
-        status = "sending"
-        lease = now + dt.timedelta(seconds=lookup_backoff(result.job.lookups))
-        claim_token = uuid.uuid4().hex
-    retry_at = now + dt.timedelta(seconds=result.retry_in or 0)
-    return {
-        "_id": result.job.delivery_id,
-        "_attempts": result.job.attempt,
-        "_lookups": result.job.lookups,
-        "_claim": claim_token,
-        "_status": status,
-        "_updated_at": now,
-        "_lease_until": lease,
-        "_provider_id": receipt.provider_id if receipt else None,
-        "_provider_url": receipt.url if receipt else None,
-        "_sent_at": now if result.status == "sent" else None,
-        "_error": result.error,
-        "_error_raw": result.raw,
-        "_next_attempt_at": retry_at if result.status == "queued" else None,
-    }
-
-
-def _ledger_entry(worker: Worker, result: Result) -> ledger.Entry:
-    job, receipt = result.job, result.receipt
-    deleted = job.action == "delete" and result.status == "sent"
-    return ledger.Entry(
-        "delivery.deleted" if deleted else EVENT[result.status],
-        {
-            "delivery": job.delivery_id,
-            "channel": job.channel,
-            "account": job.account,
-            "recipient": job.recipient,
-            "action": job.action,
-            "refers_to": job.refers_to,
-            "attempt": job.attempt,
-            "how": result.how,
-            "provider_id": receipt.provider_id if receipt else None,
-            "url": receipt.url if receipt else None,
-            "error": result.error,
-            # Honest about where it went: a rehearsal or sandbox account is not a post.
-            "sandbox": worker.sandboxed(job.account, job.kind),
-        },
-        message_id=job.message_id,
-    )
-
-
-def record(worker: Worker, results: list[Result]) -> list[Batch]:
-    """Write outcomes, only where the claim is still ours, with their ledger entries (one bulk
-    UPDATE, one bulk append); finish messages with nothing left open; return the retries."""
-    now = utcnow()
-    with session_scope(worker.settings.effective_database_url) as session:
-        held = {r.job.delivery_id: r.job.claim for r in results}
-        rows = session.execute(
-            select(Delivery.id, Delivery.claim)
-            .where(Delivery.id.in_(list(held)), Delivery.status == DeliveryStatus.SENDING)
-            .with_for_update()
-        ).all()
-        ours = {row.id for row in rows if row.claim == held[row.id]}
-        # Anything else was taken back by the sweep, which records its own outcome.
-        kept = [r for r in results if r.job.delivery_id in ours]
-        if not kept:
-            return []
-        session.execute(_RECORD, [_row_values(r, now) for r in kept])
-        ledger.append_many(session, [_ledger_entry(worker, r) for r in kept])
-        # A delivery report that beat this record to the database is waiting for these ids.
-        provider_callbacks.apply_held(
-            session,
-            worker.district,
-            [r.receipt.provider_id for r in kept if r.status == "sent" and r.receipt],
-        )
-        retry_ids: dict[tuple[int, float], list[tuple[int, str]]] = defaultdict(list)
-        for r in kept:
-            if r.status == "queued":
-                key = (r.job.message_id, round(r.retry_in or 0, 1))
-                retry_ids[key].append((r.job.delivery_id, r.job.channel))
-        planned: list[Batch] = []
-        for (message_id, delay), ids in retry_ids.items():
-            message = session.get(Message, message_id)
-            retried = batches(message, ids)  # type: ignore[arg-type]  # its deliveries exist, so it does
-            planned += [Batch(b.queue, b.ids, delay) for b in retried]
-    metrics.count_outcomes(kept)  # after the commit: only outcomes that were written
-    # Apart from the ledger's lock: most calls find rows still open and stop at one index probe.
-    for message_id in {r.job.message_id for r in kept}:
-        with session_scope(worker.settings.effective_database_url) as session:
-            finish_if_done(session, worker.district, message_id)
-    return planned
-
-
-def finish_if_done(session: Session, district: DistrictConfig, message_id: int) -> str | None:
-    """dispatching → sent | partially_sent | failed once no delivery is open."""
-    still_open = session.scalar(
-        select(Delivery.id)
-        .where(Delivery.message_id == message_id, Delivery.status.in_(OPEN))
-        .limit(1)
-    )
-    if still_open is not None:
-        return None
-    message = session.get(Message, message_id)
-    if message is None or message.state != "dispatching":
-        return None
-    counts = dict(
-        session.execute(
-            select(Delivery.status, func.count())
-            .where(Delivery.message_id == message_id)
-            .group_by(Delivery.status)
-        ).all()
-    )
-    if any(counts.get(s) for s in OPEN):
-        return None
-    try:
-        transition(session, message, finish_action(counts), None, district, deliveries=counts)
-    except Refused:
-        return None  # another worker finished it first
-    follow_ups.settle_original(session, district, message)
-    return message.state
-
-
-def finish_action(counts: dict[str, int]) -> str:
-    succeeded = sum(counts.get(s, 0) for s in SUCCEEDED)
-    total = sum(counts.values())
-    if total and succeeded == total:
-        return "finish_sent"
-    if succeeded:
-        return "finish_partial"
-    if total and counts.get("expired", 0) == total:
-        return "finish_expired"  # nothing was refused: it all came too late
-    return "finish_failed"

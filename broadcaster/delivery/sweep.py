@@ -41,18 +41,15 @@ from broadcaster.core.models import Delivery, Message, utcnow
 from broadcaster.core.states import DeliveryStatus
 from broadcaster.delivery import metrics, provider_callbacks
 from broadcaster.delivery.dispatch import Batch, batches
+from broadcaster.delivery.jobs import Job, Result, load_jobs
+from broadcaster.delivery.recording import finish_if_done, record
 from broadcaster.delivery.sending import (
     LOOKUP_WAIT_S,
-    Job,
-    Result,
     Worker,
     after_lookup,
-    finish_if_done,
-    load_jobs,
     looked_up,
     lookup_since,
     may_call,
-    record,
 )
 from channel_adapters import DeliveryError, adapter_for
 

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from broadcaster.core import ledger
-from broadcaster.records.export import FORMAT, MANIFEST, manifest_bytes
+from broadcaster.records.export_files import FORMAT, MANIFEST, manifest_bytes
 
 LEDGER_FILE = "ledger.jsonl"
 

@@ -22,7 +22,7 @@ from sqlalchemy import select
 
 from broadcaster.core import db
 from broadcaster.core.models import LedgerEntry, LedgerPayload
-from broadcaster.records import export as export_module
+from broadcaster.records.export_files import csv_file
 from tests.conftest import submit_and_approve
 from tests.delivery_stack import write_contacts
 
@@ -248,7 +248,7 @@ def test_csv_cells_a_spreadsheet_would_run_are_text_and_jsonl_keeps_them(
 
 @given(st.text())
 def test_no_csv_cell_starts_a_formula_and_none_loses_its_text(text):
-    written = export_module._csv([{"value": text, "list": [text]}]).decode("utf-8")
+    written = csv_file([{"value": text, "list": [text]}]).decode("utf-8")
     header, row = list(csv.reader(io.StringIO(written, newline="")))
     cell = dict(zip(header, row, strict=True))["value"]
     assert not cell.startswith(FORMULA_START)

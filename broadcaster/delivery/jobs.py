@@ -1,0 +1,123 @@
+"""Jobs: deliveries a worker claims (or the sweep takes back), loaded with the text they carry,
+and their outcomes.
+
+A row is claimed (`queued → sending`) under a new claim token with a conditional UPDATE before any
+provider call, so no two workers send it (DESIGN.md). Each Job carries the token it was loaded
+with; its Result is written only while that claim still holds (recording.py).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import or_, select, update
+from sqlalchemy.orm import Session
+
+from broadcaster.core.models import Delivery, Message, utcnow
+from broadcaster.core.states import DeliveryStatus
+from broadcaster.delivery.dispatch import MULTILINGUAL
+from channel_adapters import Receipt
+
+LANGUAGE_LABEL = {"en": "In English", "es": "En español"}
+
+
+@dataclass
+class Job:
+    delivery_id: int
+    message_id: int
+    channel: str
+    account: str
+    recipient: str
+    kind: str
+    text: str
+    attempt: int
+    claimed_at: dt.datetime
+    valid_until: dt.datetime | None
+    claim: str  # the claim this job acts under; its outcome is written only while it holds
+    action: str = "send"  # or "delete": take down the post `refers_to`
+    refers_to: str | None = None  # the post a follow-up replies to, or the post to delete
+    lookups: int = 0  # provider lookups made to reconcile it (each one backs the next off)
+
+
+@dataclass
+class Result:
+    job: Job
+    # sent | failed | expired | queued (retry later) | unconfirmed (maybe sent: look it up again)
+    status: str
+    receipt: Receipt | None = None
+    error: str | None = None
+    raw: dict[str, Any] | None = None
+    retry_in: float | None = None
+    how: str = "sent"
+
+
+def claim(session: Session, ids: Iterable[int], lease_s: float) -> list[int]:
+    """Take the rows that are due, under one new claim token; returns the ids taken. Each job
+    carries the token it was loaded with (`Job.claim`), so the token is not returned."""
+    token, now = uuid.uuid4().hex, utcnow()
+    claimed = session.scalars(
+        update(Delivery)
+        .where(
+            Delivery.id.in_(list(ids)),
+            Delivery.status == DeliveryStatus.QUEUED,
+            or_(Delivery.next_attempt_at.is_(None), Delivery.next_attempt_at <= now),
+        )
+        .values(
+            status=DeliveryStatus.SENDING,
+            claim=token,
+            claimed_at=now,
+            lease_until=now + dt.timedelta(seconds=lease_s),
+            updated_at=now,
+        )
+        .returning(Delivery.id)
+    ).all()
+    return list(claimed)
+
+
+def text_for(message: Message, channel: str, locale: str) -> str:
+    """The rendition for one language, or every language in one post (Facebook, web)."""
+    texts = {r.locale: r.text for r in message.renditions if r.channel == channel}
+    if locale != MULTILINGUAL:
+        return texts[locale]
+    ordered = [loc for loc in message.locales if loc in texts]
+    if channel == "web":
+        return "\n".join(f'<section lang="{loc}">\n{texts[loc]}\n</section>' for loc in ordered)
+    parts = [texts[ordered[0]]]
+    parts += [f"— {LANGUAGE_LABEL.get(loc, loc)} —\n\n{texts[loc]}" for loc in ordered[1:]]
+    return "\n\n".join(parts)
+
+
+def load_jobs(session: Session, ids: list[int]) -> list[Job]:
+    rows = session.scalars(select(Delivery).where(Delivery.id.in_(ids)).order_by(Delivery.id)).all()
+    messages = {
+        m.id: m
+        for m in session.scalars(
+            select(Message).where(Message.id.in_({r.message_id for r in rows}))
+        )
+    }
+    return [
+        Job(
+            delivery_id=r.id,
+            message_id=r.message_id,
+            channel=r.channel,
+            account=r.account,
+            recipient=r.recipient,
+            kind=messages[r.message_id].kind,
+            # A deletion has no text of its own: it acts on the post it refers to.
+            text=text_for(messages[r.message_id], r.channel, r.locale)
+            if r.action == "send"
+            else "",
+            attempt=r.attempts,
+            claimed_at=r.claimed_at,  # type: ignore[arg-type]  # set on every claimed row
+            valid_until=messages[r.message_id].valid_until,
+            claim=r.claim,  # type: ignore[arg-type]  # set on every claimed row
+            action=r.action,
+            refers_to=r.refers_to,
+            lookups=r.lookups,
+        )
+        for r in rows
+    ]
