@@ -1,4 +1,4 @@
-"""Message services: compose, submit, approve, reject, cancel, and how a message is shown.
+"""Message services: compose, submit, approve, reject, cancel (views.py shows a message).
 
 The CLI (and later the web console and API) are thin layers over these functions. Each runs inside
 the caller's transaction, so a refusal leaves nothing behind.
@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass, field
-from typing import Any
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import select
@@ -470,99 +469,3 @@ def list_messages(session: Session, state: str | None = None) -> list[Message]:
     if state:
         query = query.where(Message.state == state)
     return list(session.scalars(query))
-
-
-def rendition_view(row: RenditionRow) -> dict[str, Any]:
-    view: dict[str, Any] = {
-        "channel": row.channel,
-        "locale": row.locale,
-        "text": row.text,
-        "length": row.metrics["length"],
-    }
-    if row.channel == "x":
-        view["weighted_length"] = row.metrics["weighted_length"]
-    if row.channel == "sms":
-        view.update(
-            encoding=row.metrics["encoding"],
-            segments=row.metrics["segments"],
-            ucs2_chars=row.metrics["ucs2_chars"],
-        )
-    return view
-
-
-def preview_view(session: Session, district: DistrictConfig, message: Message) -> dict[str, Any]:
-    texting = "sms" in message.channels
-    return {
-        "id": message.id,
-        "state": message.state,
-        "template": message.template,
-        "template_version": message.template_version,
-        "kind": message.kind,
-        "renditions": [rendition_view(r) for r in message.renditions],
-        "findings": [
-            {
-                "check": f.check,
-                "severity": f.severity,
-                "channel": f.channel,
-                "locale": f.locale,
-                "detail": f.detail,
-            }
-            for f in message.findings
-        ],
-        "targets": [{"channel": t.channel, "account": t.account} for t in message.targets],
-        "audience": message.audience,
-        "recipients": len(freeze_recipients(session, district, message)) if texting else 0,
-        **scheduling.timing_view(message, district),
-    }
-
-
-def summary_view(message: Message) -> dict[str, Any]:
-    return {
-        "id": message.id,
-        "state": message.state,
-        "template": message.template,
-        "title": message.title,
-        "kind": message.kind,
-        "author": message.author.name,
-        "created_at": message.created_at.isoformat(),
-        "updated_at": message.updated_at.isoformat(),
-    }
-
-
-def detail_view(session: Session, district: DistrictConfig, message: Message) -> dict[str, Any]:
-    return {
-        **summary_view(message),
-        **preview_view(session, district, message),
-        "category": message.category,
-        "variables": message.variables,
-        "channels": message.channels,
-        "locales": message.locales,
-        "pre_approved": message.pre_approved,
-        "needs_review": message.needs_review,
-        "approvals": [
-            {
-                "decision": a.decision,
-                "by": a.user.name,
-                "basis": a.basis,
-                "reason": a.reason,
-                "acknowledged_warnings": a.acknowledged_warnings,
-                "at": a.created_at.isoformat(),
-            }
-            for a in message.approvals
-        ],
-        "timeline": [
-            {
-                "seq": entry.seq,
-                "at": entry.created_at,
-                "event": entry.event,
-                "actor": entry.actor,
-                **({"details": _timeline_details(payload)} if payload else {}),
-            }
-            for entry, payload in ledger.entries_for(session, message.id)
-            if entry.event.startswith(("message.", "approval.", "dispatch."))
-        ],
-    }
-
-
-def _timeline_details(payload: dict[str, Any]) -> dict[str, Any]:
-    return {k: v for k, v in payload.items() if k in ("from", "to", "reason", "basis", "decision")}

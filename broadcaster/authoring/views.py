@@ -1,19 +1,34 @@
 """How a message is shown: typed view models (pydantic) of its renditions, findings and targets,
 its preview (unsaved) or draft, its summary in a list, and everything about it (approvals and
-timeline too). The API answers them, the CLI prints them (and --json dumps them), the console
-renders them, and web/openapi.py documents the API's responses from these same classes.
+timeline too), each with the function that builds it (`preview_view`, `draft_view`,
+`summary_view`, `detail_view`). The API answers them, the CLI prints them (and --json dumps
+them), the console renders them, and web/openapi.py documents the API's responses from these
+same classes.
 
 The base class and the shared pieces (id and state, timing) are in delivery/views.py.
 """
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 from pydantic.json_schema import SkipJsonSchema
+from sqlalchemy.orm import Session
 
 from broadcaster.authoring.render import KINDS
-from broadcaster.delivery.views import Channel, Identified, Timing, View, absent_when_none
+from broadcaster.core import ledger
+from broadcaster.core.config import DistrictConfig
+from broadcaster.core.models import Message
+from broadcaster.core.models import Rendition as RenditionRow
+from broadcaster.delivery.dispatch import freeze_recipients
+from broadcaster.delivery.views import (
+    Channel,
+    Identified,
+    Timing,
+    View,
+    absent_when_none,
+    timing_view,
+)
 
 Kind = Literal[KINDS]  # type: ignore[valid-type]  # a Literal made at run time
 
@@ -74,8 +89,11 @@ class Summary(Identified):
     updated_at: str
 
 
+Decision = Literal["approved", "rejected"]
+
+
 class ApprovalView(View):
-    decision: Literal["approved", "rejected"]
+    decision: Decision
     by: str
     basis: str
     reason: str | None
@@ -102,3 +120,92 @@ class Detail(Draft, Summary):
     needs_review: bool
     approvals: list[ApprovalView]
     timeline: list[TimelineStep]
+
+
+def rendition_view(row: RenditionRow) -> Rendition:
+    """A rendition with the counts its platform limits: X's weighted length, an SMS's
+    encoding and segments."""
+    metrics, sms = row.metrics, row.channel == "sms"
+    return Rendition(
+        channel=row.channel,
+        locale=row.locale,
+        text=row.text,
+        length=metrics["length"],
+        weighted_length=metrics["weighted_length"] if row.channel == "x" else None,
+        encoding=metrics["encoding"] if sms else None,
+        segments=metrics["segments"] if sms else None,
+        ucs2_chars=metrics["ucs2_chars"] if sms else None,
+    )
+
+
+def preview_view(session: Session, district: DistrictConfig, message: Message) -> Preview:
+    texting = "sms" in message.channels
+    return Preview(
+        template=message.template,
+        template_version=message.template_version,
+        kind=message.kind,
+        renditions=[rendition_view(r) for r in message.renditions],
+        findings=[FindingView.model_validate(f, from_attributes=True) for f in message.findings],
+        targets=[TargetView.model_validate(t, from_attributes=True) for t in message.targets],
+        audience=message.audience,
+        recipients=len(freeze_recipients(session, district, message)) if texting else 0,
+        **dict(timing_view(message, district)),
+    )
+
+
+def draft_view(session: Session, district: DistrictConfig, message: Message) -> Draft:
+    return Draft(
+        id=message.id, state=message.state, **dict(preview_view(session, district, message))
+    )
+
+
+def summary_view(message: Message) -> Summary:
+    return Summary(
+        id=message.id,
+        state=message.state,
+        template=message.template,
+        title=message.title,
+        kind=message.kind,
+        author=message.author.name,
+        created_at=message.created_at.isoformat(),
+        updated_at=message.updated_at.isoformat(),
+    )
+
+
+def detail_view(session: Session, district: DistrictConfig, message: Message) -> Detail:
+    shown = dict(summary_view(message)) | dict(preview_view(session, district, message))
+    return Detail(
+        **shown,
+        category=message.category,
+        variables=message.variables,
+        channels=message.channels,
+        locales=message.locales,
+        pre_approved=message.pre_approved,
+        needs_review=message.needs_review,
+        approvals=[
+            ApprovalView(
+                decision=cast(Decision, a.decision),  # pydantic checks it all the same
+                by=a.user.name,
+                basis=a.basis,
+                reason=a.reason,
+                acknowledged_warnings=a.acknowledged_warnings,
+                at=a.created_at.isoformat(),
+            )
+            for a in message.approvals
+        ],
+        timeline=[
+            TimelineStep(
+                seq=entry.seq,
+                at=entry.created_at,
+                event=entry.event,
+                actor=entry.actor,
+                details=_timeline_details(payload) if payload else None,
+            )
+            for entry, payload in ledger.entries_for(session, message.id)
+            if entry.event.startswith(("message.", "approval.", "dispatch."))
+        ],
+    )
+
+
+def _timeline_details(payload: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in payload.items() if k in ("from", "to", "reason", "basis", "decision")}

@@ -8,6 +8,7 @@ from typing import Any
 import click
 
 from broadcaster.authoring import corrections, messages
+from broadcaster.authoring.views import draft_view
 from broadcaster.cli.app import (
     ROW_ID,
     App,
@@ -27,10 +28,11 @@ from broadcaster.cli.messages import (
 )
 from broadcaster.cli.printers import print_preview, print_status
 from broadcaster.core.errors import BadInput
-from broadcaster.delivery import dispatch, scheduling, status
+from broadcaster.delivery import dispatch, scheduling
+from broadcaster.delivery.views import Status, status_view
 
 
-def follow(app: App, message_id: int, timeout: float) -> dict[str, Any]:
+def follow(app: App, message_id: int, timeout: float) -> Status:
     """Live per-channel progress until the message is done (or the timeout)."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
@@ -46,30 +48,26 @@ def follow(app: App, message_id: int, timeout: float) -> dict[str, Any]:
         bars: dict[str, Any] = {}
         while True:
             with app.session() as session:
-                view = status.status_view(
-                    session, messages.get_message(session, message_id), app.district
-                )
-            for channel, counts in view["deliveries"].items():
+                view = status_view(session, messages.get_message(session, message_id), app.district)
+            for channel, counts in view.deliveries.items():
                 total = sum(counts.values())
                 done = total - counts["queued"] - counts["sending"]
                 detail = f"sent {counts['sent'] + counts['delivered']}, failed {counts['failed']}"
                 if channel not in bars:
                     bars[channel] = progress.add_task(channel, total=total, detail=detail)
                 progress.update(bars[channel], completed=done, total=total, detail=detail)
-            if not status.in_progress(view) or time.monotonic() > deadline:
+            if not view.in_progress() or time.monotonic() > deadline:
                 return view
             time.sleep(0.3)
 
 
-def wait_done(app: App, message_id: int, timeout: float) -> dict[str, Any]:
+def wait_done(app: App, message_id: int, timeout: float) -> Status:
     """The status once the message is done, or as it stands when the timeout runs out."""
     deadline = time.monotonic() + timeout
     while True:
         with app.session() as session:
-            view = status.status_view(
-                session, messages.get_message(session, message_id), app.district
-            )
-        if not status.in_progress(view) or time.monotonic() >= deadline:
+            view = status_view(session, messages.get_message(session, message_id), app.district)
+        if not view.in_progress() or time.monotonic() >= deadline:
             return view
         time.sleep(0.3)
 
@@ -86,7 +84,7 @@ def status_cmd(app: App, message_id: int, follow_: bool, timeout: float, as_json
         view = follow(app, message_id, timeout)
     else:
         view = wait_done(app, message_id, timeout if follow_ else 0)
-    emit_json(view) if as_json else print_status(view)
+    emit_json(view.model_dump(mode="json")) if as_json else print_status(view)
 
 
 @click.command()
@@ -117,7 +115,7 @@ def trigger(
         when = scheduling.scheduled_for(message, app.district)
     report_dispatch(message_id, dispatch.released(session), quiet=as_json, scheduled_for=when)
     if as_json:
-        emit_json(wait_done(app, message_id, 600 if follow_ else 0))
+        emit_json(wait_done(app, message_id, 600 if follow_ else 0).model_dump(mode="json"))
     elif follow_:
         print_status(follow(app, message_id, 600))
 
@@ -187,15 +185,15 @@ def update(
         follow_up, _ = corrections.update(
             session, app.district, app.catalog, author, original, request, at_once=yes
         )
-        view = messages.preview_view(session, app.district, follow_up)
+        view = draft_view(session, app.district, follow_up)
     if yes:
-        report_dispatch(view["id"], dispatch.released(session), quiet=as_json)
+        report_dispatch(view.id, dispatch.released(session), quiet=as_json)
     if as_json:
-        return emit_json(view)
+        return emit_json(view.model_dump(mode="json"))
     print_preview(view)
     if not yes:
         click.echo(
-            f"Update of message {message_id}. Next: broadcaster submit {view['id']} --as {as_user}"
+            f"Update of message {message_id}. Next: broadcaster submit {view.id} --as {as_user}"
         )
 
 

@@ -10,6 +10,7 @@ from rich.table import Table
 from rich.text import Text
 
 from broadcaster.authoring import messages
+from broadcaster.authoring.views import detail_view, draft_view, summary_view
 from broadcaster.cli.app import (
     ROW_ID,
     App,
@@ -92,14 +93,14 @@ def compose(app: App, template: str, as_user: str, as_json: bool, **options: Any
     with app.session() as session:
         author = app.actor(session, as_user, token)
         message = messages.compose(session, app.district, app.catalog, author, request)
-        view = messages.preview_view(session, app.district, message)
+        view = draft_view(session, app.district, message)
     if as_json:
-        return emit_json(view)
+        return emit_json(view.model_dump(mode="json"))
     print_preview(view)
-    if any(f["severity"] == "block" for f in view["findings"]):
+    if any(f.severity == "block" for f in view.findings):
         click.echo("This draft has blocking findings and cannot be submitted.")
     else:
-        click.echo(f"Next: broadcaster submit {view['id']} --as {as_user}")
+        click.echo(f"Next: broadcaster submit {view.id} --as {as_user}")
 
 
 @click.command()
@@ -109,10 +110,8 @@ def compose(app: App, template: str, as_user: str, as_json: bool, **options: Any
 def preview(app: App, message_id: int, as_json: bool) -> None:
     """Show a message's renditions, counts and findings."""
     with app.session() as session:
-        view = messages.preview_view(
-            session, app.district, messages.get_message(session, message_id)
-        )
-    emit_json(view) if as_json else print_preview(view)
+        view = draft_view(session, app.district, messages.get_message(session, message_id))
+    emit_json(view.model_dump(mode="json")) if as_json else print_preview(view)
 
 
 @click.command()
@@ -122,16 +121,14 @@ def preview(app: App, message_id: int, as_json: bool) -> None:
 def show(app: App, message_id: int, as_json: bool) -> None:
     """Show everything about a message: renditions, findings, approvals, timeline."""
     with app.session() as session:
-        view = messages.detail_view(
-            session, app.district, messages.get_message(session, message_id)
-        )
+        view = detail_view(session, app.district, messages.get_message(session, message_id))
     if as_json:
-        return emit_json(view)
+        return emit_json(view.model_dump(mode="json"))
     print_preview(view)
     out = console()
     out.rule(Text("timeline"))
-    for step in view["timeline"]:
-        out.print(Text(f"{step['at']}  {step['event']:<32} {step['actor'] or ''}"))
+    for step in view.timeline:
+        out.print(Text(f"{step.at}  {step.event:<32} {step.actor or ''}"))
 
 
 @click.command("list")
@@ -141,18 +138,18 @@ def show(app: App, message_id: int, as_json: bool) -> None:
 def list_cmd(app: App, state: str | None, as_json: bool) -> None:
     """List messages, newest first."""
     with app.session() as session:
-        rows = [messages.summary_view(m) for m in messages.list_messages(session, state)]
+        rows = [summary_view(m) for m in messages.list_messages(session, state)]
     if as_json:
-        return emit_json(rows)
+        return emit_json([row.model_dump(mode="json") for row in rows])
     table = Table("id", "state", "kind", "template", "author", "created")
     for row in rows:
         table.add_row(
-            str(row["id"]),
-            row["state"],
-            row["kind"],
-            row["template"],
-            row["author"],
-            row["created_at"][:19],
+            str(row.id),
+            row.state,
+            row.kind,
+            row.template,
+            row.author,
+            row.created_at[:19],
         )
     console().print(table)
 

@@ -8,54 +8,52 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
+from broadcaster.authoring.views import Draft
 from broadcaster.cli.app import console
 from broadcaster.delivery import status
+from broadcaster.delivery.views import Retraction, Status, Timing
 
 SEVERITY_STYLE = {"block": "bold red", "warn": "yellow"}
 
 
-def print_preview(view: dict[str, Any]) -> None:
+def print_preview(view: Draft) -> None:
     out = console()
-    out.print(
-        Text(
-            f"Message {view['id']} ({view['kind']}, {view['template']}) is {view['state']}", "bold"
-        )
-    )
-    if "sms" in {r["channel"] for r in view["renditions"]}:
-        who = view["audience"] or "the test allowlist"
-        out.print(Text(f"Texted to: {who} ({view['recipients']} phone numbers)"))
+    out.print(Text(f"Message {view.id} ({view.kind}, {view.template}) is {view.state}", "bold"))
+    if "sms" in {r.channel for r in view.renditions}:
+        who = view.audience or "the test allowlist"
+        out.print(Text(f"Texted to: {who} ({view.recipients} phone numbers)"))
     print_timing(out, view)
-    for r in view["renditions"]:
-        if r["channel"] == "x":
-            counts = f"{r['weighted_length']}/280 weighted"
-        elif r["channel"] == "sms":
-            counts = f"{r['segments']} segment(s) {r['encoding']}"
-            if r["ucs2_chars"]:
-                counts += f" (UCS-2 because of {''.join(r['ucs2_chars'])})"
+    for r in view.renditions:
+        if r.channel == "x":
+            counts = f"{r.weighted_length}/280 weighted"
+        elif r.channel == "sms":
+            counts = f"{r.segments} segment(s) {r.encoding}"
+            if r.ucs2_chars:
+                counts += f" (UCS-2 because of {''.join(r.ucs2_chars)})"
         else:
-            counts = f"{r['length']} characters"
-        out.rule(Text(f"{r['channel']} · {r['locale']} · {counts}"))
-        out.print(Text(r["text"]))
-    if view["findings"]:
+            counts = f"{r.length} characters"
+        out.rule(Text(f"{r.channel} · {r.locale} · {counts}"))
+        out.print(Text(r.text))
+    if view.findings:
         out.rule(Text("findings"))
-        for f in view["findings"]:
-            where = "/".join(filter(None, [f["channel"], f["locale"]]))
+        for f in view.findings:
+            where = "/".join(filter(None, [f.channel, f.locale]))
             out.print(
                 Text(
-                    f"{f['severity'].upper():5} {f['check']} [{where}] {f['detail']}",
-                    SEVERITY_STYLE[f["severity"]],
+                    f"{f.severity.upper():5} {f.check} [{where}] {f.detail}",
+                    SEVERITY_STYLE[f.severity],
                 )
             )
     else:
         out.print(Text("no findings", "green"))
 
 
-def print_timing(out: Console, view: dict[str, Any]) -> None:
+def print_timing(out: Console, view: Timing) -> None:
     """send_at and valid_until, in district time with the zone's abbreviation."""
-    if view["send_at_local"]:
-        out.print(Text(f"Sends at: {view['send_at_local']}"))
-    if view["valid_until_local"]:
-        out.print(Text(f"Valid until: {view['valid_until_local']}"))
+    if view.send_at_local:
+        out.print(Text(f"Sends at: {view.send_at_local}"))
+    if view.valid_until_local:
+        out.print(Text(f"Valid until: {view.valid_until_local}"))
 
 
 def print_report(view: dict[str, Any]) -> None:
@@ -87,36 +85,31 @@ def print_report(view: dict[str, Any]) -> None:
             out.print(Text(f"  retried {retry['target']} ({retry['event']}): {retry['error']}"))
 
 
-def print_status(view: dict[str, Any]) -> None:
+def print_status(view: Status) -> None:
     out = console()
-    out.print(Text(f"Message {view['id']} is {view['state']}", "bold"))
+    out.print(Text(f"Message {view.id} is {view.state}", "bold"))
     print_timing(out, view)
     table = Table("channel", *status.STATUSES)
-    for channel, counts in view["deliveries"].items():
+    for channel, counts in view.deliveries.items():
         table.add_row(channel, *(str(counts[s]) for s in status.STATUSES))
     out.print(table)
-    for failure in view["failures"]:
-        out.print(
-            Text(f"failed {failure['channel']} {failure['target']}: {failure['error']}", "red")
-        )
-    retraction = view.get("retraction")
-    if retraction:
-        print_retraction(out, retraction)
+    for failure in view.failures:
+        out.print(Text(f"failed {failure.channel} {failure.target}: {failure.error}", "red"))
+    if view.retraction:
+        print_retraction(out, view.retraction)
 
 
-def print_retraction(out: Console, retraction: dict[str, Any]) -> None:
+def print_retraction(out: Console, retraction: Retraction) -> None:
     """What was taken down and, above all, what is still up."""
-    texts = retraction["corrections"]
+    texts = retraction.corrections
     out.print(
         Text(
-            f"Retraction (notice {retraction['notice']}, {retraction['state']}): "
-            f"{len(retraction['deleted'])} post(s) deleted; correction texts sent "
+            f"Retraction (notice {retraction.notice}, {retraction.state}): "
+            f"{len(retraction.deleted)} post(s) deleted; correction texts sent "
             f"{texts['sent'] + texts['delivered']}, failed {texts['failed']}, "
             f"waiting {texts['queued'] + texts['sending']}"
         )
     )
-    for post in retraction["still_live"]:
-        why = f": {post['error']}" if post["error"] else f" ({post['status']})"
-        out.print(
-            Text(f"STILL LIVE {post['channel']} {post['account']} {post['post']}{why}", "red")
-        )
+    for post in retraction.still_live:
+        why = f": {post.error}" if post.error else f" ({post.status})"
+        out.print(Text(f"STILL LIVE {post.channel} {post.account} {post.post}{why}", "red"))

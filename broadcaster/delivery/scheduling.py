@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-from typing import Any
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import select
@@ -31,24 +30,6 @@ def local_time(moment: dt.datetime | None, district: DistrictConfig) -> str | No
     if moment is None:
         return None
     return moment.astimezone(ZoneInfo(district.district.time_zone)).strftime("%Y-%m-%d %H:%M %Z")
-
-
-def _iso(moment: dt.datetime | None, district: DistrictConfig) -> str | None:
-    if moment is None:
-        return None
-    zone = ZoneInfo(district.district.time_zone)
-    return moment.astimezone(zone).isoformat(timespec="seconds")
-
-
-def timing_view(message: Message, district: DistrictConfig) -> dict[str, Any]:
-    """When a message goes out and until when, in district time: ISO 8601 with the offset for
-    programs, and with the zone's abbreviation for people."""
-    return {
-        "send_at": _iso(message.send_at, district),
-        "send_at_local": local_time(message.send_at, district),
-        "valid_until": _iso(message.valid_until, district),
-        "valid_until_local": local_time(message.valid_until, district),
-    }
 
 
 def scheduled_for(message: Message, district: DistrictConfig) -> str | None:

@@ -4,17 +4,13 @@ Retraction, and the states that say a message is still moving."""
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
 
 from sqlalchemy import Row, func, select
 from sqlalchemy.orm import Session
 
 from broadcaster.core import follow_ups
-from broadcaster.core.config import DistrictConfig
 from broadcaster.core.models import Delivery, Message
-from broadcaster.core.redaction import mask, mask_phones
 from broadcaster.core.states import DeliveryStatus
-from broadcaster.delivery.scheduling import timing_view
 
 STATUSES = tuple(status.value for status in DeliveryStatus)
 ACTIVE_STATES = ("approved", "dispatching")
@@ -76,58 +72,3 @@ def correction_counts(session: Session, notice: Message) -> dict[str, int]:
         .group_by(Delivery.status)
     ).all()
     return {**dict.fromkeys(STATUSES, 0), **{status: count for status, count in texts}}
-
-
-def status_view(session: Session, message: Message, district: DistrictConfig) -> dict[str, Any]:
-    view: dict[str, Any] = {
-        "id": message.id,
-        "state": message.state,
-        **timing_view(message, district),
-        "deliveries": delivery_counts(session, message),
-        "failures": [
-            {"channel": c, "target": _mask(c, r), "error": mask_phones(e)}
-            for c, r, e in failures(session, message)
-        ],
-    }
-    notice = retraction_notice(session, message)
-    if notice is not None:
-        view["retraction"] = retraction_view(session, notice)
-    return view
-
-
-def retraction_view(session: Session, notice: Message) -> dict[str, Any]:
-    """What a retraction took down, what is still up (a deletion not done yet, or failed), and
-    where its correction texts stand."""
-    found = deletions(session, notice)
-    return {
-        "notice": notice.id,
-        "state": notice.state,
-        "deleted": [
-            {"channel": c, "account": a, "post": p} for c, a, p, s, _ in found if s == "sent"
-        ],
-        "still_live": [
-            {"channel": c, "account": a, "post": p, "status": s, "error": mask_phones(e)}
-            for c, a, p, s, e in found
-            if s != "sent"
-        ],
-        "corrections": correction_counts(session, notice),
-    }
-
-
-def in_progress(view: dict[str, Any]) -> bool:
-    """Still moving: being dispatched, or a retraction whose deletions and texts are under way."""
-    retraction = view.get("retraction")
-    if view["state"] in ACTIVE_STATES:
-        return True
-    if retraction is None:
-        return False
-    # The notice's last deletion settles the original in the same transaction, so "still
-    # retracting with nothing live" is a view read between the two (READ COMMITTED): not done.
-    return retraction["state"] in ACTIVE_STATES or (
-        view["state"] == "retracting" and not retraction["still_live"]
-    )
-
-
-def _mask(channel: str, recipient: str) -> str:
-    """A text's recipient is shown masked, as everywhere else (redaction.mask)."""
-    return mask(recipient) if channel == "sms" else recipient

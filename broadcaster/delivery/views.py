@@ -1,7 +1,8 @@
 """How a message's delivery is shown: typed view models (pydantic) of its timing, its
-per-channel progress and failures, and a retraction's progress. The API answers them, the CLI
-prints them (and --json dumps them), the console renders them, and web/openapi.py documents
-the API's responses from these same classes.
+per-channel progress and failures, and a retraction's progress, each with the function that
+builds it from the database (`timing_view`, `status_view`, `retraction_view`; the queries are
+in status.py). The API answers them, the CLI prints them (and --json dumps them), the console
+renders them, and web/openapi.py documents the API's responses from these same classes.
 
 Also the base of every view model (authoring/views.py builds on it) and the pieces most views
 share: a message's id and state, and its timing.
@@ -9,19 +10,26 @@ share: a message's id and state, and its timing.
 
 from __future__ import annotations
 
+import datetime as dt
 from typing import Any, Literal
+from zoneinfo import ZoneInfo
 
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic.json_schema import JsonDict, SkipJsonSchema
+from sqlalchemy.orm import Session
 
-from broadcaster.core.config import CHANNELS
+from broadcaster.core.config import CHANNELS, DistrictConfig
 from broadcaster.core.lifecycle import STATES
-from broadcaster.delivery.status import STATUSES
+from broadcaster.core.models import Message
+from broadcaster.core.redaction import mask, mask_phones
+from broadcaster.delivery import status
+from broadcaster.delivery.scheduling import local_time
+from broadcaster.delivery.status import ACTIVE_STATES, STATUSES
 
 # Literals built from the services' tuples at run time, for pydantic: mypy sees none of them.
 State = Literal[STATES]  # type: ignore[valid-type]  # a Literal made at run time
 Channel = Literal[CHANNELS]  # type: ignore[valid-type]  # a Literal made at run time
-DeliveryStatus = Literal[STATUSES]  # type: ignore[valid-type]  # a Literal made at run time
+DeliveryStatusValue = Literal[STATUSES]  # type: ignore[valid-type]  # a Literal made at run time
 
 
 class View(BaseModel):
@@ -54,8 +62,8 @@ class Identified(View):
 
 
 class Timing(View):
-    """When a message goes out and until when (scheduling.timing_view): ISO 8601 with the
-    district's offset, and "YYYY-MM-DD HH:MM ZZZ" in district time."""
+    """When a message goes out and until when: ISO 8601 with the district's offset, and
+    "YYYY-MM-DD HH:MM ZZZ" in district time."""
 
     send_at: str | None
     send_at_local: str | None
@@ -76,7 +84,7 @@ class Post(View):
 
 
 class LivePost(Post):
-    status: DeliveryStatus
+    status: DeliveryStatusValue
     error: str | None  # why the deletion failed, if it did
 
 
@@ -85,11 +93,81 @@ class Retraction(View):
     state: State
     deleted: list[Post]
     still_live: list[LivePost]
-    corrections: dict[DeliveryStatus, int]
+    corrections: dict[DeliveryStatusValue, int]
 
 
 class Status(Timing, Identified):
-    deliveries: dict[Channel, dict[DeliveryStatus, int]]
+    deliveries: dict[Channel, dict[DeliveryStatusValue, int]]
     failures: list[Failure]
     # A message being (or that was) retracted; the notice itself shows its own retraction.
     retraction: Retraction | SkipJsonSchema[None] = absent_when_none()
+
+    def in_progress(self) -> bool:
+        """Still moving: being dispatched, or a retraction whose deletions and texts are under
+        way."""
+        if self.state in ACTIVE_STATES:
+            return True
+        if self.retraction is None:
+            return False
+        # The notice's last deletion settles the original in the same transaction, so "still
+        # retracting with nothing live" is a view read between the two (READ COMMITTED): not
+        # done.
+        return self.retraction.state in ACTIVE_STATES or (
+            self.state == "retracting" and not self.retraction.still_live
+        )
+
+
+def timing_view(message: Message, district: DistrictConfig) -> Timing:
+    """When a message goes out and until when, in district time: ISO 8601 with the offset for
+    programs, and with the zone's abbreviation for people."""
+    return Timing(
+        send_at=_iso(message.send_at, district),
+        send_at_local=local_time(message.send_at, district),
+        valid_until=_iso(message.valid_until, district),
+        valid_until_local=local_time(message.valid_until, district),
+    )
+
+
+def _iso(moment: dt.datetime | None, district: DistrictConfig) -> str | None:
+    if moment is None:
+        return None
+    zone = ZoneInfo(district.district.time_zone)
+    return moment.astimezone(zone).isoformat(timespec="seconds")
+
+
+def status_view(session: Session, message: Message, district: DistrictConfig) -> Status:
+    """Where a message's deliveries stand, per channel, and its first failures."""
+    notice = status.retraction_notice(session, message)
+    return Status(
+        id=message.id,
+        state=message.state,
+        **dict(timing_view(message, district)),
+        deliveries=status.delivery_counts(session, message),
+        failures=[
+            Failure(channel=c, target=_mask(c, r), error=mask_phones(e))
+            for c, r, e in status.failures(session, message)
+        ],
+        retraction=retraction_view(session, notice) if notice is not None else None,
+    )
+
+
+def retraction_view(session: Session, notice: Message) -> Retraction:
+    """What a retraction took down, what is still up (a deletion not done yet, or failed), and
+    where its correction texts stand."""
+    deletions = status.deletions(session, notice)
+    return Retraction(
+        notice=notice.id,
+        state=notice.state,
+        deleted=[Post(channel=c, account=a, post=p) for c, a, p, s, _ in deletions if s == "sent"],
+        still_live=[
+            LivePost(channel=c, account=a, post=p, status=s, error=mask_phones(e))
+            for c, a, p, s, e in deletions
+            if s != "sent"
+        ],
+        corrections=status.correction_counts(session, notice),
+    )
+
+
+def _mask(channel: str, recipient: str) -> str:
+    """A text's recipient is shown masked, as everywhere else (redaction.mask)."""
+    return mask(recipient) if channel == "sms" else recipient

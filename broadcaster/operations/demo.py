@@ -16,7 +16,7 @@ import tempfile
 import time
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from rich.console import Console
 from rich.table import Table
@@ -28,7 +28,8 @@ from broadcaster.core import db, identity, ledger
 from broadcaster.core.config import SAMPLE_DISTRICT, Settings, load_district
 from broadcaster.core.contacts import import_csv
 from broadcaster.core.models import Message
-from broadcaster.delivery import dispatch, embedded_redis, status
+from broadcaster.delivery import dispatch, embedded_redis
+from broadcaster.delivery.views import Status, status_view
 
 if TYPE_CHECKING:
     from provider_sandbox import Sandbox
@@ -79,7 +80,7 @@ def run_demo() -> int:
                 "bold green" if verified.ok else "bold red",
             )
         )
-        return 0 if verified.ok and view["state"] == "sent" else 1
+        return 0 if verified.ok and view.state == "sent" else 1
     finally:
         if worker is not None:
             worker.send_signal(signal.SIGTERM)
@@ -131,20 +132,20 @@ def _author_and_approve(settings: Settings, out: Console) -> int:
     return message_id
 
 
-def _wait(settings: Settings, message_id: int) -> dict[str, Any]:
+def _wait(settings: Settings, message_id: int) -> Status:
     district = load_district(settings.config_path)
     deadline = time.monotonic() + TIMEOUT_S
     while True:
         with db.session_scope(settings.effective_database_url) as session:
             message = session.get(Message, message_id)
-            view = status.status_view(session, message, district)  # type: ignore[arg-type]  # made above
-        if not status.in_progress(view) or time.monotonic() > deadline:
+            view = status_view(session, message, district)  # type: ignore[arg-type]  # made above
+        if not view.in_progress() or time.monotonic() > deadline:
             return view
         time.sleep(0.2)
 
 
 def _report(
-    settings: Settings, sandbox: Sandbox, message_id: int, view: dict[str, Any], out: Console
+    settings: Settings, sandbox: Sandbox, message_id: int, view: Status, out: Console
 ) -> None:
     with db.session_scope(settings.effective_database_url) as session:
         timeline = ledger.entries_for(session, message_id)
@@ -165,9 +166,9 @@ def _report(
         table.add_row(provider, str(len(received)), Text(example[:90]))
     out.print(table)
     out.print(
-        f"web alert store: {view['deliveries'].get('web', {}).get('sent', 0)} alert(s) published"
+        f"web alert store: {view.deliveries.get('web', {}).get('sent', 0)} alert(s) published"
     )
-    out.print(Text(f"message {message_id} is {view['state']}", "bold"))
+    out.print(Text(f"message {message_id} is {view.state}", "bold"))
 
 
 def _text_of(request: dict) -> str:

@@ -22,19 +22,23 @@ from sqlalchemy.orm import Session
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
 from broadcaster.authoring import corrections, messages
+from broadcaster.authoring.views import detail_view, draft_view, preview_view, summary_view
 from broadcaster.core import identity, login_throttle
 from broadcaster.core.errors import BadInput, BroadcasterError, Refused
 from broadcaster.core.models import User
-from broadcaster.delivery import dispatch, status
+from broadcaster.delivery import dispatch
+from broadcaster.delivery.views import Status, View, status_view
 from broadcaster.web import context
 from broadcaster.web.openapi import (
     ApproveBody,
     ComposeBody,
+    Dispatched,
     EmptyBody,
     RejectBody,
     RetractBody,
     TriggerBody,
     UpdateBody,
+    UpdateDraft,
     document,
 )
 
@@ -185,17 +189,25 @@ def _compose_request(fields: ComposeBody) -> messages.Request:
     )
 
 
-def _created(view: dict[str, Any], message_id: int) -> Response:
-    response = jsonify(view)
+def _json(view: View) -> Response:
+    return jsonify(view.model_dump(mode="json"))
+
+
+def _created(view: View, message_id: int) -> Response:
+    response = _json(view)
     response.status_code = 201
     response.headers["Location"] = url_for(".show", message_id=message_id)
     return response
 
 
-def _dispatched(view: dict[str, Any], session: Session) -> dict[str, Any]:
+def _warning(session: Session) -> str | None:
     """After the commit, what ringing the broker gave. A broker that is down is a warning, not
     a failure: the rows are committed and the workers' sweep sends them."""
-    return {**view, "warning": dispatch.released(session).warning}
+    return dispatch.released(session).warning
+
+
+def _dispatched(view: Status, session: Session) -> Dispatched:
+    return Dispatched(**dict(view), warning=_warning(session))
 
 
 # --- endpoints ------------------------------------------------------------------------------
@@ -211,8 +223,8 @@ def compose() -> Response:
     with acting() as (session, author):
         asked = _compose_request(body(ComposeBody))
         message = messages.compose(session, context.district(), context.catalog(), author, asked)
-        view = messages.preview_view(session, context.district(), message)
-    return _created(view, view["id"])
+        view = draft_view(session, context.district(), message)
+    return _created(view, view.id)
 
 
 @api.post("/preview")
@@ -222,9 +234,8 @@ def preview() -> Response:
         author = session.get_one(User, author_id)
         asked = _compose_request(body(ComposeBody))
         message = messages.compose(session, context.district(), context.catalog(), author, asked)
-        view = messages.preview_view(session, context.district(), message)
-    del view["id"], view["state"]  # that draft never existed
-    return jsonify(view)
+        view = preview_view(session, context.district(), message)  # no id: it never existed
+    return _json(view)
 
 
 @api.get("/messages")
@@ -234,21 +245,21 @@ def list_messages() -> Response:
         if unknown:
             raise ApiError(400, f"unknown query parameter {min(unknown)!r} (parameters: state)")
         rows = messages.list_messages(session, request.args.get("state"))
-        return jsonify([messages.summary_view(m) for m in rows])
+        return jsonify([summary_view(m).model_dump(mode="json") for m in rows])
 
 
 @api.get(MESSAGE)
 def show(message_id: int) -> Response:
     with acting() as (session, _):
         message = messages.get_message(session, message_id)
-        return jsonify(messages.detail_view(session, context.district(), message))
+        return _json(detail_view(session, context.district(), message))
 
 
 @api.get(MESSAGE + "/status")
 def status_of(message_id: int) -> Response:
     with acting() as (session, _):
         message = messages.get_message(session, message_id)
-        return jsonify(status.status_view(session, message, context.district()))
+        return _json(status_view(session, message, context.district()))
 
 
 def _act(message_id: int, action: str, fields: type[BaseModel] = EmptyBody) -> Response:
@@ -258,7 +269,7 @@ def _act(message_id: int, action: str, fields: type[BaseModel] = EmptyBody) -> R
         extra = body(fields).model_dump()
         message = messages.get_message(session, message_id)
         getattr(messages, action)(session, context.district(), message, actor, **extra)
-        return jsonify(messages.summary_view(message))
+        return _json(summary_view(message))
 
 
 @api.post(MESSAGE + "/submit")
@@ -284,8 +295,8 @@ def approve(message_id: int) -> Response:
         messages.approve_and_dispatch(
             session, context.district(), message, approver, ack_warnings=ack_warnings
         )
-        view = status.status_view(session, message, context.district())
-    return jsonify(_dispatched(view, session))
+        view = status_view(session, message, context.district())
+    return _json(_dispatched(view, session))
 
 
 @api.post(MESSAGE + "/retry")
@@ -295,8 +306,8 @@ def retry(message_id: int) -> Response:
         message = messages.get_message(session, message_id)
         # On a message being retracted, this finishes the retraction (its notice's deliveries).
         corrections.retry(session, context.district(), message, actor)
-        view = status.status_view(session, message, context.district())
-    return jsonify(_dispatched(view, session))
+        view = status_view(session, message, context.district())
+    return _json(_dispatched(view, session))
 
 
 @api.post(MESSAGE + "/update")
@@ -320,10 +331,10 @@ def update(message_id: int) -> Response:
             asked,
             at_once=fields.at_once,
         )
-        view = messages.preview_view(session, context.district(), follow_up)
+        view = draft_view(session, context.district(), follow_up)
     if fields.at_once:
-        view = _dispatched(view, session)
-    return _created(view, view["id"])
+        return _created(UpdateDraft(**dict(view), warning=_warning(session)), view.id)
+    return _created(view, view.id)
 
 
 @api.post(MESSAGE + "/retract")
@@ -332,8 +343,8 @@ def retract(message_id: int) -> Response:
         reason = body(RetractBody).reason
         original = messages.get_message(session, message_id)
         corrections.retract(session, context.district(), context.catalog(), original, actor, reason)
-        view = status.status_view(session, original, context.district())
-    return jsonify(_dispatched(view, session))
+        view = status_view(session, original, context.district())
+    return _json(_dispatched(view, session))
 
 
 @api.post("/trigger")
@@ -345,5 +356,5 @@ def trigger() -> Response:
         message, _ = messages.trigger_and_dispatch(
             session, context.district(), context.catalog(), commander, _compose_request(fields)
         )
-        view = status.status_view(session, message, context.district())
-    return _created(_dispatched(view, session), view["id"])
+        view = status_view(session, message, context.district())
+    return _created(_dispatched(view, session), view.id)

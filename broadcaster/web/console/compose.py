@@ -11,6 +11,7 @@ from sqlalchemy.orm import Session
 from werkzeug.datastructures import MultiDict
 
 from broadcaster.authoring import messages
+from broadcaster.authoring.views import preview_view
 from broadcaster.core.contacts import parse_audience
 from broadcaster.core.errors import BadInput, BroadcasterError
 from broadcaster.core.models import Message
@@ -127,7 +128,7 @@ def compose_preview() -> ResponseReturnValue:
             message = messages.compose(
                 db, context.district(), context.catalog(), acting_user(db), wanted
             )
-            view = messages.preview_view(db, context.district(), message)
+            view = preview_view(db, context.district(), message).model_dump()
         except BroadcasterError as exc:
             field = forms.error_field(str(exc), fields)
             problem = {

@@ -17,12 +17,14 @@ from sqlalchemy.orm import Session
 from werkzeug.utils import secure_filename
 
 from broadcaster.authoring import messages
+from broadcaster.authoring.views import detail_view, draft_view, summary_view
 from broadcaster.core import contacts
 from broadcaster.core.errors import BadInput, BroadcasterError
 from broadcaster.core.lifecycle import TRANSITIONS
 from broadcaster.core.models import Contact, Delivery, Message, OptOut, utcnow
 from broadcaster.core.permissions import require
-from broadcaster.delivery import heartbeat, scheduling, status
+from broadcaster.delivery import heartbeat, status
+from broadcaster.delivery.views import Status, status_view, timing_view
 from broadcaster.web import context
 from broadcaster.web.console import console
 from broadcaster.web.console.auth import Viewer, acting_user, signed_in, wants_json
@@ -80,10 +82,10 @@ def offered_actions(viewer: Viewer, message: Message) -> list[str]:
     return found
 
 
-def progress(view: dict[str, Any]) -> dict[str, Any]:
-    """`status.status_view` with a total and a done count per channel, for the bars."""
+def progress(view: Status) -> dict[str, Any]:
+    """A message's status with a total and a done count per channel, for the bars."""
     channels = []
-    for channel, by_status in view["deliveries"].items():
+    for channel, by_status in view.deliveries.items():
         total = sum(by_status.values())
         done = total - by_status["queued"] - by_status["sending"]
         channels.append(
@@ -96,12 +98,14 @@ def progress(view: dict[str, Any]) -> dict[str, Any]:
             }
         )
     return {
-        "id": view["id"],
-        "state": view["state"],
-        "state_name": state_name(view["state"]),
-        "active": view["state"] in status.ACTIVE_STATES,
+        "id": view.id,
+        "state": view.state,
+        "state_name": state_name(view.state),
+        "active": view.state in status.ACTIVE_STATES,
         "channels": channels,
-        "failures": [{**f, "channel_name": channel_name(f["channel"])} for f in view["failures"]],
+        "failures": [
+            {**f.model_dump(), "channel_name": channel_name(f.channel)} for f in view.failures
+        ],
     }
 
 
@@ -125,17 +129,17 @@ def dashboard() -> ResponseReturnValue:
             select(Message).where(Message.state == "scheduled").order_by(Message.send_at)
         )
         scheduled = [
-            {**messages.summary_view(m), **scheduling.timing_view(m, context.district())}
+            summary_view(m).model_dump() | timing_view(m, context.district()).model_dump()
             for m in waiting
         ]
         recent = db.scalars(select(Message).order_by(Message.id.desc()).limit(20))
         page = render_template(
             "console/dashboard.html",
-            active=[messages.summary_view(m) for m in active],
-            awaiting=[messages.summary_view(m) for m in awaiting],
+            active=[summary_view(m).model_dump() for m in active],
+            awaiting=[summary_view(m).model_dump() for m in awaiting],
             scheduled=scheduled,
             in_flight=_in_flight(db),
-            recent=[messages.summary_view(m) for m in recent],
+            recent=[summary_view(m).model_dump() for m in recent],
             workers=heartbeat.live(db),
             gone_after=int(heartbeat.gone_after_s()),
         )
@@ -164,7 +168,7 @@ def approvals() -> ResponseReturnValue:
     with context.reading() as db:
         queue = [
             {
-                **messages.preview_view(db, context.district(), m),
+                **draft_view(db, context.district(), m).model_dump(),
                 "title": m.title,
                 "author": m.author.name,
                 "own": m.author_id == g.viewer.id,
@@ -179,12 +183,12 @@ def approvals() -> ResponseReturnValue:
 def message_page(message_id: int, code: int = 200) -> ResponseReturnValue:
     with context.reading() as db:
         message = messages.get_message(db, message_id)
-        view = status.status_view(db, message, context.district())
+        view = status_view(db, message, context.district())
         page = render_template(
             "console/message.html",
-            m=messages.detail_view(db, context.district(), message),
+            m=detail_view(db, context.district(), message).model_dump(),
             progress=progress(view),
-            retraction=view.get("retraction"),
+            retraction=view.retraction.model_dump() if view.retraction else None,
             actions=offered_actions(g.viewer, message),
             warnings=len(messages.warnings(message)),
             blocked=bool(messages.blocking(message)),
@@ -203,7 +207,7 @@ def message(message_id: int) -> ResponseReturnValue:
 @signed_in
 def message_status(message_id: int) -> ResponseReturnValue:
     with context.reading() as db:
-        view = status.status_view(db, messages.get_message(db, message_id), context.district())
+        view = status_view(db, messages.get_message(db, message_id), context.district())
     return jsonify(progress(view))
 
 

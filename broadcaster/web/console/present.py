@@ -26,7 +26,7 @@ def state_name(state: str) -> str:
 
 
 def counts(rendition: dict[str, Any]) -> str:
-    """A rendition's size the way its platform counts it (from `messages.rendition_view`)."""
+    """A rendition's size the way its platform counts it (a dumped authoring.views.Rendition)."""
     if rendition["channel"] == "x":
         return f"{rendition['weighted_length']}/280 weighted characters"
     if rendition["channel"] == "sms":
