@@ -187,6 +187,19 @@ CLOSURE_VARS = (
 )
 
 
+# carmen, the incident commander, on the pre-approved lockdown of Lincoln High School: the
+# arguments after `compose` or `trigger` (with token=tokens["carmen"]).
+CARMEN_LOCKDOWN = (
+    "lockdown",
+    "--as",
+    "carmen",
+    "--var",
+    "school=lincoln-hs",
+    "--audience",
+    "school:lincoln-hs",
+)
+
+
 def submit_and_approve(run: Cli, tokens: dict[str, str], draft: dict) -> str:
     """ana submits, ben approves (acknowledging any warnings): the approval dispatches (or
     schedules). Returns what `approve` said."""
@@ -197,19 +210,20 @@ def submit_and_approve(run: Cli, tokens: dict[str, str], draft: dict) -> str:
     return result.stdout
 
 
+def compose_closure_command(
+    *extra: str, as_user: str = "ana", audience: str | None = "all"
+) -> tuple[str, ...]:
+    """`compose` of the closure in CLOSURE_VARS by as_user, texting audience (None: nobody)."""
+    chosen = ("--audience", audience) if audience else ()
+    return ("compose", "school_closure", "--as", as_user, *CLOSURE_VARS, *chosen, *extra)
+
+
 @pytest.fixture
 def compose_closure(run, tokens):
+    """Compose the closure (compose_closure_command); returns the draft as `compose` prints it."""
+
     def compose(*extra: str, as_user: str = "ana", audience: str | None = "all") -> dict:
-        chosen = ("--audience", audience) if audience else ()
-        return run.json(
-            "compose",
-            "school_closure",
-            "--as",
-            as_user,
-            *CLOSURE_VARS,
-            *chosen,
-            *extra,
-            token=tokens[as_user],
-        )
+        command = compose_closure_command(*extra, as_user=as_user, audience=audience)
+        return run.json(*command, token=tokens[as_user])
 
     return compose

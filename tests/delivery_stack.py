@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 import redis
 
-from tests.conftest import Cli, _service_missing
+from tests.conftest import Cli, _service_missing, submit_and_approve
 
 REDIS_SERVER = os.environ.get("BROADCASTER_TEST_REDIS", "redis://127.0.0.1:6379")
 # Parallel test runs on one machine pick different databases (each test FLUSHes its own); so do
@@ -98,6 +98,21 @@ class Stack:
                 logs = "\n".join(p.read_text()[-3000:] for p in self.tmp_path.glob("worker-*.log"))
                 raise AssertionError(f"message {message_id} still {view}\n{logs}")
             time.sleep(0.25)
+
+    def kill_a_worker_mid_fanout(
+        self, tokens: dict[str, str], compose_closure: Callable[..., dict], families: int
+    ) -> tuple[dict[str, str], dict]:
+        """A text to `families` new families, approved, through a Twilio slowed to 15 ms a
+        request: one worker starts the fan-out and is killed once Twilio has 300 texts, holding
+        claims. Returns the expected phone -> language and the message's draft."""
+        expected = import_contacts(self.run, self.tmp_path, families)
+        self.sandbox.set_faults([{"provider": "twilio", "fault": "latency", "ms": 15}])
+        draft = compose_closure("--channels", "sms")
+        submit_and_approve(self.run, tokens, draft)
+        first = self.start_worker(concurrency=4)
+        self.wait_for(lambda: len(self.sandbox.posts("twilio")) >= 300)
+        self.kill(first)
+        return expected, draft
 
     def wait_for(self, condition: Callable[[], bool], timeout: float = 60) -> None:
         deadline = time.monotonic() + timeout

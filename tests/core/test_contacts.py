@@ -7,7 +7,7 @@ import pytest
 from broadcaster.core.config import SAMPLE_DISTRICT
 from broadcaster.core.contacts import parse_audience, recipients
 from broadcaster.core.errors import BadInput
-from tests.conftest import submit_and_approve
+from tests.conftest import closure_vars, submit_and_approve
 
 HEADER = "phone,language,schools,routes,grades,opted_out\n"
 
@@ -126,19 +126,8 @@ def test_recipients_are_deduplicated_opted_out_and_narrowed(
 
 def test_texting_needs_an_audience_and_the_preview_counts_it(run, tokens, admin, compose_closure):
     run("contacts", "import", str(SAMPLE_DISTRICT / "contacts.csv"), "--as", "it", token=admin)
-    result = run(
-        "compose",
-        "school_closure",
-        "--as",
-        "ana",
-        "--var",
-        "schools=all",
-        "--var",
-        "date=2026-03-03",
-        "--var",
-        "reason=snow",
-        token=tokens["ana"],
-    )
+    no_audience = closure_vars("snow", audience=None)
+    result = run("compose", "school_closure", "--as", "ana", *no_audience, token=tokens["ana"])
     assert result.exit_code == 2 and "--audience" in result.stderr
     draft = compose_closure(audience="route:12")
     assert draft["audience"] == "route:12" and draft["recipients"] == 2

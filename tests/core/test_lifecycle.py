@@ -10,7 +10,7 @@ from broadcaster.core.errors import Refused
 from broadcaster.core.lifecycle import STATES, TRANSITIONS
 from broadcaster.core.models import LedgerEntry, Message, User
 from broadcaster.core.rehearsals import ensure_allowed
-from tests.conftest import closure_vars
+from tests.conftest import CARMEN_LOCKDOWN, closure_vars
 
 
 def ledger_size(session_factory) -> int:
@@ -163,17 +163,7 @@ def test_cancel_by_author_or_approver_only(run, tokens, compose_closure):
 def test_pre_approved_template_goes_at_once_for_an_incident_commander(
     run, tokens, session_factory, district, catalog
 ):
-    lockdown = run.json(
-        "compose",
-        "lockdown",
-        "--as",
-        "carmen",
-        "--var",
-        "school=lincoln-hs",
-        "--audience",
-        "school:lincoln-hs",
-        token=tokens["carmen"],
-    )
+    lockdown = run.json("compose", *CARMEN_LOCKDOWN, token=tokens["carmen"])
     with session_factory() as session:
         message = session.get(Message, lockdown["id"])
         carmen = session.scalar(select(User).where(User.name == "carmen"))

@@ -11,7 +11,7 @@ from sqlalchemy import select
 
 from broadcaster.core.models import Delivery, WebAlert
 from broadcaster.delivery.ratelimit import TokenBucket
-from tests.conftest import submit_and_approve
+from tests.conftest import CARMEN_LOCKDOWN, closure_vars, submit_and_approve
 from tests.delivery_stack import import_contacts, redis_url, texts_by_phone
 
 
@@ -42,16 +42,8 @@ def test_bilingual_closure_to_500_contacts_on_all_four_channels(
     assert run("records", "verify").exit_code == 0
 
 
-def test_a_worker_killed_mid_fanout_loses_and_duplicates_nothing(
-    stack, run, tokens, compose_closure, tmp_path
-):
-    expected = import_contacts(run, tmp_path, 2000)
-    stack.sandbox.set_faults([{"provider": "twilio", "fault": "latency", "ms": 15}])
-    draft = compose_closure("--channels", "sms")
-    submit_and_approve(run, tokens, draft)
-    first = stack.start_worker(concurrency=4)
-    stack.wait_for(lambda: len(stack.sandbox.posts("twilio")) >= 300)
-    stack.kill(first)
+def test_a_worker_killed_mid_fanout_loses_and_duplicates_nothing(stack, tokens, compose_closure):
+    expected, draft = stack.kill_a_worker_mid_fanout(tokens, compose_closure, families=2000)
     assert len(stack.sandbox.posts("twilio")) < len(expected)  # it died mid fan-out
     # Two workers, each with its own beat: concurrent sweeps must not resend either.
     stack.start_worker(concurrency=4)
@@ -128,32 +120,12 @@ def test_trigger_is_for_incident_commanders_and_pre_approved_templates(stack, ru
         "school_closure",
         "--as",
         "carmen",
-        "--var",
-        "schools=all",
-        "--var",
-        "date=2026-03-03",
-        "--var",
-        "reason=snow",
-        "--audience",
-        "all",
+        *closure_vars("snow"),
         "--yes",
         token=tokens["carmen"],
     )
     assert refused.exit_code == 2 and "not pre-approved" in refused.stderr
-    assert (
-        run(
-            "trigger",
-            "lockdown",
-            "--as",
-            "carmen",
-            "--var",
-            "school=lincoln-hs",
-            "--audience",
-            "school:lincoln-hs",
-            token=tokens["carmen"],
-        ).exit_code
-        == 2
-    )
+    assert run("trigger", *CARMEN_LOCKDOWN, token=tokens["carmen"]).exit_code == 2
     assert run.json("list") == before  # nothing was written
 
     stack.start_worker("--queues", "urgent")  # only urgent workers: the incident goes there

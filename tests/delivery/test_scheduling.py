@@ -16,7 +16,7 @@ from sqlalchemy import func, select
 from broadcaster.core import db
 from broadcaster.core.models import Delivery, LedgerEntry, Message, WebAlert
 from broadcaster.delivery import dispatch, scheduling
-from tests.conftest import CLOSURE_VARS, submit_and_approve
+from tests.conftest import CARMEN_LOCKDOWN, compose_closure_command, submit_and_approve
 from tests.console_client import body
 from tests.delivery_stack import texts_by_phone, write_contacts
 from tests.web.test_console import closure_form, state_of, submitted
@@ -184,13 +184,7 @@ def test_a_scheduled_message_past_its_valid_until_expires_unsent_and_says_why(
 def test_the_incident_path_can_be_scheduled_too(run, tokens, clock, session_factory):
     result = run(
         "trigger",
-        "lockdown",
-        "--as",
-        "carmen",
-        "--var",
-        "school=lincoln-hs",
-        "--audience",
-        "school:lincoln-hs",
+        *CARMEN_LOCKDOWN,
         "--send-at",
         SEND_AT,
         "--yes",
@@ -224,17 +218,7 @@ def test_bad_times_are_refused_with_one_line_and_nothing_written(
     run, tokens, clock, session_factory, extra, says
 ):
     before = written(session_factory)
-    result = run(
-        "compose",
-        "school_closure",
-        "--as",
-        "ana",
-        *CLOSURE_VARS,
-        "--audience",
-        "all",
-        *extra,
-        token=tokens["ana"],
-    )
+    result = run(*compose_closure_command(*extra), token=tokens["ana"])
     assert result.exit_code == 2
     assert result.stderr.count("\n") == 1 and says in result.stderr, result.stderr
     assert written(session_factory) == before

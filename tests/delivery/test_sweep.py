@@ -25,7 +25,7 @@ from broadcaster.delivery import sweep as sweeping
 from broadcaster.delivery.sending import Worker
 from channel_adapters import AccountConfig, build
 from tests.conftest import submit_and_approve
-from tests.delivery_stack import import_contacts, texts_by_phone, write_contacts
+from tests.delivery_stack import texts_by_phone, write_contacts
 
 
 def in_process_worker(run, monkeypatch) -> Worker:
@@ -236,15 +236,9 @@ def test_attempts_count_only_requests_that_reached_the_provider(
 
 
 def test_a_killed_workers_texts_are_each_looked_up_at_most_once(
-    stack, run, tokens, compose_closure, tmp_path, session_factory
+    stack, tokens, compose_closure, session_factory
 ):
-    expected = import_contacts(run, tmp_path, 1500)
-    stack.sandbox.set_faults([{"provider": "twilio", "fault": "latency", "ms": 15}])
-    draft = compose_closure("--channels", "sms")
-    submit_and_approve(run, tokens, draft)
-    first = stack.start_worker(concurrency=4)
-    stack.wait_for(lambda: len(stack.sandbox.posts("twilio")) >= 300)
-    stack.kill(first)
+    expected, draft = stack.kill_a_worker_mid_fanout(tokens, compose_closure, families=1500)
     with session_factory() as session:
         orphaned = session.scalar(
             select(func.count()).select_from(Delivery).where(Delivery.status == "sending")

@@ -14,7 +14,6 @@ import requests
 from sqlalchemy import func, select
 
 from broadcaster.core.models import Approval, Contact, LedgerEntry, Message
-from tests.conftest import CLOSURE_VARS
 from tests.console_client import PASSWORD, Browser, body, csrf, login_error
 from tests.web_server import serving
 
@@ -130,7 +129,7 @@ def test_a_post_without_the_csrf_token_is_refused_and_changes_nothing(console, s
 # --- compose ---------------------------------------------------------------------------------
 
 
-def test_compose_form_creates_the_same_draft_as_the_cli(console, run, tokens, session_factory):
+def test_compose_form_creates_the_same_draft_as_the_cli(console, compose_closure, session_factory):
     ana = console.signed_in("ana")
     chooser = body(ana.get("/console/compose"))
     assert 'href="/console/compose?template=school_closure"' in chooser
@@ -159,16 +158,7 @@ def test_compose_form_creates_the_same_draft_as_the_cli(console, run, tokens, se
     assert count(session_factory, Message) == 0
 
     message_id = compose_draft(ana, **{"reason.es": "una tormenta invernal"})
-    expected = run.json(
-        "compose",
-        "school_closure",
-        "--as",
-        "ana",
-        *CLOSURE_VARS,
-        "--audience",
-        "all",
-        token=tokens["ana"],
-    )
+    expected = compose_closure()
     with session_factory() as session:
         message = session.get(Message, message_id)
         assert (message.state, message.author.name, message.audience) == ("draft", "ana", "all")

@@ -16,7 +16,7 @@ from werkzeug.serving import make_server
 
 from broadcaster.core.models import Delivery
 from broadcaster.web import cap
-from tests.conftest import _service_missing, submit_and_approve
+from tests.conftest import CARMEN_LOCKDOWN, _service_missing, submit_and_approve
 from tests.public_site import PAYLOAD, closure
 
 GENERIC_LINK_TEXT = {"here", "click here", "more", "read more", "link", "this"}
@@ -87,18 +87,7 @@ def test_an_approved_alert_reaches_the_site_and_revalidation_sees_the_next(
 
     # A lockdown through the incident path: the page the client holds is stale at once, and
     # the more severe alert takes the banner.
-    lockdown = run(
-        "trigger",
-        "lockdown",
-        "--as",
-        "carmen",
-        "--var",
-        "school=lincoln-hs",
-        "--audience",
-        "school:lincoln-hs",
-        "--yes",
-        token=tokens["carmen"],
-    )
+    lockdown = run("trigger", *CARMEN_LOCKDOWN, "--yes", token=tokens["carmen"])
     assert lockdown.exit_code == 0, lockdown.output
     after = site.get("/", **{"If-None-Match": index.headers["ETag"]})
     assert after.status_code == 200
