@@ -304,8 +304,43 @@ class OidcConfig(_Strict):
         return value
 
 
+class PublishBucket(_Strict):
+    """An S3-compatible bucket the public site is uploaded to as well (web/publish_s3.py), for a
+    CDN to serve. The credentials come from the standard AWS_* environment variables (boto3's own
+    lookup), never from this file."""
+
+    bucket: str = Field(min_length=3, max_length=63)
+    prefix: str = ""  # e.g. "alerts/": keys are PREFIX + the published path
+    endpoint_url: str | None = None  # none: AWS itself; else e.g. https://minio.example.org
+    region: str | None = None
+
+    @field_validator("endpoint_url")
+    @classmethod
+    def _endpoint(cls, value: str | None) -> str | None:
+        if value is not None and not is_https_or_loopback(value):
+            raise ValueError("must be an https:// address (or http:// on this machine)")
+        return value
+
+    @field_validator("prefix")
+    @classmethod
+    def _relative(cls, value: str) -> str:
+        if value.startswith("/") or ".." in value.split("/"):
+            raise ValueError('must be a relative key prefix, e.g. "alerts/"')
+        return value
+
+
 class WebConfig(_Strict):
     oidc: OidcConfig | None = None
+    # The public site as static files (web/publish.py): every change to the alert store rewrites
+    # them here, for nginx or a CDN to serve. Relative to the district file's folder.
+    publish_dir: Path | None = None
+    publish_bucket: PublishBucket | None = None
+
+    @model_validator(mode="after")
+    def _bucket_beside_folder(self) -> WebConfig:
+        if self.publish_bucket is not None and self.publish_dir is None:
+            raise ValueError("publish_bucket needs publish_dir: the folder is what it mirrors")
+        return self
 
 
 class SandboxConfig(_Strict):
@@ -384,6 +419,11 @@ class DistrictConfig(_Strict):
     @property
     def base_dir(self) -> Path:
         return self.source.parent if self.source else SAMPLE_DISTRICT
+
+    @property
+    def site_dir(self) -> Path | None:
+        """Where the public site is published, or None when it is not (`[web] publish_dir`)."""
+        return self.base_dir / self.web.publish_dir if self.web.publish_dir else None
 
     @property
     def template_dirs(self) -> list[Path]:

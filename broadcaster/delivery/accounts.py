@@ -108,7 +108,10 @@ def account_config(
             settings={**account.settings, **extra},
             credentials={},
             sandbox_url=None,
-            alert_store=WebAlertStore(settings.effective_database_url),
+            alert_store=WebAlertStore(
+                settings.effective_database_url,
+                announce_to=settings if district.site_dir is not None else None,
+            ),
         )
     if account.channel == "sms" and settings.public_url:
         extra["status_callback"] = settings.public_url.rstrip("/") + "/hooks/twilio/status"

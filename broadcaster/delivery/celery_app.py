@@ -13,7 +13,7 @@ from functools import cache
 from celery import Celery
 from kombu import Queue
 
-from broadcaster.core.config import Settings
+from broadcaster.core.config import Settings, load_district
 from broadcaster.delivery import broker_transport, embedded_redis
 
 # Before any connection: a broker restart must not stop a worker (see broker_transport).
@@ -29,6 +29,9 @@ CHANNEL_QUEUE = {"x": SOCIAL, "facebook": SOCIAL, "sms": SMS, "web": WEB}
 SEND = "broadcaster.send_deliveries"
 SWEEP = "broadcaster.sweep"
 DISPATCH_DUE = "broadcaster.dispatch_due"
+# Rewrites the public site's static files (its body is web/publish_task.py: delivery sends it by
+# name and never imports web).
+PUBLISH_SITE = "broadcaster.publish_site"
 
 CONFIG = dict(
     task_acks_late=True,
@@ -39,14 +42,18 @@ CONFIG = dict(
     accept_content=["json"],
     task_default_queue=DEFAULT,
     task_queues=[Queue(name) for name in QUEUES],
-    task_routes={SWEEP: {"queue": DEFAULT}, DISPATCH_DUE: {"queue": DEFAULT}},
+    task_routes={
+        SWEEP: {"queue": DEFAULT},
+        DISPATCH_DUE: {"queue": DEFAULT},
+        PUBLISH_SITE: {"queue": WEB},
+    },
     # A task still unacknowledged after this long is handed out again; ours take seconds.
     broker_transport_options={"visibility_timeout": 600},
     broker_connection_retry_on_startup=True,
     worker_hijack_root_logger=False,
     worker_send_task_events=False,
 )
-app = Celery("broadcaster", include=["broadcaster.delivery.tasks"])
+app = Celery("broadcaster", include=["broadcaster.delivery.tasks", "broadcaster.web.publish_task"])
 app.conf.update(CONFIG)
 
 
@@ -65,6 +72,13 @@ def configure(settings: Settings | None = None) -> Celery:
         # Scheduled messages go out at most this long after their send_at (plus the task's run).
         "dispatch-due": {"task": DISPATCH_DUE, "schedule": settings.schedule_every},
     }
+    if load_district(settings.config_path).site_dir is not None:
+        # Pages that list current alerts change when one expires: a cheap check of the store's
+        # state, which republishes only when it changed (web/publish_task.py).
+        app.conf.beat_schedule["publish-site"] = {
+            "task": PUBLISH_SITE,
+            "schedule": settings.schedule_every,
+        }
     return app
 
 

@@ -4,7 +4,8 @@ A message's period runs from its communication: the last change to any of its de
 nothing was delivered, to the message itself. Past `retention.years_for(category)` its content is
 destroyed: the payloads of its ledger entries (the chain keeps every hash, so it still verifies),
 its renditions' text, variables, findings, approval reasons and acknowledged warnings, its web
-alert's body and its recipients' phone numbers. Past `retention.sms_recipient_days` only the phone
+alert's body (and so its published page: the public site is rewritten once the purge commits)
+and its recipients' phone numbers. Past `retention.sms_recipient_days` only the phone
 numbers go: in its SMS deliveries and in the ledger payloads that name them. The message's row
 (template, category, kind, state, author, dates) stays as the index of what was destroyed.
 Opt-out entries (STOP, START) name a phone and no message; they go after the SMS period too.
@@ -22,7 +23,7 @@ from typing import Any
 from sqlalchemy import String, cast, func, literal, select, update
 from sqlalchemy.orm import Session
 
-from broadcaster.core import ledger
+from broadcaster.core import db, ledger
 from broadcaster.core.config import DistrictConfig
 from broadcaster.core.models import (
     Approval,
@@ -39,6 +40,7 @@ from broadcaster.core.models import (
 )
 from broadcaster.core.permissions import require
 from broadcaster.core.redaction import PHONE
+from broadcaster.delivery.alert_store import announce_change
 from broadcaster.records.holds import covers, covers_moment, list_holds
 
 RECIPIENTS, CONTENT = "recipients", "content"
@@ -246,7 +248,16 @@ def purge(
                 )
     session.flush()
     result.record = record
+    _republish_after_commit(session, district)
     return result
+
+
+def _republish_after_commit(session: Session, district: DistrictConfig) -> None:
+    """Destroyed text leaves the published site too: once the purge commits, a web worker
+    rewrites it (the store's fingerprint, web/alerts.store_state, counts destructions)."""
+    settings = session.info.get(db.SETTINGS)
+    if district.site_dir is not None and settings is not None:
+        db.after_commit(session, lambda: announce_change(settings))
 
 
 def _redact_phones(session: Session, message_id: int) -> None:

@@ -34,8 +34,9 @@ from sqlalchemy.orm import Session, aliased
 from broadcaster.authoring.catalog import CapFields, Catalog
 from broadcaster.core.config import DistrictConfig
 from broadcaster.core.errors import BroadcasterError
-from broadcaster.core.models import Delivery, Message, Rendition, WebAlert
+from broadcaster.core.models import Delivery, Message, RecordDestruction, Rendition, WebAlert
 from broadcaster.core.text_safety import clean_for_xml
+from broadcaster.records.retention import CONTENT
 from broadcaster.web import cap
 
 SEVERITIES = ("Extreme", "Severe", "Moderate", "Minor", "Unknown")
@@ -271,9 +272,11 @@ def cap_document(session: Session, district: DistrictConfig, alert: Alert) -> by
 
 def store_state(session: Session, now: dt.datetime) -> StoreState:
     """One aggregate query that changes whenever a page could: an alert published or linked to
-    its message, withdrawn, past its expiry, or past its Cancel notice."""
+    its message, withdrawn, past its expiry, or past its Cancel notice, or a message's content
+    destroyed by a retention purge (its pages then show the destruction marker)."""
     expiry = _expiry()
     retracted = WebAlert.retracted_at
+    destroyed = select(func.max(RecordDestruction.id)).where(RecordDestruction.scope == CONTENT)
     row = session.execute(
         select(
             func.count(),
@@ -282,12 +285,13 @@ def store_state(session: Session, now: dt.datetime) -> StoreState:
             func.count(retracted),
             func.max(case((expiry <= now, expiry))),
             func.max(case((retracted <= now - CANCEL_NOTICE, retracted))),
+            destroyed.scalar_subquery(),
         )
         .select_from(WebAlert)
         .join(Delivery, _LINK)
         .join(Message, Message.id == Delivery.message_id)
     ).one()
-    count, published, withdrawn, n_withdrawn, expired, notice_over = row
+    count, published, withdrawn, n_withdrawn, expired, notice_over, last_destroyed = row
     moments = [
         published,
         withdrawn,
@@ -295,8 +299,24 @@ def store_state(session: Session, now: dt.datetime) -> StoreState:
         notice_over + CANCEL_NOTICE if notice_over is not None else None,
     ]
     known = [m for m in moments if m is not None]
-    key = (count, n_withdrawn, *(m.isoformat() if m else None for m in moments))
+    key = (count, n_withdrawn, last_destroyed, *(m.isoformat() if m else None for m in moments))
     return StoreState(key, max(known) if known else None)
+
+
+def published_ids(session: Session) -> list[str]:
+    """Every alert a page is served for (`get_alert` finds it): linked to its message by a web
+    delivery, whatever its status or kind."""
+    return list(session.scalars(select(WebAlert.id).join(Delivery, _LINK).distinct()))
+
+
+def awaiting_link(session: Session, since: dt.datetime) -> bool:
+    """An alert stored since `since` that no delivery links yet: a worker stores it, then records
+    its delivery, and only then do the pages show it."""
+    linked = exists(select(Delivery.id).where(_LINK))
+    return (
+        session.scalar(select(WebAlert.id).where(WebAlert.published_at >= since, ~linked).limit(1))
+        is not None
+    )
 
 
 # --- building ----------------------------------------------------------------------------------

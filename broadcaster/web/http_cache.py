@@ -29,6 +29,7 @@ FEED_CACHE_CONTROL = "public, max-age=30"
 # it was withdrawn.
 PAGE_CACHE_CONTROL = "no-cache"
 MAX_ENTRIES = 512  # bounds memory when clients invent URLs or Host names
+NOW_KEY = "broadcaster.now"  # WSGI environ key: the moment web/publish.py renders for
 
 
 @dataclass(frozen=True)
@@ -79,9 +80,11 @@ class PageCache:
 
 
 def request_now() -> dt.datetime:
-    """The moment this request is answered for: the fingerprint and the page agree on it."""
+    """The moment this request is answered for: the fingerprint and the page agree on it. The
+    publisher renders every file of the site for one moment (NOW_KEY; not a header, so no
+    client can set it)."""
     if "now" not in g:
-        g.now = utcnow()
+        g.now = request.environ.get(NOW_KEY) or utcnow()
     return g.now
 
 
