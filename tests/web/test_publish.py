@@ -15,9 +15,11 @@ from lxml import etree
 from sqlalchemy import select
 
 from broadcaster.core import db
+from broadcaster.core.config import SAMPLE_CONFIG, Settings, load_district
 from broadcaster.core.errors import BroadcasterError
 from broadcaster.core.models import Delivery, Rendition, User, WebAlert, utcnow
 from broadcaster.core.text_safety import clean_for_xml
+from broadcaster.delivery import celery_app
 from broadcaster.delivery.accounts import account_config
 from broadcaster.delivery.celery_app import PUBLISH_SITE, WEB
 from broadcaster.records import retention
@@ -25,8 +27,10 @@ from broadcaster.web import publish
 from broadcaster.web.publish import FIXED_URLS, File, write_folder
 from channel_adapters import Receipt
 from channel_adapters.web import WebAdapter
+from tests.conftest import submit_and_approve
+from tests.delivery_stack import redis_url
 from tests.public_site import PAYLOAD, closure
-from tests.web.conftest import url_of
+from tests.web.conftest import publishing_district, url_of
 
 FEEDS = ("alerts.rss", "alerts.atom", "alerts.json", "cap.atom")
 
@@ -262,3 +266,78 @@ def test_a_burst_of_requests_coalesces(published):
     outcome = publisher.publish()  # the mark is taken with the next run
     assert outcome.rendered and not (published.root / publish.AGAIN).exists()
     assert f"/alerts/{alert}".encode() in published.files()["index.html"]
+
+
+@SQLITE_ONLY
+def test_a_worker_publishes_an_approved_alert_and_its_withdrawal(publishing, stack, run, tokens):
+    """The whole path: approval, the worker's web delivery, the store's announcement, the task
+    on the web queue (which waits for the delivery's link) and the files; then a retraction. The
+    beat's check runs only hourly here, so what publishes is the announcement."""
+    run.env["BROADCASTER_SCHEDULE_EVERY"] = "3600"
+    stack.start_worker()
+    root = load_district(publishing).site_dir
+    draft = run.json(
+        "compose",
+        *closure("a power outage"),
+        "--as",
+        "ana",
+        "--channels",
+        "web",
+        token=tokens["ana"],
+    )
+    submit_and_approve(run, tokens, draft)
+    stack.wait_done(draft["id"])
+    with db.read_scope(run.env["BROADCASTER_DATABASE_URL"]) as session:
+        alert = session.scalar(
+            select(Delivery.provider_id).where(Delivery.message_id == draft["id"])
+        )
+
+    def index() -> bytes:
+        try:
+            return (root / "index.html").read_bytes()
+        except FileNotFoundError:
+            return b""
+
+    stack.wait_for(lambda: f"/alerts/{alert}".encode() in index(), timeout=30)
+    assert b"a power outage" in (root / "alerts" / alert).read_bytes()
+    retracted = run(
+        "retract",
+        str(draft["id"]),
+        "--as",
+        "ben",
+        "--reason",
+        "sent in error",
+        token=tokens["ben"],
+    )
+    assert retracted.exit_code == 0, retracted.output
+    stack.wait_for(lambda: f"/alerts/{alert}".encode() not in index(), timeout=30)
+    assert b"<msgType>Cancel</msgType>" in (root / "alerts" / f"{alert}.cap.xml").read_bytes()
+
+
+def test_the_beat_checks_the_site_only_where_it_is_published(tmp_path):
+    conf = celery_app.app.conf
+    before = conf.broker_url, conf.beat_schedule
+    plain = Settings(home=tmp_path, broker_url=redis_url())  # a broker: nothing embedded starts
+    try:
+        assert "publish-site" not in celery_app.configure(plain).conf.beat_schedule
+        config = publishing_district(tmp_path)
+        beat = celery_app.configure(plain.model_copy(update={"config": config})).conf.beat_schedule
+        assert beat["publish-site"]["task"] == PUBLISH_SITE
+    finally:
+        conf.broker_url, conf.beat_schedule = before
+
+
+@SQLITE_ONLY
+def test_site_publish_rewrites_the_folder_on_demand(published, run):
+    site = published.site
+    alert = site.publish(*closure("a power outage"))
+    done = run.json("site", "publish")
+    assert done["rendered"] and f"alerts/{alert}" in done["written"]
+    (published.root / "index.html").unlink()  # a folder to rebuild
+    again = run("site", "publish")
+    assert again.exit_code == 0, again.output
+    assert "1 files written, 0 removed" in again.output
+    assert_same_as_flask(published)
+    run.env["BROADCASTER_CONFIG"] = str(SAMPLE_CONFIG)  # which publishes nothing
+    sample = run("site", "publish")
+    assert sample.exit_code == 2 and "no [web] publish_dir" in sample.output
