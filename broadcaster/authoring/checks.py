@@ -362,7 +362,7 @@ RENDITION_CHECKS: list[Callable[[DistrictConfig, Content], Result]] = [
     images,
 ]
 
-# The checks that find student data, for redacting what they matched (export.py).
+# The checks that find student data, for redacting what they matched (export_redaction.py).
 FERPA_CHECKS = [student_ids, ssns, dates_of_birth, phones, emails, roster_names]
 Span = tuple[str, int, int]  # (check, start, end) in the text as given
 

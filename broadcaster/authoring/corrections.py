@@ -31,12 +31,13 @@ from broadcaster.core.errors import BadInput, Refused
 from broadcaster.core.lifecycle import transition
 from broadcaster.core.models import Delivery, Message, User
 from broadcaster.core.permissions import require
+from broadcaster.core.states import DeliveryStatus, MessageState
 from broadcaster.core.text_safety import check_text
 from broadcaster.delivery import scheduling
 from broadcaster.delivery.dispatch import Batch, dispatch, retry_failed
 
 NOTICE = "retraction_notice"
-UPDATABLE = ("sent", "partially_sent")
+UPDATABLE = (MessageState.SENT, MessageState.PARTIALLY_SENT)
 
 
 def update(
@@ -126,7 +127,7 @@ def retry(
     """`retry` on a message being retracted finishes the retraction: its notice's failed
     deletions and texts go again. Otherwise the message's own failed deliveries do."""
     target = message
-    if message.state == "retracting":
+    if message.state == MessageState.RETRACTING:
         notice = follow_ups.notice_of(session, message.id)
         if notice is not None:
             target = notice
@@ -138,7 +139,7 @@ def _base(notice: Message, channel: str, account: str) -> dict:
         "message_id": notice.id,
         "channel": channel,
         "account": account,
-        "status": "queued",
+        "status": DeliveryStatus.QUEUED,
         "attempts": 0,
     }
 

@@ -13,6 +13,7 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from broadcaster.authoring.audience import choose as choose_audience
 from broadcaster.authoring.catalog import Catalog
 from broadcaster.authoring.checks import BLOCK, WARN, Finding, check_rendition
 from broadcaster.authoring.limits import measure
@@ -21,7 +22,6 @@ from broadcaster.authoring.targets import resolve_targets, unserved
 from broadcaster.authoring.variables import parse_values, untranslated
 from broadcaster.core import ledger
 from broadcaster.core.config import CHANNELS, DistrictConfig, Settings
-from broadcaster.core.contacts import parse_audience
 from broadcaster.core.errors import BadInput, NotFound, Refused
 from broadcaster.core.lifecycle import STATES, transition
 from broadcaster.core.models import Approval, Message, User, utcnow
@@ -29,7 +29,7 @@ from broadcaster.core.models import Finding as FindingRow
 from broadcaster.core.models import Rendition as RenditionRow
 from broadcaster.core.models import Target as TargetRow
 from broadcaster.core.permissions import require
-from broadcaster.core.rehearsals import REHEARSAL_KINDS
+from broadcaster.core.states import REHEARSAL_KINDS, MessageKind, MessageState
 from broadcaster.core.text_safety import check_text
 from broadcaster.delivery import scheduling
 from broadcaster.delivery.dispatch import Batch, freeze_recipients
@@ -43,7 +43,7 @@ class Request:
     values: dict[str, str] = field(default_factory=dict)
     channels: list[str] | None = None
     locales: list[str] | None = None
-    kind: str = "actual"
+    kind: str = MessageKind.ACTUAL
     audience: str | None = None  # "all" or terms such as "school:lincoln-hs route:12"
     valid_until: str | None = None  # district local time, YYYY-MM-DDTHH:MM
     send_at: str | None = None  # district local time; approved, it waits until then
@@ -84,7 +84,7 @@ def build(
     if follows is not None:
         audience = follows.audience
     else:
-        audience = _audience(session, district, channels, kind, request.audience)
+        audience = choose_audience(district, channels, kind, request.audience)
     valid_until, send_at = _timing(request, district, template.meta.default_valid_hours)
     renditions = render_all(template, values, district, channels, locales, kind)
     targets, findings = resolve_targets(district, channels, kind)
@@ -114,7 +114,7 @@ def build(
         title=template.meta.title,
         category=template.meta.category,
         kind=kind,
-        state="draft",
+        state=MessageState.DRAFT,
         variables=values,
         channels=channels,
         locales=locales,
@@ -178,24 +178,6 @@ def build(
             session, "finding.raised", finding.as_dict(), message_id=message.id, actor=actor
         )
     return message
-
-
-def _audience(
-    session: Session, district: DistrictConfig, channels: list[str], kind: str, raw: str | None
-) -> str | None:
-    """The normalized audience expression; texting needs one, so nobody texts everyone by
-    leaving it out."""
-    if "sms" not in channels:
-        if raw:
-            raise BadInput("--audience selects SMS recipients; add sms to --channels or drop it")
-        return None
-    if kind in REHEARSAL_KINDS:
-        return parse_audience(raw, district).describe() if raw else None
-    if not raw:
-        raise BadInput(
-            "texting needs --audience: all, or terms such as school:lincoln-hs route:12 grade:5"
-        )
-    return parse_audience(raw, district).describe()
 
 
 def unreachable(session: Session, district: DistrictConfig, message: Message) -> list[Finding]:

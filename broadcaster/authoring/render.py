@@ -19,14 +19,15 @@ from broadcaster.authoring.catalog import Template
 from broadcaster.authoring.variables import display_values
 from broadcaster.core.config import DistrictConfig, to_e164
 from broadcaster.core.errors import BadInput
+from broadcaster.core.states import MessageKind
 
 # A visible marker on every rendition of a message that is not for real.
 # Plain ASCII: one character outside the GSM alphabet (an en dash) would make every test SMS UCS-2.
 KIND_PREFIX: dict[str, dict[str, str]] = {
-    "test": {"en": "[TEST]", "es": "[TEST - PRUEBA]"},
-    "exercise": {"en": "[TEST - EXERCISE]", "es": "[TEST - SIMULACRO]"},
+    MessageKind.TEST: {"en": "[TEST]", "es": "[TEST - PRUEBA]"},
+    MessageKind.EXERCISE: {"en": "[TEST - EXERCISE]", "es": "[TEST - SIMULACRO]"},
 }
-KINDS = ("actual", "exercise", "test")
+KINDS = tuple(kind.value for kind in MessageKind)
 _BLANK_RUNS = re.compile(r"\n{3,}")
 
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from broadcaster.authoring.checks import BLOCK, Finding
 from broadcaster.core.config import DistrictConfig
-from broadcaster.core.rehearsals import REHEARSAL_KINDS
+from broadcaster.core.states import REHEARSAL_KINDS
 from broadcaster.delivery.accounts import SANDBOX_ONLY, uses_sandbox
 
 

@@ -28,6 +28,7 @@ from broadcaster.cli.messages import (
 )
 from broadcaster.cli.printers import print_preview, print_status
 from broadcaster.core.errors import BadInput
+from broadcaster.core.states import OPEN
 from broadcaster.delivery import dispatch, scheduling
 from broadcaster.delivery.views import Status, status_view
 
@@ -51,7 +52,7 @@ def follow(app: App, message_id: int, timeout: float) -> Status:
                 view = status_view(session, messages.get_message(session, message_id), app.district)
             for channel, counts in view.deliveries.items():
                 total = sum(counts.values())
-                done = total - counts["queued"] - counts["sending"]
+                done = total - sum(counts[status] for status in OPEN)
                 detail = f"sent {counts['sent'] + counts['delivered']}, failed {counts['failed']}"
                 if channel not in bars:
                     bars[channel] = progress.add_task(channel, total=total, detail=detail)

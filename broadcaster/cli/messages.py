@@ -24,6 +24,7 @@ from broadcaster.cli.app import (
     split_list,
 )
 from broadcaster.cli.printers import print_preview
+from broadcaster.core.states import MessageKind
 from broadcaster.delivery import dispatch, scheduling
 
 Command = TypeVar("Command", bound=Callable[..., Any])
@@ -59,8 +60,8 @@ def compose_options(command: Command) -> Command:
             ),
             click.option(
                 "--kind",
-                type=click.Choice(["actual", "exercise", "test"]),
-                default="actual",
+                type=click.Choice([kind.value for kind in MessageKind]),
+                default=MessageKind.ACTUAL.value,
                 show_default=True,
             ),
             json_option,

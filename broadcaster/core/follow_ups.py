@@ -17,9 +17,9 @@ from broadcaster.core.config import DistrictConfig
 from broadcaster.core.errors import Refused
 from broadcaster.core.lifecycle import transition
 from broadcaster.core.models import Delivery, Message, OptOut
-from broadcaster.core.states import SUCCEEDED
+from broadcaster.core.states import SUCCEEDED, DeliveryStatus, MessageState
 
-GONE = ("retracting", "retracted")
+GONE = (MessageState.RETRACTING, MessageState.RETRACTED)
 
 
 @dataclass(frozen=True)
@@ -88,7 +88,7 @@ def still_live(session: Session, notice_id: int) -> list[Delivery]:
             .where(
                 Delivery.message_id == notice_id,
                 Delivery.action == "delete",
-                Delivery.status != "sent",
+                Delivery.status != DeliveryStatus.SENT,
             )
             .order_by(Delivery.id)
         )
@@ -101,7 +101,11 @@ def settle_original(session: Session, district: DistrictConfig, notice: Message)
     if notice.follow_kind != "retraction" or notice.follows_id is None:
         return
     original = session.get(Message, notice.follows_id)
-    if original is None or original.state != "retracting" or still_live(session, notice.id):
+    if (
+        original is None
+        or original.state != MessageState.RETRACTING
+        or still_live(session, notice.id)
+    ):
         return
     try:
         transition(session, original, "finish_retracted", None, district, notice=notice.id)

@@ -18,6 +18,9 @@ from broadcaster.core.config import DistrictConfig
 from broadcaster.core.errors import Refused
 from broadcaster.core.models import Message, User, utcnow
 from broadcaster.core.permissions import effective_roles, require
+from broadcaster.core.states import MessageState
+
+S = MessageState  # short, for the table below
 
 Ownership = Literal["own", "not_own", "any"]
 
@@ -25,8 +28,8 @@ Ownership = Literal["own", "not_own", "any"]
 @dataclass(frozen=True)
 class Transition:
     action: str
-    source: str
-    target: str
+    source: MessageState
+    target: MessageState
     permission: str | None  # key of permissions.ACTION_ROLES; None for the system's own steps
     ownership: Ownership = "any"
     # Holders of this role are exempt from an "own" rule (an approver may cancel anyone's draft).
@@ -34,52 +37,39 @@ class Transition:
 
 
 TRANSITIONS: tuple[Transition, ...] = (
-    Transition("submit", "draft", "submitted", "submit", "own"),
-    Transition("approve", "submitted", "approved", "approve", "not_own"),
-    Transition("reject", "submitted", "rejected", "reject", "not_own"),
+    Transition("submit", S.DRAFT, S.SUBMITTED, "submit", "own"),
+    Transition("approve", S.SUBMITTED, S.APPROVED, "approve", "not_own"),
+    Transition("reject", S.SUBMITTED, S.REJECTED, "reject", "not_own"),
     # An incident commander sends a pre-approved template at once; flagged for after-action review.
-    Transition("approve_pre_approved", "draft", "approved", "approve_pre_approved"),
-    Transition("cancel", "draft", "cancelled", "cancel", "own", exempt_role="approver"),
-    Transition("cancel", "submitted", "cancelled", "cancel", "own", exempt_role="approver"),
-    Transition("cancel", "approved", "cancelled", "cancel", "own", exempt_role="approver"),
-    Transition("dispatch", "approved", "dispatching", None),
+    Transition("approve_pre_approved", S.DRAFT, S.APPROVED, "approve_pre_approved"),
+    Transition("cancel", S.DRAFT, S.CANCELLED, "cancel", "own", exempt_role="approver"),
+    Transition("cancel", S.SUBMITTED, S.CANCELLED, "cancel", "own", exempt_role="approver"),
+    Transition("cancel", S.APPROVED, S.CANCELLED, "cancel", "own", exempt_role="approver"),
+    Transition("dispatch", S.APPROVED, S.DISPATCHING, None),
     # A future send_at: the message waits for the periodic task (scheduling.dispatch_due).
-    Transition("schedule", "approved", "scheduled", None),
-    Transition("dispatch", "scheduled", "dispatching", None),
-    Transition("cancel", "scheduled", "cancelled", "cancel", "own", exempt_role="approver"),
+    Transition("schedule", S.APPROVED, S.SCHEDULED, None),
+    Transition("dispatch", S.SCHEDULED, S.DISPATCHING, None),
+    Transition("cancel", S.SCHEDULED, S.CANCELLED, "cancel", "own", exempt_role="approver"),
     # Its valid_until passed before it could go out: nothing is sent.
-    Transition("expire", "scheduled", "expired", None),
-    Transition("finish_sent", "dispatching", "sent", None),
-    Transition("finish_partial", "dispatching", "partially_sent", None),
-    Transition("finish_failed", "dispatching", "failed", None),
-    Transition("finish_expired", "dispatching", "expired", None),  # every delivery was too late
+    Transition("expire", S.SCHEDULED, S.EXPIRED, None),
+    Transition("finish_sent", S.DISPATCHING, S.SENT, None),
+    Transition("finish_partial", S.DISPATCHING, S.PARTIALLY_SENT, None),
+    Transition("finish_failed", S.DISPATCHING, S.FAILED, None),
+    Transition("finish_expired", S.DISPATCHING, S.EXPIRED, None),  # every delivery was too late
     # Send again what did not go; deliveries that succeeded are never touched.
-    Transition("retry", "partially_sent", "dispatching", "retry"),
-    Transition("retry", "failed", "dispatching", "retry"),
+    Transition("retry", S.PARTIALLY_SENT, S.DISPATCHING, "retry"),
+    Transition("retry", S.FAILED, S.DISPATCHING, "retry"),
     # Take down what went out (corrections.py): deletions and correction texts are the
     # deliveries of a retraction notice; the message is retracted once every post is down.
-    Transition("retract", "sent", "retracting", "retract"),
-    Transition("retract", "partially_sent", "retracting", "retract"),
-    Transition("finish_retracted", "retracting", "retracted", None),
+    Transition("retract", S.SENT, S.RETRACTING, "retract"),
+    Transition("retract", S.PARTIALLY_SENT, S.RETRACTING, "retract"),
+    Transition("finish_retracted", S.RETRACTING, S.RETRACTED, None),
     # The notice itself is approved by the retraction: the retracting person is the approver.
-    Transition("approve_retraction", "draft", "approved", "retract"),
+    Transition("approve_retraction", S.DRAFT, S.APPROVED, "retract"),
 )
-STATES = (
-    "draft",
-    "submitted",
-    "approved",
-    "scheduled",
-    "rejected",
-    "cancelled",
-    "dispatching",
-    "sent",
-    "partially_sent",
-    "failed",
-    "expired",
-    "retracting",
-    "retracted",
-)
-_BY_KEY = {(t.action, t.source): t for t in TRANSITIONS}
+# Every state, as the database stores it.
+STATES = tuple(state.value for state in S)
+_BY_KEY: dict[tuple[str, str], Transition] = {(t.action, t.source): t for t in TRANSITIONS}
 
 
 def allowed_actions(state: str) -> list[str]:

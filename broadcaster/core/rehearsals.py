@@ -5,8 +5,7 @@ from __future__ import annotations
 
 from broadcaster.core.config import DistrictConfig
 from broadcaster.core.errors import Refused
-
-REHEARSAL_KINDS = ("test", "exercise")
+from broadcaster.core.states import REHEARSAL_KINDS
 
 
 def ensure_allowed(district: DistrictConfig, kind: str, account: str) -> None:

@@ -25,13 +25,14 @@ from typing import NamedTuple
 
 from broadcaster.core.config import Account, DistrictConfig, Settings
 from broadcaster.core.errors import BroadcasterError
+from broadcaster.core.states import MessageKind
 from broadcaster.delivery.alert_store import WebAlertStore
 from channel_adapters import AccountConfig
 
 # The auth token of every sandbox-served Twilio account. Public: never proof of anything.
 SANDBOX_TWILIO_TOKEN = "sandbox-auth-token"  # noqa: S105 (public by design, see above)
 # The kind of message that only ever goes to the sandbox, whatever credentials an account has.
-SANDBOX_ONLY = "test"
+SANDBOX_ONLY = MessageKind.TEST
 
 
 class Signer(NamedTuple):

@@ -24,8 +24,8 @@ from broadcaster.core.contacts import parse_audience, recipients
 from broadcaster.core.errors import Refused
 from broadcaster.core.lifecycle import transition
 from broadcaster.core.models import Delivery, Message, User, utcnow
-from broadcaster.core.rehearsals import REHEARSAL_KINDS, ensure_allowed, ensure_allowed_phone
-from broadcaster.core.states import DeliveryStatus
+from broadcaster.core.rehearsals import ensure_allowed, ensure_allowed_phone
+from broadcaster.core.states import REHEARSAL_KINDS, DeliveryStatus
 from broadcaster.delivery.celery_app import CHANNEL_QUEUE, SEND, URGENT, client_for
 
 SMS_BATCH = 50

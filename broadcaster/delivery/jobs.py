@@ -12,7 +12,7 @@ import datetime as dt
 import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Final, Literal
 
 from sqlalchemy import or_, select, update
 from sqlalchemy.orm import Session
@@ -43,16 +43,30 @@ class Job:
     lookups: int = 0  # provider lookups made to reconcile it (each one backs the next off)
 
 
+# What a send attempt came to: a delivery status, or not known yet (the row stays `sending`).
+UNCONFIRMED: Final = "unconfirmed"
+Settled = DeliveryStatus | Literal["unconfirmed"]
+
+
 @dataclass
 class Result:
     job: Job
-    # sent | failed | expired | queued (retry later) | unconfirmed (maybe sent: look it up again)
-    status: str
+    # sent | failed | expired | queued (retry later) | UNCONFIRMED (maybe sent: look it up again)
+    status: Settled
     receipt: Receipt | None = None
     error: str | None = None
     raw: dict[str, Any] | None = None
     retry_in: float | None = None
     how: str = "sent"
+
+
+# The claim a row waits under after its call was made and recorded but not confirmed: marked,
+# so that the sweep, finding the text at the provider later, does not count that call again.
+AWAITING_LOOKUP = "u-"
+
+
+def awaiting_lookup_claim() -> str:
+    return AWAITING_LOOKUP + uuid.uuid4().hex[:30]
 
 
 def claim(session: Session, ids: Iterable[int], lease_s: float) -> list[int]:

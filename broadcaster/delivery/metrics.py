@@ -26,7 +26,7 @@ from broadcaster.core import db
 from broadcaster.core.config import Settings
 from broadcaster.core.errors import BadInput
 from broadcaster.core.models import Delivery, utcnow
-from broadcaster.core.states import OPEN
+from broadcaster.core.states import OPEN, DeliveryStatus
 from broadcaster.delivery import embedded_redis
 from broadcaster.delivery.celery_app import QUEUES
 
@@ -45,7 +45,7 @@ PROVIDER_LATENCY = Histogram(
     buckets=(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
 )
 # What `delivery.record` writes, named as its ledger events are (a `queued` result is a retry).
-OUTCOME = {"queued": "retry"}
+OUTCOME: dict[str, str] = {DeliveryStatus.QUEUED: "retry"}
 # Rows still to be sent; finished rows are the counters' business, and counting only these keeps
 # each scrape's query proportional to the work in flight, not to years of history.
 # kombu's Redis transport keeps one list per queue and priority step: the plain name holds
@@ -58,7 +58,7 @@ DATABASE_TIMEOUT_MS = 2000
 def count_outcomes(results: Iterable[Result]) -> None:
     """Count recorded outcomes; called once they are committed."""
     for result in results:
-        deleted = result.job.action == "delete" and result.status == "sent"
+        deleted = result.job.action == "delete" and result.status == DeliveryStatus.SENT
         outcome = "deleted" if deleted else OUTCOME.get(result.status, result.status)
         DELIVERIES.labels(result.job.channel, outcome).inc()
 
@@ -147,7 +147,7 @@ class StateCollector(Collector):
         for status in OPEN:
             by_status.add_metric([status], counts.get(status, 0))
         yield by_status
-        oldest = next((first for status, _, first in rows if status == "queued"), None)
+        oldest = next((first for status, _, first in rows if status == DeliveryStatus.QUEUED), None)
         age = max(0.0, (utcnow() - oldest).total_seconds()) if oldest else 0.0
         yield GaugeMetricFamily(
             "broadcaster_oldest_queued_delivery_age_seconds",

@@ -10,7 +10,6 @@ it up again.
 from __future__ import annotations
 
 import datetime as dt
-import uuid
 from collections import defaultdict
 from typing import TYPE_CHECKING, Any, cast
 
@@ -23,20 +22,20 @@ from broadcaster.core.db import session_scope
 from broadcaster.core.errors import Refused
 from broadcaster.core.lifecycle import transition
 from broadcaster.core.models import Delivery, Message, utcnow
-from broadcaster.core.states import OPEN, SUCCEEDED, DeliveryStatus
+from broadcaster.core.states import OPEN, SUCCEEDED, DeliveryStatus, MessageState
 from broadcaster.delivery import metrics, provider_callbacks
 from broadcaster.delivery.dispatch import Batch, batches
-from broadcaster.delivery.jobs import Result
+from broadcaster.delivery.jobs import UNCONFIRMED, Result, awaiting_lookup_claim
 
 if TYPE_CHECKING:
     from broadcaster.delivery.sending import Worker
 
 EVENT = {
-    "sent": "delivery.sent",
-    "failed": "delivery.failed",
-    "expired": "delivery.expired",
-    "queued": "delivery.retry",
-    "unconfirmed": "delivery.unconfirmed",
+    DeliveryStatus.SENT: "delivery.sent",
+    DeliveryStatus.FAILED: "delivery.failed",
+    DeliveryStatus.EXPIRED: "delivery.expired",
+    DeliveryStatus.QUEUED: "delivery.retry",
+    UNCONFIRMED: "delivery.unconfirmed",
 }
 # Waiting time before the sweep asks the provider again about a delivery it could not confirm;
 # it doubles with each inconclusive lookup of the same delivery, up to the cap.
@@ -79,12 +78,12 @@ _RECORD = (
 
 def _row_values(result: Result, now: dt.datetime) -> dict[str, Any]:
     receipt = result.receipt
-    status, lease = result.status, None
-    claim_token = None
-    if status == "unconfirmed":  # stays claimed, by nobody, until the sweep looks again
-        status = "sending"
+    status: str = result.status
+    lease, claim_token = None, None
+    if status == UNCONFIRMED:  # stays claimed, by nobody, until the sweep looks again
+        status = DeliveryStatus.SENDING
         lease = now + dt.timedelta(seconds=lookup_backoff(result.job.lookups))
-        claim_token = uuid.uuid4().hex
+        claim_token = awaiting_lookup_claim()
     retry_at = now + dt.timedelta(seconds=result.retry_in or 0)
     return {
         "_id": result.job.delivery_id,
@@ -96,16 +95,16 @@ def _row_values(result: Result, now: dt.datetime) -> dict[str, Any]:
         "_lease_until": lease,
         "_provider_id": receipt.provider_id if receipt else None,
         "_provider_url": receipt.url if receipt else None,
-        "_sent_at": now if result.status == "sent" else None,
+        "_sent_at": now if result.status == DeliveryStatus.SENT else None,
         "_error": result.error,
         "_error_raw": result.raw,
-        "_next_attempt_at": retry_at if result.status == "queued" else None,
+        "_next_attempt_at": retry_at if result.status == DeliveryStatus.QUEUED else None,
     }
 
 
 def _ledger_entry(worker: Worker, result: Result) -> ledger.Entry:
     job, receipt = result.job, result.receipt
-    deleted = job.action == "delete" and result.status == "sent"
+    deleted = job.action == "delete" and result.status == DeliveryStatus.SENT
     return ledger.Entry(
         "delivery.deleted" if deleted else EVENT[result.status],
         {
@@ -149,11 +148,11 @@ def record(worker: Worker, results: list[Result]) -> list[Batch]:
         provider_callbacks.apply_held(
             session,
             worker.district,
-            [r.receipt.provider_id for r in kept if r.status == "sent" and r.receipt],
+            [r.receipt.provider_id for r in kept if r.status == DeliveryStatus.SENT and r.receipt],
         )
         retry_ids: dict[tuple[int, float], list[tuple[int, str]]] = defaultdict(list)
         for r in kept:
-            if r.status == "queued":
+            if r.status == DeliveryStatus.QUEUED:
                 key = (r.job.message_id, round(r.retry_in or 0, 1))
                 retry_ids[key].append((r.job.delivery_id, r.job.channel))
         planned: list[Batch] = []
@@ -179,7 +178,7 @@ def finish_if_done(session: Session, district: DistrictConfig, message_id: int) 
     if still_open is not None:
         return None
     message = session.get(Message, message_id)
-    if message is None or message.state != "dispatching":
+    if message is None or message.state != MessageState.DISPATCHING:
         return None
     counts = dict(
         session.execute(

@@ -20,6 +20,7 @@ from broadcaster.core.config import DistrictConfig
 from broadcaster.core.errors import Refused
 from broadcaster.core.lifecycle import transition
 from broadcaster.core.models import Message, utcnow
+from broadcaster.core.states import MessageState
 from broadcaster.delivery.dispatch import Batch, dispatch
 
 log = logging.getLogger(__name__)
@@ -34,7 +35,9 @@ def local_time(moment: dt.datetime | None, district: DistrictConfig) -> str | No
 
 def scheduled_for(message: Message, district: DistrictConfig) -> str | None:
     """The send time to announce, when the message is waiting for it."""
-    return local_time(message.send_at, district) if message.state == "scheduled" else None
+    return (
+        local_time(message.send_at, district) if message.state == MessageState.SCHEDULED else None
+    )
 
 
 def dispatch_or_schedule(
@@ -54,7 +57,7 @@ def dispatch_due(session: Session, district: DistrictConfig, now: dt.datetime) -
     passed too is expired, never sent. The commit enqueues the batches (returned for counting)."""
     due = session.scalars(
         select(Message)
-        .where(Message.state == "scheduled", Message.send_at <= now)
+        .where(Message.state == MessageState.SCHEDULED, Message.send_at <= now)
         .order_by(Message.send_at, Message.id)
     ).all()
     planned: list[Batch] = []

@@ -23,10 +23,11 @@ from broadcaster.core.db import session_scope
 from broadcaster.core.errors import BroadcasterError, Refused
 from broadcaster.core.models import utcnow
 from broadcaster.core.rehearsals import ensure_allowed, ensure_allowed_phone
+from broadcaster.core.states import DeliveryStatus
 from broadcaster.delivery import metrics
 from broadcaster.delivery.accounts import account_config, uses_sandbox
 from broadcaster.delivery.dispatch import Batch
-from broadcaster.delivery.jobs import Job, Result, claim, load_jobs
+from broadcaster.delivery.jobs import UNCONFIRMED, Job, Result, claim, load_jobs
 from broadcaster.delivery.ratelimit import TokenBucket
 from broadcaster.delivery.recording import record
 from channel_adapters import (
@@ -124,7 +125,7 @@ def too_late(job: Job, now: dt.datetime) -> bool:
 
 
 def expired(job: Job) -> Result:
-    return Result(job, "expired", error="not sent: the message was no longer valid")
+    return Result(job, DeliveryStatus.EXPIRED, error="not sent: the message was no longer valid")
 
 
 def validity(job: Job, now: dt.datetime) -> int | None:
@@ -147,18 +148,20 @@ def send_one(worker: Worker, job: Job, start_by: dt.datetime) -> Result:
             ensure_allowed_phone(worker.district, job.kind, job.recipient)
         adapter = worker.adapter(job.account, job.kind)
     except (Refused, BroadcasterError) as exc:
-        return Result(job, "failed", error=str(exc))
+        return Result(job, DeliveryStatus.FAILED, error=str(exc))
     # No longer than the claim can use a token: a slow rate limit releases rows, it does not
     # hold them (with their finished neighbours' outcomes unrecorded) past the lease.
     wait = min(5.0, (start_by - utcnow()).total_seconds())
     if wait > 0 and not may_call(worker, job.account, max_wait=wait):
         retry_in = 1 + random.random()  # noqa: S311 (jitter, not a secret)
-        return Result(job, "queued", retry_in=retry_in, how="rate limited locally")
+        return Result(job, DeliveryStatus.QUEUED, retry_in=retry_in, how="rate limited locally")
     now = utcnow()
     if too_late(job, now):  # the rate limit may have held it past valid_until
         return expired(job)
     if now > start_by:
-        return Result(job, "queued", retry_in=0, how="claim about to lapse; released unsent")
+        return Result(
+            job, DeliveryStatus.QUEUED, retry_in=0, how="claim about to lapse; released unsent"
+        )
     # From here a request goes to the provider: only that counts as an attempt.
     job.attempt += 1
     if job.action == "delete":
@@ -170,7 +173,7 @@ def send_one(worker: Worker, job: Job, start_by: dt.datetime) -> Result:
             receipt = adapter.send(job.text, to=to, reply_to=job.refers_to, valid_for_s=valid_for)
     except DeliveryError as exc:
         return classify(worker, adapter, job, exc, to)
-    return Result(job, "sent", receipt=receipt)
+    return Result(job, DeliveryStatus.SENT, receipt=receipt)
 
 
 def delete_one(adapter: Any, job: Job) -> Result:
@@ -181,9 +184,9 @@ def delete_one(adapter: Any, job: Job) -> Result:
             adapter.retract(Receipt(str(job.refers_to)))
     except DeliveryError as exc:
         if exc.outcome is Outcome.PERMANENT:
-            return Result(job, "failed", error=str(exc), raw=_raw(exc))
+            return Result(job, DeliveryStatus.FAILED, error=str(exc), raw=_raw(exc))
         return retry(job, exc, _raw(exc), exc.retry_after)
-    return Result(job, "sent", how="deleted")
+    return Result(job, DeliveryStatus.SENT, how="deleted")
 
 
 def _raw(exc: DeliveryError) -> dict[str, Any] | None:
@@ -196,20 +199,38 @@ def classify(worker: Worker, adapter: Any, job: Job, exc: DeliveryError, to: str
     if exc.outcome is Outcome.AMBIGUOUS:
         why = f"after {exc}"
         found = after_lookup(worker, adapter, job, to, why, exc.retry_after)
-        return found or Result(job, "unconfirmed", error="lookup waits for the rate limit", how=why)
+        if found is None:
+            return Result(job, UNCONFIRMED, error="lookup waits for the rate limit", how=why)
+        if found.status != DeliveryStatus.QUEUED:
+            return found
+        # "Not there" right after the client gave up proves nothing: the provider may still be
+        # working on the request. The row stays claimed; the sweep looks again once it settled.
+        return Result(
+            job, UNCONFIRMED, error="not at the provider yet; looking again later", how=why
+        )
     if exc.outcome is Outcome.RETRYABLE:
         return retry(job, exc, raw, exc.retry_after)
-    return Result(job, "failed", error=str(exc), raw=raw)
+    return Result(job, DeliveryStatus.FAILED, error=str(exc), raw=raw)
 
 
 def retry(
     job: Job, exc: Exception, raw: dict[str, Any] | None, retry_after: float | None
 ) -> Result:
     if job.attempt >= MAX_ATTEMPTS:
-        return Result(job, "failed", error=f"gave up after {job.attempt} attempts: {exc}", raw=raw)
+        return Result(
+            job,
+            DeliveryStatus.FAILED,
+            error=f"gave up after {job.attempt} attempts: {exc}",
+            raw=raw,
+        )
     delay = max(retry_after or 0.0, backoff(job.attempt))
     return Result(
-        job, "queued", error=str(exc), raw=raw, retry_in=min(delay, BACKOFF_CAP_S), how="will retry"
+        job,
+        DeliveryStatus.QUEUED,
+        error=str(exc),
+        raw=raw,
+        retry_in=min(delay, BACKOFF_CAP_S),
+        how="will retry",
     )
 
 
@@ -235,7 +256,7 @@ def after_lookup(
         with metrics.timed(job.channel, "lookup"):
             found = adapter.lookup(job.text, to=to, since=lookup_since(job))
     except DeliveryError as exc:
-        return Result(job, "unconfirmed", error=f"lookup failed ({exc})", how=why)
+        return Result(job, UNCONFIRMED, error=f"lookup failed ({exc})", how=why)
     return looked_up(job, found, why, retry_after)
 
 
@@ -244,7 +265,10 @@ def looked_up(
 ) -> Result:
     """What a conclusive lookup means for the delivery."""
     if found is not None:
-        return Result(job, "sent", receipt=found, how=f"confirmed by lookup {why}")
+        return Result(job, DeliveryStatus.SENT, receipt=found, how=f"confirmed by lookup {why}")
     return Result(
-        job, "queued", retry_in=retry_after or 0, how=f"not at the provider {why}; resend"
+        job,
+        DeliveryStatus.QUEUED,
+        retry_in=retry_after or 0,
+        how=f"not at the provider {why}; resend",
     )

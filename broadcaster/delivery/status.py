@@ -10,11 +10,11 @@ from sqlalchemy.orm import Session
 
 from broadcaster.core import follow_ups
 from broadcaster.core.models import Delivery, Message
-from broadcaster.core.states import DeliveryStatus
+from broadcaster.core.states import DeliveryStatus, MessageState
 
 STATUSES = tuple(status.value for status in DeliveryStatus)
-ACTIVE_STATES = ("approved", "dispatching")
-RETRACTION_STATES = ("retracting", "retracted")
+ACTIVE_STATES = (MessageState.APPROVED, MessageState.DISPATCHING)
+RETRACTION_STATES = (MessageState.RETRACTING, MessageState.RETRACTED)
 FAILURES_SHOWN = 20
 
 

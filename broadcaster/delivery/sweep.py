@@ -13,7 +13,7 @@ lookups for ~1,400 orphaned texts, sweeps piling up behind each other), so:
 - every lookup call takes a token from the account's rate limit, like a send; without one the row
   waits for a later sweep;
 - a row whose lookup was inconclusive is looked up again only after a growing delay
-  (`delivery.lookup_backoff`, counted in `Delivery.lookups`).
+  (`recording.lookup_backoff`, counted in `Delivery.lookups`).
 """
 
 from __future__ import annotations
@@ -38,10 +38,10 @@ from sqlalchemy.orm import Session
 from broadcaster.core.db import session_scope
 from broadcaster.core.errors import BroadcasterError
 from broadcaster.core.models import Delivery, Message, utcnow
-from broadcaster.core.states import DeliveryStatus
+from broadcaster.core.states import DeliveryStatus, MessageState
 from broadcaster.delivery import metrics, provider_callbacks
 from broadcaster.delivery.dispatch import Batch, batches
-from broadcaster.delivery.jobs import Job, Result, load_jobs
+from broadcaster.delivery.jobs import AWAITING_LOOKUP, UNCONFIRMED, Job, Result, load_jobs
 from broadcaster.delivery.recording import finish_if_done, record
 from broadcaster.delivery.sending import (
     LOOKUP_WAIT_S,
@@ -127,11 +127,13 @@ def _sweep(worker: Worker) -> list[Batch]:
         jobs = load_jobs(session, lapsed_claims(session, now, settings.sweep_lookups))
         lookups = plan_lookups(worker, session, jobs)
         dispatching = list(
-            session.scalars(select(Message.id).where(Message.state == "dispatching"))
+            session.scalars(select(Message.id).where(Message.state == MessageState.DISPATCHING))
         )
     results = reconcile_all(worker, lookups)
     for result in results:
-        if result.status == "sent":
+        if result.status == DeliveryStatus.SENT and not result.job.claim.startswith(
+            AWAITING_LOOKUP
+        ):
             # Found at the provider: the lapsed claim made that call but never recorded it.
             result.job.attempt += 1
     if results:
@@ -239,13 +241,17 @@ def reconcile(worker: Worker, lookup: Lookup, deadline: float) -> list[Result]:
     No result for a row means it waits for the next sweep (out of time or out of tokens)."""
     first = lookup.jobs[0]
     if first.action == "delete":  # deleting again is harmless: no lookup needed
-        return [Result(first, "queued", retry_in=0, how="delete again after its claim lapsed")]
+        return [
+            Result(
+                first, DeliveryStatus.QUEUED, retry_in=0, how="delete again after its claim lapsed"
+            )
+        ]
     if time.monotonic() > deadline:
         return []
     try:
         adapter = worker.adapter(first.account, first.kind)
     except BroadcasterError as exc:
-        return [Result(job, "failed", error=str(exc)) for job in lookup.jobs]
+        return [Result(job, DeliveryStatus.FAILED, error=str(exc)) for job in lookup.jobs]
     if lookup.pages:
         return reconcile_many(worker, adapter, lookup)
     to = first.recipient if first.channel == "sms" else None
@@ -267,12 +273,12 @@ def reconcile_many(worker: Worker, adapter: object, lookup: Lookup) -> list[Resu
             found, complete = listing(wanted, max_pages=lookup.pages)
     except DeliveryError as exc:
         return [
-            Result(job, "unconfirmed", error=f"lookup failed ({exc})", how=LAPSED)
+            Result(job, UNCONFIRMED, error=f"lookup failed ({exc})", how=LAPSED)
             for job in lookup.jobs
         ]
     return [
         looked_up(job, found.get(position), LAPSED)
         if complete or position in found
-        else Result(job, "unconfirmed", error="lookup: listing ended before its claim", how=LAPSED)
+        else Result(job, UNCONFIRMED, error="lookup: listing ended before its claim", how=LAPSED)
         for position, job in enumerate(lookup.jobs)
     ]

@@ -22,6 +22,7 @@ from broadcaster.core.config import CHANNELS, DistrictConfig
 from broadcaster.core.lifecycle import STATES
 from broadcaster.core.models import Message
 from broadcaster.core.redaction import mask, mask_phones
+from broadcaster.core.states import MessageState
 from broadcaster.delivery import status
 from broadcaster.delivery.scheduling import local_time
 from broadcaster.delivery.status import ACTIVE_STATES, STATUSES
@@ -113,7 +114,7 @@ class Status(Timing, Identified):
         # retracting with nothing live" is a view read between the two (READ COMMITTED): not
         # done.
         return self.retraction.state in ACTIVE_STATES or (
-            self.state == "retracting" and not self.retraction.still_live
+            self.state == MessageState.RETRACTING and not self.retraction.still_live
         )
 
 

@@ -16,7 +16,6 @@ from broadcaster.core import ledger
 
 FORMAT = "broadcaster-records-export/1"
 MANIFEST = "manifest.json"
-TABLES = ("messages", "renditions", "approvals", "deliveries", "ledger")
 
 README_TEXT = """\
 Public-records export from broadcaster ({format})

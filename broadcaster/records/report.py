@@ -18,12 +18,12 @@ from sqlalchemy.orm import Session
 from broadcaster.core import ledger
 from broadcaster.core.models import Delivery, Message
 from broadcaster.core.redaction import mask, mask_phones
-from broadcaster.core.states import SUCCEEDED
+from broadcaster.core.states import SUCCEEDED, DeliveryStatus
 
 # Ledger events that are steps of the message (deliveries are summarized per channel instead).
 STEP_PREFIXES = ("message.", "approval.", "dispatch.", "delivery.requeued")
 RETRY_EVENTS = ("delivery.retry", "delivery.unconfirmed")
-FAILED = ("failed", "expired")
+FAILED = (DeliveryStatus.FAILED, DeliveryStatus.EXPIRED)
 LIST_AT_MOST = 50  # failures and retries listed per channel; the counts are always complete
 
 

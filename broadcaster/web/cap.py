@@ -18,10 +18,15 @@ from zoneinfo import ZoneInfo
 
 from broadcaster.authoring.catalog import CapFields
 from broadcaster.core.config import DistrictConfig
+from broadcaster.core.states import REHEARSAL_KINDS, MessageKind
 from broadcaster.core.text_safety import clean_for_xml
 
 NAMESPACE = "urn:oasis:names:tc:emergency:cap:1.2"
-STATUS = {"actual": "Actual", "exercise": "Exercise", "test": "Test"}
+STATUS: dict[str, str] = {
+    MessageKind.ACTUAL: "Actual",
+    MessageKind.EXERCISE: "Exercise",
+    MessageKind.TEST: "Test",
+}
 MSG_TYPES = ("Alert", "Update", "Cancel")
 # CAP forbids spaces, commas and the XML specials in identifiers and sender.
 _UNSAFE = re.compile(r"[\s,<&]")
@@ -86,7 +91,7 @@ def document(
     add(alert, "status", STATUS[kind])
     add(alert, "msgType", msg_type)
     add(alert, "scope", "Public")
-    if kind in ("exercise", "test"):
+    if kind in REHEARSAL_KINDS:
         add(alert, "note", f"{STATUS[kind]} message: no action is needed.")
     if references:
         add(

@@ -15,6 +15,7 @@ from pydantic.json_schema import JsonSchemaMode
 from broadcaster.authoring.views import Detail, Draft, Kind, Preview, Summary
 from broadcaster.core.config import CHANNELS
 from broadcaster.core.lifecycle import STATES
+from broadcaster.core.states import MessageKind
 from broadcaster.delivery.views import Status, View, without_default
 
 # A value may be this long before it is malformed; the templates' own limits are lower and
@@ -50,7 +51,7 @@ class ComposeBody(Body):
     locales: list[str] | None = Field(
         None, min_length=1, max_length=20, description="Default: the district's languages."
     )
-    kind: Kind = "actual"
+    kind: Kind = MessageKind.ACTUAL.value
     audience: str | None = Field(
         None,
         max_length=500,

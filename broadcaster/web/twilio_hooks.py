@@ -32,6 +32,7 @@ from broadcaster.core.config import DistrictConfig, Settings, to_e164
 from broadcaster.core.contacts import normalize_phone
 from broadcaster.core.errors import BroadcasterError
 from broadcaster.core.models import InboundText, OptOut
+from broadcaster.core.states import MessageKind
 from broadcaster.delivery import provider_callbacks
 from broadcaster.delivery.accounts import Signer, identity, twilio_signer
 
@@ -71,12 +72,12 @@ def hook_keys(district: DistrictConfig) -> tuple[list[HookKey], dict[str, str]]:
     region = district.district.phone_region
     for account in district.accounts_for("sms"):
         # Its own credentials; and the sandbox's, with which its rehearsals are sent.
-        for kind in ("actual", "test"):
+        for kind in (MessageKind.ACTUAL, MessageKind.TEST):
             signer = twilio_signer(account, kind)
             if any(k.account == account.name and k.signer == signer for k in keys):
                 continue  # a sandbox-served account signs the same way for both
             if signer.sandbox and not district.sandbox.trusted:
-                if kind == "actual":
+                if kind == MessageKind.ACTUAL:
                     refused[account.name] = (
                         "served by the provider sandbox, whose credentials are public "
                         "([sandbox] trusted is off)"

@@ -179,3 +179,29 @@ def test_the_token_bucket_is_shared_between_workers():
     first, second = TokenBucket(client, "acct", 2.0), TokenBucket(client, "acct", 2.0)
     assert first.take() == 0 and second.take() == 0  # a burst of one second's worth
     assert first.take() > 0 and second.take() > 0  # then both wait: the bucket is shared
+
+
+def test_a_text_twilio_creates_after_the_client_gave_up_is_not_sent_twice(
+    stack, run, tokens, compose_closure, tmp_path, session_factory
+):
+    expected = import_contacts(run, tmp_path, 3)
+    # The first text reaches Twilio, which creates it only after the worker's 1 s timeout: a
+    # lookup right after the timeout cannot see it yet, and must not be taken as "never sent".
+    stack.sandbox.set_faults(
+        [{"provider": "twilio", "fault": "latency", "ms": 3000, "method": "POST", "count": 1}]
+    )
+    draft = compose_closure()
+    submit_and_approve(run, tokens, draft)
+    stack.start_worker()
+    view = stack.wait_done(draft["id"])
+    assert view["state"] == "sent", view
+    deadline = time.monotonic() + 30
+    while stack.sandbox.requests("twilio")[0].get("status") is None:  # Twilio is still on it
+        assert time.monotonic() < deadline
+        time.sleep(0.1)
+    received = texts_by_phone(stack.sandbox)
+    assert set(received) == set(expected)
+    assert {phone: len(texts) for phone, texts in received.items()} == dict.fromkeys(expected, 1)
+    with session_factory() as session:
+        late = session.scalars(select(Delivery).where(Delivery.lookups > 0)).one()
+    assert late.status == "sent" and late.attempts == 1  # found by a later lookup, not resent

@@ -10,14 +10,11 @@ from flask.typing import ResponseReturnValue
 from sqlalchemy.orm import Session
 from werkzeug.datastructures import MultiDict
 
-from broadcaster.authoring import messages
+from broadcaster.authoring import audience, messages
 from broadcaster.authoring.views import preview_view
-from broadcaster.core.contacts import parse_audience
 from broadcaster.core.errors import BadInput, BroadcasterError
-from broadcaster.core.models import Message
 from broadcaster.core.permissions import require
-from broadcaster.core.rehearsals import REHEARSAL_KINDS
-from broadcaster.delivery.dispatch import freeze_recipients
+from broadcaster.core.states import REHEARSAL_KINDS, MessageKind
 from broadcaster.web import context
 from broadcaster.web.console import console, forms
 from broadcaster.web.console.auth import acting_user, signed_in
@@ -25,19 +22,20 @@ from broadcaster.web.console.present import channel_name, counts, language_name,
 
 
 def audience_summary(db: Session, form: MultiDict[str, str]) -> dict[str, Any]:
-    """How many phone numbers the form's audience texts, counted by dispatch's own selection."""
-    kind = form.get("kind", "actual")
-    raw = form.get("audience", "").strip()
-    if "sms" not in form.getlist("channels"):
+    """How many phone numbers the form's audience texts: compose's rules, dispatch's count."""
+    kind = form.get("kind", MessageKind.ACTUAL)
+    channels = form.getlist("channels")
+    if "sms" not in channels:
         return {"count": 0, "text": "Nobody is texted: SMS is not chosen."}
-    if not raw and kind not in REHEARSAL_KINDS:
-        return {"count": None, "text": "Say who is texted to see how many phone numbers."}
     try:
-        audience = parse_audience(raw, context.district()).describe() if raw else None
+        chosen = audience.choose(
+            context.district(), channels, kind, form.get("audience", "").strip()
+        )
+    except audience.MissingAudience:
+        return {"count": None, "text": "Say who is texted to see how many phone numbers."}
     except BadInput as exc:
         return {"count": None, "text": str(exc), "error": True}
-    # A message that is never added to the session: just what freeze_recipients reads.
-    count = len(freeze_recipients(db, context.district(), Message(kind=kind, audience=audience)))
+    count = audience.phones(db, context.district(), kind, chosen)
     if kind in REHEARSAL_KINDS:
         return {"count": count, "text": f"{count} phone number(s): the test allowlist only."}
     return {"count": count, "text": f"{count} phone number(s) will be texted."}
@@ -45,7 +43,7 @@ def audience_summary(db: Session, form: MultiDict[str, str]) -> dict[str, Any]:
 
 def _fresh_values(described: dict[str, Any]) -> MultiDict[str, str]:
     district_locales = context.district().district.locales
-    values: MultiDict[str, str] = MultiDict({"kind": "actual"})
+    values: MultiDict[str, str] = MultiDict({"kind": MessageKind.ACTUAL.value})
     values.setlist("channels", described["channels"])
     values.setlist("locales", [loc for loc in described["locales"] if loc in district_locales])
     return values

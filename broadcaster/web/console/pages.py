@@ -23,6 +23,8 @@ from broadcaster.core.errors import BadInput, BroadcasterError
 from broadcaster.core.lifecycle import TRANSITIONS
 from broadcaster.core.models import Contact, Delivery, Message, OptOut, utcnow
 from broadcaster.core.permissions import require
+from broadcaster.core.states import OPEN
+from broadcaster.core.states import MessageState as S
 from broadcaster.delivery import heartbeat, status
 from broadcaster.delivery.views import Status, status_view, timing_view
 from broadcaster.web import context
@@ -32,7 +34,7 @@ from broadcaster.web.console.present import HELPERS, channel_name, state_name
 
 # What the console offers on a message page; the incident path stays on the command line.
 OFFERED = ("submit", "approve", "reject", "cancel", "retry", "retract")
-FINISHED = ("sent", "partially_sent", "failed", "expired")
+FINISHED = (S.SENT, S.PARTIALLY_SENT, S.FAILED, S.EXPIRED)
 RECENT = dt.timedelta(hours=24)
 
 
@@ -77,7 +79,7 @@ def offered_actions(viewer: Viewer, message: Message) -> list[str]:
     if messages.blocking(message) and "submit" in found:
         found.remove("submit")
     # `retry` on a message being retracted finishes its retraction (corrections.retry).
-    if message.state == "retracting" and viewer.can("retry"):
+    if message.state == S.RETRACTING and viewer.can("retry"):
         found.append("retry")
     return found
 
@@ -87,7 +89,7 @@ def progress(view: Status) -> dict[str, Any]:
     channels = []
     for channel, by_status in view.deliveries.items():
         total = sum(by_status.values())
-        done = total - by_status["queued"] - by_status["sending"]
+        done = total - sum(by_status[status] for status in OPEN)
         channels.append(
             {
                 "channel": channel,
@@ -124,9 +126,9 @@ def dashboard() -> ResponseReturnValue:
             .order_by(Message.updated_at.desc())
             .limit(20)
         )
-        awaiting = messages.list_messages(db, "submitted")
+        awaiting = messages.list_messages(db, S.SUBMITTED)
         waiting = db.scalars(
-            select(Message).where(Message.state == "scheduled").order_by(Message.send_at)
+            select(Message).where(Message.state == S.SCHEDULED).order_by(Message.send_at)
         )
         scheduled = [
             summary_view(m).model_dump() | timing_view(m, context.district()).model_dump()
@@ -150,13 +152,13 @@ def _in_flight(db: Session) -> list[dict[str, Any]]:
     rows: dict[tuple[int, str], dict[str, Any]] = {}
     for message_id, channel, state, count in db.execute(
         select(Delivery.message_id, Delivery.channel, Delivery.status, func.count())
-        .where(Delivery.status.in_(("queued", "sending")))
+        .where(Delivery.status.in_(OPEN))
         .group_by(Delivery.message_id, Delivery.channel, Delivery.status)
         .order_by(Delivery.message_id, Delivery.channel)
     ):
         row = rows.setdefault(
             (message_id, channel),
-            {"message_id": message_id, "channel": channel, "queued": 0, "sending": 0},
+            {"message_id": message_id, "channel": channel, **dict.fromkeys(OPEN, 0)},
         )
         row[state] = count
     return list(rows.values())
@@ -175,7 +177,7 @@ def approvals() -> ResponseReturnValue:
                 "warnings": len(messages.warnings(m)),
                 "actions": offered_actions(g.viewer, m),
             }
-            for m in messages.list_messages(db, "submitted")
+            for m in messages.list_messages(db, S.SUBMITTED)
         ]
     return render_template("console/approvals.html", queue=queue)
 
