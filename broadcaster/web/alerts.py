@@ -12,6 +12,7 @@ Cancel that references it. Plain service functions: no Flask.
 from __future__ import annotations
 
 import datetime as dt
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import StrEnum
@@ -303,10 +304,26 @@ def store_state(session: Session, now: dt.datetime) -> StoreState:
     return StoreState(key, max(known) if known else None)
 
 
-def published_ids(session: Session) -> list[str]:
-    """Every alert a page is served for (`get_alert` finds it): linked to its message by a web
-    delivery, whatever its status or kind."""
-    return list(session.scalars(select(WebAlert.id).join(Delivery, _LINK).distinct()))
+def page_inputs(session: Session, now: dt.datetime) -> dict[str, str]:
+    """Every alert a page is served for (`get_alert` finds it: linked to its message by a web
+    delivery, whatever its status or kind), with what its page and CAP document are made of
+    beyond its own immutable text: its status at `now`, what it corrects and what replaced it,
+    and whether a purge destroyed its text or theirs. Equal inputs render equal files, given the
+    same district file and templates."""
+    destroyed = set(
+        session.scalars(
+            select(RecordDestruction.message_id).where(RecordDestruction.scope == CONTENT)
+        )
+    )
+    rows = session.execute(_published()).all()
+    message_of = {row.id: row.message_id for row in rows}
+    inputs = {}
+    for row in rows:
+        expired = row.expiry is not None and row.expiry <= now
+        messages = (row.message_id, message_of.get(row.reply_to), message_of.get(row.superseded_by))
+        key = [row.retracted_at, row.reply_to, row.superseded_by, row.expiry, expired]
+        inputs[row.id] = json.dumps([*key, *(m in destroyed for m in messages)], default=str)
+    return inputs
 
 
 def awaiting_link(session: Session, since: dt.datetime) -> bool:

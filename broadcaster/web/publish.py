@@ -27,11 +27,14 @@ import os
 import re
 import tempfile
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Collection, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
+
+from flask.testing import FlaskClient
 
 from broadcaster.core import db
 from broadcaster.core.config import DistrictConfig, Settings, load_district
@@ -204,51 +207,84 @@ class Publisher:
 
             self.bucket = Bucket(district.web.publish_bucket)
 
-    def render(self, now: dt.datetime) -> list[File]:
-        """Every public URL as the Flask app answers it at `now` (alert files first)."""
+    def render(self, now: dt.datetime, reuse: Collection[str] = ()) -> list[File]:
+        """Every public URL as the Flask app answers it at `now`, alert files first. The files
+        of the alerts in `reuse` are read back from the folder instead, with the headers the
+        state recorded (see `_run`); any not found there is rendered."""
         with db.read_scope(self.settings.effective_database_url) as session:
-            ids = sorted(alerts.published_ids(session))
-        urls = []
-        for alert_id in ids:
-            if ALERT_ID.fullmatch(alert_id):
-                urls += [f"/alerts/{alert_id}", f"/alerts/{alert_id}.cap.xml"]
-            else:  # not one the store made: no page is served for it, and no file written
-                log.warning("public site: skipping alert id %r (not a store id)", alert_id)
+            ids = sorted(alerts.page_inputs(session, now))
+        headers = self._state().get("headers", {})
         client = self.app.test_client()
         files = []
-        for url in [*urls, *FIXED_URLS]:
-            response = client.get(url, base_url=self.origin, environ_overrides={NOW_KEY: now})
-            try:
-                if response.status_code != 200:
-                    raise BroadcasterError(f"public site: {url} answered {response.status}")
-                files.append(
-                    File(
-                        path_for(url),
-                        response.get_data(),
-                        response.content_type or "application/octet-stream",
-                        response.headers.get("Cache-Control", ""),
-                    )
-                )
-            finally:
-                response.close()
-        return files
+        for alert_id in ids:
+            if not ALERT_ID.fullmatch(alert_id):  # not one the store made: no file for it
+                log.warning("public site: skipping alert id %r (not a store id)", alert_id)
+                continue
+            urls = [f"/alerts/{alert_id}", f"/alerts/{alert_id}.cap.xml"]
+            kept = [self._kept(path_for(u), headers) for u in urls] if alert_id in reuse else []
+            reused = [file for file in kept if file is not None]
+            if len(reused) == len(urls):
+                files += reused
+            else:
+                files += [self._get(client, url, now) for url in urls]
+        return files + [self._get(client, url, now) for url in FIXED_URLS]
 
-    def _fingerprint(self, now: dt.datetime) -> str:
-        with db.read_scope(self.settings.effective_database_url) as session:
-            return json.dumps(alerts.store_state(session, now).key)
+    def _get(self, client: FlaskClient, url: str, now: dt.datetime) -> File:
+        response = client.get(url, base_url=self.origin, environ_overrides={NOW_KEY: now})
+        try:
+            if response.status_code != 200:
+                raise BroadcasterError(f"public site: {url} answered {response.status}")
+            return File(
+                path_for(url),
+                response.get_data(),
+                response.content_type or "application/octet-stream",
+                response.headers.get("Cache-Control", ""),
+            )
+        finally:
+            response.close()
+
+    def _kept(self, path: str, headers: dict[str, list[str]]) -> File | None:
+        try:
+            body = inside(self.root, path).read_bytes()
+        except FileNotFoundError:
+            return None
+        return File(path, body, *headers[path]) if path in headers else None
+
+    def _state(self) -> dict[str, Any]:
+        """What the last run recorded: the store's fingerprint, each alert's page inputs
+        (alerts.page_inputs) and the headers of its files. Empty when there is none."""
+        try:
+            state = json.loads((self.root / STATE).read_text("utf-8"))
+        except (FileNotFoundError, ValueError):
+            return {}
+        return state if isinstance(state, dict) else {}
 
     def _run(self, force: bool) -> Outcome:
         now = utcnow()
-        fingerprint = self._fingerprint(now)
-        state = self.root / STATE
-        if not force and state.exists() and state.read_text("utf-8") == fingerprint:
+        with db.read_scope(self.settings.effective_database_url) as session:
+            fingerprint = json.dumps(alerts.store_state(session, now).key)
+            inputs = alerts.page_inputs(session, now)
+        before = self._state()
+        if not force and before.get("store") == fingerprint:
             return Outcome()
-        files = self.render(now)
+        # An alert whose inputs are unchanged keeps its files: a new alert does not re-render
+        # every page of the district's history. `force` renders everything.
+        known = {} if force else before.get("alerts", {})
+        files = self.render(now, reuse={i for i, key in inputs.items() if known.get(i) == key})
         written, removed = write_folder(self.root, files)
         uploaded = self.bucket.sync(files) if self.bucket is not None else None
-        # Recorded last: a run that failed half-way leaves the old fingerprint, so the next
-        # check renders again.
-        replace_file(state, fingerprint.encode())
+        # Recorded last: a run that failed half-way leaves the old state, so the next check
+        # renders again.
+        state = {
+            "store": fingerprint,
+            "alerts": inputs,
+            "headers": {
+                f.path: [f.content_type, f.cache_control]
+                for f in files
+                if ALERT_FILE.fullmatch(f.path)
+            },
+        }
+        replace_file(self.root / STATE, json.dumps(state).encode())
         log.info(
             "public site: %d files, %d written, %d removed%s",
             len(files),

@@ -88,9 +88,16 @@ def test_each_change_to_the_store_rewrites_the_site(published, run, tokens):
     assert posted["feeds/alerts.rss"] != empty["feeds/alerts.rss"]
     assert b"a power outage" in posted[f"alerts/{alert}"]
 
+    # A correction: the corrected alert's page (unchanged itself) now points to it.
+    correction = site.publish(*closure("a water main break"), reply_to=alert)
+    outcome = publisher.publish()
+    assert {f"alerts/{alert}", f"alerts/{correction}"} <= set(outcome.written)
+    assert_same_as_flask(published)
+
     site.withdraw(alert)
     outcome = publisher.publish()
-    assert {"index.html", "feeds/cap.atom", f"alerts/{alert}.cap.xml"} <= set(outcome.written)
+    assert {"feeds/cap.atom", f"alerts/{alert}.cap.xml"} <= set(outcome.written)
+    assert f"alerts/{correction}" not in outcome.written  # its inputs did not change
     withdrawn = assert_same_as_flask(published)
     assert f"/alerts/{alert}".encode() not in withdrawn["index.html"]
     assert b"<msgType>Cancel</msgType>" in withdrawn[f"alerts/{alert}.cap.xml"]
@@ -333,7 +340,13 @@ def test_site_publish_rewrites_the_folder_on_demand(published, run):
     alert = site.publish(*closure("a power outage"))
     done = run.json("site", "publish")
     assert done["rendered"] and f"alerts/{alert}" in done["written"]
-    (published.root / "index.html").unlink()  # a folder to rebuild
+    # A folder edited by hand: a run after a change re-renders only the alerts whose inputs
+    # changed (not this one), while `site publish` rewrites everything.
+    (published.root / "index.html").unlink()
+    (published.root / "alerts" / alert).write_bytes(b"edited by hand")
+    site.publish(*closure("a water main break"))
+    published.publisher.publish()
+    assert (published.root / "alerts" / alert).read_bytes() == b"edited by hand"
     again = run("site", "publish")
     assert again.exit_code == 0, again.output
     assert "1 files written, 0 removed" in again.output
