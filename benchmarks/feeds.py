@@ -1,9 +1,14 @@
 """Public pages benchmark: requests per second for `/feeds/alerts.atom` and `/` under concurrent
 readers, served by the web app under werkzeug's threaded server in a process of its own, with the
 page cache on and, in the same run against the same database, with it off (every request renders
-the page: the baseline). A third row per route measures revalidation (If-None-Match → 304).
+the page: the baseline); then the same URLs as the published static files (web/publish.py)
+behind nginx (the Debian package, started here on loopback with deploy/nginx/public-site.conf).
+Each server gets a row for revalidation too (If-None-Match → 304).
 
     python benchmarks/feeds.py --alerts 20 --clients 16 --seconds 5
+
+The readers are raw keep-alive HTTP/1.1 connections spread over one process per core, so the
+client is not what is measured (requests' per-call cost caps a Python client near 1,500/s).
 
 Uses PostgreSQL on 127.0.0.1:5432 when it answers (a scratch database it drops afterwards), else
 (or with --sqlite) SQLite. The alerts are composed with the real CLI and posted by the real web
@@ -15,15 +20,17 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import multiprocessing
 import os
+import re
+import socket
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 import uuid
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import psycopg
 import requests
@@ -58,6 +65,8 @@ def main() -> None:
         "BROADCASTER_TOKEN": "",
     }
     env.pop("BROADCASTER_PUBLIC_URL", None)
+    if pg_name:  # a server database wants a server broker (split_brain.py); nothing is queued
+        env.setdefault("BROADCASTER_BROKER_URL", "redis://127.0.0.1:6379/0")
     try:
         seed(env, url, args.alerts)
         rows = {}
@@ -69,6 +78,13 @@ def main() -> None:
                         rows[(route, "304")] = load(
                             base + route, args.clients, args.seconds, revalidate=True
                         )
+        site = published(env, home)
+        with site as base:
+            for route in ROUTES:
+                rows[(route, "nginx")] = load(base + route, args.clients, args.seconds)
+                rows[(route, "nginx 304")] = load(
+                    base + route, args.clients, args.seconds, revalidate=True
+                )
     finally:
         if pg_name:
             with psycopg.connect(PG_ADMIN, autocommit=True) as admin:
@@ -76,24 +92,38 @@ def main() -> None:
 
     print(
         f"{args.alerts} active alerts, {args.clients} concurrent clients, {args.seconds:g} s "
-        f"each, database {'PostgreSQL' if pg_name else 'SQLite'}, werkzeug threaded server"
+        f"each, database {'PostgreSQL' if pg_name else 'SQLite'}, werkzeug threaded server; "
+        f"nginx with {os.cpu_count()} workers; {os.cpu_count()} cores"
     )
-    print(f"{'route':<22}{'mode':<34}{'req/s':>10}{'ratio':>10}")
-    result: dict[str, object] = {"alerts": args.alerts, "clients": args.clients}
+    print(f"publishing wrote {site.files} files in {site.seconds:.2f} s")
+    print(f"{'route':<22}{'mode':<40}{'req/s':>10}{'ratio':>10}{'vs cache':>10}")
+    result: dict[str, object] = {
+        "alerts": args.alerts,
+        "clients": args.clients,
+        "publish_files": site.files,
+        "publish_s": round(site.seconds, 2),
+    }
     for route in ROUTES:
-        baseline = rows[(route, False)]
+        baseline, cached = rows[(route, False)], rows[(route, True)]
         for key, mode in (
             (False, "render every time (baseline)"),
             (True, "page cache"),
             ("304", "page cache, If-None-Match (304)"),
+            ("nginx", "published files, nginx"),
+            ("nginx 304", "published files, nginx, If-None-Match"),
         ):
             rate = rows[(route, key)]
-            print(f"{route:<22}{mode:<34}{rate:>10.1f}{rate / baseline:>10.2f}")
+            print(
+                f"{route:<22}{mode:<40}{rate:>10.1f}{rate / baseline:>10.2f}{rate / cached:>10.2f}"
+            )
         name = "atom" if route.endswith("atom") else "index"
         result[f"{name}_uncached_rps"] = round(baseline, 1)
-        result[f"{name}_cached_rps"] = round(rows[(route, True)], 1)
+        result[f"{name}_cached_rps"] = round(cached, 1)
         result[f"{name}_304_rps"] = round(rows[(route, "304")], 1)
-        result[f"{name}_ratio"] = round(rows[(route, True)] / baseline, 2)
+        result[f"{name}_ratio"] = round(cached / baseline, 2)
+        result[f"{name}_nginx_rps"] = round(rows[(route, "nginx")], 1)
+        result[f"{name}_nginx_304_rps"] = round(rows[(route, "nginx 304")], 1)
+        result[f"{name}_nginx_vs_cache"] = round(rows[(route, "nginx")] / cached, 2)
     print(json.dumps(result))
 
 
@@ -205,32 +235,113 @@ def serve(cache: bool) -> None:
     httpd.serve_forever()
 
 
+class published:
+    """The site published (web/publish.py, the same renders as the routes) into `home/site`,
+    served by nginx on loopback with deploy/'s config."""
+
+    def __init__(self, env: dict[str, str], home: Path):
+        self.env, self.home = env, home
+
+    def __enter__(self) -> str:
+        from broadcaster.core.config import Settings, load_district
+        from broadcaster.web.publish import Publisher
+        from tests.web.nginx_site import Nginx
+
+        settings = Settings(
+            home=self.home,
+            database_url=self.env["BROADCASTER_DATABASE_URL"],
+            broker_url=self.env.get("BROADCASTER_BROKER_URL"),
+            public_url="https://alerts.example.org",
+        )
+        district = load_district(settings.config_path)
+        web = district.web.model_copy(update={"publish_dir": self.home / "site"})
+        site = Publisher(settings, district.model_copy(update={"web": web}))
+        started = time.perf_counter()
+        self.files = len(site.publish(force=True).written)
+        self.seconds = time.perf_counter() - started
+        self.nginx = Nginx(site.root, self.home / "nginx", workers=os.cpu_count() or 1)
+        return self.nginx.__enter__()
+
+    def __exit__(self, *exc: object) -> None:
+        self.nginx.__exit__()
+
+
 def load(url: str, clients: int, seconds: float, revalidate: bool = False) -> float:
-    """Requests per second over `seconds` from `clients` threads, one session each, after a
-    warm-up; every answer must be the expected status and the same page."""
+    """Requests per second over `seconds` from `clients` keep-alive connections (spread over
+    one process per core), after a warm-up; every answer must be the expected status and, for
+    a 200, the same ETag as the first."""
     first = requests.get(url, timeout=30)
     first.raise_for_status()
-    headers = {"If-None-Match": first.headers["ETag"]} if revalidate else {}
-    expected = 304 if revalidate else 200
-    stop = time.perf_counter() + seconds
-    local = threading.local()
+    etag = first.headers["ETag"]
+    processes = max(1, min(clients, os.cpu_count() or 1))
+    shares = [clients // processes + (i < clients % processes) for i in range(processes)]
+    stop = time.time() + 0.5 + seconds  # the same wall-clock end for every process
+    with multiprocessing.get_context("fork").Pool(processes) as pool:
+        counts = pool.starmap(
+            _hammer, [(url, n, etag, revalidate, stop - seconds, stop) for n in shares]
+        )
+    return sum(counts) / seconds
 
-    def client(_: int) -> int:
-        session = local.__dict__.setdefault("session", requests.Session())
-        done = 0
-        while time.perf_counter() < stop:
-            response = session.get(url, headers=headers, timeout=30)
-            if response.status_code != expected or (
-                not revalidate and response.headers["ETag"] != first.headers["ETag"]
+
+_LENGTH = re.compile(rb"\r\ncontent-length: *(\d+)", re.IGNORECASE)
+_ETAG = re.compile(rb"\r\netag: *([^\r]+)", re.IGNORECASE)
+_CLOSE = re.compile(rb"\r\nconnection: *close", re.IGNORECASE)
+
+
+def _hammer(
+    url: str, connections: int, etag: str, revalidate: bool, start: float, stop: float
+) -> int:
+    """One process's share: `connections` sockets, each sent a request and then each answer
+    read, until `stop` (a server that closes after each answer, as werkzeug's does, is
+    reconnected to); returns the answers. Errors are RuntimeErrors, which the pool hands back."""
+    parts = urlsplit(url)
+    address = (parts.hostname or "127.0.0.1", parts.port or 80)
+    extra = f"If-None-Match: {etag}\r\n" if revalidate else ""
+    request = f"GET {parts.path or '/'} HTTP/1.1\r\nHost: {parts.netloc}\r\n{extra}\r\n".encode()
+    expected = b"304" if revalidate else b"200"
+
+    def connect() -> socket.socket:
+        sock = socket.create_connection(address)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        return sock
+
+    socks = [connect() for _ in range(connections)]
+    buffers = [b""] * connections
+    done = 0
+    while time.time() < start:
+        time.sleep(0.001)
+    while time.time() < stop:
+        for sock in socks:
+            sock.sendall(request)
+        for i, sock in enumerate(socks):
+            buffer = buffers[i]
+            while b"\r\n\r\n" not in buffer:
+                buffer += _receive(sock)
+            head, _, rest = buffer.partition(b"\r\n\r\n")
+            found = _LENGTH.search(head)
+            length = int(found.group(1)) if found else 0
+            while len(rest) < length:
+                rest += _receive(sock)
+            buffers[i] = rest[length:]
+            tag = _ETAG.search(head)
+            if head[9:12] != expected or (
+                not revalidate and (tag is None or tag.group(1).decode() != etag)
             ):
-                raise SystemExit(f"{url}: unexpected answer {response.status_code}")
-            done += 1
-        return done
+                raise RuntimeError(f"{url}: unexpected answer {head[:200]!r}")
+            if _CLOSE.search(head):
+                sock.close()
+                socks[i], buffers[i] = connect(), b""
+        done += connections
+    for sock in socks:
+        sock.close()
+    return done
 
-    start = time.perf_counter()
-    with ThreadPoolExecutor(clients) as pool:
-        total = sum(pool.map(client, range(clients)))
-    return total / (time.perf_counter() - start)
+
+def _receive(sock: socket.socket) -> bytes:
+    data = sock.recv(65536)
+    if not data:
+        raise RuntimeError("the server closed a connection before answering")
+    return data
 
 
 if __name__ == "__main__":
