@@ -14,7 +14,10 @@ One publisher at a time per folder (an flock on `.publish.lock`). A request that
 leaves a mark (`.publish.again`) that the busy one picks up before it lets go, so a burst of
 changes costs one or two renders. `.publish.state` holds the alert store's fingerprint
 (alerts.store_state) the files were rendered for: an unforced run that finds it unchanged renders
-nothing, which makes the beat's periodic check cheap. Dot files are never published.
+nothing, which makes the beat's periodic check cheap. It also holds each alert's page inputs
+(alerts.page_inputs) and its files' headers: a run renders the lists and the alerts whose inputs
+changed, not the district's whole history (`force` renders everything). Dot files are never
+published.
 """
 
 from __future__ import annotations
@@ -184,7 +187,9 @@ def _take(mark: Path) -> bool:
 
 
 class Publisher:
-    """Publishes one deployment's public site. Builds its web app once: keep it for many runs."""
+    """Publishes one deployment's public site. Builds its web app once: keep it for many runs.
+    `district` gives the [web] settings (default: the settings' district file); the pages are
+    rendered by the app, from the settings' district file."""
 
     def __init__(self, settings: Settings, district: DistrictConfig | None = None):
         district = district or load_district(settings.config_path)
