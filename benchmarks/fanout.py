@@ -4,6 +4,11 @@ baselines: a plain sequential twilio loop, and an unbookkept thread pool of twil
 same concurrency as the workers (the SDK's ceiling on this machine).
 
     python benchmarks/fanout.py --recipients 10000 --latency-ms 50
+    python benchmarks/fanout.py --sweep 1000,10000,100000 --latency-ms 50
+
+With --sweep, one line per audience size (the first social post, texts/s and the ratio to the
+thread-pool ceiling measured in the same run, the peak RSS of each kind of process), then the
+sizes' results as one JSON list; otherwise one size, ending with its JSON object.
 
 Needs Redis on 127.0.0.1:6379 (or --broker) and uses PostgreSQL on 127.0.0.1:5432 when it answers
 (a scratch database it drops afterwards), else SQLite. The last line printed is one JSON object.
@@ -49,6 +54,9 @@ BODY = (
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--recipients", type=int, default=10_000)
+    parser.add_argument(
+        "--sweep", type=sizes, help="comma-separated audience sizes, e.g. 1000,10000,100000"
+    )
     parser.add_argument("--latency-ms", type=int, default=50)
     parser.add_argument("--workers", type=int, default=2, help="worker processes")
     parser.add_argument("--threads", type=int, default=32, help="threads per worker")
@@ -58,9 +66,16 @@ def main() -> None:
         default=200,
         help="messages the sequential loop sends (its rate is per message)",
     )
+    parser.add_argument(
+        "--ceiling-sample",
+        type=int,
+        default=20_000,
+        help="texts the thread pool sends for the ceiling (at most the largest size)",
+    )
     parser.add_argument("--broker", default="redis://127.0.0.1:6379/13")
     args = parser.parse_args()
     concurrency = args.workers * args.threads
+    audience = args.sweep or [args.recipients]
 
     with Sandbox(port=0) as sandbox:
         latency = [{"provider": "twilio", "fault": "latency", "latency_ms": args.latency_ms}]
@@ -68,39 +83,69 @@ def main() -> None:
         naive = naive_loop(sandbox, args.naive_sample)
         sandbox.reset()
         sandbox.set_faults(latency)
-        ceiling = thread_pool(sandbox, args.recipients, concurrency)
-        sandbox.reset()
-        sandbox.set_faults(latency)
-        full = full_path(sandbox, args, concurrency)
+        ceiling = thread_pool(sandbox, min(args.ceiling_sample, max(audience)), concurrency)
+        results = []
+        for size in audience:
+            sandbox.reset()
+            sandbox.set_faults(latency)
+            full = full_path(sandbox, args, size, concurrency)
+            results.append(summary(args, size, full, naive, ceiling))
+            if args.sweep:
+                print(sweep_line(results[-1]), flush=True)
+        bench_rss = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
 
-    result = {
-        "recipients": args.recipients,
+    print(
+        f"concurrency {concurrency} ({args.workers} workers x {args.threads} threads), "
+        f"database {full['database']}, {args.latency_ms} ms provider latency"
+    )
+    print(f"{'':<28}{'SMS/s':>10}{'ratio':>10}")
+    print(f"{'sequential twilio loop':<28}{naive:>10.1f}{naive / ceiling:>10.3f}")
+    print(f"{'thread pool (SDK ceiling)':<28}{ceiling:>10.1f}{1:>10.3f}")
+    for result in results:
+        label = f"full path, {result['recipients']:,}"
+        print(
+            f"{label:<28}{result['full_path_sms_per_s']:>10.1f}{result['ratio_to_ceiling']:>10.3f}"
+        )
+    print(f"peak RSS of this process (the sandbox and the baselines): {bench_rss} MB")
+    if args.sweep:
+        print(json.dumps(results))
+    else:
+        print(sweep_line(results[0]) + f"; {results[0]['cpu_s_per_1000']} CPU s per 1,000")
+        print(json.dumps(results[0]))
+
+
+def sizes(text: str) -> list[int]:
+    try:
+        values = [int(part) for part in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError("sizes are whole numbers: 1000,10000,100000") from None
+    if not values or min(values) < 1:
+        raise argparse.ArgumentTypeError("sizes are positive: 1000,10000,100000")
+    return values
+
+
+def summary(args: argparse.Namespace, size: int, full: dict, naive: float, ceiling: float) -> dict:
+    return {
+        "recipients": size,
         "latency_ms": args.latency_ms,
         "full_path_sms_per_s": round(full["sms_per_s"], 1),
         "naive_sms_per_s": round(naive, 1),
         "ceiling_sms_per_s": round(ceiling, 1),
         "ratio_to_ceiling": round(full["sms_per_s"] / ceiling, 3),
+        "elapsed_s": round(full["elapsed_s"], 1),
         "first_social_post_ms": full["first_social_post_ms"],
-        "cpu_s_per_1000": round(full["cpu_s"] / args.recipients * 1000, 3),
+        "cpu_s_per_1000": round(full["cpu_s"] / size * 1000, 3),
         "peak_rss_mb": full["peak_rss_mb"],
     }
-    print(
-        f"concurrency {concurrency} ({args.workers} workers x {args.threads} threads), "
-        f"database {full['database']}"
+
+
+def sweep_line(result: dict) -> str:
+    rss = ", ".join(f"{kind} {mb} MB" for kind, mb in result["peak_rss_mb"].items())
+    return (
+        f"{result['recipients']:>9,} texts: first post {result['first_social_post_ms']} ms, "
+        f"{result['full_path_sms_per_s']:.0f} texts/s ({result['ratio_to_ceiling']:.2f} of the "
+        f"ceiling), all accepted in {result['elapsed_s']:.0f} s; peak RSS {rss}"
     )
-    print(f"{'':<28}{'SMS/s':>10}{'ratio':>10}")
-    print(f"{'sequential twilio loop':<28}{naive:>10.1f}{naive / ceiling:>10.3f}")
-    print(f"{'thread pool (SDK ceiling)':<28}{ceiling:>10.1f}{1:>10.3f}")
-    print(
-        f"{'broadcaster full path':<28}{full['sms_per_s']:>10.1f}"
-        f"{full['sms_per_s'] / ceiling:>10.3f}"
-    )
-    print(
-        f"10,000-class run: {args.recipients} texts accepted in {full['elapsed_s']:.1f} s; "
-        f"first social post {full['first_social_post_ms']} ms after approval; "
-        f"{result['cpu_s_per_1000']} CPU s per 1,000 deliveries; peak RSS {full['peak_rss_mb']} MB"
-    )
-    print(json.dumps(result))
 
 
 def twilio_client(sandbox: Sandbox) -> Client:
@@ -148,7 +193,7 @@ def scratch_database(home: Path) -> tuple[str, str | None]:
     return f"postgresql+psycopg://root@127.0.0.1:5432/{name}", name
 
 
-def full_path(sandbox: Sandbox, args: argparse.Namespace, concurrency: int) -> dict:
+def full_path(sandbox: Sandbox, args: argparse.Namespace, size: int, concurrency: int) -> dict:
     home = Path(tempfile.mkdtemp(prefix="broadcaster-bench-"))
     url, pg_name = scratch_database(home)
     redis.Redis.from_url(args.broker).flushdb()
@@ -173,12 +218,10 @@ def full_path(sandbox: Sandbox, args: argparse.Namespace, concurrency: int) -> d
 
     def run(*argv: str, token: str = "") -> str:
         done = subprocess.run(
-            [*cli, *argv],
-            env={**env, "BROADCASTER_TOKEN": token},
-            capture_output=True,
-            text=True,
-            check=True,
+            [*cli, *argv], env={**env, "BROADCASTER_TOKEN": token}, capture_output=True, text=True
         )
+        if done.returncode:
+            raise SystemExit(f"broadcaster {argv[0]} failed: {done.stderr.strip()}")
         return done.stdout
 
     run("db", "upgrade")
@@ -189,7 +232,7 @@ def full_path(sandbox: Sandbox, args: argparse.Namespace, concurrency: int) -> d
     with contacts.open("w", newline="") as handle:
         writer = csv.writer(handle)
         writer.writerow(["phone", "language", "schools", "routes", "grades", "opted_out"])
-        for i in range(args.recipients):
+        for i in range(size):
             writer.writerow(
                 [
                     f"+1415{4000000 + i:07d}",
@@ -243,31 +286,37 @@ def full_path(sandbox: Sandbox, args: argparse.Namespace, concurrency: int) -> d
         )
         for _ in range(args.workers)
     ]
-    time.sleep(3)  # let the workers connect before the clock starts
-    approved_at = time.time()
-    run("approve", str(draft["id"]), "--as", "ben", token=tokens["ben"])
-    # Poll rarely: copying the sandbox's log takes the GIL from the sandbox it measures. The end
-    # time is the last text's own timestamp, not when the poll noticed.
-    while len(sandbox.posts("twilio")) < args.recipients:
-        time.sleep(1.0)
-        if time.time() - approved_at > 600:
-            raise SystemExit("the full path did not finish in 10 minutes")
-    last_text = max(r["time"] for r in sandbox.requests("twilio") if r["method"] == "POST")
-    first_post = min(
-        (r["time"] for r in sandbox.requests("x") if r["method"] == "POST"), default=None
-    )
-    # The clock starts when the approval commits (its ledger entry), not when the CLI starts.
-    shown = json.loads(run("show", str(draft["id"]), "--json"))
-    approved_at = next(
-        datetime.fromisoformat(step["at"]).timestamp()
-        for step in shown["timeline"]
-        if step["event"] == "message.approve"
-    )
-    elapsed = datetime.fromisoformat(last_text).timestamp() - approved_at
-    for worker in workers:
-        worker.send_signal(signal.SIGTERM)
-    for worker in workers:
-        worker.wait(timeout=60)
+    try:
+        time.sleep(3)  # let the workers connect before the clock starts
+        approved_at = time.time()
+        approve_rss_mb = run_measured(
+            [*cli, "approve", str(draft["id"]), "--as", "ben"],
+            {**env, "BROADCASTER_TOKEN": tokens["ben"]},
+        )
+        # Poll rarely: copying the sandbox's log takes the GIL from the sandbox it measures. The end
+        # time is the last text's own timestamp, not when the poll noticed.
+        while len(sandbox.posts("twilio")) < size:
+            time.sleep(1.0)
+            if time.time() - approved_at > 600:
+                raise SystemExit("the full path did not finish in 10 minutes")
+        last_text = max(r["time"] for r in sandbox.requests("twilio") if r["method"] == "POST")
+        first_post = min(
+            (r["time"] for r in sandbox.requests("x") if r["method"] == "POST"), default=None
+        )
+        # The clock starts when the approval commits (its ledger entry), not when the CLI starts.
+        shown = json.loads(run("show", str(draft["id"]), "--json"))
+        approved_at = next(
+            datetime.fromisoformat(step["at"]).timestamp()
+            for step in shown["timeline"]
+            if step["event"] == "message.approve"
+        )
+        elapsed = datetime.fromisoformat(last_text).timestamp() - approved_at
+        worker_rss_mb = max(peak_rss_mb(worker.pid) for worker in workers)
+    finally:  # a failed run must not leave workers on the broker for the next one
+        for worker in workers:
+            worker.send_signal(signal.SIGTERM)
+        for worker in workers:
+            worker.wait(timeout=60)
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     if pg_name:
         with psycopg.connect("postgresql://root@127.0.0.1:5432/postgres", autocommit=True) as admin:
@@ -278,13 +327,34 @@ def full_path(sandbox: Sandbox, args: argparse.Namespace, concurrency: int) -> d
         else None
     )
     return {
-        "sms_per_s": args.recipients / elapsed,
+        "sms_per_s": size / elapsed,
         "elapsed_s": elapsed,
         "first_social_post_ms": first_ms,
         "cpu_s": (after.ru_utime + after.ru_stime) - (before.ru_utime + before.ru_stime),
-        "peak_rss_mb": round(after.ru_maxrss / 1024, 1),
+        "peak_rss_mb": {"worker": worker_rss_mb, "approve": approve_rss_mb},
         "database": "PostgreSQL" if pg_name else "SQLite",
     }
+
+
+def run_measured(argv: list[str], env: dict[str, str]) -> float:
+    """Run a command to the end; its peak RSS in MB (from the kernel's accounting of that one
+    child, so other children do not mix in)."""
+    child = subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    _, status, usage = os.wait4(child.pid, 0)
+    child.returncode = os.waitstatus_to_exitcode(status)
+    if child.returncode:
+        raise SystemExit(
+            f"{argv[2:4]} failed: {child.stderr.read().decode() if child.stderr else ''}"
+        )
+    return round(usage.ru_maxrss / 1024, 1)
+
+
+def peak_rss_mb(pid: int) -> float:
+    """A running process's peak RSS so far (VmHWM), in MB."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return round(int(line.split()[1]) / 1024, 1)
+    return 0.0
 
 
 if __name__ == "__main__":
