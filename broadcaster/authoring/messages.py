@@ -13,6 +13,7 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from broadcaster.authoring import plan
 from broadcaster.authoring.audience import choose as choose_audience
 from broadcaster.authoring.catalog import Catalog
 from broadcaster.authoring.checks import BLOCK, WARN, Finding, check_rendition
@@ -134,6 +135,7 @@ def build(
     ]
     message.targets = [TargetRow(channel=c, account=a) for c, a in targets]
     findings.extend(unreachable(session, district, message))
+    findings.extend(plan.findings(session, district, message))
     message.findings = [FindingRow(**f.as_dict()) for f in findings]
     session.add(message)
     session.flush()
@@ -315,6 +317,7 @@ def approve(
     acknowledged = [f"{f.check}: {f.detail}" for f in pending]
     transition(session, message, "approve", approver, district, acknowledged_warnings=acknowledged)
     _record_approval(session, message, approver, "approved", "second person", acknowledged)
+    plan.record(session, district, message)
 
 
 def approve_and_dispatch(
@@ -358,6 +361,7 @@ def approve_pre_approved(
     message.pre_approved = True
     message.needs_review = True
     _record_approval(session, message, commander, "approved", basis, acknowledged)
+    plan.record(session, district, message)
 
 
 def approve_retraction_notice(
@@ -368,6 +372,7 @@ def approve_retraction_notice(
     basis = f"retraction of message {notice.follows_id}"
     transition(session, notice, "approve_retraction", actor, district, basis=basis, reason=reason)
     _record_approval(session, notice, actor, "approved", basis, [], reason)
+    plan.record(session, district, notice)
 
 
 def trigger(

@@ -11,15 +11,18 @@ The base class and the shared pieces (id and state, timing) are in delivery/view
 from __future__ import annotations
 
 from typing import Any, Literal, cast
+from zoneinfo import ZoneInfo
 
 from pydantic.json_schema import SkipJsonSchema
 from sqlalchemy.orm import Session
 
+from broadcaster.authoring import plan
 from broadcaster.authoring.render import KINDS
 from broadcaster.core import ledger
 from broadcaster.core.config import DistrictConfig
 from broadcaster.core.models import Message
 from broadcaster.core.models import Rendition as RenditionRow
+from broadcaster.core.states import MessageState
 from broadcaster.delivery.dispatch import freeze_recipients
 from broadcaster.delivery.views import (
     Channel,
@@ -59,6 +62,18 @@ class TargetView(View):
     account: str
 
 
+class ChannelPlanView(View):
+    """How long one channel's deliveries take from the start (now, or the send at), through
+    the account's rate (plan.py): texts count SMS segments, a post one request."""
+
+    account: str
+    recipients: int
+    segments: int
+    rate_per_s: float
+    seconds: float
+    last_accepted_at: str  # ISO 8601 with the district's offset
+
+
 class Content(View):
     """What composing made of a message (Preview adds its timing)."""
 
@@ -70,6 +85,18 @@ class Content(View):
     targets: list[TargetView]
     audience: str | None
     recipients: int
+    # Before dispatch only: the send-time plan per channel (after it, the after-action report
+    # shows the plan the approval recorded beside what happened).
+    plan: dict[Channel, ChannelPlanView] | SkipJsonSchema[None] = absent_when_none()
+
+
+# Until these, a preview shows how sending would go; from dispatch on, the report does.
+PLANNED_STATES = (
+    MessageState.DRAFT,
+    MessageState.SUBMITTED,
+    MessageState.APPROVED,
+    MessageState.SCHEDULED,
+)
 
 
 class Preview(Timing, Content):
@@ -140,6 +167,7 @@ def rendition_view(row: RenditionRow) -> Rendition:
 
 def preview_view(session: Session, district: DistrictConfig, message: Message) -> Preview:
     texting = "sms" in message.channels
+    shown = message.state in PLANNED_STATES
     return Preview(
         template=message.template,
         template_version=message.template_version,
@@ -149,8 +177,17 @@ def preview_view(session: Session, district: DistrictConfig, message: Message) -
         targets=[TargetView.model_validate(t, from_attributes=True) for t in message.targets],
         audience=message.audience,
         recipients=len(freeze_recipients(session, district, message)) if texting else 0,
+        plan=_plan_view(session, district, message) if shown else None,
         **dict(timing_view(message, district)),
     )
+
+
+def _plan_view(
+    session: Session, district: DistrictConfig, message: Message
+) -> dict[str, ChannelPlanView]:
+    zone = ZoneInfo(district.district.time_zone)
+    planned = plan.as_json(plan.for_message(session, district, message), zone)
+    return {channel: ChannelPlanView(**entry) for channel, entry in planned.items()}
 
 
 def draft_view(session: Session, district: DistrictConfig, message: Message) -> Draft:

@@ -8,6 +8,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
+from broadcaster.authoring import plan
 from broadcaster.authoring.views import Draft
 from broadcaster.cli.app import console
 from broadcaster.delivery import status
@@ -23,6 +24,8 @@ def print_preview(view: Draft) -> None:
         who = view.audience or "the test allowlist"
         out.print(Text(f"Texted to: {who} ({view.recipients} phone numbers)"))
     print_timing(out, view)
+    for channel, planned in (view.plan or {}).items():
+        out.print(Text(f"Delivery: {plan.summary(channel, planned.model_dump())}"))
     for r in view.renditions:
         if r.channel == "x":
             counts = f"{r.weighted_length}/280 weighted"
@@ -79,6 +82,16 @@ def print_report(view: dict[str, Any]) -> None:
                 f"{channel['retried']} retries, {channel['failed']} failed"
             )
         )
+        if channel["planned"]:
+            out.print(Text(f"  planned: {plan.summary(name, channel['planned'])}"))
+            actual = channel["actual"]
+            took = f" ({plan.duration(actual['seconds'])})" if actual["seconds"] is not None else ""
+            out.print(
+                Text(
+                    f"  actual: {actual['recipients']} accepted, the last at "
+                    f"{actual['last_accepted_at'] or '-'}{took}"
+                )
+            )
         for failure in channel["failures"]:
             out.print(Text(f"  failed {failure['target']}: {failure['error']}", "red"))
         for retry in channel["retries"]:

@@ -35,6 +35,26 @@ CHANNELS: tuple[str, ...] = ("x", "facebook", "sms", "web")
 ROLES: tuple[str, ...] = ("author", "approver", "incident_commander", "records_officer", "admin")
 SLUG = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
 
+# What sends an SMS account's texts, and Twilio's published default throughput for each, in
+# message segments per second (Twilio meters segments, not messages). An account's
+# `rate_per_second` overrides it (a High-Throughput toll-free number, an agreed short code rate).
+# - short code: 100. Twilio, error 30001 "Queue overflow" (twilio.com/docs/api/errors/30001):
+#   "a short code may send over 100 message segments per second".
+# - toll-free: 3. Twilio, "Toll-Free SMS and MMS messaging throughput (MPS)" (support article
+#   4411046744987): "By default, any US Toll-Free number ... offers an SMS sending throughput of
+#   3 MPS (message segments per second) toward the US and Canada" (High-Throughput: 25 to 150).
+# - alphanumeric sender ID: 10. Such IDs send only outside the +1 region, where the same
+#   article gives "the standard throughput of 10 MPS, just like all other Twilio numbers".
+# - 10DLC: by the brand's Trust Score (TRUST_TIERS). Twilio, "Message throughput (MPS) and Trust
+#   Scores for A2P 10DLC in the US" (support article 1260803225669), "Total SMS MPS toward major
+#   US networks" (AT&T, T-Mobile and Verizon, a third each) for declared and mixed use cases:
+#   75-100: 225; 50-74: 120; 1-49: 12; 0 (a Low Volume Standard brand that skipped secondary
+#   vetting): 12. A Low Volume Mixed campaign gets 3.75 whatever the score: set rate_per_second.
+Sender = Literal["short_code", "toll_free", "10dlc", "alphanumeric"]
+SENDER_RATES: dict[str, float] = {"short_code": 100.0, "toll_free": 3.0, "alphanumeric": 10.0}
+TRUST_TIERS: tuple[tuple[int, float], ...] = ((75, 225.0), (50, 120.0), (0, 12.0))  # lowest score
+DEFAULT_RATE = 10.0  # an account that names neither a sender nor a rate (requests per second)
+
 
 class Settings(BaseSettings):
     """Where the broadcaster keeps things; read from `BROADCASTER_*` environment variables."""
@@ -102,6 +122,16 @@ class DistrictInfo(_Strict):
     email: str | None = None
     phone_region: str = "US"
     locales: list[str] = ["en", "es"]
+    # "HH:MM" district time: a closure should reach every family before then (the send-time
+    # planner warns when it cannot). None: no such check.
+    school_day_starts: str | None = None
+
+    @field_validator("school_day_starts")
+    @classmethod
+    def _clock_time(cls, value: str | None) -> str | None:
+        if value is not None and not re.fullmatch(r"([01]\d|2[0-3]):[0-5]\d", value):
+            raise ValueError(f"{value!r} is not a time of day (write HH:MM, e.g. 07:30)")
+        return value
 
     @field_validator("time_zone")
     @classmethod
@@ -159,8 +189,12 @@ class Account(_Strict):
     # regional API host, an egress proxy; a stand-in provider in tests), with the account's own
     # credentials: not the sandbox. https, or plain http on this machine only.
     api_base_url: str | None = None
-    # The provider's rate for this account, shared by all workers (requests per second).
-    rate_per_second: float = Field(default=10.0, gt=0, le=1000)
+    # The provider's rate for this account, shared by all workers: requests per second, for an
+    # SMS account message segments per second. Unset: the sender's default (`rate`).
+    rate_per_second: float | None = Field(default=None, gt=0, le=1000)
+    # SMS: what sends the texts (SENDER_RATES), and for 10DLC the brand's Trust Score (0-100).
+    sender: Sender | None = None
+    trust_score: int | None = Field(default=None, ge=0, le=100)
     # The language this account posts in. None: one post carrying every language of the message
     # (Facebook, web); an X post has no room for that, so an X account posts in English unless
     # it says otherwise (a district with a Spanish X account lists it with locale = "es").
@@ -169,6 +203,17 @@ class Account(_Strict):
     # text is believed only when it is addressed to one of these, to `settings.from_number` or
     # to the account's Messaging Service.
     sending_numbers: list[str] = []
+
+    @property
+    def rate(self) -> float:
+        """What the account's token bucket allows per second (and the send-time planner
+        assumes): rate_per_second when set, else the sender's published default."""
+        if self.rate_per_second is not None:
+            return self.rate_per_second
+        if self.sender == "10dlc":
+            score = self.trust_score or 0
+            return next(rate for lowest, rate in TRUST_TIERS if score >= lowest)
+        return SENDER_RATES.get(self.sender or "", DEFAULT_RATE)
 
     @property
     def post_locale(self) -> str | None:
@@ -189,6 +234,19 @@ class Account(_Strict):
     def _sms_numbers(self) -> Account:
         if self.sending_numbers and self.channel != "sms":
             raise ValueError(f"account {self.name}: only an sms account has sending_numbers")
+        return self
+
+    @model_validator(mode="after")
+    def _sender(self) -> Account:
+        if self.sender is not None and self.channel != "sms":
+            raise ValueError(f"account {self.name}: only an sms account has a sender")
+        if self.trust_score is not None and self.sender != "10dlc":
+            raise ValueError(f'account {self.name}: trust_score is for sender = "10dlc"')
+        if self.sender == "10dlc" and self.trust_score is None and self.rate_per_second is None:
+            raise ValueError(
+                f'account {self.name}: sender = "10dlc" needs trust_score (the brand\'s Trust '
+                "Score, 0-100, in Twilio's console) or rate_per_second"
+            )
         return self
 
     @model_validator(mode="after")

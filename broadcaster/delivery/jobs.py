@@ -41,6 +41,7 @@ class Job:
     action: str = "send"  # or "delete": take down the post `refers_to`
     refers_to: str | None = None  # the post a follow-up replies to, or the post to delete
     lookups: int = 0  # provider lookups made to reconcile it (each one backs the next off)
+    segments: int = 1  # what the provider meters a send as: a text's SMS segments, else 1
 
 
 # What a send attempt came to: a delivery status, or not known yet (the row stays `sending`).
@@ -105,6 +106,16 @@ def text_for(message: Message, channel: str, locale: str) -> str:
     return "\n\n".join(parts)
 
 
+def segments_for(message: Message, channel: str, locale: str) -> int:
+    """A text's SMS segments, as composing measured its rendition; one request otherwise."""
+    if channel != "sms":
+        return 1
+    metrics = next(
+        r.metrics for r in message.renditions if (r.channel, r.locale) == (channel, locale)
+    )
+    return max(1, int(metrics["segments"]))
+
+
 def load_jobs(session: Session, ids: list[int]) -> list[Job]:
     rows = session.scalars(select(Delivery).where(Delivery.id.in_(ids)).order_by(Delivery.id)).all()
     messages = {
@@ -132,6 +143,9 @@ def load_jobs(session: Session, ids: list[int]) -> list[Job]:
             action=r.action,
             refers_to=r.refers_to,
             lookups=r.lookups,
+            segments=segments_for(messages[r.message_id], r.channel, r.locale)
+            if r.action == "send"
+            else 1,
         )
         for r in rows
     ]

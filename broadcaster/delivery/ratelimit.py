@@ -4,6 +4,11 @@ Celery's own `rate_limit` is per worker; a provider's limit is per account. One 
 tokens atomically, on the Redis server's clock (every host agrees on it), or says how long until
 they are free. A worker thread takes a few tokens at a time (at most a tenth of a second's worth)
 to save round trips; the bucket's burst is one second's worth.
+
+A token is what the provider meters: one request, or for a text one SMS segment (a 3-segment
+text takes 3). A text with more segments than the burst (4 at a toll-free number's 3 a second)
+goes once a full burst is there and leaves the bucket owing the rest, so the rate still holds.
+`seconds_for` is the same arithmetic for the send-time planner (authoring/plan.py).
 """
 
 from __future__ import annotations
@@ -24,11 +29,12 @@ local state = redis.call('HMGET', key, 'tokens', 'at')
 local tokens = tonumber(state[1]) or burst
 local at = tonumber(state[2]) or now
 tokens = math.min(burst, tokens + math.max(0, now - at) * rate)
+local need = math.min(want, burst)
 local wait = 0
-if tokens >= want then
+if tokens >= need then
   tokens = tokens - want
 else
-  wait = (want - tokens) / rate
+  wait = (need - tokens) / rate
 end
 redis.call('HSET', key, 'tokens', tokens, 'at', now)
 redis.call('EXPIRE', key, math.ceil(burst / rate) + 60)
@@ -36,11 +42,22 @@ return tostring(wait)
 """
 
 
+def burst(rate_per_second: float) -> float:
+    """How many tokens a full (idle) bucket holds: one second's worth, at least one."""
+    return max(1.0, rate_per_second)
+
+
+def seconds_for(tokens: int, rate_per_second: float) -> float:
+    """How long an idle account's bucket takes to let `tokens` through: a full burst at once,
+    then the rate."""
+    return max(0.0, tokens - burst(rate_per_second)) / rate_per_second
+
+
 class TokenBucket:
     def __init__(self, client: redis.Redis, account: str, rate_per_second: float):
         self.key = f"broadcaster:bucket:{account}"
         self.rate = rate_per_second
-        self.burst = max(1.0, rate_per_second)
+        self.burst = burst(rate_per_second)
         self.grab = max(1, int(rate_per_second / 10))
         self._take = client.register_script(_TAKE)
         self._held = 0  # tokens this thread took and has not used yet
@@ -49,16 +66,19 @@ class TokenBucket:
         """Take `count` tokens if they are free (returns 0), else the seconds until they are."""
         return float(self._take(keys=[self.key], args=[self.rate, self.burst, count]))
 
-    def acquire(self, max_wait: float) -> bool:
-        """Wait for a token up to `max_wait` seconds; False means give the work back instead."""
-        if self._held:
-            self._held -= 1
+    def acquire(self, max_wait: float, count: int = 1) -> bool:
+        """Wait up to `max_wait` seconds for `count` tokens (a text's segments); False means
+        give the work back instead."""
+        if self._held >= count:
+            self._held -= count
             return True
+        need = count - self._held
+        want = max(self.grab, need)
         deadline = time.monotonic() + max_wait
         while True:
-            wait = self.take(self.grab)
+            wait = self.take(want)
             if wait == 0:
-                self._held = self.grab - 1
+                self._held = want - need
                 return True
             if time.monotonic() + wait > deadline:
                 return False

@@ -70,17 +70,18 @@ class Worker:
     def bucket(self, account: str) -> TokenBucket | None:
         if self.redis_client is None:
             return None
-        rate = next(a.rate_per_second for a in self.district.accounts if a.name == account)
+        rate = next(a.rate for a in self.district.accounts if a.name == account)
         buckets: dict[str, TokenBucket] = self._local.__dict__.setdefault("buckets", {})
         if account not in buckets:
             buckets[account] = TokenBucket(self.redis_client, account, rate)
         return buckets[account]
 
 
-def may_call(worker: Worker, account: str, max_wait: float) -> bool:
-    """Take a token for one provider call from the account's shared rate limit."""
+def may_call(worker: Worker, account: str, max_wait: float, tokens: int = 1) -> bool:
+    """Take the tokens for one provider call from the account's shared rate limit: one, or a
+    text's segments (the provider meters segments, and the send-time planner counts them)."""
     bucket = worker.bucket(account)
-    return bucket is None or bucket.acquire(max_wait=max_wait)
+    return bucket is None or bucket.acquire(max_wait=max_wait, count=tokens)
 
 
 def backoff(attempt: int) -> float:
@@ -152,7 +153,7 @@ def send_one(worker: Worker, job: Job, start_by: dt.datetime) -> Result:
     # No longer than the claim can use a token: a slow rate limit releases rows, it does not
     # hold them (with their finished neighbours' outcomes unrecorded) past the lease.
     wait = min(5.0, (start_by - utcnow()).total_seconds())
-    if wait > 0 and not may_call(worker, job.account, max_wait=wait):
+    if wait > 0 and not may_call(worker, job.account, max_wait=wait, tokens=job.segments):
         retry_in = 1 + random.random()  # noqa: S311 (jitter, not a secret)
         return Result(job, DeliveryStatus.QUEUED, retry_in=retry_in, how="rate limited locally")
     now = utcnow()

@@ -2,8 +2,11 @@
 channel: who did what and on what basis, what failed and what was retried. A send from a
 pre-approved template (the incident path) is flagged for review.
 
-Read from the ledger (steps, actors, retries) and the deliveries (outcomes and times); phone
-numbers are masked. Nothing is written.
+Each channel shows the send-time plan the approval recorded (authoring/plan.py) beside what
+happened: how many were accepted, the first and the last, and how long after the plan's start.
+Read from the ledger (steps, actors, retries, the plan) and the deliveries (outcomes and times);
+phone numbers are masked. Nothing is written. A delivery's time is when its worker recorded it,
+in groups of a few dozen, so the actual times can lag the provider's by a few seconds.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from broadcaster.authoring.plan import PLANNED
 from broadcaster.core import ledger
 from broadcaster.core.models import Delivery, Message
 from broadcaster.core.redaction import mask, mask_phones
@@ -165,7 +169,15 @@ def _channels(
                     "error": mask_phones(payload.get("error")),
                 }
             )
+    planned = next((p for e, p in reversed(entries) if e.event == PLANNED and p), None)
     for name, view in out.items():
+        view["planned"] = planned["channels"].get(name) if planned else None
+        view["actual"] = {
+            "recipients": sum(counts[name][s] for s in SUCCEEDED),
+            "first_accepted_at": view["first_delivery"],
+            "last_accepted_at": view["last_delivery"],
+            "seconds": _seconds(planned["start"], view["last_delivery"]) if planned else None,
+        }
         view["statuses"] = dict(sorted(counts[name].items()))
         view["approval_to_first_s"] = _seconds(approved, view["first_delivery"])
         view["approval_to_last_s"] = _seconds(approved, view["last_delivery"])

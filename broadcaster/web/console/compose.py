@@ -10,7 +10,7 @@ from flask.typing import ResponseReturnValue
 from sqlalchemy.orm import Session
 from werkzeug.datastructures import MultiDict
 
-from broadcaster.authoring import audience, messages
+from broadcaster.authoring import audience, messages, plan
 from broadcaster.authoring.views import preview_view
 from broadcaster.core.errors import BadInput, BroadcasterError
 from broadcaster.core.permissions import require
@@ -152,6 +152,7 @@ def compose_preview() -> ResponseReturnValue:
             for r in view["renditions"]
         ],
         findings=[{**f, "where": where(f)} for f in view["findings"]],
+        plan=[plan.summary(c, p) for c, p in (view.get("plan") or {}).items()],
         send_at_local=view["send_at_local"],
         valid_until_local=view["valid_until_local"],
         blocking=sum(f["severity"] == "block" for f in view["findings"]),

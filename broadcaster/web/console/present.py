@@ -6,6 +6,8 @@ from typing import Any
 
 from babel import Locale, UnknownLocaleError
 
+from broadcaster.authoring.plan import summary as plan_summary
+
 CHANNEL_NAMES = {"x": "X", "facebook": "Facebook", "sms": "SMS", "web": "Web site"}
 STATE_NAMES = {"partially_sent": "partially sent"}
 
@@ -50,4 +52,5 @@ HELPERS = {
     "state_name": state_name,
     "counts": counts,
     "where": where,
+    "plan_summary": plan_summary,
 }

@@ -51,6 +51,7 @@
     var status = document.getElementById("preview-status");
     var findingsBox = document.getElementById("preview-findings");
     var renditionsBox = document.getElementById("preview-renditions");
+    var planBox = document.getElementById("preview-plan");
     var audienceCount = document.getElementById("audience-count");
     var token = form.querySelector('input[name="csrf_token"]').value;
     var timer = null;
@@ -75,6 +76,7 @@
         markInvalid(typed ? data.target : null);
         setText(status, "Not ready: " + (data.error || "the preview failed."));
         findingsBox.replaceChildren();
+        planBox.replaceChildren();
         renditionsBox.replaceChildren();
         return;
       }
@@ -84,6 +86,10 @@
         (data.send_at_local ? " Sends at " + data.send_at_local + "." : "") +
         (data.valid_until_local ? " Valid until " + data.valid_until_local + "." : ""));
       findingsBox.replaceChildren(el("h3", "Findings"), findingsList(data.findings));
+      // How long delivery takes per channel, and when the last one is accepted (plan.py).
+      var planList = el("ul", null, "plan");
+      data.plan.forEach(function (line) { planList.appendChild(el("li", line)); });
+      planBox.replaceChildren(el("h3", "Delivery time"), planList);
       renditionsBox.replaceChildren.apply(renditionsBox, data.renditions.map(renditionCard));
     }
 

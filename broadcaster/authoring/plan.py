@@ -1,0 +1,244 @@
+"""The send-time planner: per channel, how long delivery takes and when the last one is accepted.
+
+Providers meter SMS segments, not messages, so a text channel's time is the segments of each
+language's rendition times the phones that read that language, through the account's rate
+(`Account.rate`: rate_per_second, else the sender's published default) with the token bucket's
+own arithmetic (`ratelimit.seconds_for`): a second's worth at once, then the rate. That is what
+the workers do, on an account no other message is using. Each social or web account makes one
+post. A message that cannot finish before its valid_until, or a closure before the school day
+starts (`[district] school_day_starts`), gets a warning with the numbers.
+
+`make_plan` and `late` are pure (hand numbers in, plan out); `for_message` gathers the numbers
+for a message, and `record` writes the plan into the ledger at approval (`plan.recorded`),
+which the after-action report puts beside what happened.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections import Counter
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from sqlalchemy.orm import Session
+
+from broadcaster.authoring.checks import WARN, Finding
+from broadcaster.core import ledger
+from broadcaster.core.config import Account, DistrictConfig
+from broadcaster.core.models import Message, utcnow
+from broadcaster.delivery.dispatch import freeze_recipients
+from broadcaster.delivery.ratelimit import seconds_for
+from broadcaster.delivery.scheduling import local_time
+
+CLOSURES = ("closure",)  # template categories whose texts must land before the school day
+PLANNED = "plan.recorded"  # the ledger event with the plan an approval saw (not a step)
+
+
+@dataclass(frozen=True)
+class ChannelPlan:
+    account: str  # several accounts of one channel (an X account per language): comma-separated
+    recipients: int  # phones for a text; posts otherwise
+    segments: int  # what the provider meters: SMS segments, or one request a post
+    rate_per_s: float
+    seconds: float
+    last_accepted_at: dt.datetime
+
+
+Plan = dict[str, ChannelPlan]
+
+
+def make_plan(
+    accounts: Sequence[Account],
+    renditions: Mapping[tuple[str, str], int],
+    audience: Mapping[str, int],
+    start: dt.datetime,
+) -> Plan:
+    """The plan for a message going out at `start` to these accounts (the message's targets,
+    in order), with `renditions` (channel, locale) -> SMS segments (any number for a post) and
+    `audience` locale -> phones. Like dispatch: one SMS account sends every text, a phone whose
+    language has no rendition reads English, a post goes only where its language was rendered."""
+    plan: Plan = {}
+    sms = next((a for a in accounts if a.channel == "sms"), None)
+    if sms is not None and audience:
+        segments = sum(n * _sms_segments(renditions, loc) for loc, n in audience.items())
+        phones = sum(audience.values())
+        plan["sms"] = _entry(
+            sms.name, phones, segments, sms.rate, seconds_for(segments, sms.rate), start
+        )
+    posting: dict[str, list[Account]] = {}
+    for account in accounts:
+        locale = account.post_locale
+        if account.channel != "sms" and (locale is None or (account.channel, locale) in renditions):
+            posting.setdefault(account.channel, []).append(account)
+    for channel, group in posting.items():
+        # One post from each account, each with a bucket of its own: the slowest decides.
+        slowest = min(group, key=lambda a: a.rate)
+        names, posts = ", ".join(a.name for a in group), len(group)
+        plan[channel] = _entry(
+            names, posts, posts, slowest.rate, seconds_for(1, slowest.rate), start
+        )
+    return {c: plan[c] for c in dict.fromkeys(a.channel for a in accounts) if c in plan}
+
+
+def _sms_segments(renditions: Mapping[tuple[str, str], int], locale: str) -> int:
+    texts = {loc: n for (channel, loc), n in renditions.items() if channel == "sms"}
+    if locale in texts:
+        return texts[locale]
+    return texts.get("en", max(texts.values(), default=0))
+
+
+def _entry(
+    account: str, recipients: int, segments: int, rate: float, seconds: float, start: dt.datetime
+) -> ChannelPlan:
+    seconds = round(seconds, 1)
+    return ChannelPlan(
+        account=account,
+        recipients=recipients,
+        segments=segments,
+        rate_per_s=rate,
+        seconds=seconds,
+        last_accepted_at=start + dt.timedelta(seconds=seconds),
+    )
+
+
+@dataclass(frozen=True)
+class Late:
+    channel: str
+    planned: ChannelPlan
+    deadline: str  # what must not be missed, e.g. "its valid until"
+    at: dt.datetime
+
+
+def late(plan: Plan, deadlines: Sequence[tuple[str, dt.datetime]]) -> list[Late]:
+    """Every channel whose last delivery would be accepted after a deadline."""
+    return [
+        Late(channel, planned, what, at)
+        for channel, planned in plan.items()
+        for what, at in deadlines
+        if planned.last_accepted_at > at
+    ]
+
+
+def deadlines(
+    district: DistrictConfig, message: Message, start: dt.datetime
+) -> list[tuple[str, dt.datetime]]:
+    """What the message must beat: its valid until, and for a closure the school day's start
+    (on the closure's date when it has one, else the next one from `start`)."""
+    found = [("its valid until", message.valid_until)] if message.valid_until else []
+    opens = district.district.school_day_starts
+    if message.category in CLOSURES and opens:
+        zone = ZoneInfo(district.district.time_zone)
+        clock = dt.time.fromisoformat(opens)
+        date = (message.variables or {}).get("date")
+        if isinstance(date, str):
+            day = dt.date.fromisoformat(date)
+        else:
+            local = start.astimezone(zone)
+            day = local.date() if local.time() <= clock else local.date() + dt.timedelta(days=1)
+        found.append(("the school day starts", dt.datetime.combine(day, clock, zone)))
+    return found
+
+
+def start_of(message: Message, now: dt.datetime | None = None) -> dt.datetime:
+    """When sending would start: now, or the message's send at when that is later."""
+    now = now or utcnow()
+    return message.send_at if message.send_at and message.send_at > now else now
+
+
+def for_message(
+    session: Session, district: DistrictConfig, message: Message, now: dt.datetime | None = None
+) -> Plan:
+    """The plan for a message (saved or not) and the audience it would text now, starting now
+    or at its send at."""
+    by_name = {a.name: a for a in district.accounts}
+    return make_plan(
+        [by_name[t.account] for t in message.targets],
+        {(r.channel, r.locale): int(r.metrics.get("segments", 1)) for r in message.renditions},
+        phones_by_language(session, district, message),
+        start_of(message, now),
+    )
+
+
+def phones_by_language(
+    session: Session, district: DistrictConfig, message: Message
+) -> Counter[str]:
+    """language -> phones the message would text now (dispatch's own selection)."""
+    if not any(t.channel == "sms" for t in message.targets):
+        return Counter()
+    return Counter(freeze_recipients(session, district, message).values())
+
+
+def findings(session: Session, district: DistrictConfig, message: Message) -> list[Finding]:
+    """A warning for every channel that cannot finish before a deadline, with the numbers."""
+    start = start_of(message)
+    plan = for_message(session, district, message, start)
+    return [
+        Finding("delivery_time", WARN, miss.channel, None, _detail(district, miss))
+        for miss in late(plan, deadlines(district, message, start))
+    ]
+
+
+def _detail(district: DistrictConfig, miss: Late) -> str:
+    p = miss.planned
+    return (
+        f"{_what(miss.channel, p.recipients, p.segments)} at {p.rate_per_s:g} a second "
+        f"({p.account}) take {duration(p.seconds)}: the last would be accepted at "
+        f"{local_time(p.last_accepted_at, district)}, after {miss.deadline} "
+        f"({local_time(miss.at, district)})"
+    )
+
+
+def _what(channel: str, recipients: int, segments: int) -> str:
+    if channel == "sms":
+        return f"{recipients} phones, {segments} SMS segments"
+    return f"{recipients} post(s)"
+
+
+def duration(seconds: float) -> str:
+    """How long, as people say it: 6.2 s, 4 min 10 s, 1 h 42 min."""
+    if seconds < 60:
+        return f"{seconds:g} s"
+    minutes, secs = divmod(round(seconds), 60)
+    if minutes < 60:
+        return f"{minutes} min {secs} s"
+    return f"{minutes // 60} h {minutes % 60} min"
+
+
+def summary(channel: str, planned: Mapping[str, Any]) -> str:
+    """One channel's plan for people, from its JSON form (`as_json`, a dumped view)."""
+    what = _what(channel, planned["recipients"], planned["segments"])
+    last = str(planned["last_accepted_at"]).replace("T", " ")
+    return (
+        f"{channel} ({planned['account']}): {what} at {planned['rate_per_s']:g} a second: "
+        f"{duration(planned['seconds'])}, the last accepted at {last}"
+    )
+
+
+def as_json(plan: Plan, zone: ZoneInfo | None = None) -> dict[str, dict[str, Any]]:
+    """The plan as `preview --json` and the API carry it (times ISO 8601, in `zone` if given)."""
+    return {
+        channel: {
+            **asdict(p),
+            "last_accepted_at": p.last_accepted_at.astimezone(zone or dt.UTC).isoformat(
+                timespec="seconds"
+            ),
+        }
+        for channel, p in plan.items()
+    }
+
+
+def record(session: Session, district: DistrictConfig, message: Message) -> None:
+    """Keep the plan the approval saw (audience frozen now, from now or the send at), for the
+    after-action report to compare with what happened. The planner's, not a person's, entry."""
+    start = start_of(message)
+    ledger.append(
+        session,
+        PLANNED,
+        {
+            "start": start.isoformat(),
+            "channels": as_json(for_message(session, district, message, start)),
+        },
+        message_id=message.id,
+    )
