@@ -19,6 +19,7 @@ from broadcaster.authoring import plan
 from broadcaster.authoring.limits import measure_sms
 from broadcaster.core.config import SAMPLE_CONFIG, Account
 from broadcaster.core.models import LedgerEntry, LedgerPayload, Message
+from tests.api_client import CLOSURE
 from tests.conftest import compose_closure_command
 from tests.console_client import body
 from tests.delivery_stack import write_contacts
@@ -271,3 +272,18 @@ def test_the_console_shows_the_plan_in_the_live_preview_and_to_the_approver(cons
     message_id = submitted(ana)
     page = body(console.signed_in("ben").get(f"/console/messages/{message_id}"))
     assert 'id="plan"' in page and "sms (district-sms): 4 phones, " in page
+
+
+def test_the_api_preview_carries_the_documented_plan(serve, tokens):
+    api = serve()  # every response is checked against the OpenAPI document, plan included
+    view = api("POST", "/preview", tokens["ana"], CLOSURE).json()
+    assert set(view["plan"]) == {"web", "x", "facebook", "sms"}
+    assert set(view["plan"]["sms"]) == {
+        "account",
+        "recipients",
+        "segments",
+        "rate_per_s",
+        "seconds",
+        "last_accepted_at",
+    }
+    assert view["plan"]["sms"]["recipients"] == view["recipients"] == 4
