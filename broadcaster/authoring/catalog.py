@@ -11,7 +11,8 @@ from typing import Literal
 
 from pydantic import ConfigDict, Field, ValidationError, model_validator
 
-from broadcaster.core.config import CHANNELS, DistrictConfig
+from broadcaster.core.config import DistrictConfig
+from broadcaster.core.config_fields import CHANNELS
 from broadcaster.core.errors import BadInput, NotFound
 from broadcaster.core.text_safety import CheckedText, check_text
 

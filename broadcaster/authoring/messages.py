@@ -22,7 +22,8 @@ from broadcaster.authoring.render import KINDS, render_all
 from broadcaster.authoring.targets import resolve_targets, unserved
 from broadcaster.authoring.variables import parse_values, untranslated
 from broadcaster.core import ledger
-from broadcaster.core.config import CHANNELS, DistrictConfig, Settings
+from broadcaster.core.config import DistrictConfig, Settings
+from broadcaster.core.config_fields import CHANNELS
 from broadcaster.core.errors import BadInput, NotFound, Refused
 from broadcaster.core.lifecycle import STATES, transition
 from broadcaster.core.models import Approval, Message, User, utcnow

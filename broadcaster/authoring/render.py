@@ -17,7 +17,8 @@ from jinja2.sandbox import SandboxedEnvironment
 
 from broadcaster.authoring.catalog import Template
 from broadcaster.authoring.variables import display_values
-from broadcaster.core.config import DistrictConfig, to_e164
+from broadcaster.core.config import DistrictConfig
+from broadcaster.core.config_fields import to_e164
 from broadcaster.core.errors import BadInput
 from broadcaster.core.states import MessageKind
 

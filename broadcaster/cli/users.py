@@ -17,7 +17,7 @@ from broadcaster.cli.app import (
     read_token,
 )
 from broadcaster.core import identity, login_throttle, sso
-from broadcaster.core.config import ROLES
+from broadcaster.core.config_fields import ROLES
 
 
 @click.group("users", cls=BroadcasterGroup)

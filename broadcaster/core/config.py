@@ -16,12 +16,19 @@ from pathlib import Path
 from typing import Literal
 from urllib.parse import urlsplit
 
-import phonenumbers
 from pydantic import ConfigDict, Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from broadcaster.core.config_fields import (
+    ROLES,
+    SLUG,
+    Channel,
+    Strict,
+    is_https_or_loopback,
+    to_e164,
+)
 from broadcaster.core.errors import BadInput
-from broadcaster.core.text_safety import CheckedText
+from broadcaster.core.web_config import WebConfig
 
 # Both ship inside the package (package data), so a plain `pip install` has them. Wheels install
 # unzipped, so the package's resources are real folders the catalog can walk and hash.
@@ -29,11 +36,6 @@ _PACKAGE = Path(str(resources.files("broadcaster")))
 SAMPLE_DISTRICT = _PACKAGE / "sample_district"
 SAMPLE_CONFIG = SAMPLE_DISTRICT / "district.toml"
 BUILTIN_TEMPLATES = _PACKAGE / "template_library"
-
-Channel = Literal["x", "facebook", "sms", "web"]
-CHANNELS: tuple[str, ...] = ("x", "facebook", "sms", "web")
-ROLES: tuple[str, ...] = ("author", "approver", "incident_commander", "records_officer", "admin")
-SLUG = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
 
 # What sends an SMS account's texts, and Twilio's published default throughput for each, in
 # message segments per second (Twilio meters segments, not messages). An account's
@@ -106,14 +108,7 @@ class Settings(BaseSettings):
         return not self.database_url
 
 
-class _Strict(CheckedText):
-    """Every string the district file gives is checked like typed text (text_safety): a school's
-    name, say, is published in every feed and CAP document."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class DistrictInfo(_Strict):
+class DistrictInfo(Strict):
     name: str = Field(min_length=1, max_length=120)
     short_name: str = Field(min_length=1, max_length=40)
     time_zone: str
@@ -152,7 +147,7 @@ class DistrictInfo(_Strict):
         return value
 
 
-class _Named(_Strict):
+class _Named(Strict):
     name: str = Field(min_length=1, max_length=80)
     names: dict[str, str] = {}  # the name in other languages, e.g. {es = "Ruta 12"}
 
@@ -177,7 +172,7 @@ class Route(_Named):
     schools: list[str] = []
 
 
-class Account(_Strict):
+class Account(Strict):
     name: str
     channel: Channel
     handle: str = ""
@@ -264,12 +259,12 @@ class Account(_Strict):
         return self
 
 
-class TestAllowlist(_Strict):
+class TestAllowlist(Strict):
     accounts: list[str] = []
     phones: list[str] = []
 
 
-class UserRoles(_Strict):
+class UserRoles(Strict):
     roles: list[str]
 
     @field_validator("roles")
@@ -281,7 +276,7 @@ class UserRoles(_Strict):
         return value
 
 
-class Policy(_Strict):
+class Policy(Strict):
     link_allowlist: list[str] = []
     blocklist: list[str] = []
     student_id_pattern: str | None = None
@@ -301,107 +296,7 @@ class Policy(_Strict):
         return value
 
 
-ENV_NAME = re.compile(r"^[A-Z_][A-Z0-9_]*$")
-LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
-
-
-def is_https_or_loopback(url: str) -> bool:
-    """An https:// address, or plain http on this machine (a test or development provider)."""
-    parts = urlsplit(url)
-    loopback = parts.scheme == "http" and parts.hostname in LOOPBACK_HOSTS
-    return bool((parts.scheme == "https" and parts.hostname) or loopback)
-
-
-class OidcConfig(_Strict):
-    """District single sign-on for the staff console (OpenID Connect, authorization code flow).
-
-    A provider identity signs in only as the user an admin linked it to (sso.py), with that
-    user's own roles. `role_map` (claim value -> role) can only take access away: with it, the
-    `roles_claim` must map to one of the user's roles. `username_claim` never selects a user; it
-    names the person in the log when an unlinked identity is refused. The client secret is read
-    from the environment variable named by `client_secret_env`, never from this file.
-    """
-
-    metadata_url: str  # the provider's /.well-known/openid-configuration
-    client_id: str = Field(min_length=1)
-    client_secret_env: str
-    label: str = Field(default="district account", min_length=1, max_length=60)
-    scopes: list[str] = ["openid", "profile", "email"]
-    username_claim: str = "preferred_username"  # for the log only
-    roles_claim: str = "groups"
-    role_map: dict[str, str] = {}
-
-    @field_validator("metadata_url")
-    @classmethod
-    def _https(cls, value: str) -> str:
-        if not is_https_or_loopback(value):
-            raise ValueError("must be an https:// address")
-        return value
-
-    @field_validator("client_secret_env")
-    @classmethod
-    def _env_name(cls, value: str) -> str:
-        if not ENV_NAME.match(value):
-            raise ValueError(f"{value!r} is not an environment variable name (e.g. OIDC_SECRET)")
-        return value
-
-    @field_validator("scopes")
-    @classmethod
-    def _openid(cls, value: list[str]) -> list[str]:
-        if "openid" not in value:
-            raise ValueError('must include "openid"')
-        return value
-
-    @field_validator("role_map")
-    @classmethod
-    def _roles(cls, value: dict[str, str]) -> dict[str, str]:
-        for claim, role in value.items():
-            if role not in ROLES:
-                known = ", ".join(ROLES)
-                raise ValueError(f"{claim} maps to unknown role {role!r} (roles: {known})")
-        return value
-
-
-class PublishBucket(_Strict):
-    """An S3-compatible bucket the public site is uploaded to as well (web/publish_s3.py), for a
-    CDN to serve. The credentials come from the standard AWS_* environment variables (boto3's own
-    lookup), never from this file."""
-
-    bucket: str = Field(min_length=3, max_length=63)
-    prefix: str = ""  # e.g. "alerts/": keys are PREFIX + the published path
-    endpoint_url: str | None = None  # none: AWS itself; else e.g. https://minio.example.org
-    region: str | None = None
-
-    @field_validator("endpoint_url")
-    @classmethod
-    def _endpoint(cls, value: str | None) -> str | None:
-        if value is not None and not is_https_or_loopback(value):
-            raise ValueError("must be an https:// address (or http:// on this machine)")
-        return value
-
-    @field_validator("prefix")
-    @classmethod
-    def _relative(cls, value: str) -> str:
-        if value.startswith("/") or ".." in value.split("/"):
-            raise ValueError('must be a relative key prefix, e.g. "alerts/"')
-        return value
-
-
-class WebConfig(_Strict):
-    oidc: OidcConfig | None = None
-    # The public site as static files (web/publish.py): every change to the alert store rewrites
-    # them here, for nginx or a CDN to serve. Relative to the district file's folder.
-    publish_dir: Path | None = None
-    publish_bucket: PublishBucket | None = None
-
-    @model_validator(mode="after")
-    def _bucket_beside_folder(self) -> WebConfig:
-        if self.publish_bucket is not None and self.publish_dir is None:
-            raise ValueError("publish_bucket needs publish_dir: the folder is what it mirrors")
-        return self
-
-
-class SandboxConfig(_Strict):
+class SandboxConfig(Strict):
     """The provider sandbox's credentials are public. `trusted = true` says this install is a
     development, demo or test one, where requests signed with them (the sandbox's Twilio status
     callbacks) are believed. Off by default, and never on in production: there, rehearsals still
@@ -410,7 +305,7 @@ class SandboxConfig(_Strict):
     trusted: bool = False
 
 
-class Retention(_Strict):
+class Retention(Strict):
     """How long records are kept, counted from the communication (its last delivery, or the
     message's last change when nothing was delivered). Past it, `records purge` destroys them."""
 
@@ -431,7 +326,7 @@ class Retention(_Strict):
         return self.categories.get(category, self.years)
 
 
-class DistrictConfig(_Strict):
+class DistrictConfig(Strict):
     """The district: schools, routes, accounts, who may do what, and its posting policy."""
 
     model_config = ConfigDict(extra="forbid", frozen=True, ignored_types=(cached_property,))
@@ -515,19 +410,6 @@ class DistrictConfig(_Strict):
         if rows and not {"first_name", "last_name"} <= set(rows[0]):
             raise BadInput(f"student roster {path} needs the columns first_name,last_name")
         return rows
-
-
-def to_e164(raw: str, region: str) -> str | None:
-    """The number in E.164, or None when it is not a valid phone number."""
-    try:
-        number = phonenumbers.parse(raw, region)
-    except phonenumbers.NumberParseException:
-        return None
-    # "Possible" rather than "valid": the fictional 555-01xx numbers districts use in examples
-    # and rehearsals are possible but not assigned, and must still be recognized.
-    if not phonenumbers.is_possible_number(number):
-        return None
-    return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
 
 
 def _unique(what: str, values: list[str]) -> None:

@@ -21,7 +21,8 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from broadcaster.core import ledger
-from broadcaster.core.config import DistrictConfig, is_https_or_loopback
+from broadcaster.core.config import DistrictConfig
+from broadcaster.core.config_fields import is_https_or_loopback
 from broadcaster.core.errors import BadInput, NotFound, Refused
 from broadcaster.core.models import OidcIdentity, User
 from broadcaster.core.permissions import effective_roles, require

@@ -25,7 +25,8 @@ from sqlalchemy import delete, select, update
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
-from broadcaster.core.config import LOOPBACK_HOSTS, Settings
+from broadcaster.core.config import Settings
+from broadcaster.core.config_fields import LOOPBACK_HOSTS
 from broadcaster.core.db import session_scope
 from broadcaster.core.models import WorkerHeartbeat, utcnow
 

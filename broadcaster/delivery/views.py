@@ -18,7 +18,8 @@ from pydantic import BaseModel, ConfigDict, Field
 from pydantic.json_schema import JsonDict, SkipJsonSchema
 from sqlalchemy.orm import Session
 
-from broadcaster.core.config import CHANNELS, DistrictConfig
+from broadcaster.core.config import DistrictConfig
+from broadcaster.core.config_fields import CHANNELS
 from broadcaster.core.lifecycle import STATES
 from broadcaster.core.models import Message
 from broadcaster.core.redaction import mask, mask_phones

@@ -13,7 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints, TypeAdapte
 from pydantic.json_schema import JsonSchemaMode
 
 from broadcaster.authoring.views import Detail, Draft, Kind, Preview, Summary
-from broadcaster.core.config import CHANNELS
+from broadcaster.core.config_fields import CHANNELS
 from broadcaster.core.lifecycle import STATES
 from broadcaster.core.states import MessageKind
 from broadcaster.delivery.views import Status, View, without_default

@@ -16,7 +16,7 @@ from typing import Any
 
 import boto3
 
-from broadcaster.core.config import PublishBucket
+from broadcaster.core.web_config import PublishBucket
 from broadcaster.web.publish import ALERT_FILE, File
 
 DELETE_BATCH = 1000  # S3's limit per DeleteObjects call

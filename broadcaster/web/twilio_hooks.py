@@ -28,7 +28,8 @@ from twilio.request_validator import RequestValidator
 from twilio.twiml.messaging_response import MessagingResponse
 
 from broadcaster.core import db, ledger
-from broadcaster.core.config import DistrictConfig, Settings, to_e164
+from broadcaster.core.config import DistrictConfig, Settings
+from broadcaster.core.config_fields import to_e164
 from broadcaster.core.contacts import normalize_phone
 from broadcaster.core.errors import BroadcasterError
 from broadcaster.core.models import InboundText, OptOut

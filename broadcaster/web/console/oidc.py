@@ -20,8 +20,8 @@ from flask.typing import ResponseReturnValue
 from joserfc.errors import JoseError
 
 from broadcaster.core import sso
-from broadcaster.core.config import OidcConfig
 from broadcaster.core.errors import BadInput, BroadcasterError, Refused
+from broadcaster.core.web_config import OidcConfig
 from broadcaster.web import context
 from broadcaster.web.console import console
 from broadcaster.web.console.auth import login_page, requested_next, safe_next, start_session
