@@ -10,7 +10,7 @@ from broadcaster.core.contacts import parse_audience
 from broadcaster.core.errors import BadInput
 from broadcaster.core.models import Message
 from broadcaster.core.states import REHEARSAL_KINDS
-from broadcaster.delivery.dispatch import freeze_recipients
+from broadcaster.delivery.expansion import audience_size
 
 
 class MissingAudience(BadInput):
@@ -37,4 +37,4 @@ def phones(session: Session, district: DistrictConfig, kind: str, audience: str 
     """How many phone numbers a message of this kind and audience would text now, counted by
     dispatch's own selection (opt-outs and the test allowlist included)."""
     unsaved = Message(kind=kind, audience=audience)  # never added to the session
-    return len(freeze_recipients(session, district, unsaved))
+    return audience_size(session, district, unsaved)

@@ -94,8 +94,9 @@ def retract(
     reason: str,
 ) -> tuple[Message, list[Batch]]:
     """original → retracting, and its notice approved and dispatched: one deletion per post
-    that went out, one correction text per phone the original reached, enqueued when the
-    transaction commits. Returns the notice and the batches, for counting."""
+    that went out, enqueued when the transaction commits, and one correction text per phone the
+    original reached, written and enqueued by a worker after it. Returns the notice and the
+    batches, for counting."""
     reason = check_text("reason", reason.strip())
     if not reason:
         raise BadInput("say why the message is withdrawn: --reason TEXT")
@@ -113,9 +114,14 @@ def retract(
     )
     notice.urgent = True  # what was withdrawn is live until it is down
     messages.approve_retraction_notice(session, district, notice, actor, reason)
-    rows = _deletions(notice, original, session) + _corrections(notice, session)
-    planned = dispatch(session, district, notice, rows)
-    if not rows:  # nothing went out anywhere: nothing to take down
+    rows = _deletions(notice, original, session)
+    # The correction texts go to whom the original reached: a worker writes them in pages
+    # (delivery/expansion.py), after the deletions have gone out.
+    texts = any(t.channel == "sms" for t in notice.targets) and bool(
+        follow_ups.reached_page(session, original.id, after=0, limit=1)
+    )
+    planned = dispatch(session, district, notice, rows, then_texts=texts)
+    if not rows and not texts:  # nothing went out anywhere: nothing to take down
         transition(session, notice, "finish_sent", None, district, deliveries={})
         follow_ups.settle_original(session, district, notice)
     return notice, planned
@@ -154,24 +160,6 @@ def _deletions(notice: Message, original: Message, session: Session) -> list[dic
             "refers_to": post.provider_id,
         }
         for post in follow_ups.posts(session, original.id)
-    ]
-
-
-def _corrections(notice: Message, session: Session) -> list[dict]:
-    """The notice in each phone's language (English where the notice lacks it)."""
-    rendered = {r.locale for r in notice.renditions if r.channel == "sms"}
-    sms_account = next((t.account for t in notice.targets if t.channel == "sms"), None)
-    if sms_account is None or notice.follows_id is None:
-        return []
-    return [
-        {
-            **_base(notice, "sms", sms_account),
-            "recipient": phone,
-            "locale": locale if locale in rendered else "en",
-            "action": "send",
-            "refers_to": None,
-        }
-        for phone, locale in follow_ups.recipients(session, notice.follows_id).items()
     ]
 
 

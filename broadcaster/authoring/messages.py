@@ -34,7 +34,8 @@ from broadcaster.core.permissions import require
 from broadcaster.core.states import REHEARSAL_KINDS, MessageKind, MessageState
 from broadcaster.core.text_safety import check_text
 from broadcaster.delivery import scheduling
-from broadcaster.delivery.dispatch import Batch, freeze_recipients
+from broadcaster.delivery.dispatch import Batch
+from broadcaster.delivery.expansion import audience_size
 
 
 @dataclass(frozen=True)
@@ -192,7 +193,7 @@ def unreachable(session: Session, district: DistrictConfig, message: Message) ->
         district, [(t.channel, t.account) for t in message.targets], message.kind, _sandbox_url()
     )
     texting = any(t.channel == "sms" for t in message.targets) and message.follows_id is None
-    if texting and not freeze_recipients(session, district, message):
+    if texting and not audience_size(session, district, message):
         if message.kind in REHEARSAL_KINDS:
             detail = f"no phone number is on the test allowlist for a {message.kind} message"
         else:

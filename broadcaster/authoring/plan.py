@@ -28,7 +28,7 @@ from broadcaster.authoring.checks import WARN, Finding
 from broadcaster.core import ledger
 from broadcaster.core.config import Account, DistrictConfig
 from broadcaster.core.models import Message, utcnow
-from broadcaster.delivery.dispatch import freeze_recipients
+from broadcaster.delivery.expansion import audience_languages
 from broadcaster.delivery.ratelimit import seconds_for
 from broadcaster.delivery.scheduling import local_time
 
@@ -164,10 +164,11 @@ def for_message(
 def phones_by_language(
     session: Session, district: DistrictConfig, message: Message
 ) -> Counter[str]:
-    """language -> phones the message would text now (dispatch's own selection)."""
+    """language -> phones the message would text now (dispatch's own selection, counted by the
+    database)."""
     if not any(t.channel == "sms" for t in message.targets):
         return Counter()
-    return Counter(freeze_recipients(session, district, message).values())
+    return Counter(audience_languages(session, district, message))
 
 
 def findings(session: Session, district: DistrictConfig, message: Message) -> list[Finding]:

@@ -23,7 +23,7 @@ from broadcaster.core.config import DistrictConfig
 from broadcaster.core.models import Message
 from broadcaster.core.models import Rendition as RenditionRow
 from broadcaster.core.states import MessageState
-from broadcaster.delivery.dispatch import freeze_recipients
+from broadcaster.delivery.expansion import audience_size
 from broadcaster.delivery.views import (
     Channel,
     Identified,
@@ -176,7 +176,7 @@ def preview_view(session: Session, district: DistrictConfig, message: Message) -
         findings=[FindingView.model_validate(f, from_attributes=True) for f in message.findings],
         targets=[TargetView.model_validate(t, from_attributes=True) for t in message.targets],
         audience=message.audience,
-        recipients=len(freeze_recipients(session, district, message)) if texting else 0,
+        recipients=audience_size(session, district, message) if texting else 0,
         plan=_plan_view(session, district, message) if shown else None,
         **dict(timing_view(message, district)),
     )

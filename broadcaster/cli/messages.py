@@ -210,7 +210,8 @@ def report_dispatch(
     if done.warning:
         click.echo(f"warning: {done.warning}", err=True)
     click.echo(
-        f"message {message_id} approved and dispatching: {done.total} deliveries queued; "
+        f"message {message_id} approved and dispatching: {done.total} deliveries queued"
+        f"{', its texts being written' if done.expanding else ''}; "
         f"follow with `broadcaster status {message_id} --follow`",
         err=quiet,
     )

@@ -4,6 +4,7 @@ and audience expressions that select recipients from it."""
 from __future__ import annotations
 
 import csv
+import datetime as dt
 import hashlib
 import io
 import re
@@ -12,13 +13,13 @@ from pathlib import Path
 from typing import Any
 
 import phonenumbers
-from sqlalchemy import delete, func, insert, select
-from sqlalchemy.orm import Session
+from sqlalchemy import ColumnElement, Select, and_, delete, exists, func, insert, select, true
+from sqlalchemy.orm import Session, aliased
 
 from broadcaster.core import ledger
 from broadcaster.core.config import DistrictConfig
 from broadcaster.core.errors import BadInput
-from broadcaster.core.models import Contact, OptOut, User
+from broadcaster.core.models import Contact, ContactList, Message, OptOut, User, utcnow
 from broadcaster.core.permissions import require
 from broadcaster.core.text_safety import check_text
 
@@ -30,6 +31,14 @@ YES = {"yes", "y", "true", "1"}
 NO = {"no", "n", "false", "0", ""}
 # NANP numbers reserved for fiction (555-0100 to 555-0199): valid for rehearsals and examples.
 FICTIONAL = re.compile(r"^\+1\d{3}55501\d\d$")
+# Imports take this PostgreSQL advisory lock, so that two at once write two versions one after
+# the other (SQLite's BEGIN IMMEDIATE serializes them already). Approvals take no lock: see
+# drop_unused_versions.
+_IMPORT_LOCK = 0x636F6E74  # "cont"
+# A list replaced this long ago can no longer be the one an approval still in its transaction
+# read as current (approvals take well under a second; PostgreSQL ends a transaction idle for
+# Settings.db_lost_client_seconds).
+SUPERSEDED_GRACE = dt.timedelta(minutes=10)
 
 
 def normalize_phone(raw: str, region: str) -> str | None:
@@ -53,7 +62,9 @@ class ImportResult:
 
 
 def import_csv(session: Session, district: DistrictConfig, path: Path, actor: User) -> ImportResult:
-    """Replace the contact list with this file, all of it or nothing.
+    """Replace the contact list with this file, all of it or nothing: a new version, which
+    messages approved from now on text. A message still expanding from an older version keeps
+    it until it is done, and older lists go a little later (drop_unused_versions).
 
     A "yes" in `opted_out` adds an opt-out; a "no" never removes one, because an opt-out the
     family sent by text (STOP) outranks the district's export.
@@ -67,10 +78,19 @@ def import_csv(session: Session, district: DistrictConfig, path: Path, actor: Us
     except UnicodeDecodeError:
         raise BadInput(f"{path.name} is not UTF-8 text; export the CSV as UTF-8") from None
     rows = parse_csv(text, district, path.name)
-    replaced = session.scalar(select(func.count()).select_from(Contact)) or 0
-    session.execute(delete(Contact))
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(select(func.pg_advisory_xact_lock(_IMPORT_LOCK)))
+    current = current_version(session)
+    replaced = (
+        session.scalar(select(func.count()).select_from(Contact).where(Contact.version == current))
+        or 0
+    )
+    version = current + 1
+    session.add(ContactList(version=version))
+    session.flush()
     if rows:
-        session.execute(insert(Contact), [r[0] for r in rows])
+        session.execute(insert(Contact), [{**r[0], "version": version} for r in rows])
+    drop_unused_versions(session)
     opted = {r[0]["phone"] for r in rows if r[1]}
     known = set(session.scalars(select(OptOut.phone).where(OptOut.phone.in_(opted))))
     for phone in sorted(opted - known):
@@ -91,6 +111,7 @@ def import_csv(session: Session, district: DistrictConfig, path: Path, actor: Us
             "phones": result.phones,
             "opted_out": result.opted_out,
             "replaced_rows": replaced,
+            "version": version,
         },
         actor=actor.name,
     )
@@ -188,11 +209,14 @@ class Audience:
     everyone: bool
     terms: dict[str, frozenset[str]]
 
-    def matches(self, contact: Contact) -> bool:
+    def where(self, dialect: str) -> ColumnElement[bool]:
+        """The SQL condition a contact row meets when the audience selects it."""
         if self.everyone:
-            return True
-        fields = {"school": contact.schools, "route": contact.routes, "grade": contact.grades}
-        return all(set(fields[kind]) & wanted for kind, wanted in self.terms.items())
+            return true()
+        fields = {"school": Contact.schools, "route": Contact.routes, "grade": Contact.grades}
+        return and_(
+            *(_has_any(fields[kind], wanted, dialect) for kind, wanted in self.terms.items())
+        )
 
     def describe(self) -> str:
         if self.everyone:
@@ -227,16 +251,78 @@ def parse_audience(expression: str, district: DistrictConfig) -> Audience:
     return Audience(False, {k: frozenset(v) for k, v in terms.items()})
 
 
-def recipients(session: Session, audience: Audience) -> dict[str, str]:
-    """phone -> language for everyone the audience selects, one entry per phone number, opted-out
-    numbers left out. A phone shared by several students keeps its first row's language."""
-    opted_out = set(session.scalars(select(OptOut.phone)))
-    chosen: dict[str, str] = {}
-    for contact in session.scalars(select(Contact).order_by(Contact.id)):
-        if (
-            contact.phone not in opted_out
-            and contact.phone not in chosen
-            and audience.matches(contact)
-        ):
-            chosen[contact.phone] = contact.locale
-    return chosen
+def _has_any(column: Any, wanted: frozenset[str], dialect: str) -> ColumnElement[bool]:
+    """The JSON list in `column` holds one of `wanted`."""
+    elements = (
+        func.json_array_elements_text(column) if dialect == "postgresql" else func.json_each(column)
+    ).table_valued("value")
+    return exists(select(1).select_from(elements).where(elements.c.value.in_(sorted(wanted))))
+
+
+# --- versions and the audience's rows ----------------------------------------------------------
+
+
+def current_version(session: Session) -> int:
+    """The contact list messages approved now text: the last import's."""
+    return session.scalar(select(func.max(ContactList.version))) or 0
+
+
+def drop_unused_versions(session: Session, now: dt.datetime | None = None) -> int:
+    """Delete the contacts of replaced lists that no expanding message reads, once they were
+    replaced SUPERSEDED_GRACE ago: an approval that read one as current just before the import
+    committed has committed its message (which names it) by then. Returns the rows deleted."""
+    replaced_before = (now or utcnow()) - SUPERSEDED_GRACE
+    newer = aliased(ContactList)
+    superseded = select(ContactList.version).where(
+        exists().where(newer.version > ContactList.version, newer.imported_at < replaced_before)
+    )
+    needed = select(Message.contacts_version).where(
+        Message.expanding, Message.contacts_version.is_not(None)
+    )
+    result = session.execute(
+        delete(Contact)
+        .where(Contact.version.in_(superseded), Contact.version.not_in(needed))
+        .execution_options(synchronize_session=False)
+    )
+    return int(getattr(result, "rowcount", 0) or 0)
+
+
+def _selected(session: Session, audience: Audience, version: int) -> Select[int, str, str]:
+    """The audience's contact rows in one version, opted-out numbers left out."""
+    dialect = session.get_bind().dialect.name
+    return select(Contact.id, Contact.phone, Contact.locale).where(
+        Contact.version == version,
+        audience.where(dialect),
+        ~exists().where(OptOut.phone == Contact.phone),
+    )
+
+
+def languages(session: Session, audience: Audience, version: int) -> dict[str, int]:
+    """language -> phones the audience selects in this version, each phone under its first
+    row's language: counted by the database, with no row loaded here."""
+    first = (
+        _selected(session, audience, version)
+        .add_columns(
+            func.row_number().over(partition_by=Contact.phone, order_by=Contact.id).label("nth")
+        )
+        .subquery()
+    )
+    rows = session.execute(
+        select(first.c.locale, func.count()).where(first.c.nth == 1).group_by(first.c.locale)
+    ).all()
+    return {locale: n for locale, n in rows}
+
+
+def page(
+    session: Session, audience: Audience, version: int, after: int, limit: int
+) -> list[tuple[int, str, str]]:
+    """The next `limit` rows the audience selects, after contact id `after`: (id, phone,
+    language) in id order, so that a phone shared by several students keeps its first row's
+    language. An opt-out made before its page is read is honoured."""
+    rows = session.execute(
+        _selected(session, audience, version)
+        .where(Contact.id > after)
+        .order_by(Contact.id)
+        .limit(limit)
+    ).all()
+    return [(row.id, row.phone, row.locale) for row in rows]

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import cast
 
-from sqlalchemy import select
+from sqlalchemy import Select, func, select
 from sqlalchemy.orm import Session
 
 from broadcaster.core.config import DistrictConfig
@@ -64,10 +64,11 @@ def replies(session: Session, message: Message) -> dict[tuple[str, str], str]:
     return {(p.channel, p.account): p.provider_id for p in posts(session, message.follows_id)}
 
 
-def recipients(session: Session, original_id: int) -> dict[str, str]:
-    """phone -> language of everyone the original's text reached, less later opt-outs."""
-    rows = session.execute(
-        select(Delivery.recipient, Delivery.locale)
+def _reached(original_id: int) -> Select[int, str, str]:
+    """The original's texts that reached a phone whose number has not opted out since: (delivery
+    id, phone, language) in id order."""
+    return (
+        select(Delivery.id, Delivery.recipient, Delivery.locale)
         .where(
             Delivery.message_id == original_id,
             Delivery.action == "send",
@@ -76,8 +77,23 @@ def recipients(session: Session, original_id: int) -> dict[str, str]:
             Delivery.recipient.not_in(select(OptOut.phone)),
         )
         .order_by(Delivery.id)
-    ).all()
-    return {phone: locale for phone, locale in rows}
+    )
+
+
+def reached_page(
+    session: Session, original_id: int, after: int, limit: int
+) -> list[tuple[int, str, str]]:
+    """The next `limit` of them after the original's delivery id `after`, for a follow-up's
+    expansion: (delivery id, phone, language)."""
+    rows = session.execute(_reached(original_id).where(Delivery.id > after).limit(limit)).all()
+    return [(row.id, row.recipient, row.locale) for row in rows]
+
+
+def reached_languages(session: Session, original_id: int) -> dict[str, int]:
+    """language -> phones a follow-up of the original texts."""
+    reached = _reached(original_id).subquery()
+    rows = session.execute(select(reached.c.locale, func.count()).group_by(reached.c.locale)).all()
+    return {locale: n for locale, n in rows}
 
 
 def still_live(session: Session, notice_id: int) -> list[Delivery]:

@@ -128,6 +128,13 @@ class Message(Base):
     # the "retraction" that takes it down (deletes its posts, texts a correction).
     follows_id: Mapped[int | None] = mapped_column(ForeignKey("messages.id"), index=True)
     follow_kind: Mapped[str | None] = mapped_column(String(16))
+    # Its texts are written after the approval, page by page, by a worker (delivery/expansion.py):
+    # from this contact-list version (None for a follow-up, which texts whom its original
+    # reached), up to and including the contact (or the original's delivery) `expanded_through`.
+    contacts_version: Mapped[int | None] = mapped_column(Integer)
+    expanding: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    expanded_through: Mapped[int | None] = mapped_column(Integer)
+    expanded_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)  # its last progress
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
 
@@ -228,12 +235,24 @@ class LedgerHead(Base):
     entry_hash: Mapped[str] = mapped_column(String(64))
 
 
+class ContactList(Base):
+    """One import of the contact list: its rows are the contacts of this `version`."""
+
+    __tablename__ = "contact_lists"
+
+    version: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    imported_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
 class Contact(Base):
-    """One row of the district's contact export: a phone to reach about a student."""
+    """One row of the district's contact export: a phone to reach about a student. Each import
+    writes a new `version`; the current list is the highest (core/contacts.py)."""
 
     __tablename__ = "contacts"
+    __table_args__ = (Index("ix_contacts_version_id", "version", "id"),)
 
     id: Mapped[int] = mapped_column(primary_key=True)
+    version: Mapped[int] = mapped_column(Integer, default=1, server_default="1")
     phone: Mapped[str] = mapped_column(String(20), index=True)  # E.164
     locale: Mapped[str] = mapped_column(String(8))
     schools: Mapped[list[str]] = mapped_column(JSON)

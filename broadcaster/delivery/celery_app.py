@@ -27,6 +27,8 @@ CHANNEL_QUEUE = {"x": SOCIAL, "facebook": SOCIAL, "sms": SMS, "web": WEB}
 
 # Task names.
 SEND = "broadcaster.send_deliveries"
+# Writes an approved message's texts in pages (expansion.py); sent to the texts' own queue.
+EXPAND = "broadcaster.expand_audience"
 SWEEP = "broadcaster.sweep"
 DISPATCH_DUE = "broadcaster.dispatch_due"
 # Rewrites the public site's static files (its body is web/publish_task.py: delivery sends it by

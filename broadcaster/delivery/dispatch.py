@@ -1,15 +1,18 @@
 """Dispatch: turn an approved message into delivery rows, then ring the broker.
 
-One row per social or web account and one per SMS recipient: phone numbers de-duplicated,
-opted-out numbers left out, the audience frozen now. Rows are inserted in bulk in the approval's
-transaction; the tasks (SMS in batches) are enqueued by an after-commit hook that writing the
-rows registers (`release_after_commit`), so every entry point (command line, API, console, beat)
-rings the broker only once the rows are committed, and none has to remember to. If the broker
-is down the sweep enqueues them later.
+The approval writes one row per social or web account (and a rehearsal's texts to the few test
+phones) and releases them at once: the posts and the web alert never wait for the size of the text
+audience. The texts are written after it, in pages, by a worker (expansion.py): the approval only
+records what to expand (the contact-list version it saw, or the original a follow-up texts
+again), so the audience is still frozen at approval. Tasks (SMS in batches) are enqueued by an
+after-commit hook that writing the rows registers (`release_after_commit`), so every entry point
+(command line, API, console, beat) rings the broker only once the rows are committed, and none
+has to remember to. If the broker is down the sweep enqueues them later.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -20,13 +23,13 @@ from sqlalchemy.orm import Session
 
 from broadcaster.core import db, follow_ups, ledger
 from broadcaster.core.config import DistrictConfig, Settings
-from broadcaster.core.contacts import parse_audience, recipients
+from broadcaster.core.contacts import current_version
 from broadcaster.core.errors import Refused
 from broadcaster.core.lifecycle import transition
 from broadcaster.core.models import Delivery, Message, User, utcnow
 from broadcaster.core.rehearsals import ensure_allowed, ensure_allowed_phone
 from broadcaster.core.states import REHEARSAL_KINDS, DeliveryStatus
-from broadcaster.delivery.celery_app import CHANNEL_QUEUE, SEND, URGENT, client_for
+from broadcaster.delivery.celery_app import CHANNEL_QUEUE, EXPAND, SEND, URGENT, client_for
 
 SMS_BATCH = 50
 # The order deliveries are enqueued in: the web first (it is the reference the posts link to),
@@ -39,28 +42,31 @@ MULTILINGUAL = "mul"  # ISO 639 "multiple languages": one post carrying every la
 @dataclass(frozen=True)
 class Batch:
     queue: str
-    ids: list[int]
+    ids: list[int]  # deliveries to send; for EXPAND, messages whose texts to write
     countdown: float = 0.0  # seconds; short backoffs only, the database holds the real schedule
+    task: str = SEND
 
 
-def freeze_recipients(
-    session: Session, district: DistrictConfig, message: Message
-) -> dict[str, str]:
-    """phone -> language: the audience now, or the test allowlist for a rehearsal; a follow-up
-    goes to exactly those its original reached."""
-    if message.follows_id is not None:
-        return follow_ups.recipients(session, message.follows_id)
-    if message.kind in REHEARSAL_KINDS:
-        return dict.fromkeys(district.test_phones, "en")
-    if not message.audience:
-        return {}
-    return recipients(session, parse_audience(message.audience, district))
+@dataclass
+class Planned:
+    """The rows an approval writes now, and whether a worker writes the texts after it."""
+
+    rows: list[dict[str, Any]]
+    texts_later: bool = False
 
 
-def plan(session: Session, district: DistrictConfig, message: Message) -> list[dict[str, Any]]:
+def texts_later(message: Message) -> bool:
+    """A follow-up texts whom its original reached, an actual message its audience: both may be
+    any size, so a worker writes them after the approval. A rehearsal's test phones are few."""
+    return message.follows_id is not None or (
+        message.kind not in REHEARSAL_KINDS and bool(message.audience)
+    )
+
+
+def plan(session: Session, district: DistrictConfig, message: Message) -> Planned:
     rendered = {(r.channel, r.locale) for r in message.renditions}
     replies = follow_ups.replies(session, message)
-    rows: list[dict[str, Any]] = []
+    planned = Planned([])
     sms_done = False
     for target in message.targets:
         account = next(a for a in district.accounts if a.name == target.account)
@@ -77,16 +83,20 @@ def plan(session: Session, district: DistrictConfig, message: Message) -> list[d
             if sms_done:  # one text per phone: only the first SMS account sends
                 continue
             sms_done = True
-            for phone, locale in freeze_recipients(session, district, message).items():
+            if texts_later(message):
+                planned.texts_later = True
+                continue
+            for phone in district.test_phones if message.kind in REHEARSAL_KINDS else ():
                 ensure_allowed_phone(district, message.kind, phone)
-                chosen = locale if ("sms", locale) in rendered else "en"
-                rows.append({**base, "recipient": phone, "locale": chosen})
+                planned.rows.append({**base, "recipient": phone, "locale": "en"})
         else:
             post_locale = account.post_locale
             if post_locale is not None and (target.channel, post_locale) not in rendered:
                 continue  # a Spanish account has nothing to post for an English-only message
-            rows.append({**base, "recipient": account.name, "locale": post_locale or MULTILINGUAL})
-    return rows
+            planned.rows.append(
+                {**base, "recipient": account.name, "locale": post_locale or MULTILINGUAL}
+            )
+    return planned
 
 
 def dispatch(
@@ -94,31 +104,60 @@ def dispatch(
     district: DistrictConfig,
     message: Message,
     rows: list[dict[str, Any]] | None = None,
+    then_texts: bool = False,
 ) -> list[Batch]:
-    """approved → dispatching, with every delivery row written (the plan's, or a retraction's
-    deletions and texts). Their tasks are enqueued once the transaction commits; the batches
-    are returned for counting."""
-    rows = plan(session, district, message) if rows is None else rows
+    """approved → dispatching, with the rows written now (the plan's, or a retraction's
+    deletions, `then_texts` when its correction texts follow) and, when it texts an audience, its
+    expansion recorded. Their tasks are
+    enqueued once the transaction commits; the batches are returned for counting."""
+    planned = plan(session, district, message) if rows is None else Planned(rows, then_texts)
     transition(session, message, "dispatch", None, district)
     now = utcnow()
-    if rows:
+    if planned.rows:
         session.execute(
-            insert(Delivery), [{**r, "created_at": now, "updated_at": now} for r in rows]
+            insert(Delivery), [{**r, "created_at": now, "updated_at": now} for r in planned.rows]
         )
     counts: dict[str, int] = defaultdict(int)
-    for row in rows:
+    for row in planned.rows:
         action = row.get("action", "send")
         counts[row["channel"] if action == "send" else f"{row['channel']} {action}"] += 1
+    expand = start_expansion(session, message, now) if planned.texts_later else []
     ledger.append(
         session,
         "dispatch.planned",
-        {"deliveries": dict(counts), "audience": message.audience, "urgent": message.urgent},
+        {
+            "deliveries": dict(counts),
+            "audience": message.audience,
+            "urgent": message.urgent,
+            **({"texts": _texts_from(message)} if expand else {}),
+        },
         message_id=message.id,
     )
     ids = session.execute(
         select(Delivery.id, Delivery.channel).where(Delivery.message_id == message.id)
     ).all()
-    return release_after_commit(session, batches(message, ids))
+    return release_after_commit(session, batches(message, ids) + expand)
+
+
+def start_expansion(session: Session, message: Message, now: dt.datetime) -> list[Batch]:
+    """Record what the message's texts go to, frozen now; a worker writes them (expansion.py)."""
+    if message.follows_id is None:
+        message.contacts_version = current_version(session)
+    message.expanding = True
+    message.expanded_through = 0
+    message.expanded_at = now
+    return [expansion_task(message)]
+
+
+def expansion_task(message: Message) -> Batch:
+    """The task that writes the message's next pages of texts: on its texts' own queue."""
+    return Batch(URGENT if message.urgent else CHANNEL_QUEUE["sms"], [message.id], task=EXPAND)
+
+
+def _texts_from(message: Message) -> dict[str, int]:
+    if message.follows_id is not None:
+        return {"reached_by": message.follows_id}
+    return {"contacts_version": message.contacts_version or 0}
 
 
 def batches(message: Message, ids: Iterable[tuple[int, str]]) -> list[Batch]:
@@ -138,7 +177,9 @@ def enqueue(settings: Settings, planned: list[Batch]) -> None:
     """Ring the doorbell. Called after the rows are committed."""
     app = client_for(settings)
     for batch in planned:
-        app.send_task(SEND, args=[batch.ids], queue=batch.queue, countdown=batch.countdown or None)
+        app.send_task(
+            batch.task, args=[batch.ids], queue=batch.queue, countdown=batch.countdown or None
+        )
 
 
 @dataclass
@@ -150,7 +191,13 @@ class Released:
 
     @property
     def total(self) -> int:
-        return sum(len(batch.ids) for batch in self.batches)
+        """Deliveries enqueued (texts a worker writes later are not among them yet)."""
+        return sum(len(batch.ids) for batch in self.batches if batch.task == SEND)
+
+    @property
+    def expanding(self) -> bool:
+        """Texts are still to be written, and enqueued, by a worker."""
+        return any(batch.task == EXPAND for batch in self.batches)
 
 
 def release_after_commit(session: Session, planned: list[Batch]) -> list[Batch]:

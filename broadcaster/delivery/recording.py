@@ -169,7 +169,8 @@ def record(worker: Worker, results: list[Result]) -> list[Batch]:
 
 
 def finish_if_done(session: Session, district: DistrictConfig, message_id: int) -> str | None:
-    """dispatching → sent | partially_sent | failed once no delivery is open."""
+    """dispatching → sent | partially_sent | failed once no delivery is open and every text is
+    written (a message still expanding has more to come, however settled its rows so far)."""
     still_open = session.scalar(
         select(Delivery.id)
         .where(Delivery.message_id == message_id, Delivery.status.in_(OPEN))
@@ -178,7 +179,7 @@ def finish_if_done(session: Session, district: DistrictConfig, message_id: int) 
     if still_open is not None:
         return None
     message = session.get(Message, message_id)
-    if message is None or message.state != MessageState.DISPATCHING:
+    if message is None or message.state != MessageState.DISPATCHING or message.expanding:
         return None
     counts = dict(
         session.execute(

@@ -1,8 +1,9 @@
 """The sweep: recover what lost workers left behind, quickly and quietly.
 
-It re-enqueues deliveries left `queued` past a deadline and reconciles `sending` rows whose
-claim lapsed: did the provider get it? A chaos run showed what an unbounded sweep does (31,085
-lookups for ~1,400 orphaned texts, sweeps piling up behind each other), so:
+It re-enqueues deliveries left `queued` past a deadline (and expansions of a message's texts that
+stopped making progress: expansion.stalled) and reconciles `sending` rows whose claim lapsed: did
+the provider get it? A chaos run showed what an unbounded sweep does (31,085 lookups for ~1,400
+orphaned texts, sweeps piling up behind each other), so:
 
 - one sweep at a time across all hosts: a Redis lock (the broker's server, which every worker
   and beat shares); a sweep that finds it held returns at once;
@@ -35,11 +36,12 @@ from redis.lock import Lock
 from sqlalchemy import func, or_, select, update
 from sqlalchemy.orm import Session
 
+from broadcaster.core import contacts
 from broadcaster.core.db import session_scope
 from broadcaster.core.errors import BroadcasterError
 from broadcaster.core.models import Delivery, Message, utcnow
 from broadcaster.core.states import DeliveryStatus, MessageState
-from broadcaster.delivery import metrics, provider_callbacks
+from broadcaster.delivery import expansion, metrics, provider_callbacks
 from broadcaster.delivery.dispatch import Batch, batches
 from broadcaster.delivery.jobs import AWAITING_LOOKUP, UNCONFIRMED, Job, Result, load_jobs
 from broadcaster.delivery.recording import finish_if_done, record
@@ -124,6 +126,7 @@ def _sweep(worker: Worker) -> list[Batch]:
     with session_scope(url) as session:
         settings = worker.settings
         planned = requeue_stale(session, now, settings.requeue_after, settings.sweep_requeue)
+        planned += expansion.stalled(session, now, settings.requeue_after)
         jobs = load_jobs(session, lapsed_claims(session, now, settings.sweep_lookups))
         lookups = plan_lookups(worker, session, jobs)
         dispatching = list(
@@ -140,6 +143,7 @@ def _sweep(worker: Worker) -> list[Batch]:
         planned += record(worker, results)
     with session_scope(url) as session:
         provider_callbacks.apply_held(session, worker.district)
+        contacts.drop_unused_versions(session)  # replaced contact lists no message reads
     with session_scope(url) as session:
         for message_id in dispatching:
             finish_if_done(session, worker.district, message_id)

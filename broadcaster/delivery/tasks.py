@@ -13,8 +13,8 @@ from celery.signals import worker_ready, worker_shutdown
 from broadcaster.core.config import Settings, load_district
 from broadcaster.core.db import session_scope
 from broadcaster.core.models import utcnow
-from broadcaster.delivery import dispatch, heartbeat, scheduling, sending
-from broadcaster.delivery.celery_app import DISPATCH_DUE, SEND, SWEEP, app
+from broadcaster.delivery import dispatch, expansion, heartbeat, scheduling, sending
+from broadcaster.delivery.celery_app import DISPATCH_DUE, EXPAND, SEND, SWEEP, app
 from broadcaster.delivery.sweep import sweep as sweep_lost_work
 from channel_adapters import adapter_for
 
@@ -74,6 +74,15 @@ def _sign_off(**_: object) -> None:
 def send_deliveries(ids: list[int]) -> None:
     current = worker()
     dispatch.enqueue(current.settings, sending.send_batch(current, ids))
+
+
+@app.task(name=EXPAND)
+def expand_audience(message_ids: list[int]) -> None:
+    """Write these messages' texts, each page enqueued as it commits."""
+    current = worker()
+    dispatch.enqueue(
+        current.settings, expansion.expand(current.settings, current.district, message_ids)
+    )
 
 
 @app.task(name=SWEEP)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from broadcaster.core.config import SAMPLE_DISTRICT
-from broadcaster.core.contacts import parse_audience, recipients
+from broadcaster.core.contacts import current_version, languages, page, parse_audience
 from broadcaster.core.errors import BadInput
 from tests.conftest import closure_vars, submit_and_approve
 
@@ -97,6 +97,19 @@ def test_audience_expressions(district):
             parse_audience(bad, district)
 
 
+def selected(session, district, expression: str) -> dict[str, str]:
+    """phone -> language the audience selects in the current list, read two rows at a time as
+    the expansion reads its pages, each phone in its first row's language."""
+    audience, version = parse_audience(expression, district), current_version(session)
+    chosen: dict[str, str] = {}
+    after = 0
+    while rows := page(session, audience, version, after, 2):
+        for _, phone, language in rows:
+            chosen.setdefault(phone, language)
+        after = rows[-1][0]
+    return chosen
+
+
 def test_recipients_are_deduplicated_opted_out_and_narrowed(
     run, admin, tmp_path, session_factory, district
 ):
@@ -116,10 +129,12 @@ def test_recipients_are_deduplicated_opted_out_and_narrowed(
         token=admin,
     )
     with session_factory() as session:
-        everyone = recipients(session, parse_audience("all", district))
-        lincoln_12 = recipients(session, parse_audience("school:lincoln-hs route:12", district))
-        route_12 = recipients(session, parse_audience("route:12", district))
+        everyone = selected(session, district, "all")
+        lincoln_12 = selected(session, district, "school:lincoln-hs route:12")
+        route_12 = selected(session, district, "route:12")
+        counted = languages(session, parse_audience("all", district), current_version(session))
     assert everyone == {"+19515550101": "es", "+19515550102": "en", "+19515550104": "en"}
+    assert counted == {"es": 1, "en": 2}  # by the database, each phone in its first language
     assert lincoln_12 == {"+19515550101": "es"}
     assert route_12 == {"+19515550101": "es"}
 
@@ -137,15 +152,19 @@ def test_texting_needs_an_audience_and_the_preview_counts_it(run, tokens, admin,
 
 
 def test_each_phone_is_texted_in_its_language_or_english(
-    run, tokens, admin, tmp_path, session_factory, compose_closure
+    run, tokens, admin, tmp_path, session_factory, compose_closure, district
 ):
     from sqlalchemy import select
 
     from broadcaster.core.models import Delivery
+    from broadcaster.delivery import expansion
 
     rows = "+14155550101,es\n+14155550102,fr\n+14155550103,en\n+14155550101,en\n"
     run("contacts", "import", write(tmp_path, "phone,language\n" + rows), "--as", "it", token=admin)
-    submit_and_approve(run, tokens, compose_closure("--channels", "sms"))
+    draft = compose_closure("--channels", "sms")
+    submit_and_approve(run, tokens, draft)
+    # The texts are written after the approval, as a worker would, in pages of two here.
+    assert expansion.expand(run.settings(), district, [draft["id"]], page=2) == []
     with session_factory() as session:
         frozen = dict(session.execute(select(Delivery.recipient, Delivery.locale)).all())
     # One row per phone, first row's language; French falls back to English, the only other.

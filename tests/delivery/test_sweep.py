@@ -21,6 +21,7 @@ from sqlalchemy import func, select
 
 from broadcaster.core.config import SAMPLE_CONFIG, Settings, load_district
 from broadcaster.core.models import Delivery, LedgerEntry, LedgerPayload, utcnow
+from broadcaster.delivery import expansion
 from broadcaster.delivery import sweep as sweeping
 from broadcaster.delivery.sending import Worker
 from channel_adapters import AccountConfig, build
@@ -45,7 +46,10 @@ def orphan_texts(run, tokens, compose_closure, tmp_path, session_factory, n: int
     admin = run.json("users", "add", "it")["token"]
     write_contacts(tmp_path / "contacts.csv", n)
     run.json("contacts", "import", str(tmp_path / "contacts.csv"), "--as", "it", token=admin)
-    submit_and_approve(run, tokens, compose_closure("--channels", "sms"))
+    draft = compose_closure("--channels", "sms")
+    submit_and_approve(run, tokens, draft)
+    # The texts, written after the approval as a worker would.
+    expansion.expand(run.settings(), load_district(SAMPLE_CONFIG), [draft["id"]])
     now = utcnow()
     with session_factory() as session:
         rows = session.scalars(select(Delivery).order_by(Delivery.id)).all()

@@ -19,7 +19,7 @@ from twilio.request_validator import RequestValidator
 from broadcaster.core import db
 from broadcaster.core.config import SAMPLE_CONFIG, Settings, load_district
 from broadcaster.core.models import Delivery, HeldCallback, InboundText, LedgerEntry, OptOut
-from broadcaster.delivery import provider_callbacks
+from broadcaster.delivery import expansion, provider_callbacks
 from broadcaster.delivery.accounts import SANDBOX_TWILIO_TOKEN, identity
 from broadcaster.web import create_app
 from tests.conftest import ROOT, submit_and_approve
@@ -69,13 +69,16 @@ def statuses(session_factory) -> dict[str, str]:
 
 def dispatched_texts(run, tokens, compose_closure, tmp_path, *extra: str) -> None:
     """A closure texted to three parents (or, for --kind test, to the test allowlist), approved
-    through the real CLI: its SMS deliveries are queued."""
+    through the real CLI, and its texts written: its SMS deliveries are queued."""
     admin = run.json("users", "add", "it")["token"]
     csv = tmp_path / "c.csv"
     parents = "".join(f"+1415555010{n},en\n" for n in range(3))
     csv.write_text(f"phone,language\n{parents}", encoding="utf-8")
     run.json("contacts", "import", str(csv), "--as", "it", token=admin)
-    submit_and_approve(run, tokens, compose_closure("--channels", "sms", *extra))
+    draft = compose_closure("--channels", "sms", *extra)
+    submit_and_approve(run, tokens, draft)
+    settings = run.settings()  # the texts, written as the worker's expand task writes them
+    expansion.expand(settings, load_district(settings.config_path), [draft["id"]])
 
 
 def record_sent(session_factory) -> dict[str, str]:

@@ -216,9 +216,11 @@ def message_status(message_id: int) -> ResponseReturnValue:
 def contacts_page(error: str | None = None, code: int = 200) -> ResponseReturnValue:
     with context.reading() as db:
         require(acting_user(db), "import_contacts", context.district())
+        current = Contact.version == contacts.current_version(db)  # not a list still expanding
         counts = {
-            "rows": db.scalar(select(func.count()).select_from(Contact)) or 0,
-            "phones": db.scalar(select(func.count(func.distinct(Contact.phone)))) or 0,
+            "rows": db.scalar(select(func.count()).select_from(Contact).where(current)) or 0,
+            "phones": db.scalar(select(func.count(func.distinct(Contact.phone))).where(current))
+            or 0,
             "opted_out": db.scalar(select(func.count()).select_from(OptOut)) or 0,
         }
     return render_template("console/contacts.html", counts=counts, error=error), code

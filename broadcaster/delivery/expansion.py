@@ -1,0 +1,183 @@
+"""Expansion: write an approved message's texts in pages, after its posts have gone out.
+
+The approval records what the texts go to (dispatch.start_expansion): the contact-list version it
+saw, or, for a follow-up, the original whose recipients it texts again. A worker then walks that
+source in pages by id (keyset: `id > cursor ORDER BY id LIMIT page`), and each page is one
+transaction: its rows inserted (a phone already written is skipped by the deliveries' unique key,
+so a phone on two contact rows is texted once, in its first row's language), the cursor advanced,
+and the page's batches enqueued once that commits. A crash between pages loses nothing and
+duplicates nothing: the next task (or the sweep, which re-enqueues an expansion that stopped
+making progress: `stalled`) resumes after the committed cursor. Only one page is in memory.
+
+A number that opts out before its page is written is left out: stricter than a snapshot taken at
+approval, as the law wants. The message does not finish while it is expanding
+(recording.finish_if_done); the last page ends the expansion and finishes it if nothing is open.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import time
+from typing import Any
+
+from sqlalchemy import func, or_, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Session
+
+from broadcaster.core import contacts, follow_ups, ledger
+from broadcaster.core.config import DistrictConfig, Settings
+from broadcaster.core.contacts import parse_audience
+from broadcaster.core.db import session_scope
+from broadcaster.core.models import Delivery, Message, utcnow
+from broadcaster.core.states import REHEARSAL_KINDS, DeliveryStatus, MessageState
+from broadcaster.delivery.dispatch import (
+    Batch,
+    batches,
+    expansion_task,
+    release_after_commit,
+    texts_later,
+)
+from broadcaster.delivery.recording import finish_if_done
+
+PAGE = 1000  # rows read and written per transaction
+# A task expands for at most this long, then hands on to a new task (well within the broker's
+# visibility timeout, after which it would hand the running task out again).
+BUDGET_S = 60.0
+
+
+def audience_languages(
+    session: Session, district: DistrictConfig, message: Message
+) -> dict[str, int]:
+    """language -> phones the message would text now, counted by the database: the preview's
+    count and send-time plan, and the check that an audience reaches somebody."""
+    if message.follows_id is not None:
+        return follow_ups.reached_languages(session, message.follows_id)
+    if message.kind in REHEARSAL_KINDS:
+        return {"en": len(set(district.test_phones))} if district.test_phones else {}
+    if not texts_later(message):
+        return {}
+    audience = parse_audience(message.audience or "", district)
+    return contacts.languages(session, audience, contacts.current_version(session))
+
+
+def audience_size(session: Session, district: DistrictConfig, message: Message) -> int:
+    return sum(audience_languages(session, district, message).values())
+
+
+def expand(
+    settings: Settings, district: DistrictConfig, message_ids: list[int], page: int = PAGE
+) -> list[Batch]:
+    """Write these messages' texts page by page, each page enqueued as it commits; returns the
+    tasks that carry on with those that ran out of time."""
+    deadline = time.monotonic() + BUDGET_S
+    carry_on: list[Batch] = []
+    for message_id in message_ids:
+        more = True
+        while more and time.monotonic() < deadline:
+            with session_scope(settings.effective_database_url, settings=settings) as session:
+                more = expand_page(session, district, message_id, page)
+        if more:
+            with session_scope(settings.effective_database_url) as session:
+                carry_on.append(expansion_task(session.get_one(Message, message_id)))
+            continue
+        with session_scope(settings.effective_database_url) as session:
+            # After the last page's commit, so that a worker that settled the last open row
+            # meanwhile, and found the message still expanding, is not left unanswered.
+            finish_if_done(session, district, message_id)
+            contacts.drop_unused_versions(session)
+    return carry_on
+
+
+def expand_page(session: Session, district: DistrictConfig, message_id: int, page: int) -> bool:
+    """Write the next page of the message's texts; False once there is nothing more to write."""
+    # One page at a time per message. FOR NO KEY UPDATE: rows that only refer to the message
+    # (a ledger entry, a delivery) still take their key share while a page holds this, so a
+    # worker holding the ledger's lock never waits on it.
+    message = session.scalars(
+        select(Message).where(Message.id == message_id).with_for_update(key_share=True)
+    ).one_or_none()
+    if message is None or not message.expanding:
+        return False  # done already, by another task the sweep or the broker started
+    after = message.expanded_through or 0
+    source = _next_page(session, district, message, after, page)
+    now = utcnow()
+    written = _insert_new(session, _rows(message, source, now))
+    done = len(source) < page
+    message.expanded_through = source[-1][0] if source else after
+    message.expanded_at = now
+    if done:
+        message.expanding = False
+        texts = session.scalar(
+            select(func.count()).where(Delivery.message_id == message.id, Delivery.channel == "sms")
+        )
+        ledger.append(session, "dispatch.expanded", {"sms": texts}, message_id=message.id)
+    release_after_commit(session, batches(message, [(i, "sms") for i in written]))
+    return not done
+
+
+def stalled(session: Session, now: dt.datetime, after_s: float) -> list[Batch]:
+    """Expansions that made no progress for `after_s` (their task was lost with a worker):
+    enqueue them again; they resume after their committed cursor."""
+    since = now - dt.timedelta(seconds=after_s)
+    lost = session.scalars(
+        select(Message).where(
+            Message.state == MessageState.DISPATCHING,
+            Message.expanding,
+            or_(Message.expanded_at.is_(None), Message.expanded_at < since),
+        )
+    ).all()
+    if not lost:
+        return []
+    session.execute(
+        update(Message)
+        .where(Message.id.in_([m.id for m in lost]))
+        .values(expanded_at=now)
+        .execution_options(synchronize_session=False)
+    )
+    return [expansion_task(message) for message in lost]
+
+
+def _next_page(
+    session: Session, district: DistrictConfig, message: Message, after: int, page: int
+) -> list[tuple[int, str, str]]:
+    """(source id, phone, language): the original's deliveries for a follow-up, else contacts."""
+    if message.follows_id is not None:
+        return follow_ups.reached_page(session, message.follows_id, after, page)
+    audience = parse_audience(message.audience or "", district)
+    return contacts.page(session, audience, message.contacts_version or 0, after, page)
+
+
+def _rows(
+    message: Message, source: list[tuple[int, str, str]], now: dt.datetime
+) -> list[dict[str, Any]]:
+    """One row per phone, in its first row's language (English where the message lacks it)."""
+    account = next(t.account for t in message.targets if t.channel == "sms")
+    rendered = {r.locale for r in message.renditions if r.channel == "sms"}
+    chosen: dict[str, str] = {}
+    for _, phone, locale in source:
+        chosen.setdefault(phone, locale if locale in rendered else "en")
+    return [
+        {
+            "message_id": message.id,
+            "channel": "sms",
+            "account": account,
+            "recipient": phone,
+            "locale": locale,
+            "status": DeliveryStatus.QUEUED,
+            "action": "send",
+            "attempts": 0,
+            "created_at": now,
+            "updated_at": now,
+        }
+        for phone, locale in chosen.items()
+    ]
+
+
+def _insert_new(session: Session, rows: list[dict[str, Any]]) -> list[int]:
+    """Insert the rows whose phone the message has no row for yet; returns their ids."""
+    if not rows:
+        return []
+    dialect = session.get_bind().dialect.name
+    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    statement = insert(Delivery).on_conflict_do_nothing().returning(Delivery.id)
+    return list(session.scalars(statement, rows))
