@@ -56,6 +56,7 @@ def worker(
     # Before configure() starts any embedded broker.
     doctor.check_at_start(app.settings, lambda line: click.echo(f"warning: {line}", err=True))
     celery = configure(app.settings)
+    celery.conf.worker_concurrency = concurrency  # also sizes the provider call threads (tasks.py)
     argv = [
         "worker",
         "--pool",

@@ -5,6 +5,10 @@ provider call, so no two workers send it; an ambiguous outcome is looked up at t
 any resend; a claim whose lease ran out is reconciled the same way by the sweep. Outcomes are
 written in small groups with their ledger entries, and only while the claim is still ours.
 Claiming and loading the jobs is in jobs.py, writing their outcomes in recording.py.
+
+A batch's provider calls run side by side on the process's call threads (`Worker.calls`), so one
+call that hangs until its timeout holds back only itself: the rest of its batch goes out, and is
+recorded, meanwhile.
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ import datetime as dt
 import math
 import random
 import threading
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -43,6 +48,10 @@ MAX_ATTEMPTS = 8
 BACKOFF_BASE_S, BACKOFF_CAP_S = 2.0, 300.0
 SMS_VALIDITY_S = 4 * 3600  # Twilio's default; never beyond the message's own valid_until
 RECORD_EVERY = 25
+# Outcomes already in are written after this long without another, so a batch's finished texts
+# do not wait, unrecorded, for a slow call among them.
+RECORD_WITHIN_S = 0.5
+CALL_THREADS = 16  # provider calls in flight per worker process (the worker's --concurrency)
 # A lookup costs the account's API calls like a send: it waits this long at most for a token.
 LOOKUP_WAIT_S = 1.0
 
@@ -54,7 +63,13 @@ class Worker:
     settings: Settings
     district: DistrictConfig
     redis_client: redis.Redis | None = None
+    call_threads: int = CALL_THREADS
     _local: threading.local = field(default_factory=threading.local)
+    # Long-lived threads, so each keeps its adapters (their HTTP connections) between batches.
+    calls: ThreadPoolExecutor = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.calls = ThreadPoolExecutor(self.call_threads, thread_name_prefix="provider-call")
 
     def adapter(self, account: str, kind: str) -> Adapter:
         cache: dict[tuple[str, bool], Adapter] = self._local.__dict__.setdefault("adapters", {})
@@ -97,15 +112,17 @@ def send_batch(worker: Worker, ids: list[int]) -> list[Batch]:
         claimed = claim(session, ids, worker.settings.lease_seconds)
         jobs = load_jobs(session, claimed) if claimed else []
     # The session is closed: no connection is held during the slow provider calls.
+    calls: set[Future[Result]] = {
+        worker.calls.submit(send_one, worker, job, last_start(worker, job)) for job in jobs
+    }
     pending: list[Result] = []
     retries: list[Batch] = []
-    for job in jobs:
-        pending.append(send_one(worker, job, last_start(worker, job)))
-        if len(pending) >= RECORD_EVERY:
+    while calls:
+        done, calls = wait(calls, timeout=RECORD_WITHIN_S, return_when=FIRST_COMPLETED)
+        pending += [call.result() for call in done]
+        if pending and (len(pending) >= RECORD_EVERY or not done or not calls):
             retries += record(worker, pending)
             pending = []
-    if pending:
-        retries += record(worker, pending)
     return retries
 
 

@@ -42,6 +42,7 @@ def worker() -> sending.Worker:
                 settings=settings,
                 district=load_district(settings.config_path),
                 redis_client=redis_for(app.conf.broker_url),
+                call_threads=app.conf.worker_concurrency or sending.CALL_THREADS,
             )
         return _worker
 

@@ -205,3 +205,29 @@ def test_a_text_twilio_creates_after_the_client_gave_up_is_not_sent_twice(
     with session_factory() as session:
         late = session.scalars(select(Delivery).where(Delivery.lookups > 0)).one()
     assert late.status == "sent" and late.attempts == 1  # found by a later lookup, not resent
+
+
+def test_a_hanging_text_holds_back_only_itself(
+    stack, run, tokens, compose_closure, tmp_path, session_factory
+):
+    # One batch of texts; Twilio answers the first one only after 6 s (under the timeout).
+    run.env.update({"BROADCASTER_PROVIDER_TIMEOUT_S": "20", "BROADCASTER_LEASE_SECONDS": "60"})
+    expected = import_contacts(run, tmp_path, 30)
+    stack.sandbox.set_faults(
+        [{"provider": "twilio", "fault": "latency", "ms": 6000, "method": "POST", "count": 1}]
+    )
+    draft = compose_closure("--channels", "sms")
+    submit_and_approve(run, tokens, draft)
+    stack.start_worker()
+    view = stack.wait_done(draft["id"])
+    assert view["state"] == "sent", view
+    received = texts_by_phone(stack.sandbox)
+    assert {phone: len(texts) for phone, texts in received.items()} == dict.fromkeys(expected, 1)
+
+    # The rest of its batch went out, and was recorded as sent, while it hung.
+    slow = next(r for r in stack.sandbox.requests("twilio") if r.get("latency_ms"))
+    assert stack.sandbox.posts("twilio")[-1]["sid"] == slow["resource_id"]
+    with session_factory() as session:
+        rows = session.scalars(select(Delivery).where(Delivery.channel == "sms")).all()
+    hung = next(row for row in rows if row.provider_id == slow["resource_id"])
+    assert all(row.sent_at < hung.sent_at for row in rows if row is not hung)
