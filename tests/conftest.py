@@ -6,6 +6,7 @@ they are skipped on a developer machine and fail under CI=true, so CI never pass
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import uuid
@@ -144,7 +145,8 @@ def families(run, district) -> None:
     has them before it texts anyone: an SMS audience matching no phone is refused. A test's own
     `contacts import` replaces them."""
     text = (SAMPLE_DISTRICT / "contacts.csv").read_text(encoding="utf-8")
-    rows = [row for row, opted_out in parse_csv(text, district, "contacts.csv") if not opted_out]
+    parsed = parse_csv(io.StringIO(text, newline=""), district, "contacts.csv")
+    rows = [row for row, opted_out in parsed if not opted_out]
     with db.session_scope(run.env["BROADCASTER_DATABASE_URL"]) as session:
         session.execute(insert(Contact), rows)
 

@@ -6,11 +6,13 @@ from __future__ import annotations
 import csv
 import datetime as dt
 import hashlib
-import io
 import re
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
+from itertools import islice
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 import phonenumbers
 from sqlalchemy import ColumnElement, Select, and_, delete, exists, func, insert, select, true
@@ -39,6 +41,7 @@ _IMPORT_LOCK = 0x636F6E74  # "cont"
 # read as current (approvals take well under a second; PostgreSQL ends a transaction idle for
 # Settings.db_lost_client_seconds).
 SUPERSEDED_GRACE = dt.timedelta(minutes=10)
+IMPORT_CHUNK = 5000  # contact rows parsed and inserted at a time
 
 
 def normalize_phone(raw: str, region: str) -> str | None:
@@ -70,14 +73,7 @@ def import_csv(session: Session, district: DistrictConfig, path: Path, actor: Us
     family sent by text (STOP) outranks the district's export.
     """
     require(actor, "import_contacts", district)
-    try:
-        raw = path.read_bytes()
-        text = raw.decode("utf-8-sig")
-    except OSError as exc:
-        raise BadInput(f"cannot read {path}: {exc.strerror}") from None
-    except UnicodeDecodeError:
-        raise BadInput(f"{path.name} is not UTF-8 text; export the CSV as UTF-8") from None
-    rows = parse_csv(text, district, path.name)
+    digest = _sha256(path)
     if session.get_bind().dialect.name == "postgresql":
         session.execute(select(func.pg_advisory_xact_lock(_IMPORT_LOCK)))
     current = current_version(session)
@@ -88,25 +84,29 @@ def import_csv(session: Session, district: DistrictConfig, path: Path, actor: Us
     version = current + 1
     session.add(ContactList(version=version))
     session.flush()
-    if rows:
-        session.execute(insert(Contact), [{**r[0], "version": version} for r in rows])
+    # Read, checked and written a chunk at a time (a district's list may be a million rows); a
+    # bad row anywhere rolls the whole transaction back.
+    written, opted = 0, set[str]()
+    with _open_text(path) as handle:
+        rows = parse_csv(handle, district, path.name)
+        while chunk := list(islice(rows, IMPORT_CHUNK)):
+            session.execute(insert(Contact), [{**row, "version": version} for row, _ in chunk])
+            opted.update(row["phone"] for row, out in chunk if out)
+            written += len(chunk)
     drop_unused_versions(session)
-    opted = {r[0]["phone"] for r in rows if r[1]}
     known = set(session.scalars(select(OptOut.phone).where(OptOut.phone.in_(opted))))
     for phone in sorted(opted - known):
         session.add(OptOut(phone=phone, source="contacts import"))
-    result = ImportResult(
-        rows=len(rows),
-        phones=len({r[0]["phone"] for r in rows}),
-        opted_out=len(opted),
-        replaced=replaced,
+    phones = session.scalar(
+        select(func.count(func.distinct(Contact.phone))).where(Contact.version == version)
     )
+    result = ImportResult(rows=written, phones=phones or 0, opted_out=len(opted), replaced=replaced)
     ledger.append(
         session,
         "contacts.imported",
         {
             "file": path.name,
-            "sha256": hashlib.sha256(raw).hexdigest(),
+            "sha256": digest,
             "rows": result.rows,
             "phones": result.phones,
             "opted_out": result.opted_out,
@@ -118,9 +118,35 @@ def import_csv(session: Session, district: DistrictConfig, path: Path, actor: Us
     return result
 
 
-def parse_csv(text: str, district: DistrictConfig, name: str) -> list[tuple[dict[str, Any], bool]]:
-    """Every row checked; the first bad one is refused with its line number."""
-    reader = csv.DictReader(io.StringIO(text, newline=""), strict=True)
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    try:
+        with path.open("rb") as handle:
+            while block := handle.read(1 << 20):
+                digest.update(block)
+    except OSError as exc:
+        raise BadInput(f"cannot read {path}: {exc.strerror}") from None
+    return digest.hexdigest()
+
+
+@contextmanager
+def _open_text(path: Path) -> Iterator[TextIO]:
+    """The file as UTF-8 text (a byte-order mark allowed); a byte that is not UTF-8, wherever it
+    is, is the district's export setting, said so."""
+    try:
+        with path.open(encoding="utf-8-sig", newline="") as handle:
+            yield handle
+    except OSError as exc:
+        raise BadInput(f"cannot read {path}: {exc.strerror}") from None
+    except UnicodeDecodeError:
+        raise BadInput(f"{path.name} is not UTF-8 text; export the CSV as UTF-8") from None
+
+
+def parse_csv(
+    lines: Iterable[str], district: DistrictConfig, name: str
+) -> Iterator[tuple[dict[str, Any], bool]]:
+    """Every row checked as it is read; the first bad one is refused with its line number."""
+    reader = csv.DictReader(lines, strict=True)
     try:
         header = reader.fieldnames
     except csv.Error as exc:
@@ -138,16 +164,14 @@ def parse_csv(text: str, district: DistrictConfig, name: str) -> list[tuple[dict
             else (f"unknown {','.join(sorted(unknown))}")
         )
         raise BadInput(f"{name} line 1: columns must be {','.join(COLUMNS)} ({problem})")
-    rows: list[tuple[dict[str, Any], bool]] = []
     try:
         for record in reader:
             line = reader.line_num
             if None in record or any(v is None for v in record.values()):
                 raise BadInput(f"{name} line {line}: expected {len(header)} fields")
-            rows.append(_row(record, district, f"{name} line {line}"))
+            yield _row(record, district, f"{name} line {line}")
     except csv.Error as exc:
         raise BadInput(f"{name} line {reader.line_num}: {exc}") from None
-    return rows
 
 
 def _row(

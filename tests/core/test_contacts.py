@@ -3,10 +3,18 @@
 from __future__ import annotations
 
 import pytest
+from sqlalchemy import func, select
 
 from broadcaster.core.config import SAMPLE_DISTRICT
-from broadcaster.core.contacts import current_version, languages, page, parse_audience
+from broadcaster.core.contacts import (
+    IMPORT_CHUNK,
+    current_version,
+    languages,
+    page,
+    parse_audience,
+)
 from broadcaster.core.errors import BadInput
+from broadcaster.core.models import Contact, ContactList
 from tests.conftest import closure_vars, submit_and_approve
 
 HEADER = "phone,language,schools,routes,grades,opted_out\n"
@@ -54,6 +62,21 @@ def test_a_bad_row_is_named_and_nothing_is_imported(run, admin, tmp_path, body, 
     assert says in result.stderr and len(result.stderr.strip().splitlines()) == 1
     again = run.json("contacts", "import", good, "--as", "it", token=admin)
     assert again["replaced"] == 1  # the failed import left the earlier list as it was
+
+
+def test_a_bad_row_after_the_first_chunk_written_rolls_the_whole_import_back(
+    run, admin, tmp_path, session_factory
+):
+    good = write(tmp_path, HEADER + "951-555-0150,en,lincoln-hs,12,10,no\n", "good.csv")
+    run("contacts", "import", good, "--as", "it", token=admin)
+    rows = "".join(f"+1415{3000000 + i:07d},en,lincoln-hs,12,10,no\n" for i in range(IMPORT_CHUNK))
+    big = write(tmp_path, HEADER + rows + "12345,en,lincoln-hs,12,10,no\n")
+    result = run("contacts", "import", big, "--as", "it", token=admin)
+    assert result.exit_code == 2
+    assert f"line {IMPORT_CHUNK + 2}: '12345' is not a phone number" in result.stderr
+    with session_factory() as session:  # the list is the one before, with nothing added
+        assert session.scalars(select(Contact.phone)).all() == ["+19515550150"]
+        assert session.scalar(select(func.count()).select_from(ContactList)) == 2  # 1, then good
 
 
 @pytest.mark.parametrize(
