@@ -8,7 +8,7 @@ Claiming and loading the jobs is in jobs.py, writing their outcomes in recording
 
 A batch's provider calls run side by side on the process's call threads (`Worker.calls`), so one
 call that hangs until its timeout holds back only itself: the rest of its batch goes out, and is
-recorded, meanwhile.
+recorded, meanwhile. Every outcome goes to the process's one writer (recorder.py) as it comes in.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ import datetime as dt
 import math
 import random
 import threading
-from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -31,10 +31,9 @@ from broadcaster.core.rehearsals import ensure_allowed, ensure_allowed_phone
 from broadcaster.core.states import DeliveryStatus
 from broadcaster.delivery import metrics
 from broadcaster.delivery.accounts import account_config, uses_sandbox
-from broadcaster.delivery.dispatch import Batch
 from broadcaster.delivery.jobs import UNCONFIRMED, Job, Result, claim, load_jobs
 from broadcaster.delivery.ratelimit import TokenBucket
-from broadcaster.delivery.recording import record
+from broadcaster.delivery.recorder import Recorder
 from channel_adapters import (
     AccountConfig,
     Adapter,
@@ -47,10 +46,6 @@ from channel_adapters import (
 MAX_ATTEMPTS = 8
 BACKOFF_BASE_S, BACKOFF_CAP_S = 2.0, 300.0
 SMS_VALIDITY_S = 4 * 3600  # Twilio's default; never beyond the message's own valid_until
-RECORD_EVERY = 25
-# Outcomes already in are written after this long without another, so a batch's finished texts
-# do not wait, unrecorded, for a slow call among them.
-RECORD_WITHIN_S = 0.5
 CALL_THREADS = 16  # provider calls in flight per worker process (the worker's --concurrency)
 # A lookup costs the account's API calls like a send: it waits this long at most for a token.
 LOOKUP_WAIT_S = 1.0
@@ -67,9 +62,11 @@ class Worker:
     _local: threading.local = field(default_factory=threading.local)
     # Long-lived threads, so each keeps its adapters (their HTTP connections) between batches.
     calls: ThreadPoolExecutor = field(init=False)
+    recorder: Recorder = field(init=False)
 
     def __post_init__(self) -> None:
         self.calls = ThreadPoolExecutor(self.call_threads, thread_name_prefix="provider-call")
+        self.recorder = Recorder(self)
 
     def adapter(self, account: str, kind: str) -> Adapter:
         cache: dict[tuple[str, bool], Adapter] = self._local.__dict__.setdefault("adapters", {})
@@ -105,25 +102,18 @@ def backoff(attempt: int) -> float:
     return random.uniform(0, ceiling)  # noqa: S311 (jitter, not a secret)
 
 
-def send_batch(worker: Worker, ids: list[int]) -> list[Batch]:
-    """Claim, send and record one batch; returns the retries to enqueue later."""
+def send_batch(worker: Worker, ids: list[int]) -> None:
+    """Claim and send one batch, each outcome recorded as it comes in; returns once they all
+    are (the recorder enqueues the retries)."""
     url = worker.settings.effective_database_url
     with session_scope(url) as session:
         claimed = claim(session, ids, worker.settings.lease_seconds)
         jobs = load_jobs(session, claimed) if claimed else []
     # The session is closed: no connection is held during the slow provider calls.
-    calls: set[Future[Result]] = {
-        worker.calls.submit(send_one, worker, job, last_start(worker, job)) for job in jobs
-    }
-    pending: list[Result] = []
-    retries: list[Batch] = []
-    while calls:
-        done, calls = wait(calls, timeout=RECORD_WITHIN_S, return_when=FIRST_COMPLETED)
-        pending += [call.result() for call in done]
-        if pending and (len(pending) >= RECORD_EVERY or not done or not calls):
-            retries += record(worker, pending)
-            pending = []
-    return retries
+    calls = [worker.calls.submit(send_one, worker, job, last_start(worker, job)) for job in jobs]
+    written = [worker.recorder.put(call.result()) for call in as_completed(calls)]
+    for outcome in written:
+        outcome.result()
 
 
 def last_start(worker: Worker, job: Job) -> dt.datetime:

@@ -74,7 +74,7 @@ def _sign_off(**_: object) -> None:
 @app.task(name=SEND)
 def send_deliveries(ids: list[int]) -> None:
     current = worker()
-    dispatch.enqueue(current.settings, sending.send_batch(current, ids))
+    sending.send_batch(current, ids)
 
 
 @app.task(name=EXPAND)
