@@ -10,6 +10,7 @@ it up again.
 from __future__ import annotations
 
 import datetime as dt
+import math
 from collections import defaultdict
 from typing import TYPE_CHECKING, Any, cast
 
@@ -153,7 +154,9 @@ def record(worker: Worker, results: list[Result]) -> list[Batch]:
         retry_ids: dict[tuple[int, float], list[tuple[int, str]]] = defaultdict(list)
         for r in kept:
             if r.status == DeliveryStatus.QUEUED:
-                key = (r.job.message_id, round(r.retry_in or 0, 1))
+                # Rounded up: a retry that arrives before its next_attempt_at is not due, and
+                # would wait for the sweep.
+                key = (r.job.message_id, math.ceil((r.retry_in or 0) * 10) / 10)
                 retry_ids[key].append((r.job.delivery_id, r.job.channel))
         planned: list[Batch] = []
         for (message_id, delay), ids in retry_ids.items():
