@@ -6,6 +6,11 @@ same concurrency as the workers (the SDK's ceiling on this machine).
     python benchmarks/fanout.py --recipients 10000 --latency-ms 50
     python benchmarks/fanout.py --sweep 1000,10000,100000 --latency-ms 50
 
+With --profile DIR, py-spy (installed apart: `pip install py-spy`; not a project dependency)
+samples every worker for the whole run (the threads on the CPU; with --profile-idle, waiting
+threads too); its collapsed stacks are written to DIR and the frames that take the most samples,
+on their own and with what they call, are printed per size.
+
 With --sweep, one line per audience size (the first social post, texts/s and the ratio to the
 thread-pool ceiling measured in the same run, the peak RSS of each kind of process), then the
 sizes' results as one JSON list; otherwise one size, ending with its JSON object.
@@ -73,6 +78,10 @@ def main() -> None:
         help="texts the thread pool sends for the ceiling (at most the largest size)",
     )
     parser.add_argument("--broker", default="redis://127.0.0.1:6379/13")
+    parser.add_argument("--profile", type=Path, metavar="DIR", help="sample the workers (py-spy)")
+    parser.add_argument(
+        "--profile-idle", action="store_true", help="sample waiting threads too (lock waits)"
+    )
     args = parser.parse_args()
     concurrency = args.workers * args.threads
     audience = args.sweep or [args.recipients]
@@ -243,7 +252,10 @@ def full_path(sandbox: Sandbox, args: argparse.Namespace, size: int, concurrency
                     "no",
                 ]
             )
-    run("contacts", "import", str(contacts), "--as", "it", token=tokens["it"])
+    import_rss_mb = run_measured(
+        [*cli, "contacts", "import", str(contacts), "--as", "it"],
+        {**env, "BROADCASTER_TOKEN": tokens["it"]},
+    )
     draft = json.loads(
         run(
             "compose",
@@ -286,16 +298,25 @@ def full_path(sandbox: Sandbox, args: argparse.Namespace, size: int, concurrency
         )
         for _ in range(args.workers)
     ]
+    samplers: list[subprocess.Popen] = []
     try:
         time.sleep(3)  # let the workers connect before the clock starts
+        if args.profile:  # once the workers' interpreters are up, or py-spy cannot attach
+            samplers = [
+                profile_worker(
+                    worker.pid, args.profile / f"workers-{size}-{i}.txt", args.profile_idle
+                )
+                for i, worker in enumerate(workers)
+            ]
         approved_at = time.time()
         approve_rss_mb = run_measured(
             [*cli, "approve", str(draft["id"]), "--as", "ben"],
             {**env, "BROADCASTER_TOKEN": tokens["ben"]},
         )
-        # Poll rarely: copying the sandbox's log takes the GIL from the sandbox it measures. The end
-        # time is the last text's own timestamp, not when the poll noticed.
-        while len(sandbox.posts("twilio")) < size:
+        # Count, do not copy: copying the sandbox's posts takes the GIL (and the lock) from the
+        # sandbox it measures, longer the more texts it holds. The end time is the last text's
+        # own timestamp, not when the poll noticed.
+        while sandbox.post_count("twilio") < size:
             time.sleep(1.0)
             if time.time() - approved_at > 600:
                 raise SystemExit("the full path did not finish in 10 minutes")
@@ -317,7 +338,11 @@ def full_path(sandbox: Sandbox, args: argparse.Namespace, size: int, concurrency
             worker.send_signal(signal.SIGTERM)
         for worker in workers:
             worker.wait(timeout=60)
+        for sampler in samplers:  # it writes its file once the worker has exited
+            sampler.wait(timeout=60)
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    if args.profile:
+        print_top_frames(sorted(args.profile.glob(f"workers-{size}-*.txt")), size)
     if pg_name:
         with psycopg.connect("postgresql://root@127.0.0.1:5432/postgres", autocommit=True) as admin:
             admin.execute(f'DROP DATABASE IF EXISTS "{pg_name}" WITH (FORCE)')
@@ -331,7 +356,11 @@ def full_path(sandbox: Sandbox, args: argparse.Namespace, size: int, concurrency
         "elapsed_s": elapsed,
         "first_social_post_ms": first_ms,
         "cpu_s": (after.ru_utime + after.ru_stime) - (before.ru_utime + before.ru_stime),
-        "peak_rss_mb": {"worker": worker_rss_mb, "approve": approve_rss_mb},
+        "peak_rss_mb": {
+            "worker": worker_rss_mb,
+            "approve": approve_rss_mb,
+            "contacts import": import_rss_mb,
+        },
         "database": "PostgreSQL" if pg_name else "SQLite",
     }
 
@@ -347,6 +376,37 @@ def run_measured(argv: list[str], env: dict[str, str]) -> float:
             f"{argv[2:4]} failed: {child.stderr.read().decode() if child.stderr else ''}"
         )
     return round(usage.ru_maxrss / 1024, 1)
+
+
+def profile_worker(pid: int, out: Path, idle: bool) -> subprocess.Popen:
+    """py-spy sampling a running worker until it exits: the threads on the CPU, or with `idle`
+    every thread (a wait on a lock or on the database counts); collapsed stacks
+    ("frame;frame;... count") in `out`."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    argv = ["py-spy", "record", "--pid", str(pid), "--nonblocking", "--rate", "50"]
+    argv += ["--format", "raw", "--output", str(out), *(["--idle"] if idle else [])]
+    return subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def print_top_frames(files: list[Path], size: int, top: int = 15) -> None:
+    """The broadcaster's and its libraries' frames that the worker threads spent the most samples
+    in: on their own (the innermost frame) and with what they called (anywhere on the stack)."""
+    own: dict[str, int] = {}
+    total: dict[str, int] = {}
+    for path in files:
+        for line in path.read_text().splitlines():
+            stack, _, count = line.rpartition(" ")
+            frames = [f for f in stack.split(";") if "(threading.py)" not in f]
+            if not frames or not count.isdigit():
+                continue
+            own[frames[-1]] = own.get(frames[-1], 0) + int(count)
+            for frame in set(frames):
+                total[frame] = total.get(frame, 0) + int(count)
+    samples = sum(own.values()) or 1
+    for title, counts in (("own", own), ("with callees", total)):
+        print(f"top frames at {size:,} ({title}, % of {samples:,} samples):")
+        for frame, count in sorted(counts.items(), key=lambda kv: -kv[1])[:top]:
+            print(f"  {100 * count / samples:5.1f}%  {frame}")
 
 
 def peak_rss_mb(pid: int) -> float:

@@ -221,6 +221,11 @@ class GraphApi:
             )
         return graph_error(status, rule.message or "(#100) Invalid parameter", 100)
 
+    def count(self) -> int:
+        """How many posts there are (deleted ones included), without copying them."""
+        with self._lock:
+            return len(self._posts)
+
     def posts(self) -> list[dict[str, Any]]:
         with self._lock:
             ordered = sorted(self._posts.values(), key=lambda p: p["_order"])

@@ -147,6 +147,13 @@ class Sandbox:
             raise ValueError(f"provider must be one of {', '.join(PROVIDERS)}")
         return copy.deepcopy(self._apis[provider].posts())
 
+    def post_count(self, provider: str) -> int:
+        """len(posts(provider)), cheaply: a poll that copies every post slows the sandbox it
+        watches, the more the more there are."""
+        if provider not in PROVIDERS:
+            raise ValueError(f"provider must be one of {', '.join(PROVIDERS)}")
+        return self._apis[provider].count()
+
     def set_faults(self, rules: list[Mapping[str, Any]]) -> None:
         """Replace the active fault rules (raises ValueError on an invalid rule)."""
         with self._lock:

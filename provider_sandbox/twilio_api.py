@@ -410,6 +410,11 @@ class TwilioApi:
         message = rule.message or http.client.responses.get(status, "Error")
         return twilio_error(status, code, message)
 
+    def count(self) -> int:
+        """How many posts there are (deleted ones included), without copying them."""
+        with self._lock:
+            return len(self._messages)
+
     def posts(self) -> list[dict[str, Any]]:
         with self._lock:
             out = []

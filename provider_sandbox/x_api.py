@@ -320,6 +320,11 @@ class XApi:
         title = _REASONS.get(status, "Error")
         return problem(status, title, rule.message or title)
 
+    def count(self) -> int:
+        """How many posts there are (deleted ones included), without copying them."""
+        with self._lock:
+            return len(self._tweets)
+
     def posts(self) -> list[dict[str, Any]]:
         with self._lock:
             return [
