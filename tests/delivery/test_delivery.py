@@ -10,7 +10,7 @@ import redis
 from sqlalchemy import select
 
 from broadcaster.core.models import Delivery, WebAlert
-from broadcaster.delivery.ratelimit import TokenBucket
+from broadcaster.delivery.ratelimit import GRAB_MAX, TokenBucket
 from tests.conftest import CARMEN_LOCKDOWN, closure_vars, submit_and_approve
 from tests.delivery_stack import import_contacts, redis_url, texts_by_phone
 
@@ -179,6 +179,15 @@ def test_the_token_bucket_is_shared_between_workers():
     first, second = TokenBucket(client, "acct", 2.0), TokenBucket(client, "acct", 2.0)
     assert first.take() == 0 and second.take() == 0  # a burst of one second's worth
     assert first.take() > 0 and second.take() > 0  # then both wait: the bucket is shared
+
+
+def test_sending_threads_do_not_starve_each_other_of_a_full_bucket():
+    client = redis.Redis.from_url(redis_url())
+    # 64 threads (two workers' call threads), one text each, from a bucket of 1,000 a second:
+    # what one thread takes ahead must not leave the others waiting on a full bucket.
+    buckets = [TokenBucket(client, "busy", 1000.0) for _ in range(64)]
+    assert all(bucket.acquire(max_wait=0.0) for bucket in buckets)
+    assert buckets[0].take(1000 - 64 * GRAB_MAX) == 0  # nobody took more than a few ahead
 
 
 def test_a_text_twilio_creates_after_the_client_gave_up_is_not_sent_twice(
