@@ -106,6 +106,8 @@ def print_status(view: Status) -> None:
     for channel, counts in view.deliveries.items():
         table.add_row(channel, *(str(counts[s]) for s in status.STATUSES))
     out.print(table)
+    if view.texts_being_written:
+        out.print("its texts are still being written: their counts will grow")
     for failure in view.failures:
         out.print(Text(f"failed {failure.channel} {failure.target}: {failure.error}", "red"))
     if view.retraction:

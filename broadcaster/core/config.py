@@ -185,8 +185,10 @@ class Account(Strict):
     # credentials: not the sandbox. https, or plain http on this machine only.
     api_base_url: str | None = None
     # The provider's rate for this account, shared by all workers: requests per second, for an
-    # SMS account message segments per second. Unset: the sender's default (`rate`).
-    rate_per_second: float | None = Field(default=None, gt=0, le=1000)
+    # SMS account message segments per second. Unset: the sender's default (`rate`). The bound
+    # only catches a slip of the keyboard: a Messaging Service pooling several short codes
+    # goes past 1,000.
+    rate_per_second: float | None = Field(default=None, gt=0, le=10_000)
     # SMS: what sends the texts (SENDER_RATES), and for 10DLC the brand's Trust Score (0-100).
     sender: Sender | None = None
     trust_score: int | None = Field(default=None, ge=0, le=100)

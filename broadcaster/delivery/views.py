@@ -100,6 +100,8 @@ class Retraction(View):
 
 class Status(Timing, Identified):
     deliveries: dict[Channel, dict[DeliveryStatusValue, int]]
+    # A worker is still writing its texts (delivery/expansion.py): their counts still grow.
+    texts_being_written: bool = False
     failures: list[Failure]
     # A message being (or that was) retracted; the notice itself shows its own retraction.
     retraction: Retraction | SkipJsonSchema[None] = absent_when_none()
@@ -145,6 +147,7 @@ def status_view(session: Session, message: Message, district: DistrictConfig) ->
         state=message.state,
         **dict(timing_view(message, district)),
         deliveries=status.delivery_counts(session, message),
+        texts_being_written=message.expanding,
         failures=[
             Failure(channel=c, target=_mask(c, r), error=mask_phones(e))
             for c, r, e in status.failures(session, message)

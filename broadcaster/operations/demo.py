@@ -128,7 +128,8 @@ def _author_and_approve(settings: Settings, out: Console) -> int:
     done = dispatch.released(session)
     if done.warning:
         out.print(f"warning: {done.warning}")
-    out.print(f"ben approved it: {done.total} deliveries queued")
+    texts = ", and a worker writes its texts" if done.expanding else ""
+    out.print(f"ben approved it: {done.total} web and social deliveries queued{texts}")
     return message_id
 
 

@@ -99,8 +99,10 @@ def test_the_approval_writes_the_posts_and_each_page_of_texts_is_released_as_it_
         written += ids
         status = run.json("status", str(message_id))
         assert sum(status["deliveries"]["sms"].values()) == len(written)  # the texts grow
+        assert status["texts_being_written"] is more
         if more:
             assert status["state"] == "dispatching"
+            assert "still being written" in run("status", str(message_id)).output
     assert texts(session_factory, message_id) == expected  # first row's language, opted out left
     with session_factory() as session:
         assert sorted(written) == sorted(
