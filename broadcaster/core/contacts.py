@@ -15,7 +15,18 @@ from pathlib import Path
 from typing import Any, TextIO
 
 import phonenumbers
-from sqlalchemy import ColumnElement, Select, and_, delete, exists, func, insert, select, true
+from sqlalchemy import (
+    ColumnElement,
+    Select,
+    and_,
+    delete,
+    exists,
+    func,
+    insert,
+    select,
+    text,
+    true,
+)
 from sqlalchemy.orm import Session, aliased
 
 from broadcaster.core import ledger
@@ -100,6 +111,11 @@ def import_csv(session: Session, district: DistrictConfig, path: Path, actor: Us
     phones = session.scalar(
         select(func.count(func.distinct(Contact.phone))).where(Contact.version == version)
     )
+    if session.get_bind().dialect.name == "postgresql":
+        # Statistics for the new rows now, not when autovacuum gets to them: with a million
+        # rows it does not know of, the planner read every remaining row for each page of an
+        # expansion (826 ms a page half-way through a million; 0.7 ms once analysed).
+        session.execute(text("ANALYZE contacts"))
     result = ImportResult(rows=written, phones=phones or 0, opted_out=len(opted), replaced=replaced)
     ledger.append(
         session,

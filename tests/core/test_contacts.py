@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import func, select, text
 
 from broadcaster.core.config import SAMPLE_DISTRICT
 from broadcaster.core.contacts import (
@@ -192,3 +192,16 @@ def test_each_phone_is_texted_in_its_language_or_english(
         frozen = dict(session.execute(select(Delivery.recipient, Delivery.locale)).all())
     # One row per phone, first row's language; French falls back to English, the only other.
     assert frozen == {"+14155550101": "es", "+14155550102": "en", "+14155550103": "en"}
+
+
+@pytest.mark.parametrize("db_url", ["postgresql"], indirect=True)
+def test_an_import_leaves_the_planner_statistics_for_its_rows(
+    run, admin, tmp_path, session_factory
+):
+    rows = "".join(f"+1415{3000000 + i:07d},en,lincoln-hs,12,10,no\n" for i in range(500))
+    run.json("contacts", "import", write(tmp_path, HEADER + rows), "--as", "it", token=admin)
+    # An expansion pages through them by id; without statistics the planner scans them all for
+    # every page (until autovacuum gets to the table).
+    with session_factory() as session:
+        known = session.scalar(text("SELECT reltuples FROM pg_class WHERE relname = 'contacts'"))
+    assert known == 500
