@@ -312,6 +312,22 @@ class Delivery(Base):
     updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 
+class DeliveryTally(Base):
+    """A signed change (+n or -n) to the count of a message's deliveries with one channel,
+    action and status. The database's triggers on `deliveries` append them (migration 0015), so
+    a count is the sum of a message's few rows, not a scan of its deliveries; the sweep folds a
+    message's rows into one per key (delivery/tallies.py)."""
+
+    __tablename__ = "delivery_tallies"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    message_id: Mapped[int] = mapped_column(Integer, index=True)
+    channel: Mapped[str] = mapped_column(String(16))
+    action: Mapped[str] = mapped_column(String(8))
+    status: Mapped[str] = mapped_column(String(16))
+    n: Mapped[int] = mapped_column(Integer)
+
+
 class WebAlert(Base):
     """An alert published on the web channel: the store the web adapter writes through
     (delivery/alert_store.py) and the public pages and feeds read (web/alerts.py). A sent delivery

@@ -14,7 +14,7 @@ import math
 from collections import defaultdict
 from typing import TYPE_CHECKING, Any, cast
 
-from sqlalchemy import Table, bindparam, func, select, update
+from sqlalchemy import Table, bindparam, select, update
 from sqlalchemy.orm import Session
 
 from broadcaster.core import follow_ups, ledger
@@ -24,7 +24,7 @@ from broadcaster.core.errors import Refused
 from broadcaster.core.lifecycle import transition
 from broadcaster.core.models import Delivery, Message, utcnow
 from broadcaster.core.states import OPEN, SUCCEEDED, DeliveryStatus, MessageState
-from broadcaster.delivery import metrics, provider_callbacks
+from broadcaster.delivery import metrics, provider_callbacks, tallies
 from broadcaster.delivery.dispatch import Batch, batches
 from broadcaster.delivery.jobs import UNCONFIRMED, Result, awaiting_lookup_claim
 
@@ -184,13 +184,7 @@ def finish_if_done(session: Session, district: DistrictConfig, message_id: int) 
     message = session.get(Message, message_id)
     if message is None or message.state != MessageState.DISPATCHING or message.expanding:
         return None
-    counts = dict(
-        session.execute(
-            select(Delivery.status, func.count())
-            .where(Delivery.message_id == message_id)
-            .group_by(Delivery.status)
-        ).all()
-    )
+    counts = tallies.by_status(session, message_id)
     if any(counts.get(s) for s in OPEN):
         return None
     try:

@@ -5,12 +5,13 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from sqlalchemy import Row, func, select
+from sqlalchemy import Row, select
 from sqlalchemy.orm import Session
 
 from broadcaster.core import follow_ups
 from broadcaster.core.models import Delivery, Message
 from broadcaster.core.states import DeliveryStatus, MessageState
+from broadcaster.delivery import tallies
 
 STATUSES = tuple(status.value for status in DeliveryStatus)
 ACTIVE_STATES = (MessageState.APPROVED, MessageState.DISPATCHING)
@@ -19,17 +20,14 @@ FAILURES_SHOWN = 20
 
 
 def delivery_counts(session: Session, message: Message) -> dict[str, dict[str, int]]:
-    """The message's sends per channel and status: its own channels first, every status named."""
-    rows = session.execute(
-        select(Delivery.channel, Delivery.status, func.count())
-        .where(Delivery.message_id == message.id, Delivery.action == "send")
-        .group_by(Delivery.channel, Delivery.status)
-    ).all()
+    """The message's sends per channel and status: its own channels first, every status named.
+    From the tallies: a refresh costs the same at a million texts as at ten."""
     counts: dict[str, dict[str, int]] = {}
     for channel in message.channels:
         counts[channel] = dict.fromkeys(STATUSES, 0)
-    for channel, status, count in rows:
-        counts.setdefault(channel, dict.fromkeys(STATUSES, 0))[status] = count
+    for (channel, action, status), count in tallies.of_message(session, message.id).items():
+        if action == "send":
+            counts.setdefault(channel, dict.fromkeys(STATUSES, 0))[status] = count
     return counts
 
 
@@ -66,9 +64,8 @@ def deletions(
 
 def correction_counts(session: Session, notice: Message) -> dict[str, int]:
     """A retraction notice's correction texts per status, every status named."""
-    texts = session.execute(
-        select(Delivery.status, func.count())
-        .where(Delivery.message_id == notice.id, Delivery.action == "send")
-        .group_by(Delivery.status)
-    ).all()
-    return {**dict.fromkeys(STATUSES, 0), **{status: count for status, count in texts}}
+    counts = dict.fromkeys(STATUSES, 0)
+    for (_, action, status), count in tallies.of_message(session, notice.id).items():
+        if action == "send":
+            counts[status] += count
+    return counts

@@ -41,7 +41,7 @@ from broadcaster.core.db import session_scope
 from broadcaster.core.errors import BroadcasterError
 from broadcaster.core.models import Delivery, Message, utcnow
 from broadcaster.core.states import DeliveryStatus, MessageState
-from broadcaster.delivery import expansion, metrics, provider_callbacks
+from broadcaster.delivery import expansion, metrics, provider_callbacks, tallies
 from broadcaster.delivery.dispatch import Batch, batches
 from broadcaster.delivery.jobs import AWAITING_LOOKUP, UNCONFIRMED, Job, Result, load_jobs
 from broadcaster.delivery.recording import finish_if_done, record
@@ -144,6 +144,7 @@ def _sweep(worker: Worker) -> list[Batch]:
     with session_scope(url) as session:
         provider_callbacks.apply_held(session, worker.district)
         contacts.drop_unused_versions(session)  # replaced contact lists no message reads
+        tallies.fold(session)
     with session_scope(url) as session:
         for message_id in dispatching:
             finish_if_done(session, worker.district, message_id)

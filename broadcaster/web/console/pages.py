@@ -21,11 +21,11 @@ from broadcaster.authoring.views import detail_view, draft_view, summary_view
 from broadcaster.core import contacts
 from broadcaster.core.errors import BadInput, BroadcasterError
 from broadcaster.core.lifecycle import TRANSITIONS
-from broadcaster.core.models import Contact, Delivery, Message, OptOut, utcnow
+from broadcaster.core.models import Contact, Message, OptOut, utcnow
 from broadcaster.core.permissions import require
 from broadcaster.core.states import OPEN
 from broadcaster.core.states import MessageState as S
-from broadcaster.delivery import heartbeat, status
+from broadcaster.delivery import heartbeat, status, tallies
 from broadcaster.delivery.views import Status, status_view, timing_view
 from broadcaster.web import context
 from broadcaster.web.console import console
@@ -150,12 +150,7 @@ def dashboard() -> ResponseReturnValue:
 
 def _in_flight(db: Session) -> list[dict[str, Any]]:
     rows: dict[tuple[int, str], dict[str, Any]] = {}
-    for message_id, channel, state, count in db.execute(
-        select(Delivery.message_id, Delivery.channel, Delivery.status, func.count())
-        .where(Delivery.status.in_(OPEN))
-        .group_by(Delivery.message_id, Delivery.channel, Delivery.status)
-        .order_by(Delivery.message_id, Delivery.channel)
-    ):
+    for (message_id, channel, state), count in tallies.in_statuses(db, OPEN).items():
         row = rows.setdefault(
             (message_id, channel),
             {"message_id": message_id, "channel": channel, **dict.fromkeys(OPEN, 0)},
