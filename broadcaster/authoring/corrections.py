@@ -117,8 +117,8 @@ def retract(
     rows = _deletions(notice, original, session)
     # The correction texts go to whom the original reached: a worker writes them in pages
     # (delivery/expansion.py), after the deletions have gone out.
-    texts = any(t.channel == "sms" for t in notice.targets) and bool(
-        follow_ups.reached_page(session, original.id, after=0, limit=1)
+    texts = any(t.channel == "sms" for t in notice.targets) and follow_ups.reaches_anyone(
+        session, original.id
     )
     planned = dispatch(session, district, notice, rows, then_texts=texts)
     if not rows and not texts:  # nothing went out anywhere: nothing to take down

@@ -327,7 +327,7 @@ def drop_unused_versions(session: Session, now: dt.datetime | None = None) -> in
     return int(getattr(result, "rowcount", 0) or 0)
 
 
-def _selected(session: Session, audience: Audience, version: int) -> Select[int, str, str]:
+def selected(session: Session, audience: Audience, version: int) -> Select[int, str, str]:
     """The audience's contact rows in one version, opted-out numbers left out."""
     dialect = session.get_bind().dialect.name
     return select(Contact.id, Contact.phone, Contact.locale).where(
@@ -341,7 +341,7 @@ def languages(session: Session, audience: Audience, version: int) -> dict[str, i
     """language -> phones the audience selects in this version, each phone under its first
     row's language: counted by the database, with no row loaded here."""
     first = (
-        _selected(session, audience, version)
+        selected(session, audience, version)
         .add_columns(
             func.row_number().over(partition_by=Contact.phone, order_by=Contact.id).label("nth")
         )
@@ -351,18 +351,3 @@ def languages(session: Session, audience: Audience, version: int) -> dict[str, i
         select(first.c.locale, func.count()).where(first.c.nth == 1).group_by(first.c.locale)
     ).all()
     return {locale: n for locale, n in rows}
-
-
-def page(
-    session: Session, audience: Audience, version: int, after: int, limit: int
-) -> list[tuple[int, str, str]]:
-    """The next `limit` rows the audience selects, after contact id `after`: (id, phone,
-    language) in id order, so that a phone shared by several students keeps its first row's
-    language. An opt-out made before its page is read is honoured."""
-    rows = session.execute(
-        _selected(session, audience, version)
-        .where(Contact.id > after)
-        .order_by(Contact.id)
-        .limit(limit)
-    ).all()
-    return [(row.id, row.phone, row.locale) for row in rows]

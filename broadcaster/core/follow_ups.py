@@ -64,7 +64,7 @@ def replies(session: Session, message: Message) -> dict[tuple[str, str], str]:
     return {(p.channel, p.account): p.provider_id for p in posts(session, message.follows_id)}
 
 
-def _reached(original_id: int) -> Select[int, str, str]:
+def reached(original_id: int) -> Select[int, str, str]:
     """The original's texts that reached a phone whose number has not opted out since: (delivery
     id, phone, language) in id order."""
     return (
@@ -80,19 +80,15 @@ def _reached(original_id: int) -> Select[int, str, str]:
     )
 
 
-def reached_page(
-    session: Session, original_id: int, after: int, limit: int
-) -> list[tuple[int, str, str]]:
-    """The next `limit` of them after the original's delivery id `after`, for a follow-up's
-    expansion: (delivery id, phone, language)."""
-    rows = session.execute(_reached(original_id).where(Delivery.id > after).limit(limit)).all()
-    return [(row.id, row.recipient, row.locale) for row in rows]
+def reaches_anyone(session: Session, original_id: int) -> bool:
+    """Whether a follow-up of the original would text anybody."""
+    return session.scalar(reached(original_id).limit(1)) is not None
 
 
 def reached_languages(session: Session, original_id: int) -> dict[str, int]:
     """language -> phones a follow-up of the original texts."""
-    reached = _reached(original_id).subquery()
-    rows = session.execute(select(reached.c.locale, func.count()).group_by(reached.c.locale)).all()
+    texted = reached(original_id).subquery()
+    rows = session.execute(select(texted.c.locale, func.count()).group_by(texted.c.locale)).all()
     return {locale: n for locale, n in rows}
 
 

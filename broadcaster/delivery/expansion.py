@@ -7,7 +7,8 @@ transaction: its rows inserted (a phone already written is skipped by the delive
 so a phone on two contact rows is texted once, in its first row's language), the cursor advanced,
 and the page's batches enqueued once that commits. A crash between pages loses nothing and
 duplicates nothing: the next task (or the sweep, which re-enqueues an expansion that stopped
-making progress: `stalled`) resumes after the committed cursor. Only one page is in memory.
+making progress: `stalled`) resumes after the committed cursor. A page is written by the database
+itself (INSERT ... SELECT): no contact row passes through the worker, only the new ids.
 
 A number that opts out before its page is written is left out: stricter than a snapshot taken at
 approval, as the law wants. The message does not finish while it is expanding
@@ -18,9 +19,9 @@ from __future__ import annotations
 
 import datetime as dt
 import time
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import func, or_, select, update
+from sqlalchemy import ColumnElement, Select, Table, case, func, literal, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -28,8 +29,9 @@ from broadcaster.core import contacts, follow_ups, ledger
 from broadcaster.core.config import DistrictConfig, Settings
 from broadcaster.core.contacts import parse_audience
 from broadcaster.core.db import session_scope
-from broadcaster.core.models import Delivery, Message, utcnow
+from broadcaster.core.models import Delivery, Message, UTCDateTime, utcnow
 from broadcaster.core.states import REHEARSAL_KINDS, DeliveryStatus, MessageState
+from broadcaster.delivery import tallies
 from broadcaster.delivery.dispatch import (
     Batch,
     batches,
@@ -40,6 +42,7 @@ from broadcaster.delivery.dispatch import (
 from broadcaster.delivery.recording import finish_if_done
 
 PAGE = 1000  # rows read and written per transaction
+_DELIVERIES = cast(Table, Delivery.__table__)  # written by Core: no ORM objects for a page
 # A task expands for at most this long, then hands on to a new task (well within the broker's
 # visibility timeout, after which it would hand the running task out again).
 BUDGET_S = 60.0
@@ -99,17 +102,16 @@ def expand_page(session: Session, district: DistrictConfig, message_id: int, pag
     if message is None or not message.expanding:
         return False  # done already, by another task the sweep or the broker started
     after = message.expanded_through or 0
-    source = _next_page(session, district, message, after, page)
     now = utcnow()
-    written = _insert_new(session, _rows(message, source, now))
-    done = len(source) < page
-    message.expanded_through = source[-1][0] if source else after
+    source = _source(session, district, message)
+    read, last, written = _write_page(session, message, source, after, page, now)
+    done = read < page
+    message.expanded_through = last if last is not None else after
     message.expanded_at = now
     if done:
         message.expanding = False
-        texts = session.scalar(
-            select(func.count()).where(Delivery.message_id == message.id, Delivery.channel == "sms")
-        )
+        counts = tallies.of_message(session, message.id)
+        texts = sum(n for (channel, _, _), n in counts.items() if channel == "sms")
         ledger.append(session, "dispatch.expanded", {"sms": texts}, message_id=message.id)
     release_after_commit(session, batches(message, [(i, "sms") for i in written]))
     return not done
@@ -137,47 +139,56 @@ def stalled(session: Session, now: dt.datetime, after_s: float) -> list[Batch]:
     return [expansion_task(message) for message in lost]
 
 
-def _next_page(
-    session: Session, district: DistrictConfig, message: Message, after: int, page: int
-) -> list[tuple[int, str, str]]:
-    """(source id, phone, language): the original's deliveries for a follow-up, else contacts."""
+def _source(session: Session, district: DistrictConfig, message: Message) -> Select[int, str, str]:
+    """(source id, phone, language) rows: the original's texts for a follow-up, else contacts."""
     if message.follows_id is not None:
-        return follow_ups.reached_page(session, message.follows_id, after, page)
+        return follow_ups.reached(message.follows_id)
     audience = parse_audience(message.audience or "", district)
-    return contacts.page(session, audience, message.contacts_version or 0, after, page)
+    return contacts.selected(session, audience, message.contacts_version or 0)
 
 
-def _rows(
-    message: Message, source: list[tuple[int, str, str]], now: dt.datetime
-) -> list[dict[str, Any]]:
-    """One row per phone, in its first row's language (English where the message lacks it)."""
+def _write_page(
+    session: Session,
+    message: Message,
+    source: Select[int, str, str],
+    after: int,
+    page: int,
+    now: dt.datetime,
+) -> tuple[int, int | None, list[int]]:
+    """Write the texts of the next `page` source rows after id `after`, in the database (no row
+    comes through this process): one per phone not written yet, in its first row's language
+    (English where the message lacks it). Returns the rows read, the last one's id and the ids
+    written."""
+    key = source.selected_columns[0]
+    bounds = source.where(key > after).order_by(key).limit(page).subquery()
+    read, last = session.execute(select(func.count(), func.max(bounds.c[0]))).one()
+    if not read:
+        return 0, None, []
+    rows = source.where(key > after, key <= last).cte("page")
+    source_id, phone, locale = rows.c
+    rendered = [r.locale for r in message.renditions if r.channel == "sms"]
     account = next(t.account for t in message.targets if t.channel == "sms")
-    rendered = {r.locale for r in message.renditions if r.channel == "sms"}
-    chosen: dict[str, str] = {}
-    for _, phone, locale in source:
-        chosen.setdefault(phone, locale if locale in rendered else "en")
-    return [
-        {
-            "message_id": message.id,
-            "channel": "sms",
-            "account": account,
-            "recipient": phone,
-            "locale": locale,
-            "status": DeliveryStatus.QUEUED,
-            "action": "send",
-            "attempts": 0,
-            "created_at": now,
-            "updated_at": now,
-        }
-        for phone, locale in chosen.items()
-    ]
-
-
-def _insert_new(session: Session, rows: list[dict[str, Any]]) -> list[int]:
-    """Insert the rows whose phone the message has no row for yet; returns their ids."""
-    if not rows:
-        return []
+    columns: dict[str, ColumnElement[Any]] = {
+        "message_id": literal(message.id),
+        "channel": literal("sms"),
+        "account": literal(account),
+        "recipient": phone,
+        "locale": case((locale.in_(rendered), locale), else_=literal("en")),
+        "status": literal(DeliveryStatus.QUEUED.value),
+        "action": literal("send"),
+        "attempts": literal(0),
+        "created_at": literal(now, UTCDateTime()),
+        "updated_at": literal(now, UTCDateTime()),
+    }
+    first_of_each_phone = select(*columns.values()).where(
+        source_id.in_(select(func.min(source_id)).group_by(phone))
+    )
     dialect = session.get_bind().dialect.name
     insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
-    statement = insert(Delivery).on_conflict_do_nothing().returning(Delivery.id)
-    return list(session.scalars(statement, rows))
+    statement = (
+        insert(_DELIVERIES)
+        .from_select(list(columns), first_of_each_phone)
+        .on_conflict_do_nothing()  # a phone an earlier page (or a lost try of this one) wrote
+        .returning(_DELIVERIES.c.id)
+    )
+    return read, last, sorted(session.scalars(statement))

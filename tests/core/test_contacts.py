@@ -5,14 +5,9 @@ from __future__ import annotations
 import pytest
 from sqlalchemy import func, select, text
 
+from broadcaster.core import contacts
 from broadcaster.core.config import SAMPLE_DISTRICT
-from broadcaster.core.contacts import (
-    IMPORT_CHUNK,
-    current_version,
-    languages,
-    page,
-    parse_audience,
-)
+from broadcaster.core.contacts import IMPORT_CHUNK, current_version, languages, parse_audience
 from broadcaster.core.errors import BadInput
 from broadcaster.core.models import Contact, ContactList
 from tests.conftest import closure_vars, submit_and_approve
@@ -121,15 +116,14 @@ def test_audience_expressions(district):
 
 
 def selected(session, district, expression: str) -> dict[str, str]:
-    """phone -> language the audience selects in the current list, read two rows at a time as
-    the expansion reads its pages, each phone in its first row's language."""
+    """phone -> language the audience selects in the current list, each phone in its first
+    row's language (as the expansion writes them)."""
     audience, version = parse_audience(expression, district), current_version(session)
     chosen: dict[str, str] = {}
-    after = 0
-    while rows := page(session, audience, version, after, 2):
-        for _, phone, language in rows:
-            chosen.setdefault(phone, language)
-        after = rows[-1][0]
+    for _, phone, language in session.execute(
+        contacts.selected(session, audience, version).order_by(Contact.id)
+    ):
+        chosen.setdefault(phone, language)
     return chosen
 
 
