@@ -14,7 +14,7 @@ import json
 from dataclasses import dataclass
 from typing import Any, cast
 
-from sqlalchemy import func, insert, select
+from sqlalchemy import Table, func, insert, select
 from sqlalchemy.orm import Session
 
 from broadcaster.core.models import LedgerEntry, LedgerHead, LedgerPayload
@@ -25,6 +25,9 @@ PURGE_EVENT = "records.purged"
 _SECRET_KEYS = frozenset({"token", "password", "secret", "auth_token", "api_key"})
 # Serializes appends on PostgreSQL (SQLite's BEGIN IMMEDIATE already does).
 _ADVISORY_LOCK = 0x6C656467  # "ledg"
+# Appended through Core: the ORM's bulk insert cost the recorder more than hashing the chain.
+_ENTRIES = cast(Table, LedgerEntry.__table__)
+_PAYLOADS = cast(Table, LedgerPayload.__table__)
 
 
 def canonical(payload: dict[str, Any]) -> str:
@@ -109,8 +112,8 @@ def append_many(session: Session, entries: list[Entry]) -> list[int]:
         )
         bodies.append({"seq": seq, "body": body, "purged_by": None})
         prev_hash = entry_hash
-    session.execute(insert(LedgerEntry), links)
-    session.execute(insert(LedgerPayload), bodies)
+    session.execute(insert(_ENTRIES), links)
+    session.execute(insert(_PAYLOADS), bodies)
     if head is None:
         session.add(LedgerHead(id=1, seq=seq, entry_hash=prev_hash))
     else:

@@ -116,8 +116,27 @@ def segments_for(message: Message, channel: str, locale: str) -> int:
     return max(1, int(metrics["segments"]))
 
 
+_JOB_COLUMNS = (
+    Delivery.id,
+    Delivery.message_id,
+    Delivery.channel,
+    Delivery.account,
+    Delivery.recipient,
+    Delivery.locale,
+    Delivery.attempts,
+    Delivery.claimed_at,
+    Delivery.claim,
+    Delivery.action,
+    Delivery.refers_to,
+    Delivery.lookups,
+)
+
+
 def load_jobs(session: Session, ids: list[int]) -> list[Job]:
-    rows = session.scalars(select(Delivery).where(Delivery.id.in_(ids)).order_by(Delivery.id)).all()
+    # Columns, not ORM objects: a batch's rows are only read, and hydrating them cost more.
+    rows = session.execute(
+        select(*_JOB_COLUMNS).where(Delivery.id.in_(ids)).order_by(Delivery.id)
+    ).all()
     messages = {
         m.id: m
         for m in session.scalars(
@@ -137,9 +156,9 @@ def load_jobs(session: Session, ids: list[int]) -> list[Job]:
             if r.action == "send"
             else "",
             attempt=r.attempts,
-            claimed_at=r.claimed_at,  # type: ignore[arg-type]  # set on every claimed row
+            claimed_at=r.claimed_at,  # set on every claimed row
             valid_until=messages[r.message_id].valid_until,
-            claim=r.claim,  # type: ignore[arg-type]  # set on every claimed row
+            claim=r.claim,  # set on every claimed row
             action=r.action,
             refers_to=r.refers_to,
             lookups=r.lookups,
