@@ -238,8 +238,9 @@ def detail_view(session: Session, district: DistrictConfig, message: Message) ->
                 actor=entry.actor,
                 details=_timeline_details(payload) if payload else None,
             )
-            for entry, payload in ledger.entries_for(session, message.id)
-            if entry.event.startswith(("message.", "approval.", "dispatch."))
+            for entry, payload in ledger.entries_for(
+                session, message.id, events=("message.", "approval.", "dispatch.")
+            )
         ],
     )
 

@@ -61,6 +61,21 @@ def test_every_step_is_in_the_ledger(run, history, session_factory):
     assert "approval.recorded" in events
 
 
+def test_a_message_entries_can_be_chosen_by_event_in_the_database(history, session_factory):
+    with session_factory() as session:
+        for event in ("delivery.sent", "messageXcomposed", "dispatch.planned"):
+            ledger.append(session, event, {}, message_id=history["id"])
+    with session_factory() as session:
+        every = [e.event for e, _ in ledger.entries_for(session, history["id"])]
+        chosen = [
+            e.event
+            for e, _ in ledger.entries_for(session, history["id"], events=("message.", "dispatch."))
+        ]
+    assert "delivery.sent" in every and "messageXcomposed" in every
+    assert chosen == [e for e in every if e.startswith(("message.", "dispatch."))]
+    assert "message.composed" in chosen and chosen[-1] == "dispatch.planned"
+
+
 def test_tokens_never_reach_the_ledger_or_the_database_in_clear(
     run, tokens, history, session_factory
 ):
