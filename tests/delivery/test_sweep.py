@@ -239,6 +239,10 @@ def test_attempts_count_only_requests_that_reached_the_provider(
     assert max(attempts.values()) >= 2  # the 503s were retried and counted
 
 
+# What an inconclusive lookup says when it learned nothing (sending.py's lookups).
+NOTHING_LEARNED = ("lookup failed", "not at the provider yet", "lookup waits for the rate limit")
+
+
 def test_a_killed_workers_texts_are_each_looked_up_at_most_once(
     stack, tokens, compose_closure, session_factory
 ):
@@ -259,7 +263,23 @@ def test_a_killed_workers_texts_are_each_looked_up_at_most_once(
     # however many sweeps ran while they waited.
     assert len(lookups_seen(stack.sandbox)) <= orphaned
     with session_factory() as session:
-        assert session.scalar(select(func.max(Delivery.lookups))) <= 1
+        again = set(session.scalars(select(Delivery.id).where(Delivery.lookups > 1)))
+        inconclusive = {
+            payload["delivery"]
+            for payload in map(
+                json.loads,
+                session.scalars(
+                    select(LedgerPayload.body)
+                    .join(LedgerEntry, LedgerPayload.seq == LedgerEntry.seq)
+                    .where(LedgerEntry.event == "delivery.unconfirmed")
+                ),
+            )
+            if payload["error"].startswith(NOTHING_LEARNED)
+        }
+    # A second lookup only after one that learned nothing: on a loaded machine a send or a
+    # listing may outlast the 1 s provider timeout. A listing too short for its claims is not
+    # among the excuses.
+    assert again <= inconclusive
 
 
 def test_one_listing_answers_many_text_lookups():
