@@ -354,6 +354,8 @@ def full_path(sandbox: Sandbox, args: argparse.Namespace, size: int, concurrency
             if step["event"] == "message.approve"
         )
         elapsed = datetime.fromisoformat(last_text).timestamp() - approved_at
+        # The after-action report reads the whole message: its memory must not grow with it.
+        report_rss_mb = run_measured([*cli, "report", str(draft["id"]), "--json"], env)
         worker_rss_mb = max(peak_rss_mb(worker.pid) for worker in workers)
     finally:  # a failed run must not leave workers on the broker for the next one
         for worker in workers:
@@ -382,6 +384,7 @@ def full_path(sandbox: Sandbox, args: argparse.Namespace, size: int, concurrency
             "worker": worker_rss_mb,
             "approve": approve_rss_mb,
             "contacts import": import_rss_mb,
+            "report": report_rss_mb,
         },
         "database": "PostgreSQL" if pg_name else "SQLite",
     }

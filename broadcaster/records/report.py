@@ -15,7 +15,7 @@ import datetime as dt
 from collections import Counter
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from broadcaster.authoring.plan import PLANNED
@@ -43,7 +43,10 @@ def _seconds(start: str | None, end: str | None) -> float | None:
 
 
 def after_action(session: Session, message: Message) -> dict[str, Any]:
-    entries = ledger.entries_for(session, message.id)
+    # Only the events the report reads: not the message's delivery entries, one per recipient.
+    entries = ledger.entries_for(
+        session, message.id, events=(*STEP_PREFIXES, *RETRY_EVENTS, PLANNED)
+    )
     steps = [
         {
             "at": entry.created_at,
@@ -129,31 +132,51 @@ def _channels(
 
     for name in message.channels:
         channel(name)
-    deliveries = session.scalars(
-        select(Delivery).where(Delivery.message_id == message.id).order_by(Delivery.id)
+    # Counted and timed in the database, and only the listed failures read: a message to a
+    # million phones is a million rows.
+    grouped = session.execute(
+        select(
+            Delivery.channel,
+            Delivery.status,
+            func.count(),
+            func.min(Delivery.sent_at),
+            func.max(Delivery.sent_at),
+        )
+        .where(Delivery.message_id == message.id)
+        .group_by(Delivery.channel, Delivery.status)
     )
-    for d in deliveries:
-        view = channel(d.channel)
-        view["deliveries"] += 1
-        counts[d.channel][d.status] += 1
-        if d.status in SUCCEEDED and d.sent_at:
-            at = d.sent_at.isoformat()
-            if view["first_delivery"] is None or d.sent_at < _dt(view["first_delivery"]):
-                view["first_delivery"] = at
-            if view["last_delivery"] is None or d.sent_at > _dt(view["last_delivery"]):
-                view["last_delivery"] = at
-        if d.status in FAILED:
-            view["failed"] += 1
-            if len(view["failures"]) < LIST_AT_MOST:
-                view["failures"].append(
-                    {
-                        "target": _target(d.channel, d.recipient),
-                        "status": d.status,
-                        "error": mask_phones(d.error),
-                        "attempts": d.attempts,
-                        "at": d.updated_at.isoformat(),
-                    }
+    for name, status, count, first, last in grouped:
+        view = channel(name)
+        view["deliveries"] += count
+        counts[name][status] += count
+        if status in FAILED:
+            view["failed"] += count
+        if status in SUCCEEDED and first is not None:
+            if view["first_delivery"] is None or first < _dt(view["first_delivery"]):
+                view["first_delivery"] = first.isoformat()
+            if view["last_delivery"] is None or last > _dt(view["last_delivery"]):
+                view["last_delivery"] = last.isoformat()
+    for name, view in out.items():
+        if view["failed"]:
+            view["failures"] = [
+                {
+                    "target": _target(d.channel, d.recipient),
+                    "status": d.status,
+                    "error": mask_phones(d.error),
+                    "attempts": d.attempts,
+                    "at": d.updated_at.isoformat(),
+                }
+                for d in session.scalars(
+                    select(Delivery)
+                    .where(
+                        Delivery.message_id == message.id,
+                        Delivery.channel == name,
+                        Delivery.status.in_(FAILED),
+                    )
+                    .order_by(Delivery.id)
+                    .limit(LIST_AT_MOST)
                 )
+            ]
     for entry, payload in entries:
         if entry.event not in RETRY_EVENTS or not payload or "channel" not in payload:
             continue

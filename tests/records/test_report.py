@@ -120,3 +120,29 @@ def test_a_providers_error_quoting_the_number_is_masked_but_in_a_full_export(
     assert INVALID not in export(tmp_path / "masked")
     full = export(tmp_path / "full", "--include-recipients")
     assert f"The 'To' number {INVALID} is not a valid phone number" in full
+
+
+def test_a_report_counts_every_failure_and_lists_the_first_fifty(
+    stack, run, tokens, compose_closure, tmp_path
+):
+    admin = run.json("users", "add", "it")["token"]
+    contacts = tmp_path / "contacts.csv"
+    phones = [f"+1415555{n:04d}" for n in range(60)]
+    contacts.write_text("phone,language\n" + "".join(f"{p},en\n" for p in phones))
+    run.json("contacts", "import", str(contacts), "--as", "it", token=admin)
+    stack.sandbox.set_faults(
+        [{"provider": "twilio", "fault": "status", "status": 400, "count": 55}]
+    )
+    draft = compose_closure("--channels", "sms")
+    submit_and_approve(run, tokens, draft)
+    stack.start_worker()
+    assert stack.wait_done(draft["id"])["state"] == "partially_sent"
+
+    sms = run.json("report", str(draft["id"]))["channels"]["sms"]
+    status = run.json("status", str(draft["id"]))
+    assert sms["deliveries"] == 60 and sms["failed"] == 55
+    assert len(sms["failures"]) == 50  # listed at most; counted in full
+    assert sum(sms["statuses"].values()) == 60 and sms["actual"]["recipients"] == 5
+    assert sms["statuses"] == {k: v for k, v in status["deliveries"]["sms"].items() if v}
+    assert sms["first_delivery"] <= sms["last_delivery"]
+    assert all(p not in json.dumps(sms) for p in phones)  # masked
