@@ -151,7 +151,7 @@ def _channels(
         counts[name][status] += count
         if status in FAILED:
             view["failed"] += count
-        if status in SUCCEEDED and first is not None:
+        if status in SUCCEEDED and first is not None and last is not None:
             if view["first_delivery"] is None or first < _dt(view["first_delivery"]):
                 view["first_delivery"] = first.isoformat()
             if view["last_delivery"] is None or last > _dt(view["last_delivery"]):
