@@ -253,6 +253,50 @@ def test_a_message_that_fits_has_a_plan_and_no_warning(run, tokens, compose_clos
     assert not [f for f in draft["findings"] if f["check"] == "delivery_time"]
 
 
+def test_compose_preview_and_approval_each_count_the_audience_once(run, tokens, db_url):
+    """The check that a message reaches somebody, the recipients shown and the plan share one
+    count per command (at a million phones a count is most of an approval's time); the
+    incident path composes and approves on one count."""
+    from sqlalchemy import event
+
+    from broadcaster.core import db
+
+    counts: list[str] = []
+
+    def seen(_conn, _cursor, statement: str, *_args) -> None:
+        if "row_number" in statement.lower():  # contacts.languages: the audience by language
+            counts.append(statement)
+
+    engine = db.engine_for(db_url)
+    event.listen(engine, "before_cursor_execute", seen)
+    try:
+        steps = {}
+        draft = run.json(*compose_closure_command(), token=tokens["ana"])
+        steps["compose"], counts[:] = len(counts), []
+        mid = str(draft["id"])
+        assert run("preview", mid).exit_code == 0
+        steps["preview"], counts[:] = len(counts), []
+        assert run("submit", mid, "--as", "ana", token=tokens["ana"]).exit_code == 0
+        counts[:] = []
+        assert run("approve", mid, "--as", "ben", token=tokens["ben"]).exit_code == 0
+        steps["approve"], counts[:] = len(counts), []
+        lockdown = ("--var", "school=lincoln-hs", "--audience", "school:lincoln-hs", "--yes")
+        sent = run.json(
+            "trigger",
+            "lockdown",
+            "--as",
+            "carmen",
+            *lockdown,
+            "--no-follow",
+            token=tokens["carmen"],
+        )
+        assert sent["state"] in ("dispatching", "sending")
+        steps["trigger"] = len(counts)
+    finally:
+        event.remove(engine, "before_cursor_execute", seen)
+    assert steps == {"compose": 1, "preview": 1, "approve": 1, "trigger": 1}
+
+
 def test_the_console_shows_the_plan_in_the_live_preview_and_to_the_approver(console):
     ana = console.signed_in("ana")
     ana.get("/console/compose?template=school_closure")
