@@ -259,6 +259,28 @@ def check_templates(target: Deployment, district: DistrictConfig) -> Check:
     return Check("templates", True, f"{len(names)} templates")
 
 
+def check_public_site(target: Deployment, district: DistrictConfig) -> Check:
+    """The folder the public site is published into: this host's workers write it on every
+    change to the alerts, so a folder they cannot write leaves the site showing old alerts."""
+    folder = district.site_dir
+    if folder is None:
+        return Check("public site", True, "not published as files ([web] publish_dir unset)")
+    # The folder, or where it will be made: the nearest part of its path that exists.
+    existing = next(p for p in (folder, *folder.parents) if p.exists())
+    if not existing.is_dir():
+        return Check(
+            "public site", False, f"{existing} is not a folder, so {folder} cannot be published"
+        )
+    if not os.access(existing, os.W_OK | os.X_OK):
+        return Check(
+            "public site",
+            False,
+            f"{existing} is not writable by this user, so {folder} cannot be published",
+        )
+    made = "" if existing == folder else " (made on the first publish)"
+    return Check("public site", True, f"{folder} is writable{made}")
+
+
 def check_public_url(target: Deployment, district: DistrictConfig) -> Check:
     url = target.settings.public_url
     twilio = [a.name for a in district.accounts_for("sms") if not uses_sandbox(a, "live")]
@@ -315,6 +337,7 @@ DISTRICT_CHECKS: tuple[Callable[[Deployment, DistrictConfig], Check], ...] = (
     check_credentials,
     check_roster,
     check_templates,
+    check_public_site,
     check_public_url,
     check_sandbox,
 )

@@ -178,6 +178,7 @@ def test_a_sound_deployment_passes_every_check(stack, tmp_path):
         "credentials",
         "roster",
         "templates",
+        "public site",
         "public url",
         "sandbox",
     ]
@@ -288,6 +289,27 @@ def test_a_template_folder_that_is_missing(doctor_env, tmp_path):
     )
     detail = failing(doctor_env, "templates", BROADCASTER_CONFIG=str(path))
     assert "our-templates" in detail and "templates_dirs" in detail
+
+
+@SQLITE_ONLY
+def test_a_public_site_folder_in_the_way_of_a_file(doctor_env, tmp_path):
+    (tmp_path / "site-file").write_text("not a folder")
+    for publish_dir in ("site-file", "site-file/under"):
+        path = district_copy(
+            tmp_path, {"# [web]\n": f'[web]\npublish_dir = "{tmp_path / publish_dir}"\n'}
+        )
+        detail = failing(doctor_env, "public site", BROADCASTER_CONFIG=str(path))
+        assert f"{tmp_path / 'site-file'} is not a folder" in detail
+
+
+@SQLITE_ONLY
+def test_a_public_site_folder_not_made_yet_is_sound(doctor_env, tmp_path):
+    path = district_copy(
+        tmp_path, {"# [web]\n": f'[web]\npublish_dir = "{tmp_path / "site" / "public"}"\n'}
+    )
+    _, checks = doctor(doctor_env, BROADCASTER_CONFIG=str(path))
+    assert checks["public site"]["ok"], checks["public site"]
+    assert "made on the first publish" in checks["public site"]["detail"]
 
 
 @SQLITE_ONLY
