@@ -274,7 +274,6 @@ class TwilioApi:
                 r
                 for r in candidates
                 if r["resource"]["account_sid"] == account_sid
-                and (to is None or r["resource"]["to"] == to)
                 and (sender is None or r["resource"]["from"] == sender)
                 and _sent_matches(r["sent"], sent_filters)
             ]

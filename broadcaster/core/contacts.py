@@ -342,24 +342,20 @@ def languages(session: Session, audience: Audience, version: int) -> dict[str, i
     row's language: counted by the database, with no row loaded here, and once per transaction
     (a compose's check, plan and view, or a trigger's compose and approval, ask alike: at a
     million phones a count is most of an approval's time, and they agree on one figure)."""
-    key = (
-        audience.everyone,
-        tuple(sorted((kind, tuple(sorted(v))) for kind, v in audience.terms.items())),
-        version,
-    )
+    key = (audience.describe(), version)
     counted = _counted(session)
     if key not in counted:
         counted[key] = _languages(session, audience, version)
     return dict(counted[key])
 
 
-def _counted(session: Session) -> dict[tuple[object, ...], dict[str, int]]:
+def _counted(session: Session) -> dict[tuple[str, int], dict[str, int]]:
     """This transaction's audience counts (a new transaction starts with none)."""
     transaction = session.get_transaction()
     held = session.info.get("audience_counts")
     if held is None or held[0] is not transaction:
         held = session.info["audience_counts"] = (transaction, {})
-    counts: dict[tuple[object, ...], dict[str, int]] = held[1]
+    counts: dict[tuple[str, int], dict[str, int]] = held[1]
     return counts
 
 
