@@ -96,15 +96,16 @@ def main() -> None:
         sandbox.reset()
         sandbox.set_faults(latency)
         ceiling_n = min(args.ceiling_sample, max(audience))
-        ceiling = thread_pool(sandbox, ceiling_n, args.workers, args.threads)
+        ceiling, ceiling_cpu = thread_pool(sandbox, ceiling_n, args.workers, args.threads)
         results = []
         for size in audience:
             sandbox.reset()
             sandbox.set_faults(latency)
             full = full_path(sandbox, args, size, concurrency)
-            results.append(summary(args, size, full, naive, ceiling))
+            results.append(summary(args, size, full, naive, ceiling, ceiling_cpu))
             if args.sweep:
                 print(sweep_line(results[-1]), flush=True)
+                print(cpu_line(results[-1]), flush=True)
         bench_rss = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
 
     print(
@@ -123,7 +124,8 @@ def main() -> None:
     if args.sweep:
         print(json.dumps(results))
     else:
-        print(sweep_line(results[0]) + f"; {results[0]['cpu_s_per_1000']} CPU s per 1,000")
+        print(sweep_line(results[0]))
+        print(cpu_line(results[0]))
         print(json.dumps(results[0]))
 
 
@@ -137,7 +139,9 @@ def sizes(text: str) -> list[int]:
     return values
 
 
-def summary(args: argparse.Namespace, size: int, full: dict, naive: float, ceiling: float) -> dict:
+def summary(
+    args: argparse.Namespace, size: int, full: dict, naive: float, ceiling: float, ceiling_cpu: dict
+) -> dict:
     return {
         "recipients": size,
         "latency_ms": args.latency_ms,
@@ -147,7 +151,8 @@ def summary(args: argparse.Namespace, size: int, full: dict, naive: float, ceili
         "ratio_to_ceiling": round(full["sms_per_s"] / ceiling, 3),
         "elapsed_s": round(full["elapsed_s"], 1),
         "first_social_post_ms": full["first_social_post_ms"],
-        "cpu_s_per_1000": round(full["cpu_s"] / size * 1000, 3),
+        "cpu_ms_per_text": full["cpu_ms_per_text"],
+        "ceiling_cpu_ms_per_text": ceiling_cpu,
         "peak_rss_mb": full["peak_rss_mb"],
     }
 
@@ -158,6 +163,17 @@ def sweep_line(result: dict) -> str:
         f"{result['recipients']:>9,} texts: first post {result['first_social_post_ms']} ms, "
         f"{result['full_path_sms_per_s']:.0f} texts/s ({result['ratio_to_ceiling']:.2f} of the "
         f"ceiling), all accepted in {result['elapsed_s']:.0f} s; peak RSS {rss}"
+    )
+
+
+def cpu_line(result: dict) -> str:
+    def parts(cpu: dict) -> str:
+        listed = ", ".join(f"{kind} {ms}" for kind, ms in cpu.items())
+        return f"{listed} (total {sum(cpu.values()):.2f})"
+
+    return (
+        f"{'':>9} CPU ms per text: full path {parts(result['cpu_ms_per_text'])}; "
+        f"ceiling {parts(result['ceiling_cpu_ms_per_text'])}"
     )
 
 
@@ -177,23 +193,31 @@ def naive_loop(sandbox: Sandbox, n: int) -> float:
     return n / (time.perf_counter() - start)
 
 
-def thread_pool(sandbox: Sandbox, n: int, processes: int, threads: int) -> float:
+def thread_pool(
+    sandbox: Sandbox, n: int, processes: int, threads: int
+) -> tuple[float, dict[str, float]]:
     """Bare SDK calls in the workers' shape (`processes` × `threads`), each process apart from
     the sandbox's: in the sandbox's own process the clients would take its interpreter's lock
-    from it, and the ceiling would be the lower for it."""
+    from it, and the ceiling would be the lower for it. Texts/s, and the CPU ms per text of the
+    clients and of the sandbox (this process)."""
     share = -(-n // processes)
     spawn = multiprocessing.get_context("spawn")
+    sandbox_before = own_cpu_s()
     with ProcessPoolExecutor(processes, mp_context=spawn) as pool:
         parts = [
             pool.submit(pool_part, sandbox.url, first, min(share, n - first), threads)
             for first in range(0, n, share)
         ]
         spans = [part.result() for part in parts]
-    return n / (max(end for _, end in spans) - min(start for start, _ in spans))
+    sandbox_cpu = own_cpu_s() - sandbox_before
+    rate = n / (max(end for _, end, _ in spans) - min(start for start, _, _ in spans))
+    clients_cpu = sum(cpu for _, _, cpu in spans)
+    return rate, {"clients": ms_per(clients_cpu, n), "sandbox": ms_per(sandbox_cpu, n)}
 
 
-def pool_part(sandbox_url: str, first: int, count: int, threads: int) -> tuple[float, float]:
-    """One process's share of the ceiling: (when its first call started, when its last ended)."""
+def pool_part(sandbox_url: str, first: int, count: int, threads: int) -> tuple[float, float, float]:
+    """One process's share of the ceiling: (when its first call started, when its last ended,
+    the CPU seconds its calls took)."""
     local = threading.local()
 
     def send(i: int) -> None:
@@ -203,10 +227,42 @@ def pool_part(sandbox_url: str, first: int, count: int, threads: int) -> tuple[f
             to=f"+1415{3000000 + i:07d}", messaging_service_sid=SERVICE, body=BODY
         )
 
-    start = time.time()
+    cpu, start = own_cpu_s(), time.time()
     with ThreadPoolExecutor(threads) as pool:
         list(pool.map(send, range(first, first + count)))
-    return start, time.time()
+    return start, time.time(), own_cpu_s() - cpu
+
+
+def own_cpu_s() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+def ms_per(cpu_s: float, n: int) -> float:
+    return round(cpu_s * 1000 / n, 3)
+
+
+def cpu_s_by_kind(pids: dict[str, list[int]]) -> dict[str, float]:
+    """CPU seconds so far of the given processes, and of every PostgreSQL and Redis server
+    process on the machine (with the children they reaped: PostgreSQL's ended backends). Only
+    meaningful on an otherwise quiet machine."""
+    tick = os.sysconf("SC_CLK_TCK")
+    services = {"postgres": "PostgreSQL", "redis-server": "Redis"}
+    totals = {kind: 0.0 for kind in [*pids, *services.values()]}
+    wanted = {pid: kind for kind, group in pids.items() for pid in group}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        with contextlib.suppress(OSError, ValueError):
+            text = stat.read_text()
+            name = text[text.index("(") + 1 : text.rindex(")")]
+            # After the name: state is field 3, utime/stime/cutime/cstime fields 14-17.
+            fields = text[text.rindex(")") + 2 :].split()
+            own, reaped = int(fields[11]) + int(fields[12]), int(fields[13]) + int(fields[14])
+            pid = int(stat.parent.name)
+            if pid in wanted:
+                totals[wanted[pid]] += own / tick
+            elif name in services:
+                totals[services[name]] += (own + reaped) / tick
+    return totals
 
 
 def scratch_database(home: Path) -> tuple[str, str | None]:
@@ -302,7 +358,6 @@ def full_path(sandbox: Sandbox, args: argparse.Namespace, size: int, concurrency
     )
     run("submit", str(draft["id"]), "--as", "ana", token=tokens["ana"])
 
-    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     workers = [
         subprocess.Popen(
             [
@@ -330,6 +385,8 @@ def full_path(sandbox: Sandbox, args: argparse.Namespace, size: int, concurrency
                 )
                 for i, worker in enumerate(workers)
             ]
+        worker_pids = {"workers": [worker.pid for worker in workers]}
+        cpu_before, sandbox_before = cpu_s_by_kind(worker_pids), own_cpu_s()
         approved_at = time.time()
         approve_rss_mb = run_measured(
             [*cli, "approve", str(draft["id"]), "--as", "ben"],
@@ -342,6 +399,7 @@ def full_path(sandbox: Sandbox, args: argparse.Namespace, size: int, concurrency
             time.sleep(1.0)
             if time.time() - approved_at > 600 + size / 100:  # 10 minutes, more for a million
                 raise SystemExit(f"the full path did not finish in {600 + size / 100:.0f} s")
+        cpu_after, sandbox_after = cpu_s_by_kind(worker_pids), own_cpu_s()
         last_text = max(r["time"] for r in sandbox.requests("twilio") if r["method"] == "POST")
         first_post = min(
             (r["time"] for r in sandbox.requests("x") if r["method"] == "POST"), default=None
@@ -364,7 +422,6 @@ def full_path(sandbox: Sandbox, args: argparse.Namespace, size: int, concurrency
             worker.wait(timeout=60)
         for sampler in samplers:  # it writes its file once the worker has exited
             sampler.wait(timeout=60)
-    after = resource.getrusage(resource.RUSAGE_CHILDREN)
     if args.profile:
         print_top_frames(sorted(args.profile.glob(f"workers-{size}-*.txt")), size)
     if pg_name:
@@ -379,7 +436,11 @@ def full_path(sandbox: Sandbox, args: argparse.Namespace, size: int, concurrency
         "sms_per_s": size / elapsed,
         "elapsed_s": elapsed,
         "first_social_post_ms": first_ms,
-        "cpu_s": (after.ru_utime + after.ru_stime) - (before.ru_utime + before.ru_stime),
+        # From the approval to the last text; the approving command itself is not counted.
+        "cpu_ms_per_text": {
+            **{kind: ms_per(cpu_after[kind] - cpu_before[kind], size) for kind in cpu_before},
+            "sandbox": ms_per(sandbox_after - sandbox_before, size),
+        },
         "peak_rss_mb": {
             "worker": worker_rss_mb,
             "approve": approve_rss_mb,
