@@ -51,6 +51,9 @@ def production(run, tmp_path, monkeypatch):
         roster = tmp_path / "roster.csv"
         roster.write_text("first_name,last_name\n", encoding="utf-8")
         text = re.sub(r'(?m)^roster = ".*"$', f'roster = "{roster}"', text)
+        # The public site is published here, not in the machine's /var/lib.
+        text = re.sub(r'(?m)^publish_dir = ".*"$', f'publish_dir = "{tmp_path / "site"}"', text)
+        assert f'publish_dir = "{tmp_path / "site"}"' in text
         config = tmp_path / "district.toml"
         config.write_text(text, encoding="utf-8")
         assert not load_district(config).sandbox.trusted

@@ -17,10 +17,13 @@ import pytest
 import yaml
 from docker.utils.build import exclude_paths
 
+from tests.web import nginx_site
+
 ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "deploy"
 SYSTEMD_UNITS = sorted((DEPLOY / "systemd").glob("*.service"))
 MIGRATED = "service_completed_successfully"
+DISTRICT_FILE = PurePosixPath("/etc/broadcaster/district.toml")
 
 
 def compose() -> dict:
@@ -57,7 +60,21 @@ def paths_the_district_file_names(
         named["policy.roster"] = config.parent / roster
     for folder in district.get("templates_dirs", []):
         named[f"templates_dirs {folder!r}"] = config.parent / folder
+    if publish_dir := district.get("web", {}).get("publish_dir"):
+        named["web.publish_dir"] = config.parent / publish_dir
     return named
+
+
+def volume_entries(service: dict) -> list[dict]:
+    """The service's volumes in the long syntax (short `src:dst[:ro]` entries converted)."""
+    entries = []
+    for volume in service.get("volumes", []):
+        if isinstance(volume, str):
+            source, target, *mode = volume.split(":")
+            entries.append({"source": source, "target": target, "read_only": mode == ["ro"]})
+        else:
+            entries.append(volume)
+    return entries
 
 
 def worker_command(service: dict) -> list[str] | None:
@@ -84,6 +101,61 @@ def test_every_path_the_district_file_names_is_mounted_in_every_broadcaster_serv
             if not is_mounted(path, targets):
                 missing.append(f"{name}: {what} ({path}) is not mounted")
     assert not missing, "\n".join(missing)
+
+
+def test_the_public_site_is_a_volume_the_workers_write_and_nginx_only_reads(tmp_path):
+    spec = compose()
+    services = broadcaster_services(spec)
+    site = next(iter(services.values()))
+    district = tomllib.loads((DEPLOY / mounts(site)[DISTRICT_FILE]).read_text())
+    publish_dir = PurePosixPath(district["web"]["publish_dir"])
+    # Every broadcaster container writes the same named volume there (any worker may publish).
+    volumes = {
+        name: next((v for v in volume_entries(s) if PurePosixPath(v["target"]) == publish_dir), {})
+        for name, s in services.items()
+    }
+    assert {v.get("type") for v in volumes.values()} == {"volume"}, volumes
+    assert len({v["source"] for v in volumes.values()}) == 1
+    assert not any(v.get("read_only") for v in volumes.values()), "the workers must write it"
+    volume = next(iter(volumes.values()))["source"]
+    assert volume in spec["volumes"]
+    # The image makes the folder its user's, so the volume is made writable for the workers.
+    assert re.search(
+        rf"install -d -o broadcaster\b.*{publish_dir}\b", " ".join(dockerfile_stages()["runtime"])
+    )
+
+    public = spec["services"]["public-site"]
+    assert public["image"].startswith("nginx:")
+    served = {PurePosixPath(v["target"]): v for v in volume_entries(public)}
+    server_conf = (DEPLOY / "nginx" / "compose-site.conf").read_text()
+    root = PurePosixPath(re.search(r"^\s*root\s+(\S+);", server_conf, re.M).group(1))
+    snippet = PurePosixPath(re.search(r"^\s*include\s+(\S+);", server_conf, re.M).group(1))
+    assert served[root]["source"] == volume and served[root].get("read_only") is True
+    assert served[snippet]["source"] == "./nginx/public-site.conf"
+    assert served[PurePosixPath("/etc/nginx/conf.d/default.conf")]["source"] == (
+        "./nginx/compose-site.conf"
+    )
+    # After migrate: a volume an nginx container made first would be root's, not the workers'.
+    assert public["depends_on"]["migrate"]["condition"] == MIGRATED
+
+    nginx = nginx_site.binary()
+    if nginx is None:
+        pytest.skip("nginx is not installed (Debian: apt-get install nginx-light)")
+    text = server_conf.replace(str(snippet), str(nginx_site.SITE_CONF)).replace(
+        str(root), str(tmp_path)
+    )
+    conf = tmp_path / "nginx.conf"
+    conf.write_text(
+        f"pid {tmp_path / 'nginx.pid'}; error_log {tmp_path / 'error.log'};\n"
+        f"events {{}}\nhttp {{\n{text}\n}}\n"
+    )
+    checked = subprocess.run(
+        [nginx, "-t", "-p", str(tmp_path), "-c", str(conf), "-e", str(tmp_path / "err")],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert checked.returncode == 0, checked.stderr
 
 
 def test_exactly_one_beat_and_it_is_never_replicated():
