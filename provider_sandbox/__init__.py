@@ -1,4 +1,5 @@
-"""A local stand-in for the X API v2, the Facebook Graph API and the Twilio REST API.
+"""A local stand-in for the X API v2, the Facebook Graph API and the Twilio REST API (messages
+and Programmable Voice calls).
 
 The real SDKs (tweepy, facebook-sdk, twilio) talk to it unmodified through a `requests`
 transport adapter (see `channel_adapters.transport`). It records every request, keeps what was
@@ -17,9 +18,13 @@ HTTP (`RemoteSandbox(url)` wraps these):
     GET  /_sandbox/faults                  the active rules, with how often each applied
     POST /_sandbox/faults                  replace the rules (a JSON list; 400 if one is invalid)
     POST /_sandbox/reset                   forget requests, posts, messages and rules
+    POST /_sandbox/call-outcomes           how calls to numbers end: {"+1...": "busy" | null}
     GET  /_sandbox/health
 
-A request-log entry: `seq`, `provider` (x | facebook | twilio | unknown), `method`, `path`,
+Calls (`/2010-04-01/Accounts/{sid}/Calls...`) are the provider `voice`, apart from the messages
+(`twilio`): their own posts, request log entries and fault rules (see `twilio_voice`).
+
+A request-log entry: `seq`, `provider` (x | facebook | twilio | voice | unknown), `method`, `path`,
 `query`, `body` (parsed JSON, or the form as a dict; `access_token` values are redacted), `time`
 (ISO 8601 UTC), `status` (None when the connection was dropped), `fault` (None or the kind
 applied), `resource_id` (the tweet id, post id or message SID created or deleted), and
@@ -29,7 +34,7 @@ Fault rules
 -----------
 A rule is a JSON object:
 
-    {"provider": "x" | "facebook" | "twilio" | "*",       default "*"
+    {"provider": "x" | "facebook" | "twilio" | "voice" | "*",       default "*"
      "fault": "latency" | "status" | "rate_limit" | "timeout_after_accept" | "drop",
      "method": "POST",            optional: only requests with this method
      "path": "/feed$",            optional: only paths matching this regular expression (search)

@@ -18,15 +18,19 @@ from urllib.parse import parse_qs, urlsplit
 from .core import PROVIDERS, FaultSet, Incoming, Reply, RequestLog, Stopper
 from .graph_api import GraphApi
 from .twilio_api import DEFAULT_INVALID, TwilioApi
+from .twilio_voice import TwilioVoiceApi
 from .x_api import XApi
 
 CONTROL_PREFIX = "/_sandbox/"
 _GRAPH_PATH = re.compile(r"^/v\d+\.\d+(/|$)")
+_CALLS_PATH = re.compile(r"^/2010-04-01/Accounts/[^/]+/Calls(\.json$|/)")
 
 
 def provider_for(path: str) -> str | None:
     if path.startswith("/2/"):
         return "x"
+    if _CALLS_PATH.match(path):
+        return "voice"
     if path.startswith("/2010-04-01/"):
         return "twilio"
     if _GRAPH_PATH.match(path):
@@ -44,6 +48,8 @@ class Sandbox:
     `facebook_page_tokens`: page access token -> page id (None: any token for any page).
     `twilio_invalid_numbers`: numbers answered with error 21211.
     `twilio_delivery_failures`: number -> ("undelivered" | "failed", error code).
+    `twilio_call_outcomes`: number -> how a call to it ends ("answered", "machine", "busy",
+    "no-answer", "failed", "canceled"; see twilio_voice). Calls use the same account tokens.
     """
 
     def __init__(
@@ -60,6 +66,7 @@ class Sandbox:
         callback_retries: int = 3,
         callback_timeout_s: float = 2.0,
         x_duplicate_window_s: float = 86_400,
+        twilio_call_outcomes: Mapping[str, str] | None = None,
     ) -> None:
         self.host = host
         self.port = port
@@ -76,6 +83,16 @@ class Sandbox:
                 twilio_auth_tokens,
                 twilio_invalid_numbers,
                 twilio_delivery_failures,
+                twilio_status_delay_s,
+                callback_retries,
+                callback_timeout_s,
+            ),
+            "voice": TwilioVoiceApi(
+                self._lock,
+                self._stopper,
+                twilio_auth_tokens,
+                tuple(twilio_invalid_numbers),
+                twilio_call_outcomes,
                 twilio_status_delay_s,
                 callback_retries,
                 callback_timeout_s,
@@ -123,6 +140,7 @@ class Sandbox:
             self._thread.join(5)
             self._thread = None
         self._apis["twilio"].stop()
+        self._apis["voice"].stop()
 
     def __enter__(self) -> Sandbox:
         return self.start()
@@ -153,6 +171,10 @@ class Sandbox:
         if provider not in PROVIDERS:
             raise ValueError(f"provider must be one of {', '.join(PROVIDERS)}")
         return self._apis[provider].count()
+
+    def set_call_outcome(self, number: str, outcome: str | None) -> None:
+        """How calls to `number` placed from now on end (None: a person answers)."""
+        self._apis["voice"].set_outcome(number, outcome)
 
     def set_faults(self, rules: list[Mapping[str, Any]]) -> None:
         """Replace the active fault rules (raises ValueError on an invalid rule)."""
@@ -188,6 +210,12 @@ class Sandbox:
             if method == "POST" and name == "faults":
                 self.set_faults(body if isinstance(body, list) else [body] if body else [])
                 return Reply(200, self.faults())
+            if method == "POST" and name == "call-outcomes":
+                if not isinstance(body, dict):
+                    raise ValueError("call-outcomes takes an object: number -> outcome or null")
+                for number, outcome in body.items():
+                    self.set_call_outcome(number, outcome)
+                return Reply(200, {"set": len(body)})
             if method == "POST" and name == "reset":
                 self.reset()
                 return Reply(200, {"reset": True})
@@ -337,6 +365,10 @@ class RemoteSandbox:
 
     def posts(self, provider: str) -> list[dict[str, Any]]:
         return self._call("GET", "posts", provider=provider)
+
+    def set_call_outcome(self, number: str, outcome: str | None) -> None:
+        """How calls to `number` placed from now on end (None: a person answers)."""
+        self._call("POST", "call-outcomes", {number: outcome})
 
     def set_faults(self, rules: list[Mapping[str, Any]]) -> None:
         self._call("POST", "faults", list(rules))

@@ -77,6 +77,86 @@ def twilio_error(status: int, code: int | None, message: str, **extra: Any) -> R
     return Reply(status, body)
 
 
+def authenticate(req: Incoming, sid: str, tokens: Mapping[str, str] | None) -> str | Reply:
+    """HTTP basic auth as Twilio checks it: the account SID in the path and its auth token (any
+    non-empty token when `tokens` is None). The token, or the 401 to answer."""
+    denied = twilio_error(
+        401, 20003, "Authenticate", detail="Your AccountSid or AuthToken was incorrect."
+    )
+    denied.headers["WWW-Authenticate"] = 'Basic realm="Twilio API"'
+    header = req.headers.get("Authorization") or ""
+    if not header.startswith("Basic "):
+        return denied
+    try:
+        user, _, password = base64.b64decode(header[6:]).decode().partition(":")
+    except (ValueError, UnicodeDecodeError):
+        return denied
+    if not hmac.compare_digest(user.encode(), sid.encode()) or not password:
+        return denied
+    if tokens is not None:
+        expected = tokens.get(sid)
+        if expected is None or not hmac.compare_digest(password.encode(), expected.encode()):
+            return denied
+    return password
+
+
+def post_signed(
+    opener: urllib.request.OpenerDirector,
+    url: str,
+    params: dict[str, str],
+    token: str,
+    stopper: Stopper,
+    retries: int,
+    timeout_s: float,
+) -> dict[str, Any]:
+    """POST a status callback signed with `X-Twilio-Signature` the way Twilio signs, retrying a
+    URL that does not answer (or answers 5xx) a few times; what happened, for the posts' view."""
+    signature = RequestValidator(token).compute_signature(url, params)
+    data = urlencode(params).encode()
+    outcome: dict[str, Any] = {"attempts": 0, "ok": False}
+    for attempt in range(1 + max(0, retries)):
+        if attempt and stopper.sleep(0.1 * 2 ** (attempt - 1)):
+            break  # back off before a retry, unless the sandbox is stopping
+        outcome["attempts"] = attempt + 1
+        outcome["time"] = iso(utcnow())
+        try:
+            request = urllib.request.Request(  # noqa: S310 (http(s) only: checked on create)
+                url,
+                data=data,
+                method="POST",
+                headers={
+                    "Content-Type": "application/x-www-form-urlencoded; charset=utf-8",
+                    "X-Twilio-Signature": signature,
+                    "User-Agent": USER_AGENT,
+                },
+            )
+            with opener.open(request, timeout=timeout_s) as response:
+                response.read()
+                outcome["http_status"] = response.status
+            outcome["ok"] = True
+            break
+        except urllib.error.HTTPError as exc:
+            outcome["http_status"] = exc.code
+            outcome["error"] = f"HTTP {exc.code}"
+            if exc.code < 500:
+                break
+        except (OSError, http.client.HTTPException, ValueError) as exc:
+            outcome["error"] = f"{type(exc).__name__}: {exc}"
+    return outcome
+
+
+def fault_reply(rule: FaultRule) -> Reply:
+    """A fault rule's answer in Twilio's error format (messages and calls alike)."""
+    if rule.fault == "rate_limit":
+        reply = twilio_error(429, rule.code or 20429, rule.message or "Too Many Requests")
+        reply.headers["Retry-After"] = str(rule.retry_after_s)
+        return reply
+    status = rule.status or 503
+    code = rule.code or {500: 20500, 503: 20503}.get(status, status)
+    message = rule.message or http.client.responses.get(status, "Error")
+    return twilio_error(status, code, message)
+
+
 def _rfc2822(dt: datetime | None) -> str | None:
     return format_datetime(dt) if dt else None
 
@@ -127,24 +207,7 @@ class TwilioApi:
     # -- auth ---------------------------------------------------------------------------------
 
     def _authenticate(self, req: Incoming, sid: str) -> str | Reply:
-        denied = twilio_error(
-            401, 20003, "Authenticate", detail="Your AccountSid or AuthToken was incorrect."
-        )
-        denied.headers["WWW-Authenticate"] = 'Basic realm="Twilio API"'
-        header = req.headers.get("Authorization") or ""
-        if not header.startswith("Basic "):
-            return denied
-        try:
-            user, _, password = base64.b64decode(header[6:]).decode().partition(":")
-        except (ValueError, UnicodeDecodeError):
-            return denied
-        if not hmac.compare_digest(user.encode(), sid.encode()) or not password:
-            return denied
-        if self._tokens is not None:
-            expected = self._tokens.get(sid)
-            if expected is None or not hmac.compare_digest(password.encode(), expected.encode()):
-                return denied
-        return password
+        return authenticate(req, sid, self._tokens)
 
     # -- routes -------------------------------------------------------------------------------
 
@@ -369,38 +432,12 @@ class TwilioApi:
                 params["MessagingServiceSid"] = resource["messaging_service_sid"]
             if code is not None:
                 params["ErrorCode"] = str(code)
-        signature = RequestValidator(token).compute_signature(url, params)
-        data = urlencode(params).encode()
-        outcome: dict[str, Any] = {"status": status, "attempts": 0, "ok": False}
-        attempts = 1 + max(0, self._retries)
-        for attempt in range(attempts):
-            if attempt and self._stopper.sleep(0.1 * 2 ** (attempt - 1)):
-                break  # back off before a retry, unless the sandbox is stopping
-            outcome["attempts"] = attempt + 1
-            outcome["time"] = iso(utcnow())
-            try:
-                request = urllib.request.Request(  # noqa: S310 (http(s) only: checked on create)
-                    url,
-                    data=data,
-                    method="POST",
-                    headers={
-                        "Content-Type": "application/x-www-form-urlencoded; charset=utf-8",
-                        "X-Twilio-Signature": signature,
-                        "User-Agent": USER_AGENT,
-                    },
-                )
-                with self._opener.open(request, timeout=self._cb_timeout) as response:
-                    response.read()
-                    outcome["http_status"] = response.status
-                outcome["ok"] = True
-                break
-            except urllib.error.HTTPError as exc:
-                outcome["http_status"] = exc.code
-                outcome["error"] = f"HTTP {exc.code}"
-                if exc.code < 500:
-                    break
-            except (OSError, http.client.HTTPException, ValueError) as exc:
-                outcome["error"] = f"{type(exc).__name__}: {exc}"
+        outcome = {"status": status}
+        outcome.update(
+            post_signed(
+                self._opener, url, params, token, self._stopper, self._retries, self._cb_timeout
+            )
+        )
         with self._lock:
             record = self._messages.get(sid)
             if record is not None and generation == self._generation:
@@ -409,14 +446,7 @@ class TwilioApi:
     # -- faults and inspection ----------------------------------------------------------------
 
     def fault_reply(self, rule: FaultRule) -> Reply:
-        if rule.fault == "rate_limit":
-            reply = twilio_error(429, rule.code or 20429, rule.message or "Too Many Requests")
-            reply.headers["Retry-After"] = str(rule.retry_after_s)
-            return reply
-        status = rule.status or 503
-        code = rule.code or {500: 20500, 503: 20503}.get(status, status)
-        message = rule.message or http.client.responses.get(status, "Error")
-        return twilio_error(status, code, message)
+        return fault_reply(rule)
 
     def count(self) -> int:
         """How many posts there are (deleted ones included), without copying them."""
