@@ -9,16 +9,11 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Sequence
-from datetime import UTC, datetime
-from email.utils import parsedate_to_datetime
+from datetime import datetime
 from typing import Any
 
-from twilio.base.exceptions import TwilioException
-from twilio.http.http_client import TwilioHttpClient
-from twilio.rest import Client
-
 from . import AccountConfig, DeliveryError, Outcome, Receipt, register
-from .transport import mount_for, network_error, one_line, retry_after_from
+from . import twilio_common as twilio
 
 _LOOKUP_PAGES = 4
 _PAGE_SIZE = 50
@@ -44,13 +39,7 @@ class SmsAdapter:
         self.account = account
         self.account_sid = account_sid
         self._callback = settings.get("status_callback") or None
-        # The SDK's own HTTP client and session; the transport is mounted on that session.
-        self._http = TwilioHttpClient(timeout=account.timeout_s)
-        assert self._http.session is not None  # noqa: S101 (the SDK always makes one; narrows the type)
-        self._transport = mount_for(self._http.session, account)
-        self._client = Client(
-            username=account_sid, password=token, account_sid=account_sid, http_client=self._http
-        )
+        self._client, self._transport = twilio.client(account, account_sid, token)
         self._secrets = account.secrets()
 
     # -- the contract ---------------------------------------------------------------------------
@@ -90,7 +79,7 @@ class SmsAdapter:
         """
         if not to:
             raise DeliveryError(Outcome.PERMANENT, "sms: lookup needs the recipient number (to=)")
-        floor = _floor(since)
+        floor = twilio.floor(since)
         found: dict[str, Any] | None = None
         try:
             page = self._client.messages.page(to=to, page_size=_PAGE_SIZE)
@@ -98,7 +87,7 @@ class SmsAdapter:
                 body = self._transport.last_body()
                 messages = body.get("messages", []) if isinstance(body, dict) else []
                 for item in messages:  # newest first: keep the oldest match
-                    created = _created(item)
+                    created = twilio.created(item)
                     if created is None or created < floor:
                         continue
                     if item.get("body") == text and item.get("to") == to:
@@ -127,7 +116,7 @@ class SmsAdapter:
         """
         floors: dict[tuple[str, str], list[tuple[int, datetime]]] = defaultdict(list)
         for position, (text, to, since) in enumerate(wanted):
-            floors[(to, text)].append((position, _floor(since)))
+            floors[(to, text)].append((position, twilio.floor(since)))
         oldest = min(floor for entries in floors.values() for _, floor in entries)
         found: dict[int, dict[str, Any]] = {}
         complete = False
@@ -137,7 +126,7 @@ class SmsAdapter:
                 body = self._transport.last_body()
                 messages = body.get("messages", []) if isinstance(body, dict) else []
                 for item in messages:  # newest first: the last match kept is the oldest
-                    created = _created(item)
+                    created = twilio.created(item)
                     if created is None:
                         continue
                     if created < oldest:
@@ -177,44 +166,7 @@ class SmsAdapter:
     # -- errors -----------------------------------------------------------------------------------
 
     def _error(self, exc: Exception, *, idempotent: bool) -> DeliveryError:
-        net = network_error(exc, channel="sms", idempotent=idempotent, secrets=self._secrets)
-        if net is not None:
-            return net
-        status = getattr(exc, "status", None) or self._transport.last_status
-        body = self._transport.last_body()
-        raw = {"http_status": status, "body": body}
-        after_send = Outcome.RETRYABLE if idempotent else Outcome.AMBIGUOUS
-        if not isinstance(exc, TwilioException) or status is None:
-            detail = one_line(f"sms: unexpected {type(exc).__name__}", self._secrets)
-            return DeliveryError(after_send, detail, raw=raw)
-        code = body.get("code") if isinstance(body, dict) else getattr(exc, "code", None)
-        message = body.get("message") if isinstance(body, dict) else None
-        message = message or getattr(exc, "msg", "") or str(status)
-        label = f"HTTP {status} code {code}" if code else f"HTTP {status}"
-        detail = one_line(f"sms: {label}: {message}", self._secrets)
-        if status == 429 or code == 20429:
-            retry_after = retry_after_from(self._transport.last_header("Retry-After"))
-            return DeliveryError(Outcome.RETRYABLE, detail, retry_after=retry_after, raw=raw)
-        if status >= 500 or status == 408:
-            return DeliveryError(Outcome.RETRYABLE, detail, raw=raw)
-        if 400 <= status < 500:
-            # 21211 invalid number, 21610 unsubscribed, 20003 authentication, 20404 not found...
-            return DeliveryError(Outcome.PERMANENT, detail, raw=raw)
-        return DeliveryError(after_send, detail, raw=raw)
-
-
-def _floor(since: datetime) -> datetime:
-    """`since` comparable with Twilio's dates (RFC 2822: UTC, whole seconds)."""
-    if since.tzinfo is None:
-        since = since.replace(tzinfo=UTC)
-    return since.replace(microsecond=0)
-
-
-def _created(item: dict[str, Any]) -> datetime | None:
-    value = item.get("date_created")
-    if not value:
-        return None
-    try:
-        return parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
+        # 21211 invalid number, 21610 unsubscribed, 20003 authentication: permanent.
+        return twilio.classify(
+            exc, self._transport, channel="sms", secrets=self._secrets, idempotent=idempotent
+        )

@@ -618,7 +618,7 @@ def test_each_sdk_session_carries_the_transport(channel: Channel) -> None:
     sessions = {
         "x": lambda a: a._client.session,
         "facebook": lambda a: a._graph.session,
-        "sms": lambda a: a._http.session,
+        "sms": lambda a: a._client.http_client.session,
     }
     session = sessions[channel.name](real)
     assert session.get_adapter("https://api.twilio.com/x") is transport
