@@ -1,4 +1,4 @@
-"""Channel adapters: one module per channel (X, Facebook, SMS, web), registered here.
+"""Channel adapters: one module per channel (X, Facebook, SMS, voice, web), registered here.
 
 Adapters depend on nothing in `broadcaster/`; the broadcaster reaches them only through this
 registry. What an adapter needs of the broadcaster comes in through its `AccountConfig`: the web
@@ -150,6 +150,7 @@ _BUILTIN = {
     "facebook": "channel_adapters.facebook",
     "sms": "channel_adapters.sms",
     "web": "channel_adapters.web",
+    "voice": "channel_adapters.voice",
 }
 
 
