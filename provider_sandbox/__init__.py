@@ -1,5 +1,5 @@
 """A local stand-in for the X API v2, the Facebook Graph API and the Twilio REST API (messages
-and Programmable Voice calls).
+and Programmable Voice calls), and an SMTP submission server for e-mail.
 
 The real SDKs (tweepy, facebook-sdk, twilio) talk to it unmodified through a `requests`
 transport adapter (see `channel_adapters.transport`). It records every request, keeps what was
@@ -19,22 +19,36 @@ HTTP (`RemoteSandbox(url)` wraps these):
     POST /_sandbox/faults                  replace the rules (a JSON list; 400 if one is invalid)
     POST /_sandbox/reset                   forget requests, posts, messages and rules
     POST /_sandbox/call-outcomes           how calls to numbers end: {"+1...": "busy" | null}
+    GET  /_sandbox/smtp                    where the SMTP server listens: host, port, cert_pem
+    GET  /_sandbox/smtp/messages[?to=a@b]  the e-mails kept (to one recipient), oldest first
     GET  /_sandbox/health
 
 Calls (`/2010-04-01/Accounts/{sid}/Calls...`) are the provider `voice`, apart from the messages
 (`twilio`): their own posts, request log entries and fault rules (see `twilio_voice`).
 
-A request-log entry: `seq`, `provider` (x | facebook | twilio | voice | unknown), `method`, `path`,
-`query`, `body` (parsed JSON, or the form as a dict; `access_token` values are redacted), `time`
-(ISO 8601 UTC), `status` (None when the connection was dropped), `fault` (None or the kind
-applied), `resource_id` (the tweet id, post id or message SID created or deleted), and
+E-mail is the provider `email`: an SMTP server (aiosmtpd, see `smtp_api`) on a port of its own
+(`smtp_port`, 0 by default: ask `/_sandbox/smtp`), in the same process, with STARTTLS (a
+self-signed certificate made at start, served by `/_sandbox/smtp` for clients to verify), AUTH
+PLAIN/LOGIN only after STARTTLS (`smtp_credentials`: user -> password, None: any non-empty pair)
+and no MAIL before AUTH. It keeps every message it accepts (posts("email"): envelope, decoded
+headers and parts, whether DKIM-signed), logs every transaction (method `SMTP`, path `DATA`,
+`RCPT` for a refused recipient or `AUTH` for refused credentials, never the password; `status` is
+the SMTP reply code, `resource_id` the Message-ID) and takes the same fault rules, applied at the
+end of DATA: `status` answers that SMTP code (e.g. 451, 550), `rate_limit` a 421 that closes the
+connection (`code` 452 or 454 keeps it), `drop` closes it unanswered, `timeout_after_accept`
+keeps the message and holds the 250. `smtp_refused_recipients` refuses addresses at RCPT TO.
+
+A request-log entry: `seq`, `provider` (x | facebook | twilio | voice | email | unknown), `method`,
+`path`, `query`, `body` (parsed JSON, or the form as a dict; `access_token` values are redacted),
+`time` (ISO 8601 UTC), `status` (None when the connection was dropped), `fault` (None or the kind
+applied), `resource_id` (the tweet id, post id, message SID or Message-ID created or deleted), and
 `latency_ms` when a latency rule applied.
 
 Fault rules
 -----------
 A rule is a JSON object:
 
-    {"provider": "x" | "facebook" | "twilio" | "voice" | "*",       default "*"
+    {"provider": "x" | "facebook" | "twilio" | "voice" | "email" | "*",   default "*"
      "fault": "latency" | "status" | "rate_limit" | "timeout_after_accept" | "drop",
      "method": "POST",            optional: only requests with this method
      "path": "/feed$",            optional: only paths matching this regular expression (search)

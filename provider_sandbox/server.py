@@ -17,6 +17,7 @@ from urllib.parse import parse_qs, urlsplit
 
 from .core import PROVIDERS, FaultSet, Incoming, Reply, RequestLog, Stopper
 from .graph_api import GraphApi
+from .smtp_api import DEFAULT_MAX_BYTES, SmtpApi
 from .twilio_api import DEFAULT_INVALID, TwilioApi
 from .twilio_voice import TwilioVoiceApi
 from .x_api import XApi
@@ -50,6 +51,10 @@ class Sandbox:
     `twilio_delivery_failures`: number -> ("undelivered" | "failed", error code).
     `twilio_call_outcomes`: number -> how a call to it ends ("answered", "machine", "busy",
     "no-answer", "failed", "canceled"; see twilio_voice). Calls use the same account tokens.
+    `smtp_port`: the SMTP server's port (0: any free one; `smtp_address()` says which).
+    `smtp_credentials`: SMTP user name -> password (None: any non-empty pair is accepted).
+    `smtp_refused_recipients`: address -> (SMTP code, text) its RCPT TO is answered with.
+    `smtp_max_message_bytes`: larger messages are refused with 552.
     """
 
     def __init__(
@@ -67,6 +72,10 @@ class Sandbox:
         callback_timeout_s: float = 2.0,
         x_duplicate_window_s: float = 86_400,
         twilio_call_outcomes: Mapping[str, str] | None = None,
+        smtp_port: int = 0,
+        smtp_credentials: Mapping[str, str] | None = None,
+        smtp_refused_recipients: Mapping[str, tuple[int, str]] | None = None,
+        smtp_max_message_bytes: int = DEFAULT_MAX_BYTES,
     ) -> None:
         self.host = host
         self.port = port
@@ -97,6 +106,16 @@ class Sandbox:
                 callback_retries,
                 callback_timeout_s,
             ),
+            # E-mail has its own port (SMTP, not HTTP) but this log, these rules and this lock.
+            "email": SmtpApi(
+                self._lock,
+                host=host,
+                port=smtp_port,
+                credentials=smtp_credentials,
+                refused_recipients=smtp_refused_recipients,
+                max_message_bytes=smtp_max_message_bytes,
+                state=lambda: (self._log, self._faults),
+            ),
         }
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
@@ -107,7 +126,12 @@ class Sandbox:
         if self._server is not None:
             return self
         self._stopper.event.clear()
-        self._server = _Server((self.host, self.port), _Handler)
+        self._apis["email"].start()
+        try:
+            self._server = _Server((self.host, self.port), _Handler)
+        except OSError:
+            self._apis["email"].stop()
+            raise
         self._server.sandbox = self
         self.port = self._server.server_address[1]
         self._thread = threading.Thread(
@@ -141,6 +165,7 @@ class Sandbox:
             self._thread = None
         self._apis["twilio"].stop()
         self._apis["voice"].stop()
+        self._apis["email"].stop()
 
     def __enter__(self) -> Sandbox:
         return self.start()
@@ -171,6 +196,18 @@ class Sandbox:
         if provider not in PROVIDERS:
             raise ValueError(f"provider must be one of {', '.join(PROVIDERS)}")
         return self._apis[provider].count()
+
+    def smtp_address(self) -> dict[str, Any]:
+        """Where the SMTP server listens: host, port, and the certificate STARTTLS presents."""
+        return self._apis["email"].address()
+
+    def smtp_messages(self, to: str | None = None) -> list[dict[str, Any]]:
+        """The e-mails kept (to one recipient, when `to` is given), oldest first."""
+        return self._apis["email"].messages(to)
+
+    def smtp_raw(self, message_id: str) -> bytes | None:
+        """A kept e-mail's bytes exactly as they arrived."""
+        return self._apis["email"].raw(message_id)
 
     def set_call_outcome(self, number: str, outcome: str | None) -> None:
         """How calls to `number` placed from now on end (None: a person answers)."""
@@ -219,6 +256,10 @@ class Sandbox:
             if method == "POST" and name == "reset":
                 self.reset()
                 return Reply(200, {"reset": True})
+            if method == "GET" and name == "smtp":
+                return Reply(200, self.smtp_address())
+            if method == "GET" and name == "smtp/messages":
+                return Reply(200, self.smtp_messages(query.get("to", [None])[0]))
             if method == "GET" and name == "health":
                 return Reply(200, {"ok": True})
         except ValueError as exc:
@@ -378,3 +419,6 @@ class RemoteSandbox:
 
     def reset(self) -> None:
         self._call("POST", "reset", {})
+
+    def smtp_address(self) -> dict[str, Any]:
+        return self._call("GET", "smtp")
