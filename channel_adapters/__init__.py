@@ -1,4 +1,5 @@
-"""Channel adapters: one module per channel (X, Facebook, SMS, voice, web), registered here.
+"""Channel adapters: one module per channel (X, Facebook, SMS, voice, e-mail, web), registered
+here.
 
 Adapters depend on nothing in `broadcaster/`; the broadcaster reaches them only through this
 registry. What an adapter needs of the broadcaster comes in through its `AccountConfig`: the web
@@ -71,10 +72,12 @@ class AccountConfig:
     `settings` are not secret (X `user_id`, `username`; Facebook `page_id`, `graph_version`;
     SMS `account_sid`, `messaging_service_sid` or `from_number`, `status_callback`).
     `credentials` are secret (X `consumer_key`, `consumer_secret`, `access_token`,
-    `access_token_secret`; Facebook `page_access_token`; SMS `auth_token`) and are kept out of
-    the repr. With `sandbox_url` set, the SDK's own session sends the provider's hosts there
-    and nowhere else. With `api_base_url` set instead, it sends them to that host (a regional
-    API host, an egress proxy) with the account's real credentials: not a sandbox.
+    `access_token_secret`; Facebook `page_access_token`; SMS `auth_token`; e-mail `username`,
+    `password`, `dkim_private_key`) and are kept out of the repr. With `sandbox_url` set, the
+    SDK's own session sends the provider's hosts there and nowhere else (the e-mail adapter asks
+    the sandbox where its SMTP server listens). With `api_base_url` set instead, it sends them to
+    that host (a regional API host, an egress proxy) with the account's real credentials: not a
+    sandbox.
     `alert_store` is where a web account publishes (the web channel has no provider).
     """
 
@@ -128,8 +131,10 @@ class Adapter(Protocol):
         reply_to: str | None = None,
         valid_for_s: int | None = None,
     ) -> Receipt:
-        """Publish `text` (to the E.164 number `to` for SMS; as a reply to the provider id
-        `reply_to` where the channel has replies; valid for `valid_for_s` seconds for SMS)."""
+        """Publish `text` (to the E.164 number `to` for SMS, the address `to` for e-mail; as a
+        reply to the provider id `reply_to` where the channel has replies; valid for
+        `valid_for_s` seconds for SMS). The e-mail adapter also takes optional keywords of its
+        own (`subject`, `html`, `routine`, `message_id`; see channel_adapters.email)."""
         ...
 
     def lookup(self, text: str, *, to: str | None = None, since: datetime) -> Receipt | None:
@@ -151,6 +156,7 @@ _BUILTIN = {
     "sms": "channel_adapters.sms",
     "web": "channel_adapters.web",
     "voice": "channel_adapters.voice",
+    "email": "channel_adapters.email",
 }
 
 

@@ -11,9 +11,10 @@ any non-empty token.
 Every message accepted is kept, parsed: the envelope (MAIL FROM, RCPT TO), the headers a test
 asks about (Subject decoded from RFC 2047, From, To, Message-ID, List-Unsubscribe,
 List-Unsubscribe-Post, whether a DKIM-Signature is present), the text/plain and text/html parts
-decoded, the raw bytes (`raw(message_id)`), the time, whether the session was under TLS and the
-authenticated user. `posts()` lists them like the HTTP APIs' posts; `messages(to=...)` only
-those for one recipient (indexed, for lookups).
+decoded, the raw bytes (`raw(message_id)`), the time, whether the session was under TLS, the
+authenticated user and the client's address and port (`peer`: one per connection). `posts()`
+lists them like the HTTP APIs' posts; `messages(to=...)` only those for one recipient (indexed,
+for lookups).
 
 Each SMTP transaction is written to the sandbox's request log as provider "email", method
 "SMTP" and path "DATA" (a message, accepted or refused), "RCPT" (a refused recipient) or "AUTH"
@@ -344,6 +345,7 @@ class SmtpApi:
             "rcpt_tos": list(envelope.rcpt_tos),
             "auth_user": body["auth_user"],
             "tls": session.ssl is not None,
+            "peer": ":".join(str(x) for x in session.peer[:2]) if session.peer else None,
             "size": len(raw),
             "time": iso(utcnow()),
             "raw": raw.decode("utf-8", "replace"),
@@ -441,7 +443,7 @@ def _parse(raw: bytes) -> dict[str, Any]:
     ):
         try:
             value = message.get(header)
-            out[key] = str(value) if value is not None else None
+            out[key] = str(value).strip() if value is not None else None
         except Exception:  # noqa: BLE001, S112 - a malformed header stays None
             continue
     out["dkim_signature"] = "DKIM-Signature" in message
