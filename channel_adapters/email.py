@@ -51,10 +51,10 @@ there (so an AMBIGUOUS send is sent again; with a stable `message_id` the receiv
 the same Message-ID twice). The sandbox can: with `sandbox_url` set, `lookup` asks the sandbox's
 `GET /_sandbox/smtp/messages?to=ADDRESS` for a message with this text kept at or after `since`.
 
-The sandbox. With `sandbox_url` set, the adapter asks `GET {sandbox_url}/_sandbox/smtp` where the
-sandbox's SMTP server listens (its port is chosen at start) and which certificate it presents,
-and sends there, verifying that certificate; `host`, `port` and `tls_ca_file` are then ignored,
-so a rehearsal never reaches a real mail server.
+The sandbox. With `sandbox_url` set, the adapter asks `GET {sandbox_url}/_sandbox/smtp` on which
+port the sandbox's SMTP server listens (chosen at start) and which certificate it presents, and
+sends to the sandbox URL's host on that port, trusting exactly that certificate; `host`, `port`
+and `tls_ca_file` are then ignored, so a rehearsal never reaches a real mail server.
 """
 
 from __future__ import annotations
@@ -472,8 +472,12 @@ class EmailAdapter:
     def _endpoint(self) -> tuple[str, int, ssl.SSLContext]:
         if self._sandbox is not None:
             where = self._control("smtp")
+            # Trust exactly the certificate the sandbox's control endpoint serves; its names are
+            # the loopback's, and the sandbox may be reached by another (a compose service).
             context = ssl.create_default_context(cadata=str(where["cert_pem"]))
-            return str(where["host"]), int(where["port"]), context
+            context.check_hostname = False
+            host = urllib.parse.urlsplit(self._sandbox).hostname or str(where["host"])
+            return host, int(where["port"]), context
         return self._host, self._port, ssl.create_default_context(cafile=self._ca_file)
 
     def _control(self, name: str) -> Any:

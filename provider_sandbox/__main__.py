@@ -23,7 +23,7 @@ def _pairs(values: list[str], what: str) -> dict[str, str]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m provider_sandbox",
-        description="Local stand-in for the X, Facebook Graph and Twilio APIs.",
+        description="Local stand-in for the X, Facebook Graph and Twilio APIs and an SMTP server.",
     )
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8975, help="0 picks a free port")
@@ -42,6 +42,16 @@ def main(argv: list[str] | None = None) -> int:
         help="accept only these page access tokens (repeatable)",
     )
     parser.add_argument(
+        "--smtp-port", type=int, default=0, help="the SMTP server's port (default 0: a free one)"
+    )
+    parser.add_argument(
+        "--smtp-user",
+        action="append",
+        default=[],
+        metavar="USER=PASSWORD",
+        help="accept only these SMTP credentials (repeatable; default: any non-empty pair)",
+    )
+    parser.add_argument(
         "--faults", metavar="JSON", help="initial fault rules, a JSON list (see the docs)"
     )
     args = parser.parse_args(argv)
@@ -50,6 +60,8 @@ def main(argv: list[str] | None = None) -> int:
         args.port,
         _pairs(args.twilio_auth_token, "twilio-auth-token") or None,
         facebook_page_tokens=_pairs(args.facebook_page_token, "facebook-page-token") or None,
+        smtp_port=args.smtp_port,
+        smtp_credentials=_pairs(args.smtp_user, "smtp-user") or None,
     )
     if args.faults:
         try:
@@ -63,6 +75,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: cannot listen on {args.host}:{args.port}: {exc.strerror}", file=sys.stderr)
         return 2
     print(f"provider sandbox listening on {sandbox.url}", flush=True)
+    smtp = sandbox.smtp_address()
+    print(f"SMTP (STARTTLS, AUTH) on {smtp['host']}:{smtp['port']}", flush=True)
     signal.signal(signal.SIGTERM, lambda *_: sandbox.stop())
     try:
         sandbox.serve_forever()

@@ -122,6 +122,20 @@ def test_a_bilingual_message_arrives_multipart_with_both_parts(sandbox: Sandbox)
     assert b"Auto-Submitted: auto-generated" in raw
 
 
+def test_the_sandbox_is_reached_by_the_host_of_its_url(sandbox: Sandbox) -> None:
+    # The certificate names the loopback addresses; the sandbox URL's host is what counts.
+    by_name = AccountConfig(
+        name="district-email",
+        channel="email",
+        settings={"from_address": FROM, "host": "mail.district.example"},
+        credentials={"username": USER, "password": PASSWORD},
+        sandbox_url=sandbox.url.replace("127.0.0.1", "localhost"),
+        timeout_s=5.0,
+    )
+    receipt = build(by_name).send("Hello", to=PARENT)
+    assert sandbox.posts("email")[0]["message_id"] == receipt.provider_id
+
+
 def test_the_html_part_escapes_the_text(sandbox: Sandbox) -> None:
     text = 'Test <script>alert("x")</script> & <b>bold</b>\n\n<img src=x onerror=alert(1)>'
     adapter(sandbox).send(text, to=PARENT, subject="Escaping")

@@ -5,16 +5,21 @@ the same server inside the Sandbox (its log, its rules, its control endpoints)."
 from __future__ import annotations
 
 import json
+import os
 import smtplib
 import ssl
+import subprocess
+import sys
 import threading
 import urllib.request
 from collections.abc import Iterator
 from email.message import EmailMessage
+from pathlib import Path
 from typing import Any
 
 import pytest
 
+from channel_adapters import AccountConfig, build
 from provider_sandbox import FaultRule, RemoteSandbox, Sandbox
 from provider_sandbox.smtp_api import SmtpApi
 
@@ -333,3 +338,35 @@ def test_sandbox_rules_and_reset_reach_the_smtp_server(sandbox: Sandbox) -> None
     assert [e["status"] for e in sandbox.requests("email")] == [451, 250]
     sandbox.reset()
     assert sandbox.posts("email") == [] and sandbox.requests() == []
+
+
+def test_python_m_provider_sandbox_serves_smtp_to_the_adapter() -> None:
+    root = Path(__file__).resolve().parents[2]
+    process = subprocess.Popen(
+        [sys.executable, "-m", "provider_sandbox", "--port", "0", "--smtp-user", "u=p"],
+        cwd=root,
+        env={**os.environ, "PYTHONPATH": str(root)},
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert process.stdout is not None
+        url = process.stdout.readline().strip().rsplit(" ", 1)[1]
+        assert process.stdout.readline().startswith("SMTP (STARTTLS, AUTH) on 127.0.0.1:")
+        mailer = build(
+            AccountConfig(
+                "mail",
+                "email",
+                {"from_address": "alerts@district.example"},
+                {"username": "u", "password": "p"},
+                sandbox_url=url,
+            )
+        )
+        receipt = mailer.send("From another process", to="parent@example.org")
+        remote = RemoteSandbox(url)
+        assert [m["message_id"] for m in remote.posts("email")] == [receipt.provider_id]
+        assert remote.requests("email")[0]["resource_id"] == receipt.provider_id
+    finally:
+        process.terminate()
+        process.wait(10)
+    assert process.returncode == 0
