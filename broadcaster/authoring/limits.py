@@ -7,20 +7,47 @@
   One segment holds 160 septets or 70 UTF-16 units; a concatenated segment 153 or 67, and a
   two-septet character or a surrogate pair is never split across segments.
 - Facebook: 63,206 characters (UTF-16 units, as the Graph API counts them).
+- Voice: how long a speech engine takes to say it (`measure_voice`), at most 60 seconds; at most
+  1,500 characters as TwiML carries it (Twilio takes 4,000 for the whole call, which says the text
+  twice, then a replay prompt, in markup); and no web or e-mail address, which a call would read
+  out letter by letter and a listener cannot click.
 """
 
 from __future__ import annotations
 
+import math
+import re
+import unicodedata
 from collections.abc import Callable
+from html import escape
 from typing import Any, cast
 
 import gsm0338  # noqa: F401  (registers the "gsm03.38" codec)
-from twitter_text import parse_tweet
+from twitter_text import extract_urls_with_indices, parse_tweet
 
 X_LIMIT = 280
 FACEBOOK_LIMIT = 63_206
 SMS_SINGLE = {"GSM-7": 160, "UCS-2": 70}
 SMS_CONCAT = {"GSM-7": 153, "UCS-2": 67}
+# 150 words a minute: Amazon Polly's neural voices (Twilio's <Say voice="Polly.…">) read plain
+# text at their default rate at about 150 to 170 words a minute, pauses at sentence ends included;
+# the slow end of that keeps the estimate on the safe side of the limit. Spanish says the same
+# thing in more, but not slower, words, so one rate serves both languages.
+VOICE_WPM = 150
+VOICE_SECONDS = 60
+# Twilio's inline TwiML is at most 4,000 characters (channel_adapters/voice.py TWIML_MAX). The
+# call says the text twice, then a short replay prompt, inside about 400 characters of markup
+# (the XML declaration, <Response>, three <Say> with language and voice, a <Gather> with its
+# action address): 2 x 1,500 leaves room for all of it.
+VOICE_CHARS = 1500
+_SPOKEN = re.compile(
+    r"(?P<word>[^\W\d_]+(?:['’][^\W\d_]+)*)|(?P<number>\d+)|(?P<symbol>[&%#@$€£+=/])"
+)
+# A run of letters longer than this is not one word said in one breath (a name run together,
+# or a value typed without spaces); it counts at the average length of a written word.
+_LONG_WORD, _LETTERS_PER_WORD = 12, 6
+_EMAIL = re.compile(r"[\w.+-]+@[\w-]+(?:\.[\w-]+)+")
+_SCHEME = re.compile(r"\b[a-z][a-z0-9+.-]*://\S+|\bwww\.\S+", re.IGNORECASE)
 
 
 def measure_x(text: str) -> dict[str, Any]:
@@ -79,6 +106,53 @@ def measure_facebook(text: str) -> dict[str, Any]:
     return {"length": len(text), "units": units, "limit": FACEBOOK_LIMIT}
 
 
+def spoken_words(text: str) -> float:
+    """About how many words a speech engine says for the text.
+
+    A word is a run of letters (an apostrophe inside it included: "o'clock", "child's"); a
+    run longer than 12 letters counts one word per 6 letters. A number counts one word per digit:
+    generous for "2026" (three words said) and right for a phone number read digit by digit.
+    A symbol a voice reads as a word (& % # @ $ € £ + = /) counts one; punctuation, none.
+    """
+    words = 0.0
+    for match in _SPOKEN.finditer(text):
+        if match["word"]:
+            letters = len(match["word"])
+            words += 1 if letters <= _LONG_WORD else letters / _LETTERS_PER_WORD
+        elif match["number"]:
+            words += len(match["number"])
+        else:
+            words += 1
+    # An emoji or another pictograph is said by its name, or skipped: one word.
+    return words + sum(1 for char in text if unicodedata.category(char) == "So")
+
+
+def addresses(text: str) -> int:
+    """Web and e-mail addresses in the text: with a scheme or www., an e-mail, or a host name
+    twitter-text finds (riversideusd.org/alerts) whose last label is in lower case, so that a
+    sentence typed without its space ("the gym.It reopens") is not one."""
+    found = len(_SCHEME.findall(text)) + len(_EMAIL.findall(text))
+    rest = _EMAIL.sub(" ", _SCHEME.sub(" ", text))
+    for url in extract_urls_with_indices(rest):
+        host = url["url"].split("/")[0]
+        if "/" in url["url"] or host.rsplit(".", 1)[-1].islower():
+            found += 1
+    return found
+
+
+def measure_voice(text: str) -> dict[str, Any]:
+    words = spoken_words(text)
+    return {
+        "length": len(text),
+        # As the TwiML carries it: & < > are written &amp; &lt; &gt;.
+        "twiml_length": len(escape(text, quote=False)),
+        "words": math.ceil(words),
+        "seconds": round(words * 60 / VOICE_WPM, 1),
+        "limit": VOICE_SECONDS,
+        "addresses": addresses(text),
+    }
+
+
 def measure_web(text: str) -> dict[str, Any]:
     return {"length": len(text)}
 
@@ -88,6 +162,7 @@ MEASURES: dict[str, Callable[[str], dict[str, Any]]] = {
     "sms": measure_sms,
     "facebook": measure_facebook,
     "web": measure_web,
+    "voice": measure_voice,
 }
 
 
@@ -103,6 +178,21 @@ def over_limit(channel: str, metrics: dict[str, Any], sms_max_segments: int) -> 
         return "X refuses this post: it contains characters X does not accept (e.g. U+FFFE)"
     if channel == "facebook" and metrics["units"] > FACEBOOK_LIMIT:
         return f"Facebook post is {metrics['units']} characters; the limit is {FACEBOOK_LIMIT}"
+    if channel == "voice" and metrics["addresses"]:
+        return (
+            "voice message contains a web or e-mail address, which a call reads out letter by "
+            'letter; say where to look in words (e.g. "the district web site")'
+        )
+    if channel == "voice" and metrics["seconds"] > VOICE_SECONDS:
+        return (
+            f"voice message takes about {metrics['seconds']:g} seconds to say; "
+            f"the limit is {VOICE_SECONDS}"
+        )
+    if channel == "voice" and metrics["twiml_length"] > VOICE_CHARS:
+        return (
+            f"voice message is {metrics['twiml_length']} characters; the limit is {VOICE_CHARS} "
+            "(Twilio takes 4,000 for the call, which says it twice)"
+        )
     if channel == "sms" and metrics["segments"] > sms_max_segments:
         return (
             f"SMS is {metrics['segments']} {metrics['encoding']} segments; the district allows "

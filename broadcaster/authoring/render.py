@@ -3,6 +3,10 @@
 Templates are trusted district files; variable values are not, so they reach Jinja only as
 already-parsed strings (see variables.py) and are never compiled. Web output is HTML and is
 autoescaped; the other channels are plain text.
+
+A voice rendition is read aloud by a speech engine, so its variables take their spoken forms
+(variables.display_values with spoken=True: times in words, "one thirty in the afternoon", "la una
+y media de la tarde") and a rehearsal's marker is a sentence, not a bracketed tag.
 """
 
 from __future__ import annotations
@@ -28,6 +32,15 @@ KIND_PREFIX: dict[str, dict[str, str]] = {
     MessageKind.TEST: {"en": "[TEST]", "es": "[TEST - PRUEBA]"},
     MessageKind.EXERCISE: {"en": "[TEST - EXERCISE]", "es": "[TEST - SIMULACRO]"},
 }
+# The same marker said aloud, first in every voice rendition of a rehearsal.
+SPOKEN_KIND_PREFIX: dict[str, dict[str, str]] = {
+    MessageKind.TEST: {"en": "This is a test.", "es": "Esto es una prueba."},
+    MessageKind.EXERCISE: {
+        "en": "This is an exercise, only a test.",
+        "es": "Este es un simulacro, solo una prueba.",
+    },
+}
+SPOKEN_CHANNELS = ("voice",)
 KINDS = tuple(kind.value for kind in MessageKind)
 _BLANK_RUNS = re.compile(r"\n{3,}")
 
@@ -78,7 +91,7 @@ def render_one(
     kind: str,
 ) -> Rendition:
     context = {
-        **display_values(template, values, district, locale),
+        **display_values(template, values, district, locale, spoken=channel in SPOKEN_CHANNELS),
         "district": {
             "name": district.district.name,
             "short_name": district.district.short_name,
@@ -93,7 +106,8 @@ def render_one(
     except TemplateError as exc:
         raise BadInput(f"template {template.name} {channel}.{locale}.j2 failed: {exc}") from None
     text = _tidy(text)
-    prefix = KIND_PREFIX.get(kind, {})
+    spoken = channel in SPOKEN_CHANNELS
+    prefix = (SPOKEN_KIND_PREFIX if spoken else KIND_PREFIX).get(kind, {})
     if prefix:
         marker = prefix.get(locale, prefix["en"])
         text = (

@@ -89,15 +89,23 @@ def untranslated(template: Template, values: Mapping[str, Any], locale: str) -> 
 
 
 def display_values(
-    template: Template, values: Mapping[str, Any], district: DistrictConfig, locale: str
+    template: Template,
+    values: Mapping[str, Any],
+    district: DistrictConfig,
+    locale: str,
+    spoken: bool = False,
 ) -> dict[str, str | None]:
-    """The stored values as the words a reader of `locale` sees."""
+    """The stored values as the words a reader of `locale` sees, or with `spoken` (a voice
+    rendition) as a listener hears them: times in words (see `spoken_time`); everything else
+    as written, which a speech engine already reads naturally ("Tuesday, March 3", "martes 3
+    de marzo", "Route 12", "90")."""
     shown: dict[str, str | None] = {}
     for spec in template.meta.variables:
         value = values.get(spec.name)
         if isinstance(value, dict):  # a text variable with translations
             value = value.get(locale, value[DEFAULT])
-        shown[spec.name] = None if value is None else DISPLAY[spec.type](value, district, locale)
+        show = (SPOKEN if spoken else {}).get(spec.type) or DISPLAY[spec.type]
+        shown[spec.name] = None if value is None else show(value, district, locale)
     return shown
 
 
@@ -260,6 +268,145 @@ def _show_plain(value: Any, district: DistrictConfig, locale: str) -> str:
     return str(value)
 
 
+# Times in words for voice renditions. A speech engine reads "12:30 PM" as "twelve thirty P M"
+# and the Spanish 24-hour "13:30" as "trece treinta"; families say "twelve thirty in the
+# afternoon" and "la una y media de la tarde". Babel has no spelled-out numbers, and a clock
+# needs only 1 to 59, so the words are here.
+_EN_WORDS = [
+    "zero",
+    "one",
+    "two",
+    "three",
+    "four",
+    "five",
+    "six",
+    "seven",
+    "eight",
+    "nine",
+    "ten",
+    "eleven",
+    "twelve",
+    "thirteen",
+    "fourteen",
+    "fifteen",
+    "sixteen",
+    "seventeen",
+    "eighteen",
+    "nineteen",
+]
+_EN_TENS = {2: "twenty", 3: "thirty", 4: "forty", 5: "fifty"}
+_ES_WORDS = [
+    "cero",
+    "uno",
+    "dos",
+    "tres",
+    "cuatro",
+    "cinco",
+    "seis",
+    "siete",
+    "ocho",
+    "nueve",
+    "diez",
+    "once",
+    "doce",
+    "trece",
+    "catorce",
+    "quince",
+    "dieciséis",
+    "diecisiete",
+    "dieciocho",
+    "diecinueve",
+    "veinte",
+    "veintiuno",
+    "veintidós",
+    "veintitrés",
+    "veinticuatro",
+    "veinticinco",
+    "veintiséis",
+    "veintisiete",
+    "veintiocho",
+    "veintinueve",
+]
+_ES_TENS = {3: "treinta", 4: "cuarenta", 5: "cincuenta"}
+
+
+def _en_number(n: int) -> str:
+    """1 to 59 in English words."""
+    if n < 20:
+        return _EN_WORDS[n]
+    tens, ones = divmod(n, 10)
+    return _EN_TENS[tens] + (f"-{_EN_WORDS[ones]}" if ones else "")
+
+
+def _es_number(n: int) -> str:
+    """1 to 59 in Spanish words."""
+    if n < 30:
+        return _ES_WORDS[n]
+    tens, ones = divmod(n, 10)
+    return _ES_TENS[tens] + (f" y {_ES_WORDS[ones]}" if ones else "")
+
+
+def spoken_time(value: str, locale: str) -> str | None:
+    """A 24-hour "HH:MM" said as words on a 12-hour clock, or None for a language without
+    spoken forms here.
+
+    English: "noon", "midnight", "one o'clock in the afternoon", "nine oh five in the morning",
+    "twelve thirty in the afternoon" (templates write "at {{ time }}").
+    Spanish: with its article, since "la una" and "las dos" differ: "la una de la tarde", "las
+    doce y media del mediodía", "las nueve y cuarto de la mañana" (templates write
+    "a {{ time }}")."""
+    hour, minute = (int(part) for part in value.split(":"))
+    twelve = hour % 12 or 12
+    language = locale.split("-")[0]
+    if language == "en":
+        if minute == 0 and hour in (0, 12):
+            return "midnight" if hour == 0 else "noon"
+        if minute == 0:
+            said = f"{_en_number(twelve)} o'clock"
+        elif minute < 10:
+            said = f"{_en_number(twelve)} oh {_en_number(minute)}"
+        else:
+            said = f"{_en_number(twelve)} {_en_number(minute)}"
+        if hour < 12:
+            period = "in the morning"
+        elif hour < 18:
+            period = "in the afternoon"
+        else:
+            period = "in the evening"
+        return f"{said} {period}"
+    if language == "es":
+        said = ("la una" if twelve == 1 else f"las {_es_number(twelve)}") + {
+            0: "",
+            15: " y cuarto",
+            30: " y media",
+        }.get(minute, f" y {_es_number(minute)}")
+        if hour == 0 or hour >= 20:
+            period = "de la noche"
+        elif hour < 6:
+            period = "de la madrugada"
+        elif hour < 12:
+            period = "de la mañana"
+        elif hour == 12:
+            period = "del mediodía"
+        else:
+            period = "de la tarde"
+        return f"{said} {period}"
+    return None
+
+
+def _say_time(value: str, district: DistrictConfig, locale: str) -> str:
+    return spoken_time(value, locale) or _show_time(value, district, locale)
+
+
+def _say_datetime(value: str, district: DistrictConfig, locale: str) -> str:
+    date_part, time_part = value.split("T")
+    said = spoken_time(time_part, locale)
+    if said is None:
+        return _show_datetime(value, district, locale)
+    at = "a" if locale.split("-")[0] == "es" else "at"
+    return f"{_show_date(date_part, district, locale)}, {at} {said}"
+
+
 PARSERS: dict[str, Callable[[str, VariableSpec, DistrictConfig], Any]] = {
     "text": _text,
     "date": _date,
@@ -283,4 +430,9 @@ DISPLAY: dict[str, Callable[[Any, DistrictConfig, str], str]] = {
     "routes": _show_routes,
     "url": _show_plain,
     "integer": _show_plain,
+}
+# Voice renditions: the types said differently from how they are shown; the others as shown.
+SPOKEN: dict[str, Callable[[Any, DistrictConfig, str], str]] = {
+    "time": _say_time,
+    "datetime": _say_datetime,
 }
