@@ -65,6 +65,7 @@ import re
 import smtplib
 import socket
 import ssl
+import unicodedata
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -112,7 +113,9 @@ def _permanent(detail: str, **raw: Any) -> DeliveryError:
 
 
 def _has_control(value: str) -> bool:
-    return any(ord(c) < 32 or ord(c) == 127 for c in value)
+    """A control character or a line or paragraph separator (which Python's e-mail package
+    also takes for a line break)."""
+    return any(unicodedata.category(c) in ("Cc", "Zl", "Zp") for c in value)
 
 
 def check_address(value: str | None, what: str) -> str:
@@ -246,10 +249,14 @@ class EmailAdapter:
         message_id: str | None = None,
     ) -> Receipt:
         recipient = check_address(to, "the recipient (to=)")
-        message, message_id = self._message(
-            text, recipient, reply_to, valid_for_s, subject, html, routine, message_id
-        )
-        payload = message.as_bytes(policy=policy.SMTP)
+        try:
+            message, message_id = self._message(
+                text, recipient, reply_to, valid_for_s, subject, html, routine, message_id
+            )
+            payload = message.as_bytes(policy=policy.SMTP)
+        except (ValueError, TypeError) as exc:  # the e-mail package refused a value
+            detail = one_line(f"email: the message could not be built: {exc}", self._secrets)
+            raise _permanent(detail) from None
         if self._dkim_key:
             payload = self._sign(payload) + payload
         if len(payload) > self._max_bytes:

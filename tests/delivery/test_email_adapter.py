@@ -433,6 +433,8 @@ def test_one_connection_reused_and_made_again_when_the_server_closed_it(
     [
         {"subject": "Closed\r\nBcc: everyone@example.org"},
         {"subject": "Closed\nX-Injected: yes"},
+        {"subject": "Closed\u2028Bcc: everyone@example.org"},
+        {"subject": "Closed\x85Bcc: everyone@example.org"},
         {"to": "parent@example.org\r\nBcc: everyone@example.org"},
         {"to": "parent@example.org>\r\nRCPT TO:<everyone@example.org"},
         {"reply_to": "<a@district.example>\r\nBcc: everyone@example.org"},
