@@ -17,8 +17,9 @@ only):
 - `subject=`: the Subject. Without it, a text whose first line is `Subject: ...` followed by an
   empty line carries it (the format an e-mail template renders: one string, so the worker can
   hand it over and look it up like any other rendition); otherwise the text's first line is the
-  subject. A subject or address with CR or LF is refused (PERMANENT), never folded into a second
-  header; non-ASCII subjects are encoded (RFC 2047) by the standard library.
+  subject. A subject, address or Message-ID with a line break (CR, LF, U+2028, NEL) or another
+  control character is refused (PERMANENT), never folded into a second header; non-ASCII
+  subjects are encoded (RFC 2047) by the standard library.
 - `html=`: the HTML part, already safe (the broadcaster's web rendition, autoescaped). Without it
   the HTML part is made from the text here: every character escaped (`<script>` shows as text),
   paragraphs and line breaks kept, `dir="auto"` so right-to-left text reads right.
