@@ -1,11 +1,12 @@
-"""Who a message texts: the rules for its audience, in one place for compose (command line,
-API, console) and for the console's live count of phone numbers."""
+"""Who a message texts or calls: the rules for its audience, in one place for compose (command
+line, API, console) and for the console's live count of phone numbers."""
 
 from __future__ import annotations
 
 from sqlalchemy.orm import Session
 
 from broadcaster.core.config import DistrictConfig
+from broadcaster.core.config_fields import PHONE_CHANNELS
 from broadcaster.core.contacts import parse_audience
 from broadcaster.core.errors import BadInput
 from broadcaster.core.models import Message
@@ -14,21 +15,26 @@ from broadcaster.delivery.expansion import audience_size
 
 
 class MissingAudience(BadInput):
-    """Texting an actual message needs an audience, so nobody texts everyone by leaving it out."""
+    """Texting or calling for an actual message needs an audience, so nobody texts (or calls)
+    everyone by leaving it out."""
 
 
 def choose(district: DistrictConfig, channels: list[str], kind: str, raw: str | None) -> str | None:
     """The normalized audience expression. None when nobody is texted, or for a rehearsal with
     none given (it texts the test allowlist)."""
-    if "sms" not in channels:
+    if not any(channel in PHONE_CHANNELS for channel in channels):
         if raw:
-            raise BadInput("--audience selects SMS recipients; add sms to --channels or drop it")
+            raise BadInput(
+                "--audience selects who is texted or called; add sms or voice to --channels "
+                "or drop it"
+            )
         return None
     if not raw:
         if kind in REHEARSAL_KINDS:
             return None
         raise MissingAudience(
-            "texting needs --audience: all, or terms such as school:lincoln-hs route:12 grade:5"
+            "texting or calling needs --audience: all, or terms such as school:lincoln-hs "
+            "route:12 grade:5"
         )
     return parse_audience(raw, district).describe()
 

@@ -101,7 +101,15 @@ class Template:
 
     @property
     def channels(self) -> list[str]:
+        """The channels a message of this template goes to unless its author chooses."""
         return list(self.meta.channels)
+
+    @property
+    def offered(self) -> list[str]:
+        """Every channel the template has renditions for: its defaults, then any other (a
+        voice call is chosen explicitly, never by default)."""
+        extra = sorted({c for c, _ in self.sources} - set(self.meta.channels), key=CHANNELS.index)
+        return [*self.meta.channels, *extra]
 
     def variable(self, name: str) -> VariableSpec | None:
         return next((v for v in self.meta.variables if v.name == name), None)
@@ -117,6 +125,7 @@ class Template:
             "pre_approved": self.meta.pre_approved,
             "default_valid_hours": self.meta.default_valid_hours,
             "channels": self.channels,
+            "offered_channels": self.offered,
             "locales": self.locales,
             "cap": self.meta.cap.model_dump(),
             "variables": [
@@ -162,10 +171,10 @@ def load_template(folder: Path) -> Template:
     sources: dict[tuple[str, str], str] = {}
     for path in sorted(folder.glob("*.j2")):
         match = RENDITION_FILE.match(path.name)
-        if not match or match["channel"] not in meta.channels:
+        if not match or match["channel"] not in CHANNELS:
             raise BadInput(
                 f"template {folder.name}: unexpected file {path.name} "
-                "(name files CHANNEL.LOCALE.j2 for a channel listed in meta.toml)"
+                f"(name files CHANNEL.LOCALE.j2, for a channel of {', '.join(CHANNELS)})"
             )
         try:
             source = path.read_text(encoding="utf-8")
@@ -173,7 +182,7 @@ def load_template(folder: Path) -> Template:
             raise BadInput(f"template {folder.name}: cannot read {path.name}: {exc}") from None
         check_text(f"template {folder.name}: {path.name}", source)
         sources[(match["channel"], match["locale"])] = source
-    for channel in meta.channels:
+    for channel in dict.fromkeys([*meta.channels, *(c for c, _ in sources)]):
         if (channel, "en") not in sources:
             raise BadInput(f"template {folder.name}: missing {channel}.en.j2 (English is required)")
     return Template(folder.name, folder, meta, folder_version(folder), sources)

@@ -23,7 +23,7 @@ from broadcaster.authoring.targets import resolve_targets, unserved
 from broadcaster.authoring.variables import parse_values, untranslated
 from broadcaster.core import ledger
 from broadcaster.core.config import DistrictConfig, Settings
-from broadcaster.core.config_fields import CHANNELS
+from broadcaster.core.config_fields import CHANNELS, PHONE_CHANNELS
 from broadcaster.core.errors import BadInput, NotFound, Refused
 from broadcaster.core.lifecycle import STATES, transition
 from broadcaster.core.models import Approval, Message, User, utcnow
@@ -80,7 +80,9 @@ def build(
     )
     if kind not in KINDS:
         raise BadInput(f"unknown kind {kind!r} (kinds: {', '.join(KINDS)})")
-    channels = _choose("channel", channels, template.channels, template.name)
+    channels = _choose(
+        "channel", channels, template.offered, template.name, default=template.channels
+    )
     default_locales = [loc for loc in district.district.locales if loc in template.locales]
     locales = _choose("locale", locales, template.locales, template.name, default_locales)
     values = parse_values(template, raw_values, district)
@@ -192,13 +194,13 @@ def unreachable(session: Session, district: DistrictConfig, message: Message) ->
     findings = unserved(
         district, [(t.channel, t.account) for t in message.targets], message.kind, _sandbox_url()
     )
-    texting = any(t.channel == "sms" for t in message.targets) and message.follows_id is None
-    if texting and not audience_size(session, district, message):
+    phoning = [t.channel for t in message.targets if t.channel in PHONE_CHANNELS]
+    if phoning and message.follows_id is None and not audience_size(session, district, message):
         if message.kind in REHEARSAL_KINDS:
             detail = f"no phone number is on the test allowlist for a {message.kind} message"
         else:
             detail = f"no phone number matches {message.audience}"
-        findings.append(Finding("no_recipients", BLOCK, "sms", None, detail))
+        findings.append(Finding("no_recipients", BLOCK, phoning[0], None, detail))
     return findings
 
 

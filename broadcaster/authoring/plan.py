@@ -27,6 +27,7 @@ from sqlalchemy.orm import Session
 from broadcaster.authoring.checks import WARN, Finding
 from broadcaster.core import ledger
 from broadcaster.core.config import Account, DistrictConfig
+from broadcaster.core.config_fields import PHONE_CHANNELS
 from broadcaster.core.models import Message, utcnow
 from broadcaster.delivery.expansion import audience_languages
 from broadcaster.delivery.ratelimit import seconds_for
@@ -67,10 +68,17 @@ def make_plan(
         plan["sms"] = _entry(
             sms.name, phones, segments, sms.rate, seconds_for(segments, sms.rate), start
         )
+    voice = next((a for a in accounts if a.channel == "voice"), None)
+    if voice is not None and audience:  # one call a phone, one request each
+        calls = sum(audience.values())
+        plan["voice"] = _entry(
+            voice.name, calls, calls, voice.rate, seconds_for(calls, voice.rate), start
+        )
     posting: dict[str, list[Account]] = {}
     for account in accounts:
         locale = account.post_locale
-        if account.channel != "sms" and (locale is None or (account.channel, locale) in renditions):
+        a_post = account.channel not in PHONE_CHANNELS
+        if a_post and (locale is None or (account.channel, locale) in renditions):
             posting.setdefault(account.channel, []).append(account)
     for channel, group in posting.items():
         # One post from each account, each with a bucket of its own: the slowest decides.
@@ -166,7 +174,7 @@ def phones_by_language(
 ) -> Counter[str]:
     """language -> phones the message would text now (dispatch's own selection, counted by the
     database)."""
-    if not any(t.channel == "sms" for t in message.targets):
+    if not any(t.channel in PHONE_CHANNELS for t in message.targets):
         return Counter()
     return Counter(audience_languages(session, district, message))
 
@@ -194,6 +202,8 @@ def _detail(district: DistrictConfig, miss: Late) -> str:
 def _what(channel: str, recipients: int, segments: int) -> str:
     if channel == "sms":
         return f"{recipients} phones, {segments} SMS segments"
+    if channel == "voice":
+        return f"{recipients} calls"
     return f"{recipients} post(s)"
 
 

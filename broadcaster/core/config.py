@@ -56,6 +56,9 @@ Sender = Literal["short_code", "toll_free", "10dlc", "alphanumeric"]
 SENDER_RATES: dict[str, float] = {"short_code": 100.0, "toll_free": 3.0, "alphanumeric": 10.0}
 TRUST_TIERS: tuple[tuple[int, float], ...] = ((75, 225.0), (50, 120.0), (0, 12.0))  # lowest score
 DEFAULT_RATE = 10.0  # an account that names neither a sender nor a rate (requests per second)
+# A voice account's calls per second: Twilio's default CPS for an account's outbound calls is 1
+# (a district with a raised limit sets rate_per_second).
+VOICE_CPS = 1.0
 
 
 class Settings(BaseSettings):
@@ -185,9 +188,9 @@ class Account(Strict):
     # credentials: not the sandbox. https, or plain http on this machine only.
     api_base_url: str | None = None
     # The provider's rate for this account, shared by all workers: requests per second, for an
-    # SMS account message segments per second. Unset: the sender's default (`rate`). The bound
-    # only catches a slip of the keyboard: a Messaging Service pooling several short codes
-    # goes past 1,000.
+    # SMS account message segments per second, for a voice account calls per second. Unset: the
+    # sender's default (`rate`). The bound only catches a slip of the keyboard: a Messaging
+    # Service pooling several short codes goes past 1,000.
     rate_per_second: float | None = Field(default=None, gt=0, le=10_000)
     # SMS: what sends the texts (SENDER_RATES), and for 10DLC the brand's Trust Score (0-100).
     sender: Sender | None = None
@@ -210,6 +213,8 @@ class Account(Strict):
         if self.sender == "10dlc":
             score = self.trust_score or 0
             return next(rate for lowest, rate in TRUST_TIERS if score >= lowest)
+        if self.channel == "voice":
+            return VOICE_CPS
         return SENDER_RATES.get(self.sender or "", DEFAULT_RATE)
 
     @property

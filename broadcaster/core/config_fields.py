@@ -12,8 +12,11 @@ from pydantic import ConfigDict
 
 from broadcaster.core.text_safety import CheckedText
 
-Channel = Literal["x", "facebook", "sms", "web"]
-CHANNELS: tuple[str, ...] = ("x", "facebook", "sms", "web")
+Channel = Literal["x", "facebook", "sms", "voice", "web"]
+CHANNELS: tuple[str, ...] = ("x", "facebook", "sms", "voice", "web")
+# Channels that reach one phone each, from the message's audience (a text, a call), rather than
+# one post per account.
+PHONE_CHANNELS: tuple[str, ...] = ("sms", "voice")
 ROLES: tuple[str, ...] = ("author", "approver", "incident_commander", "records_officer", "admin")
 SLUG = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
 

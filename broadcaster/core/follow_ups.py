@@ -14,6 +14,7 @@ from sqlalchemy import Select, func, select
 from sqlalchemy.orm import Session
 
 from broadcaster.core.config import DistrictConfig
+from broadcaster.core.config_fields import PHONE_CHANNELS
 from broadcaster.core.errors import Refused
 from broadcaster.core.lifecycle import transition
 from broadcaster.core.models import Delivery, Message, OptOut
@@ -31,13 +32,14 @@ class Post:
 
 
 def posts(session: Session, original_id: int) -> list[Post]:
-    """The original's posts that went out (X, Facebook, web), one per account."""
+    """The original's posts that went out (X, Facebook, web), one per account: not its texts
+    or calls."""
     rows = session.execute(
         select(Delivery.channel, Delivery.account, Delivery.provider_id, Delivery.locale)
         .where(
             Delivery.message_id == original_id,
             Delivery.action == "send",
-            Delivery.channel != "sms",
+            Delivery.channel.not_in(PHONE_CHANNELS),
             Delivery.status.in_(SUCCEEDED),
             Delivery.provider_id.is_not(None),
         )

@@ -31,6 +31,8 @@ from channel_adapters import AccountConfig
 
 # The auth token of every sandbox-served Twilio account. Public: never proof of anything.
 SANDBOX_TWILIO_TOKEN = "sandbox-auth-token"  # noqa: S105 (public by design, see above)
+# The caller id of every sandbox-served voice account (Twilio's magic "valid" test number).
+SANDBOX_CALLER_ID = "+15005550006"
 # The kind of message that only ever goes to the sandbox, whatever credentials an account has.
 SANDBOX_ONLY = MessageKind.TEST
 
@@ -59,6 +61,10 @@ def sandbox_identity(account: Account) -> tuple[dict[str, str], dict[str, str]]:
         "facebook": ({"page_id": number}, {"page_access_token": f"sandbox-{number}"}),
         "sms": (
             {"account_sid": "AC" + digest[:32], "messaging_service_sid": "MG" + digest[32:64]},
+            {"auth_token": SANDBOX_TWILIO_TOKEN},
+        ),
+        "voice": (
+            {"account_sid": "AC" + digest[:32], "from_number": SANDBOX_CALLER_ID},
             {"auth_token": SANDBOX_TWILIO_TOKEN},
         ),
     }[account.channel]

@@ -23,7 +23,8 @@ broker_transport.register()
 # still wait behind a fan-out already taken.
 URGENT, SOCIAL, SMS, WEB, DEFAULT = "urgent", "social", "sms", "web", "default"
 QUEUES = (URGENT, SOCIAL, SMS, WEB, DEFAULT)
-CHANNEL_QUEUE = {"x": SOCIAL, "facebook": SOCIAL, "sms": SMS, "web": WEB}
+# Calls share the texts' queue: the same provider, and the workers deploy/ runs for it.
+CHANNEL_QUEUE = {"x": SOCIAL, "facebook": SOCIAL, "sms": SMS, "voice": SMS, "web": WEB}
 
 # Task names.
 SEND = "broadcaster.send_deliveries"

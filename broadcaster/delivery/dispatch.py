@@ -23,6 +23,7 @@ from sqlalchemy.orm import Session
 
 from broadcaster.core import db, follow_ups, ledger
 from broadcaster.core.config import DistrictConfig, Settings
+from broadcaster.core.config_fields import PHONE_CHANNELS
 from broadcaster.core.contacts import current_version
 from broadcaster.core.errors import Refused
 from broadcaster.core.lifecycle import transition
@@ -33,8 +34,8 @@ from broadcaster.delivery.celery_app import CHANNEL_QUEUE, EXPAND, SEND, URGENT,
 
 SMS_BATCH = 50
 # The order deliveries are enqueued in: the web first (it is the reference the posts link to),
-# then the posts, then the texts.
-CHANNEL_ORDER = ("web", "x", "facebook", "sms")
+# then the posts, then the texts and the calls.
+CHANNEL_ORDER = ("web", "x", "facebook", "sms", "voice")
 RELEASED = "broadcaster.released"  # session.info key: what the commit enqueued (Released)
 MULTILINGUAL = "mul"  # ISO 639 "multiple languages": one post carrying every language
 
@@ -67,7 +68,7 @@ def plan(session: Session, district: DistrictConfig, message: Message) -> Planne
     rendered = {(r.channel, r.locale) for r in message.renditions}
     replies = follow_ups.replies(session, message)
     planned = Planned([])
-    sms_done = False
+    phones_done: set[str] = set()
     for target in message.targets:
         account = next(a for a in district.accounts if a.name == target.account)
         ensure_allowed(district, message.kind, account.name)
@@ -79,10 +80,10 @@ def plan(session: Session, district: DistrictConfig, message: Message) -> Planne
             "attempts": 0,
             "refers_to": replies.get((target.channel, account.name)),
         }
-        if target.channel == "sms":
-            if sms_done:  # one text per phone: only the first SMS account sends
+        if target.channel in PHONE_CHANNELS:
+            if target.channel in phones_done:  # one text (call) per phone: the first account's
                 continue
-            sms_done = True
+            phones_done.add(target.channel)
             if texts_later(message):
                 planned.texts_later = True
                 continue
@@ -167,7 +168,7 @@ def batches(message: Message, ids: Iterable[tuple[int, str]]) -> list[Batch]:
     out: list[Batch] = []
     for channel in CHANNEL_ORDER:
         queue = URGENT if message.urgent else CHANNEL_QUEUE[channel]
-        size = SMS_BATCH if channel == "sms" else 1
+        size = SMS_BATCH if channel in PHONE_CHANNELS else 1
         chunk = by_channel.get(channel, [])
         out.extend(Batch(queue, chunk[i : i + size]) for i in range(0, len(chunk), size))
     return out

@@ -27,6 +27,7 @@ from sqlalchemy.orm import Session
 
 from broadcaster.core import contacts, follow_ups, ledger
 from broadcaster.core.config import DistrictConfig, Settings
+from broadcaster.core.config_fields import PHONE_CHANNELS
 from broadcaster.core.contacts import parse_audience
 from broadcaster.core.db import session_scope
 from broadcaster.core.models import Delivery, Message, UTCDateTime, utcnow
@@ -111,9 +112,12 @@ def expand_page(session: Session, district: DistrictConfig, message_id: int, pag
     if done:
         message.expanding = False
         counts = tallies.of_message(session, message.id)
-        texts = sum(n for (channel, _, _), n in counts.items() if channel == "sms")
-        ledger.append(session, "dispatch.expanded", {"sms": texts}, message_id=message.id)
-    release_after_commit(session, batches(message, [(i, "sms") for i in written]))
+        written_by_channel = {
+            wanted: sum(n for (channel, _, _), n in counts.items() if channel == wanted)
+            for wanted in _phone_channels(message)
+        }
+        ledger.append(session, "dispatch.expanded", written_by_channel, message_id=message.id)
+    release_after_commit(session, batches(message, written))
     return not done
 
 
@@ -147,6 +151,12 @@ def _source(session: Session, district: DistrictConfig, message: Message) -> Sel
     return contacts.selected(session, audience, message.contacts_version or 0)
 
 
+def _phone_channels(message: Message) -> list[str]:
+    """The message's channels that reach each phone of its audience: texts, calls."""
+    targeted = {t.channel for t in message.targets}
+    return [channel for channel in PHONE_CHANNELS if channel in targeted]
+
+
 def _write_page(
     session: Session,
     message: Message,
@@ -154,23 +164,35 @@ def _write_page(
     after: int,
     page: int,
     now: dt.datetime,
-) -> tuple[int, int | None, list[int]]:
-    """Write the texts of the next `page` source rows after id `after`, in the database (no row
-    comes through this process): one per phone not written yet, in its first row's language
-    (English where the message lacks it). Returns the rows read, the last one's id and the ids
-    written."""
+) -> tuple[int, int | None, list[tuple[int, str]]]:
+    """Write the texts (and calls) of the next `page` source rows after id `after`, in the
+    database (no row comes through this process): one per phone not written yet, in its first
+    row's language (English where the message lacks it). Returns the rows read, the last one's
+    id and the (id, channel) of the rows written."""
     key = source.selected_columns[0]
     bounds = source.where(key > after).order_by(key).limit(page).subquery()
     read, last = session.execute(select(func.count(), func.max(bounds.c[0]))).one()
     if not read:
         return 0, None, []
     rows = source.where(key > after, key <= last).cte("page")
+    written: list[tuple[int, str]] = []
+    for channel in _phone_channels(message):
+        ids = _write_channel(session, message, rows, channel, now)
+        written += [(delivery_id, channel) for delivery_id in ids]
+    return read, last, written
+
+
+def _write_channel(
+    session: Session, message: Message, rows: Any, channel: str, now: dt.datetime
+) -> list[int]:
+    """One channel's rows for a page of the source: INSERT ... SELECT, a phone already written
+    for this channel skipped."""
     source_id, phone, locale = rows.c
-    rendered = [r.locale for r in message.renditions if r.channel == "sms"]
-    account = next(t.account for t in message.targets if t.channel == "sms")
+    rendered = [r.locale for r in message.renditions if r.channel == channel]
+    account = next(t.account for t in message.targets if t.channel == channel)
     columns: dict[str, ColumnElement[Any]] = {
         "message_id": literal(message.id),
-        "channel": literal("sms"),
+        "channel": literal(channel),
         "account": literal(account),
         "recipient": phone,
         "locale": case((locale.in_(rendered), locale), else_=literal("en")),
@@ -191,4 +213,4 @@ def _write_page(
         .on_conflict_do_nothing()  # a phone an earlier page (or a lost try of this one) wrote
         .returning(_DELIVERIES.c.id)
     )
-    return read, last, sorted(session.scalars(statement))
+    return sorted(session.scalars(statement))

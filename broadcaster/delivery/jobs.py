@@ -42,6 +42,7 @@ class Job:
     refers_to: str | None = None  # the post a follow-up replies to, or the post to delete
     lookups: int = 0  # provider lookups made to reconcile it (each one backs the next off)
     segments: int = 1  # what the provider meters a send as: a text's SMS segments, else 1
+    locale: str = "en"  # the rendition's language (a call is read with a voice for it)
 
 
 # What a send attempt came to: a delivery status, or not known yet (the row stays `sending`).
@@ -165,6 +166,7 @@ def load_jobs(session: Session, ids: list[int]) -> list[Job]:
             segments=segments_for(messages[r.message_id], r.channel, r.locale)
             if r.action == "send"
             else 1,
+            locale=r.locale,
         )
         for r in rows
     ]

@@ -24,6 +24,7 @@ from typing import Any
 import redis
 
 from broadcaster.core.config import DistrictConfig, Settings
+from broadcaster.core.config_fields import PHONE_CHANNELS
 from broadcaster.core.db import session_scope
 from broadcaster.core.errors import BroadcasterError, Refused
 from broadcaster.core.models import utcnow
@@ -152,7 +153,7 @@ def send_one(worker: Worker, job: Job, start_by: dt.datetime) -> Result:
         return expired(job)
     try:
         ensure_allowed(worker.district, job.kind, job.account)
-        if job.channel == "sms":
+        if job.channel in PHONE_CHANNELS:
             ensure_allowed_phone(worker.district, job.kind, job.recipient)
         adapter = worker.adapter(job.account, job.kind)
     except (Refused, BroadcasterError) as exc:
@@ -174,11 +175,15 @@ def send_one(worker: Worker, job: Job, start_by: dt.datetime) -> Result:
     job.attempt += 1
     if job.action == "delete":
         return delete_one(adapter, job)
-    to = job.recipient if job.channel == "sms" else None
+    to = job.recipient if job.channel in PHONE_CHANNELS else None
     valid_for = validity(job, now)
+    # A call is read in the family's language: the adapter picks the voice for it.
+    spoken = {"locale": job.locale} if job.channel == "voice" else {}
     try:
         with metrics.timed(job.channel, "send"):
-            receipt = adapter.send(job.text, to=to, reply_to=job.refers_to, valid_for_s=valid_for)
+            receipt = adapter.send(
+                job.text, to=to, reply_to=job.refers_to, valid_for_s=valid_for, **spoken
+            )
     except DeliveryError as exc:
         return classify(worker, adapter, job, exc, to)
     return Result(job, DeliveryStatus.SENT, receipt=receipt)

@@ -172,7 +172,7 @@ def test_bad_requests_are_one_line_and_write_nothing(serve, tokens, session_fact
         (dict(body={**CLOSURE, "channels": ["fax"]}), 422, "unknown channel 'fax'"),
         (dict(body={**CLOSURE, "variables": {**variables, "colour": "red"}}), 422, "'colour'"),
         (dict(body={**CLOSURE, "variables": {**variables, "date": "someday"}}), 422, "'date'"),
-        (dict(body={**CLOSURE, "audience": None}), 422, "texting needs --audience"),
+        (dict(body={**CLOSURE, "audience": None}), 422, "texting or calling needs --audience"),
         (dict(body={**CLOSURE, "valid_until": "2001-01-01T08:00"}), 422, "already past"),
     ]
     for value, limit in (("x" * 6000, 400), ("x" * 300, 422), ("snow \u202e", 422)):

@@ -12,6 +12,7 @@ from werkzeug.datastructures import MultiDict
 
 from broadcaster.authoring import audience, messages, plan
 from broadcaster.authoring.views import preview_view
+from broadcaster.core.config_fields import PHONE_CHANNELS
 from broadcaster.core.errors import BadInput, BroadcasterError
 from broadcaster.core.permissions import require
 from broadcaster.core.states import REHEARSAL_KINDS, MessageKind
@@ -25,8 +26,8 @@ def audience_summary(db: Session, form: MultiDict[str, str]) -> dict[str, Any]:
     """How many phone numbers the form's audience texts: compose's rules, dispatch's count."""
     kind = form.get("kind", MessageKind.ACTUAL)
     channels = form.getlist("channels")
-    if "sms" not in channels:
-        return {"count": 0, "text": "Nobody is texted: SMS is not chosen."}
+    if not any(channel in PHONE_CHANNELS for channel in channels):
+        return {"count": 0, "text": "Nobody is texted or called: neither SMS nor voice is chosen."}
     try:
         chosen = audience.choose(
             context.district(), channels, kind, form.get("audience", "").strip()

@@ -8,7 +8,13 @@ from babel import Locale, UnknownLocaleError
 
 from broadcaster.authoring.plan import summary as plan_summary
 
-CHANNEL_NAMES = {"x": "X", "facebook": "Facebook", "sms": "SMS", "web": "Web site"}
+CHANNEL_NAMES = {
+    "x": "X",
+    "facebook": "Facebook",
+    "sms": "SMS",
+    "voice": "Voice call",
+    "web": "Web site",
+}
 STATE_NAMES = {"partially_sent": "partially sent"}
 
 
