@@ -48,6 +48,8 @@ class Rendition(View):
     encoding: Literal["GSM-7", "UCS-2"] | SkipJsonSchema[None] = absent_when_none()
     segments: int | SkipJsonSchema[None] = absent_when_none()
     ucs2_chars: list[str] | SkipJsonSchema[None] = absent_when_none()
+    # voice only: about how long a call takes to say it, in seconds (limit 60)
+    seconds: float | SkipJsonSchema[None] = absent_when_none()
 
 
 class FindingView(View):
@@ -163,6 +165,7 @@ def rendition_view(row: RenditionRow) -> Rendition:
         encoding=metrics["encoding"] if sms else None,
         segments=metrics["segments"] if sms else None,
         ucs2_chars=metrics["ucs2_chars"] if sms else None,
+        seconds=metrics["seconds"] if row.channel == "voice" else None,
     )
 
 

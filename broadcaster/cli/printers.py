@@ -33,6 +33,8 @@ def print_preview(view: Draft) -> None:
             counts = f"{r.segments} segment(s) {r.encoding}"
             if r.ucs2_chars:
                 counts += f" (UCS-2 because of {''.join(r.ucs2_chars)})"
+        elif r.channel == "voice" and r.seconds is not None:
+            counts = f"about {r.seconds:g}/60 seconds spoken"
         else:
             counts = f"{r.length} characters"
         out.rule(Text(f"{r.channel} · {r.locale} · {counts}"))

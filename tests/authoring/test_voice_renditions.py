@@ -21,6 +21,9 @@ from broadcaster.authoring.limits import (
 )
 from broadcaster.authoring.render import SPOKEN_KIND_PREFIX, render_all
 from broadcaster.authoring.variables import parse_values, spoken_time
+from broadcaster.authoring.views import rendition_view
+from broadcaster.core.models import Rendition as RenditionRow
+from broadcaster.web.console.present import counts
 from tests.authoring.test_render import sample_values
 
 LIBRARY = Path(__file__).parents[2] / "broadcaster" / "template_library"
@@ -224,3 +227,11 @@ def test_a_voice_rendition_over_the_limit_is_a_blocking_finding(district):
     assert [(f.check, f.severity, f.channel) for f in findings] == [
         ("over_limit", "block", "voice")
     ]
+
+
+def test_previews_show_a_voice_rendition_in_seconds(district):
+    text = "Riverside Unified School District. Route 12 is late."
+    row = RenditionRow(channel="voice", locale="en", text=text, metrics=measure_voice(text))
+    view = rendition_view(row)
+    assert view.seconds == 3.6 and view.segments is None
+    assert counts(view.model_dump()) == "about 3.6/60 seconds spoken"

@@ -42,6 +42,8 @@ def counts(rendition: dict[str, Any]) -> str:
         if rendition["ucs2_chars"]:
             text += f" (UCS-2 because of {' '.join(rendition['ucs2_chars'])})"
         return text
+    if rendition["channel"] == "voice" and rendition.get("seconds") is not None:
+        return f"about {rendition['seconds']:g}/60 seconds spoken"
     if rendition["channel"] == "facebook":
         return f"{rendition['length']:,}/63,206 characters"
     return f"{rendition['length']:,} characters"
