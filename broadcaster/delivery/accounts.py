@@ -31,6 +31,8 @@ from channel_adapters import AccountConfig
 
 # The auth token of every sandbox-served Twilio account. Public: never proof of anything.
 SANDBOX_TWILIO_TOKEN = "sandbox-auth-token"  # noqa: S105 (public by design, see above)
+# Where Twilio reports on a text's or a call's progress (web/twilio_hooks.py).
+CALLBACK_PATHS = {"sms": "/hooks/twilio/status", "voice": "/hooks/twilio/voice/status"}
 # The caller id of every sandbox-served voice account (Twilio's magic "valid" test number).
 SANDBOX_CALLER_ID = "+15005550006"
 # The kind of message that only ever goes to the sandbox, whatever credentials an account has.
@@ -120,8 +122,8 @@ def account_config(
                 announce_to=settings if district.site_dir is not None else None,
             ),
         )
-    if account.channel == "sms" and settings.public_url:
-        extra["status_callback"] = settings.public_url.rstrip("/") + "/hooks/twilio/status"
+    if account.channel in CALLBACK_PATHS and settings.public_url:
+        extra["status_callback"] = settings.public_url.rstrip("/") + CALLBACK_PATHS[account.channel]
     sandboxed = uses_sandbox(account, kind)
     if sandboxed and not settings.sandbox_url:
         raise BroadcasterError(

@@ -1,4 +1,5 @@
-"""Delivery reports from providers (Twilio's status callbacks), applied to the delivery rows.
+"""Delivery reports from providers (Twilio's status callbacks for texts and calls), applied to
+the delivery rows.
 
 A report is applied only to a delivery sent through the account that signed it: the web hook
 says who verified the signature (a `Signer`: the AccountSid, and whether with the sandbox's
@@ -30,12 +31,34 @@ log = logging.getLogger(__name__)
 # Twilio's order: queued < sent < delivered | undelivered | failed. A report only moves a
 # delivery forward, and nothing moves it out of a final state: a late (or forged) "failed" after
 # "delivered" would let `retry` text the parent again.
-# The delivery's status now -> the reported status -> the delivery's status after.
-FORWARD: dict[str, dict[str, str]] = {
-    "sent": {"delivered": "delivered", "undelivered": "failed", "failed": "failed"},
+# The delivery's channel -> its status now -> the reported status -> its status after. A call
+# that ended `completed` was answered, by a person or a voicemail (which heard all of it: the
+# adapter waits for the beep); busy, no answer, failed or cancelled reached nobody.
+FORWARD: dict[str, dict[str, dict[str, str]]] = {
+    "sms": {"sent": {"delivered": "delivered", "undelivered": "failed", "failed": "failed"}},
+    "voice": {
+        "sent": {
+            "completed": "delivered",
+            "busy": "failed",
+            "no-answer": "failed",
+            "failed": "failed",
+            "canceled": "failed",
+        }
+    },
 }
-# Only these reports can ever change a delivery; the rest (queued, sending, sent) are not kept.
-FINAL_REPORTS = frozenset(status for moves in FORWARD.values() for status in moves)
+# Only these reports can ever change a delivery; the rest (queued, ringing, in-progress...) are
+# not kept.
+FINAL_REPORTS = {
+    channel: frozenset(status for moves in table.values() for status in moves)
+    for channel, table in FORWARD.items()
+}
+# Why a call reached nobody, as the delivery's error says it.
+CALL_ENDED = {
+    "busy": "the line was busy",
+    "no-answer": "no answer",
+    "failed": "the call failed",
+    "canceled": "the call was cancelled",
+}
 # Reports for ids no delivery ever gets (another system on the same account) are let go.
 HOLD_FOR = dt.timedelta(days=2)
 
@@ -47,15 +70,17 @@ def report(
     provider_id: str,
     status: str,
     error_code: str | None,
+    channel: str = "sms",
 ) -> bool:
-    """Apply one report now, or hold it until its delivery's provider id is recorded. False when
-    the id is another account's text: nothing is changed."""
-    if status not in FINAL_REPORTS:
+    """Apply one report (on a text, or on a call for channel "voice") now, or hold it until its
+    delivery's provider id is recorded. False when the id is another account's: nothing is
+    changed."""
+    if status not in FINAL_REPORTS[channel]:
         return True
     row = session.execute(
         select(Delivery, Message.kind)
         .join(Message, Message.id == Delivery.message_id)
-        .where(Delivery.provider_id == provider_id, Delivery.channel == "sms")
+        .where(Delivery.provider_id == provider_id, Delivery.channel == channel)
         .with_for_update(of=Delivery)
     ).first()
     if row is None:
@@ -85,7 +110,7 @@ def apply_held(
         select(HeldCallback, Delivery, Message.kind)
         .join(Delivery, Delivery.provider_id == HeldCallback.provider_id)
         .join(Message, Message.id == Delivery.message_id)
-        .where(Delivery.channel == "sms")
+        .where(Delivery.channel.in_(FORWARD))
     )
     if provider_ids is not None:
         if not provider_ids:
@@ -119,11 +144,15 @@ def _sent_as(district: DistrictConfig, delivery: Delivery, kind: str, signer: Si
 
 
 def _apply(session: Session, delivery: Delivery, status: str, error_code: str | None) -> None:
-    new = FORWARD.get(delivery.status, {}).get(status)
+    new = FORWARD.get(delivery.channel, {}).get(delivery.status, {}).get(status)
     if new is None:
         return
     delivery.status, delivery.updated_at = new, utcnow()
-    if error_code:
+    if delivery.channel == "voice" and status in CALL_ENDED:
+        delivery.error = f"Call not answered: {CALL_ENDED[status]}" + (
+            f" (Twilio error {error_code})" if error_code else ""
+        )
+    elif error_code:
         delivery.error = f"Twilio error {error_code} ({status})"
     ledger.append(
         session,

@@ -1,8 +1,9 @@
-"""Twilio web hooks: delivery status callbacks and inbound texts (STOP, START, HELP).
+"""Twilio web hooks: delivery status callbacks for texts and calls, and inbound texts (STOP,
+START, HELP).
 
 What a request must show before it changes anything (each refusal changes nothing):
 - A valid `X-Twilio-Signature` (checked with the twilio library's validator) for the auth token
-  of a district SMS account whose SID is the request's `AccountSid`; otherwise 403. A
+  of a district SMS or voice account whose SID is the request's `AccountSid`; otherwise 403. A
   sandbox-served account's token is public, so it counts only in a district file with
   `[sandbox] trusted = true` (development, demo, tests); the app logs at start which accounts
   it accepts hooks for, and why it refuses the others.
@@ -67,11 +68,12 @@ class HookKey:
 
 
 def hook_keys(district: DistrictConfig) -> tuple[list[HookKey], dict[str, str]]:
-    """The keys Twilio's requests may be signed with, and why any SMS account has none."""
+    """The keys Twilio's requests may be signed with, and why any SMS or voice account has
+    none."""
     keys: list[HookKey] = []
     refused: dict[str, str] = {}
     region = district.district.phone_region
-    for account in district.accounts_for("sms"):
+    for account in [*district.accounts_for("sms"), *district.accounts_for("voice")]:
         # Its own credentials; and the sandbox's, with which its rehearsals are sent.
         for kind in (MessageKind.ACTUAL, MessageKind.TEST):
             signer = twilio_signer(account, kind)
@@ -164,6 +166,30 @@ def status() -> Response:
     if not ours:
         current_app.logger.warning(
             "refused a Twilio status report for %s: %s did not send it", sid, keys[0].account
+        )
+        abort(403)
+    return Response(status=204)
+
+
+@hooks.post("/voice/status")
+def call_status() -> Response:
+    """A call's progress: only its end (answered and completed, or busy, no answer, failed,
+    cancelled) changes the delivery."""
+    form, keys = verified()
+    sid = form.get("CallSid", "")
+    with db.session_scope(_settings().effective_database_url) as session:
+        ours = provider_callbacks.report(
+            session,
+            _district(),
+            keys[0].signer,
+            sid,
+            form.get("CallStatus", ""),
+            form.get("ErrorCode") or None,
+            channel="voice",
+        )
+    if not ours:
+        current_app.logger.warning(
+            "refused a Twilio call report for %s: %s did not place it", sid, keys[0].account
         )
         abort(403)
     return Response(status=204)

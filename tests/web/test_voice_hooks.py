@@ -1,0 +1,135 @@
+"""Twilio's call status callbacks on the real web app: a call a person or a voicemail answered
+is `delivered`; busy, no answer, a failed or cancelled call is `failed`, saying why. Only the
+account that placed the call can report on it, signed with its own token; the report only moves
+a call forward."""
+
+from __future__ import annotations
+
+import uuid
+
+from sqlalchemy import select
+
+from broadcaster.core import ledger
+from broadcaster.core.models import Delivery
+from broadcaster.delivery.accounts import identity
+from tests.conftest import submit_and_approve
+from tests.web.test_twilio_hooks import signed_post, sms_identity
+
+FAMILIES = {
+    "+14155550100": "answered",
+    "+14155550101": "machine",
+    "+14155550102": "busy",
+    "+14155550103": "no-answer",
+    "+14155550104": "failed",
+}
+
+
+def calls(session_factory) -> dict[str, tuple[str, str | None]]:
+    with session_factory() as session:
+        rows = session.execute(
+            select(Delivery.recipient, Delivery.status, Delivery.error).where(
+                Delivery.channel == "voice"
+            )
+        ).all()
+    return {phone: (status, error) for phone, status, error in rows}
+
+
+def call_families(run, tokens, tmp_path, compose_closure) -> dict:
+    admin = run.json("users", "add", "it")["token"]
+    csv = tmp_path / "c.csv"
+    csv.write_text("phone,language\n" + "".join(f"{p},en\n" for p in FAMILIES), "utf-8")
+    run.json("contacts", "import", str(csv), "--as", "it", token=admin)
+    draft = compose_closure("--channels", "voice")
+    submit_and_approve(run, tokens, draft)
+    return draft
+
+
+def test_call_outcomes_mark_calls_delivered_or_failed_with_the_reason(
+    stack, run, tokens, web_app, tmp_path, session_factory, compose_closure
+):
+    url = web_app()
+    run.env["BROADCASTER_PUBLIC_URL"] = url
+    for phone, outcome in FAMILIES.items():
+        stack.sandbox.set_call_outcome(phone, outcome)
+    draft = call_families(run, tokens, tmp_path, compose_closure)
+    stack.start_worker()
+    stack.wait_done(draft["id"])
+
+    expected = {
+        "+14155550100": "delivered",
+        "+14155550101": "delivered",
+        "+14155550102": "failed",
+        "+14155550103": "failed",
+        "+14155550104": "failed",
+    }
+    stack.wait_for(lambda: {p: s for p, (s, _) in calls(session_factory).items()} == expected)
+    reasons = {p: e for p, (_, e) in calls(session_factory).items()}
+    assert "busy" in reasons["+14155550102"]
+    assert "no answer" in reasons["+14155550103"]
+    assert "failed" in reasons["+14155550104"]
+    # Each placed call asked for its progress events at the web app's hook.
+    for call in stack.sandbox.posts("voice"):
+        assert call["status_callback"] == f"{url}/hooks/twilio/voice/status"
+        assert all(c["ok"] for c in call["callbacks"]), call["callbacks"]
+    with session_factory() as session:
+        reported = [
+            (entry.event, payload["status"])
+            for entry, payload in ledger.entries_for(
+                session, draft["id"], events=("delivery.delivered", "delivery.failed")
+            )
+            if payload and "status" in payload
+        ]
+    assert sorted(reported) == [
+        ("delivery.delivered", "completed"),
+        ("delivery.delivered", "completed"),
+        ("delivery.failed", "busy"),
+        ("delivery.failed", "failed"),
+        ("delivery.failed", "no-answer"),
+    ]
+    assert run("records", "verify").exit_code == 0
+
+
+def voice_identity(district, name: str) -> tuple[str, str]:
+    """A voice account's AccountSid and auth token as the sandbox serves it (public)."""
+    account = next(a for a in district.accounts if a.name == name)
+    settings, credentials = identity(account, "test")
+    return settings["account_sid"], credentials["auth_token"]
+
+
+def test_a_call_report_from_another_account_forged_or_late_changes_nothing(
+    stack, run, tokens, web_app, tmp_path, session_factory, compose_closure, district
+):
+    url = web_app()
+    run.env["BROADCASTER_PUBLIC_URL"] = url
+    draft = call_families(run, tokens, tmp_path, compose_closure)
+    stack.start_worker()
+    stack.wait_done(draft["id"])
+    stack.wait_for(lambda: calls(session_factory)["+14155550100"][0] == "delivered")
+    answered = next(c for c in stack.sandbox.posts("voice") if c["to"] == "+14155550100")
+    hook = f"{url}/hooks/twilio/voice/status"
+    report = {"CallSid": answered["sid"], "CallStatus": "busy"}
+
+    # Signed by the SMS account (another AccountSid, its own public sandbox token).
+    sms_sid, _, sms_token = sms_identity(district, "district-sms")
+    assert signed_post(hook, {**report, "AccountSid": sms_sid}, sms_token, hook).status_code == 403
+    # The voice account's SID, signed with a token that is not its own.
+    voice_sid, voice_token = voice_identity(district, "district-voice")
+    assert voice_sid == answered["account_sid"]
+    wrong = signed_post(hook, {**report, "AccountSid": voice_sid}, "not-the-token", hook)
+    assert wrong.status_code == 403
+    # Properly signed but late: a delivered call never goes back to failed.
+    late = signed_post(hook, {**report, "AccountSid": voice_sid}, voice_token, hook)
+    assert late.status_code == 204
+    # A call this district never placed changes nothing.
+    stray = {"CallSid": "CA" + uuid.uuid4().hex, "CallStatus": "failed", "AccountSid": voice_sid}
+    assert signed_post(hook, stray, voice_token, hook).status_code == 204
+    # The texts' hook does not take call reports, nor the calls' hook text reports.
+    text_report = {
+        "AccountSid": voice_sid,
+        "MessageSid": answered["sid"],
+        "MessageStatus": "failed",
+    }
+    signed_post(
+        f"{url}/hooks/twilio/status", text_report, voice_token, f"{url}/hooks/twilio/status"
+    )
+    assert calls(session_factory)["+14155550100"] == ("delivered", None)
