@@ -2,8 +2,9 @@
 
 A fresh home in a temporary folder; SQLite; the embedded Redis; the provider sandbox in this
 process; one worker in a child process. Users and contacts come from the sample district; a closure
-notice is composed by one user, approved by another and delivered on all four channels. It prints
-the timeline, what each platform received and the ledger check, then stops what it started.
+notice is composed by one user, approved by another and delivered on five channels (X, Facebook,
+texts, calls and the web site). It prints the timeline, what each platform received (what a call
+said, in which language) and the ledger check, then stops what it started.
 """
 
 from __future__ import annotations
@@ -35,6 +36,8 @@ if TYPE_CHECKING:
     from provider_sandbox import Sandbox
 
 CONTACTS = SAMPLE_DISTRICT / "contacts.csv"
+# Every channel the sample district has an account for: the template's four, and calls.
+CHANNELS = ("x", "facebook", "sms", "voice", "web")
 TIMEOUT_S = 120
 
 
@@ -118,10 +121,13 @@ def _author_and_approve(settings: Settings, out: Console) -> int:
                     "reason": "a winter storm",
                     "reason.es": "una tormenta invernal",
                 },
+                channels=list(CHANNELS),
                 audience="all",
             ),
         )
-        out.print(f"ana composed message {message.id} (school_closure, en + es, 4 channels)")
+        out.print(
+            f"ana composed message {message.id} (school_closure, en + es, {', '.join(CHANNELS)})"
+        )
         messages.submit(session, district, message, users["ana"])
         messages.approve_and_dispatch(session, district, message, users["ben"])
         message_id = message.id
@@ -165,6 +171,11 @@ def _report(
         received = [r for r in sandbox.requests(provider) if r["method"] == "POST"]
         example = _text_of(received[0]) if received else ""
         table.add_row(provider, str(len(received)), Text(example[:90]))
+    calls = sandbox.posts("voice")
+    if calls:
+        said = calls[0]["said"][0]
+        example = f"[{said['language']}] {said['text']}"
+        table.add_row("twilio calls", str(len(calls)), Text(example[:90]))
     out.print(table)
     out.print(
         f"web alert store: {view.deliveries.get('web', {}).get('sent', 0)} alert(s) published"

@@ -187,3 +187,4 @@ def test_the_demo_runs_on_a_fresh_install(tmp_path):
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     assert "records verify: intact" in result.stdout
     assert "is sent" in result.stdout
+    assert "twilio calls" in result.stdout and "Riverside Unified School District" in result.stdout
