@@ -1,11 +1,12 @@
-"""Fan-out benchmark: one SMS message to N sandbox recipients through the full path (Redis,
-Celery workers, the database, the ledger), and, in the same run against the same sandbox, two
-baselines: a plain sequential twilio loop, and unbookkept thread pools of twilio calls in the
-workers' shape (as many processes, as many threads each, apart from the sandbox's process): the
-SDK's ceiling on this machine.
+"""Fan-out benchmark: one SMS message (or, with --channel voice, one call) to N sandbox
+recipients through the full path (Redis, Celery workers, the database, the ledger), and, in the
+same run against the same sandbox, two baselines: a plain sequential twilio loop, and unbookkept
+thread pools of twilio requests in the workers' shape (as many processes, as many threads each,
+apart from the sandbox's process): the SDK's ceiling on this machine.
 
     python benchmarks/fanout.py --recipients 10000 --latency-ms 50
     python benchmarks/fanout.py --sweep 1000,10000,100000 --latency-ms 50
+    python benchmarks/fanout.py --channel voice --recipients 10000 --latency-ms 50
 
 With --profile DIR, py-spy (installed apart: `pip install py-spy`; not a project dependency)
 samples every worker for the whole run (the threads on the CPU; with --profile-idle, waiting
@@ -57,6 +58,28 @@ BODY = (
     "Riverside USD: All schools closed Tuesday, March 3 due to a winter storm. "
     "https://www.riversideusd.org/alerts"
 )
+CALLER_ID = "+15005550006"
+UNLIMITED = "rate_per_second = 10000.0"
+# What the baselines send for a call: the TwiML the voice adapter builds for a short message.
+TWIML = (
+    '<?xml version="1.0" encoding="UTF-8"?><Response><Say language="en-US" voice="Polly.Joanna">'
+    "Riverside Unified School District. All schools are closed on Tuesday, March 3, because of "
+    'a winter storm.</Say><Pause length="1"/><Say language="en-US" voice="Polly.Joanna">'
+    "Riverside Unified School District. All schools are closed on Tuesday, March 3, because of "
+    "a winter storm.</Say></Response>"
+)
+# The channel measured -> the sandbox provider that receives it.
+PROVIDER = {"sms": "twilio", "voice": "voice"}
+UNIT = {"sms": "texts", "voice": "calls"}
+
+
+def send_one(client: Client, channel: str, i: int) -> None:
+    """One bare SDK request of the channel, as the baselines make it."""
+    to = f"+1415{3000000 + i:07d}"
+    if channel == "voice":
+        client.calls.create(to=to, from_=CALLER_ID, twiml=TWIML)
+    else:
+        client.messages.create(to=to, messaging_service_sid=SERVICE, body=BODY)
 
 
 def main() -> None:
@@ -66,6 +89,12 @@ def main() -> None:
         "--sweep", type=sizes, help="comma-separated audience sizes, e.g. 1000,10000,100000"
     )
     parser.add_argument("--latency-ms", type=int, default=50)
+    parser.add_argument(
+        "--channel",
+        choices=sorted(PROVIDER),
+        default="sms",
+        help="what the audience gets: texts, or calls (against a ceiling of bare calls)",
+    )
     parser.add_argument("--workers", type=int, default=2, help="worker processes")
     parser.add_argument("--threads", type=int, default=32, help="threads per worker")
     parser.add_argument(
@@ -90,13 +119,16 @@ def main() -> None:
     audience = args.sweep or [args.recipients]
 
     with Sandbox(port=0) as sandbox:
-        latency = [{"provider": "twilio", "fault": "latency", "latency_ms": args.latency_ms}]
+        provider = PROVIDER[args.channel]
+        latency = [{"provider": provider, "fault": "latency", "latency_ms": args.latency_ms}]
         sandbox.set_faults(latency)
-        naive = naive_loop(sandbox, args.naive_sample)
+        naive = naive_loop(sandbox, args.naive_sample, args.channel)
         sandbox.reset()
         sandbox.set_faults(latency)
         ceiling_n = min(args.ceiling_sample, max(audience))
-        ceiling, ceiling_cpu = thread_pool(sandbox, ceiling_n, args.workers, args.threads)
+        ceiling, ceiling_cpu = thread_pool(
+            sandbox, ceiling_n, args.workers, args.threads, args.channel
+        )
         results = []
         for size in audience:
             sandbox.reset()
@@ -110,9 +142,10 @@ def main() -> None:
 
     print(
         f"concurrency {concurrency} ({args.workers} workers x {args.threads} threads), "
-        f"database {full['database']}, {args.latency_ms} ms provider latency"
+        f"database {full['database']}, {args.latency_ms} ms provider latency, "
+        f"channel {args.channel}"
     )
-    print(f"{'':<28}{'SMS/s':>10}{'ratio':>10}")
+    print(f"{'':<28}{UNIT[args.channel] + '/s':>10}{'ratio':>10}")
     print(f"{'sequential twilio loop':<28}{naive:>10.1f}{naive / ceiling:>10.3f}")
     print(f"{'thread pool (SDK ceiling)':<28}{ceiling:>10.1f}{1:>10.3f}")
     for result in results:
@@ -151,6 +184,7 @@ def summary(
         "ratio_to_ceiling": round(full["sms_per_s"] / ceiling, 3),
         "elapsed_s": round(full["elapsed_s"], 1),
         "first_social_post_ms": full["first_social_post_ms"],
+        "channel": args.channel,
         "cpu_ms_per_text": full["cpu_ms_per_text"],
         "ceiling_cpu_ms_per_text": ceiling_cpu,
         "peak_rss_mb": full["peak_rss_mb"],
@@ -159,20 +193,23 @@ def summary(
 
 def sweep_line(result: dict) -> str:
     rss = ", ".join(f"{kind} {mb} MB" for kind, mb in result["peak_rss_mb"].items())
+    unit = UNIT[result["channel"]]
     return (
-        f"{result['recipients']:>9,} texts: first post {result['first_social_post_ms']} ms, "
-        f"{result['full_path_sms_per_s']:.0f} texts/s ({result['ratio_to_ceiling']:.2f} of the "
+        f"{result['recipients']:>9,} {unit}: first post {result['first_social_post_ms']} ms, "
+        f"{result['full_path_sms_per_s']:.0f} {unit}/s ({result['ratio_to_ceiling']:.2f} of the "
         f"ceiling), all accepted in {result['elapsed_s']:.0f} s; peak RSS {rss}"
     )
 
 
 def cpu_line(result: dict) -> str:
+    unit = UNIT[result["channel"]]
+
     def parts(cpu: dict) -> str:
         listed = ", ".join(f"{kind} {ms}" for kind, ms in cpu.items())
         return f"{listed} (total {sum(cpu.values()):.2f})"
 
     return (
-        f"{'':>9} CPU ms per text: full path {parts(result['cpu_ms_per_text'])}; "
+        f"{'':>9} CPU ms per {unit[:-1]}: full path {parts(result['cpu_ms_per_text'])}; "
         f"ceiling {parts(result['ceiling_cpu_ms_per_text'])}"
     )
 
@@ -183,18 +220,16 @@ def twilio_client(sandbox_url: str) -> Client:
     return Client(SID, TOKEN, http_client=http)
 
 
-def naive_loop(sandbox: Sandbox, n: int) -> float:
+def naive_loop(sandbox: Sandbox, n: int, channel: str) -> float:
     client = twilio_client(sandbox.url)
     start = time.perf_counter()
     for i in range(n):
-        client.messages.create(
-            to=f"+1415{3000000 + i:07d}", messaging_service_sid=SERVICE, body=BODY
-        )
+        send_one(client, channel, i)
     return n / (time.perf_counter() - start)
 
 
 def thread_pool(
-    sandbox: Sandbox, n: int, processes: int, threads: int
+    sandbox: Sandbox, n: int, processes: int, threads: int, channel: str
 ) -> tuple[float, dict[str, float]]:
     """Bare SDK calls in the workers' shape (`processes` × `threads`), each process apart from
     the sandbox's: in the sandbox's own process the clients would take its interpreter's lock
@@ -205,7 +240,7 @@ def thread_pool(
     sandbox_before = own_cpu_s()
     with ProcessPoolExecutor(processes, mp_context=spawn) as pool:
         parts = [
-            pool.submit(pool_part, sandbox.url, first, min(share, n - first), threads)
+            pool.submit(pool_part, sandbox.url, first, min(share, n - first), threads, channel)
             for first in range(0, n, share)
         ]
         spans = [part.result() for part in parts]
@@ -215,7 +250,9 @@ def thread_pool(
     return rate, {"clients": ms_per(clients_cpu, n), "sandbox": ms_per(sandbox_cpu, n)}
 
 
-def pool_part(sandbox_url: str, first: int, count: int, threads: int) -> tuple[float, float, float]:
+def pool_part(
+    sandbox_url: str, first: int, count: int, threads: int, channel: str
+) -> tuple[float, float, float]:
     """One process's share of the ceiling: (when its first call started, when its last ended,
     the CPU seconds its calls took)."""
     local = threading.local()
@@ -223,9 +260,7 @@ def pool_part(sandbox_url: str, first: int, count: int, threads: int) -> tuple[f
     def send(i: int) -> None:
         if not hasattr(local, "client"):
             local.client = twilio_client(sandbox_url)  # one SDK client per thread
-        local.client.messages.create(
-            to=f"+1415{3000000 + i:07d}", messaging_service_sid=SERVICE, body=BODY
-        )
+        send_one(local.client, channel, i)
 
     cpu, start = own_cpu_s(), time.time()
     with ThreadPoolExecutor(threads) as pool:
@@ -285,11 +320,11 @@ def full_path(sandbox: Sandbox, args: argparse.Namespace, size: int, concurrency
     config = home / "district.toml"
     sample = SAMPLE_CONFIG.read_text(encoding="utf-8")
     config.write_text(
-        # Far above what the path can send: the account's rate limit (segments per second) is
-        # the district's policy, not what is measured here.
-        sample.replace("rate_per_second = 100.0", "rate_per_second = 10000.0").replace(
-            'roster = "roster.csv"', f'roster = "{SAMPLE_DISTRICT / "roster.csv"}"'
-        ),
+        # Far above what the path can send: the accounts' rate limits (segments, calls per
+        # second) are the district's policy, not what is measured here.
+        sample.replace("rate_per_second = 100.0", "rate_per_second = 10000.0")
+        .replace('name = "district-voice"\n', f'name = "district-voice"\n{UNLIMITED}\n')
+        .replace('roster = "roster.csv"', f'roster = "{SAMPLE_DISTRICT / "roster.csv"}"'),
         encoding="utf-8",
     )
     env = {
@@ -341,7 +376,7 @@ def full_path(sandbox: Sandbox, args: argparse.Namespace, size: int, concurrency
             "--as",
             "ana",
             "--channels",
-            "sms,x",
+            f"{args.channel},x",
             "--var",
             "schools=all",
             "--var",
@@ -395,12 +430,13 @@ def full_path(sandbox: Sandbox, args: argparse.Namespace, size: int, concurrency
         # Count, do not copy: copying the sandbox's posts takes the GIL (and the lock) from the
         # sandbox it measures, longer the more texts it holds. The end time is the last text's
         # own timestamp, not when the poll noticed.
-        while sandbox.post_count("twilio") < size:
+        provider = PROVIDER[args.channel]
+        while sandbox.post_count(provider) < size:
             time.sleep(1.0)
             if time.time() - approved_at > 600 + size / 100:  # 10 minutes, more for a million
                 raise SystemExit(f"the full path did not finish in {600 + size / 100:.0f} s")
         cpu_after, sandbox_after = cpu_s_by_kind(worker_pids), own_cpu_s()
-        last_text = max(r["time"] for r in sandbox.requests("twilio") if r["method"] == "POST")
+        last_text = max(r["time"] for r in sandbox.requests(provider) if r["method"] == "POST")
         first_post = min(
             (r["time"] for r in sandbox.requests("x") if r["method"] == "POST"), default=None
         )
