@@ -203,6 +203,10 @@ class Account(Strict):
     # text is believed only when it is addressed to one of these, to `settings.from_number` or
     # to the account's Messaging Service.
     sending_numbers: list[str] = []
+    # Voice: a call that was busy or not answered is placed again this many seconds later, at
+    # most `recalls` more times, while the message is still valid.
+    recall_after_s: int = Field(default=300, ge=1, le=24 * 3600)
+    recalls: int = Field(default=2, ge=0, le=5)
 
     @property
     def rate(self) -> float:
@@ -236,6 +240,13 @@ class Account(Strict):
     def _sms_numbers(self) -> Account:
         if self.sending_numbers and self.channel != "sms":
             raise ValueError(f"account {self.name}: only an sms account has sending_numbers")
+        return self
+
+    @model_validator(mode="after")
+    def _recalls(self) -> Account:
+        given = {"recall_after_s", "recalls"} & self.model_fields_set
+        if given and self.channel != "voice":
+            raise ValueError(f"account {self.name}: only a voice account has {min(given)}")
         return self
 
     @model_validator(mode="after")

@@ -59,6 +59,11 @@ TRANSITIONS: tuple[Transition, ...] = (
     # Send again what did not go; deliveries that succeeded are never touched.
     Transition("retry", S.PARTIALLY_SENT, S.DISPATCHING, "retry"),
     Transition("retry", S.FAILED, S.DISPATCHING, "retry"),
+    # A call that was busy or not answered is placed again later (provider_callbacks.py): the
+    # message is going out again until it has been.
+    Transition("recall", S.SENT, S.DISPATCHING, None),
+    Transition("recall", S.PARTIALLY_SENT, S.DISPATCHING, None),
+    Transition("recall", S.FAILED, S.DISPATCHING, None),
     # Take down what went out (corrections.py): deletions and correction texts are the
     # deliveries of a retraction notice; the message is retracted once every post is down.
     Transition("retract", S.SENT, S.RETRACTING, "retract"),

@@ -23,7 +23,9 @@ from sqlalchemy.orm import Session
 
 from broadcaster.core import ledger
 from broadcaster.core.config import DistrictConfig
+from broadcaster.core.lifecycle import transition
 from broadcaster.core.models import Delivery, HeldCallback, Message, utcnow
+from broadcaster.core.states import DeliveryStatus, MessageState
 from broadcaster.delivery.accounts import Signer, twilio_signer
 
 log = logging.getLogger(__name__)
@@ -52,6 +54,11 @@ FINAL_REPORTS = {
     channel: frozenset(status for moves in table.values() for status in moves)
     for channel, table in FORWARD.items()
 }
+# A call that ended so is placed again later, while its account's recalls last.
+RECALLED = frozenset({"busy", "no-answer"})
+# A message whose call is placed again is going out again (or still is); not one that is being
+# taken back.
+REOPENS = (MessageState.SENT, MessageState.PARTIALLY_SENT, MessageState.FAILED)
 # Why a call reached nobody, as the delivery's error says it.
 CALL_ENDED = {
     "busy": "the line was busy",
@@ -97,7 +104,7 @@ def report(
     delivery, kind = row
     if not _sent_as(district, delivery, kind, signer):
         return False
-    _apply(session, delivery, status, error_code)
+    _apply(session, district, delivery, status, error_code)
     return True
 
 
@@ -123,7 +130,7 @@ def apply_held(
     for held, delivery, kind in rows:
         signer = Signer(held.account_sid or "", held.sandbox)
         if held.account_sid and _sent_as(district, delivery, kind, signer):
-            _apply(session, delivery, held.status, held.error_code)
+            _apply(session, district, delivery, held.status, held.error_code)
             applied += 1
         else:
             log.warning(
@@ -137,21 +144,66 @@ def apply_held(
     return applied
 
 
+def _recall(session: Session, district: DistrictConfig, delivery: Delivery, status: str) -> bool:
+    """Place a busy or unanswered call again `recall_after_s` later, at most `recalls` more
+    times and only while the message is valid (and not being taken back); the message goes back
+    to dispatching if it had finished. False when it is not called again."""
+    if delivery.channel != "voice" or status not in RECALLED:
+        return False
+    account = next((a for a in district.accounts if a.name == delivery.account), None)
+    message = session.get(Message, delivery.message_id)
+    if account is None or message is None or delivery.attempts > account.recalls:
+        return False
+    now = utcnow()
+    again = now + dt.timedelta(seconds=account.recall_after_s)
+    if message.valid_until is not None and again >= message.valid_until:
+        return False
+    if message.state not in (MessageState.DISPATCHING, *REOPENS):
+        return False
+    delivery.status, delivery.next_attempt_at, delivery.updated_at = (
+        DeliveryStatus.QUEUED,
+        again,
+        now,
+    )
+    delivery.error = f"Call not answered: {CALL_ENDED[status]}; calling again"
+    ledger.append(
+        session,
+        "delivery.recall",
+        {
+            "delivery": delivery.id,
+            "provider_id": delivery.provider_id,
+            "status": status,
+            "calls": delivery.attempts,
+            "again_at": again.isoformat(timespec="seconds"),
+        },
+        message_id=delivery.message_id,
+    )
+    if message.state in REOPENS:
+        transition(session, message, "recall", None, district, delivery=delivery.id)
+    return True
+
+
 def _sent_as(district: DistrictConfig, delivery: Delivery, kind: str, signer: Signer) -> bool:
     """Did this delivery go out through the account (and credentials) that signed the report?"""
     account = next((a for a in district.accounts if a.name == delivery.account), None)
     return account is not None and twilio_signer(account, kind) == signer
 
 
-def _apply(session: Session, delivery: Delivery, status: str, error_code: str | None) -> None:
+def _apply(
+    session: Session,
+    district: DistrictConfig,
+    delivery: Delivery,
+    status: str,
+    error_code: str | None,
+) -> None:
     new = FORWARD.get(delivery.channel, {}).get(delivery.status, {}).get(status)
-    if new is None:
+    if new is None or _recall(session, district, delivery, status):
         return
     delivery.status, delivery.updated_at = new, utcnow()
     if delivery.channel == "voice" and status in CALL_ENDED:
-        delivery.error = f"Call not answered: {CALL_ENDED[status]}" + (
-            f" (Twilio error {error_code})" if error_code else ""
-        )
+        calls = f", {delivery.attempts} calls" if delivery.attempts > 1 else ""
+        code = f", Twilio error {error_code}" if error_code else ""
+        delivery.error = f"Call not answered: {CALL_ENDED[status]}{calls}{code}"
     elif error_code:
         delivery.error = f"Twilio error {error_code} ({status})"
     ledger.append(

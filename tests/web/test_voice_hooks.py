@@ -6,10 +6,14 @@ a call forward."""
 from __future__ import annotations
 
 import uuid
+from pathlib import Path
 
+import pytest
 from sqlalchemy import select
 
 from broadcaster.core import ledger
+from broadcaster.core.config import SAMPLE_CONFIG, SAMPLE_DISTRICT, load_district
+from broadcaster.core.errors import BadInput
 from broadcaster.core.models import Delivery
 from broadcaster.delivery.accounts import identity
 from tests.conftest import submit_and_approve
@@ -22,6 +26,16 @@ FAMILIES = {
     "+14155550103": "no-answer",
     "+14155550104": "failed",
 }
+
+
+def voice_account(run, tmp_path: Path, settings: str) -> None:
+    """The sample district with these lines added to its voice account."""
+    text = SAMPLE_CONFIG.read_text(encoding="utf-8")
+    text = text.replace('name = "district-voice"\n', f'name = "district-voice"\n{settings}\n', 1)
+    text = text.replace('roster = "roster.csv"', f'roster = "{SAMPLE_DISTRICT / "roster.csv"}"')
+    config = tmp_path / "district.toml"
+    config.write_text(text, encoding="utf-8")
+    run.env["BROADCASTER_CONFIG"] = str(config)
 
 
 def calls(session_factory) -> dict[str, tuple[str, str | None]]:
@@ -47,6 +61,7 @@ def call_families(run, tokens, tmp_path, compose_closure) -> dict:
 def test_call_outcomes_mark_calls_delivered_or_failed_with_the_reason(
     stack, run, tokens, web_app, tmp_path, session_factory, compose_closure
 ):
+    voice_account(run, tmp_path, "recalls = 0")  # no second call: each outcome is final
     url = web_app()
     run.env["BROADCASTER_PUBLIC_URL"] = url
     for phone, outcome in FAMILIES.items():
@@ -133,3 +148,74 @@ def test_a_call_report_from_another_account_forged_or_late_changes_nothing(
         f"{url}/hooks/twilio/status", text_report, voice_token, f"{url}/hooks/twilio/status"
     )
     assert calls(session_factory)["+14155550100"] == ("delivered", None)
+
+
+def test_a_busy_or_unanswered_call_is_placed_again_later_then_given_up(
+    stack, run, tokens, web_app, tmp_path, session_factory, compose_closure
+):
+    """Each call again `recall_after_s` later, at most `recalls` more times: the busy line is
+    called three times and fails saying so; the family that did not answer the first time
+    answers the second. The finished message goes back to dispatching while a call is due."""
+    voice_account(run, tmp_path, "recall_after_s = 1\nrecalls = 2")
+    url = web_app()
+    run.env["BROADCASTER_PUBLIC_URL"] = url
+    busy, late, quick = "+14155550102", "+14155550103", "+14155550100"
+    stack.sandbox.set_call_outcome(busy, "busy")
+    stack.sandbox.set_call_outcome(late, "no-answer")
+    admin = run.json("users", "add", "it")["token"]
+    csv = tmp_path / "c.csv"
+    csv.write_text(f"phone,language\n{quick},en\n{busy},en\n{late},es\n", "utf-8")
+    run.json("contacts", "import", str(csv), "--as", "it", token=admin)
+    draft = compose_closure("--channels", "voice")
+    submit_and_approve(run, tokens, draft)
+    stack.start_worker()
+
+    def placed(phone: str) -> list[dict]:
+        return [c for c in stack.sandbox.posts("voice") if c["to"] == phone]
+
+    stack.wait_for(lambda: len(placed(late)) == 1 and placed(late)[0]["callbacks"], timeout=60)
+    stack.sandbox.set_call_outcome(late, "answered")  # home now: the second call is answered
+    stack.wait_for(
+        lambda: (
+            calls(session_factory).get(busy, ("",))[0] == "failed"
+            and calls(session_factory)[late][0] == "delivered"
+        ),
+        timeout=120,
+    )
+    assert len(placed(busy)) == 3 and len(placed(late)) == 2 and len(placed(quick)) == 1
+    assert calls(session_factory)[busy] == (
+        "failed",
+        "Call not answered: the line was busy, 3 calls",
+    )
+    assert placed(late)[1]["said"][0]["language"] == "es-US"  # the second call in Spanish too
+    # Like a text's delivery report, the last call's outcome arrives after the message finished:
+    # its state says every call was placed, the calls' own statuses who answered.
+    view = stack.wait_done(draft["id"])
+    assert view["state"] == "sent", view
+    counted = {k: n for k, n in view["deliveries"]["voice"].items() if n}
+    assert counted == {"delivered": 2, "failed": 1}, view
+    with session_factory() as session:
+        recalls = [
+            (entry.event, payload["status"], payload["calls"])
+            for entry, payload in ledger.entries_for(
+                session, draft["id"], events=("delivery.recall",)
+            )
+        ]
+        steps = [e.event for e, _ in ledger.entries_for(session, draft["id"], events=("message.",))]
+    assert sorted(recalls) == [
+        ("delivery.recall", "busy", 1),
+        ("delivery.recall", "busy", 2),
+        ("delivery.recall", "no-answer", 1),
+    ]
+    assert "message.recall" in steps and steps[-1] == "message.finish_sent"
+    assert run("records", "verify").exit_code == 0
+
+
+def test_only_a_voice_account_has_recalls(tmp_path):
+    text = SAMPLE_CONFIG.read_text(encoding="utf-8").replace(
+        'name = "district-sms"\n', 'name = "district-sms"\nrecalls = 1\n', 1
+    )
+    config = tmp_path / "district.toml"
+    config.write_text(text, encoding="utf-8")
+    with pytest.raises(BadInput, match="only a voice account has recalls"):
+        load_district(config)
