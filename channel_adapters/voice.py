@@ -4,8 +4,9 @@ by the SDK's `VoiceResponse`.
 settings: `account_sid`, `from_number` (the caller id: a Twilio number of the account),
 `status_callback` (optional URL for the call's progress events), `replay_url` (optional: where a
 family's "1" goes to hear the message again; without it the message is said twice and the call
-ends), `ring_seconds` (how long to let it ring, default 30), `language.LOCALE` and
-`voice.LOCALE` (the `<Say>` language and voice for a locale; English and Spanish have defaults)
+ends), `ring_seconds` (how long to let it ring, default 30), `language.LOCALE`, `voice.LOCALE`
+and `prompt.LOCALE` (the `<Say>` language and voice for a locale, and the "press 1" prompt in
+it; English and Spanish have defaults)
 credentials: `auth_token`
 
 What is said: `send(text, to=..., locale="es", prompt="Oprima 1 ...")` reads `text` (the
@@ -34,6 +35,11 @@ TWIML_MAX = 4000  # Twilio's limit for inline TwiML (its error 32018)
 # Twilio's <Say> languages and Amazon Polly voices for the district's usual locales; a district
 # adds or changes them with `language.LOCALE` / `voice.LOCALE` settings.
 SPOKEN = {"en": ("en-US", "Polly.Joanna"), "es": ("es-US", "Polly.Lupe")}
+# The replay prompt for the district's usual locales (a district adds others as prompt.LOCALE).
+PROMPTS = {
+    "en": "To hear this message again, press 1.",
+    "es": "Para escuchar este mensaje de nuevo, oprima 1.",
+}
 EVENTS = ["initiated", "ringing", "answered", "completed"]
 WRONG_STATE = 21220  # Twilio: the call is not in a state that change applies to
 _LOOKUP_PAGES = 4
@@ -71,6 +77,7 @@ class VoiceAdapter:
         language, voice = self.spoken(locale)
         response = VoiceResponse()
         response.say(text, language=language, voice=voice)
+        prompt = prompt or self.account.settings.get(f"prompt.{locale}") or PROMPTS.get(locale)
         if self._replay:
             gather = response.gather(num_digits=1, timeout=6, action=self._replay, method="POST")
             gather.say(text, language=language, voice=voice)

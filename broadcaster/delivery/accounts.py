@@ -33,6 +33,8 @@ from channel_adapters import AccountConfig
 SANDBOX_TWILIO_TOKEN = "sandbox-auth-token"  # noqa: S105 (public by design, see above)
 # Where Twilio reports on a text's or a call's progress (web/twilio_hooks.py).
 CALLBACK_PATHS = {"sms": "/hooks/twilio/status", "voice": "/hooks/twilio/voice/status"}
+# Where a family's "1" asks to hear a call's message again.
+REPLAY_PATH = "/hooks/twilio/voice/replay"
 # The caller id of every sandbox-served voice account (Twilio's magic "valid" test number).
 SANDBOX_CALLER_ID = "+15005550006"
 # The kind of message that only ever goes to the sandbox, whatever credentials an account has.
@@ -124,6 +126,8 @@ def account_config(
         )
     if account.channel in CALLBACK_PATHS and settings.public_url:
         extra["status_callback"] = settings.public_url.rstrip("/") + CALLBACK_PATHS[account.channel]
+    if account.channel == "voice" and settings.public_url:
+        extra["replay_url"] = settings.public_url.rstrip("/") + REPLAY_PATH
     sandboxed = uses_sandbox(account, kind)
     if sandboxed and not settings.sandbox_url:
         raise BroadcasterError(

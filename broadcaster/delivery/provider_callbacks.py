@@ -183,6 +183,20 @@ def _recall(session: Session, district: DistrictConfig, delivery: Delivery, stat
     return True
 
 
+def placed_call(
+    session: Session, district: DistrictConfig, signer: Signer, call_sid: str
+) -> tuple[Delivery, Message] | None:
+    """The call (and its message) that the signing account placed with this SID, if any."""
+    row = session.execute(
+        select(Delivery, Message)
+        .join(Message, Message.id == Delivery.message_id)
+        .where(Delivery.provider_id == call_sid, Delivery.channel == "voice")
+    ).first()
+    if row is None or not _sent_as(district, row[0], row[1].kind, signer):
+        return None
+    return row[0], row[1]
+
+
 def _sent_as(district: DistrictConfig, delivery: Delivery, kind: str, signer: Signer) -> bool:
     """Did this delivery go out through the account (and credentials) that signed the report?"""
     account = next((a for a in district.accounts if a.name == delivery.account), None)

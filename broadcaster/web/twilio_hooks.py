@@ -18,6 +18,7 @@ What a request must show before it changes anything (each refusal changes nothin
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -27,6 +28,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 from twilio.request_validator import RequestValidator
 from twilio.twiml.messaging_response import MessagingResponse
+from twilio.twiml.voice_response import VoiceResponse
 
 from broadcaster.core import db, ledger
 from broadcaster.core.config import DistrictConfig, Settings
@@ -36,7 +38,9 @@ from broadcaster.core.errors import BroadcasterError
 from broadcaster.core.models import InboundText, OptOut
 from broadcaster.core.states import MessageKind
 from broadcaster.delivery import provider_callbacks
-from broadcaster.delivery.accounts import Signer, identity, twilio_signer
+from broadcaster.delivery.accounts import Signer, account_config, identity, twilio_signer
+from broadcaster.delivery.jobs import text_for
+from channel_adapters import build
 
 hooks = Blueprint("twilio_hooks", __name__, url_prefix="/hooks/twilio")
 
@@ -132,6 +136,12 @@ def _district() -> DistrictConfig:
     return current_app.config["BROADCASTER_DISTRICT"]
 
 
+def _own_url() -> str:
+    """This request's URL as Twilio was given it (BROADCASTER_PUBLIC_URL's, when set)."""
+    public = _settings().public_url
+    return public.rstrip("/") + request.path if public else request.base_url
+
+
 def verified() -> tuple[dict[str, Any], list[HookKey]]:
     """The form and the keys it was signed with, if a trusted account signed it; otherwise 403."""
     form = request.form.to_dict()
@@ -195,6 +205,33 @@ def call_status() -> Response:
     return Response(status=204)
 
 
+@hooks.post("/voice/replay")
+def call_replay() -> Response:
+    """A family pressed a key during a call: "1" hears the message again (with the prompt
+    again), anything else ends the call. Only for a call the signing account placed."""
+    form, keys = verified()
+    again = VoiceResponse()
+    with db.session_scope(_settings().effective_database_url) as session:
+        found = provider_callbacks.placed_call(
+            session, _district(), keys[0].signer, form.get("CallSid", "")
+        )
+        if found is None:
+            current_app.logger.warning(
+                "refused a replay for %s: %s did not place it", form.get("CallSid"), keys[0].account
+            )
+            abort(403)
+        delivery, message = found
+        if form.get("Digits") != "1" or delivery.action != "send":
+            again.hangup()
+            return _twiml(again)
+        config = account_config(_settings(), _district(), delivery.account, message.kind)
+        # Pressing 1 again comes back here, whatever the account was configured with.
+        here = {**config.settings, "replay_url": _own_url()}
+        adapter = build(dataclasses.replace(config, settings=here))
+        document = adapter.twiml(text_for(message, "voice", delivery.locale), delivery.locale)  # type: ignore[attr-defined]  # the voice adapter's
+    return Response(document, mimetype="application/xml")
+
+
 @hooks.post("/inbound")
 def inbound() -> Response:
     form, keys = verified()
@@ -254,5 +291,5 @@ def _first_time(session: Session, sid: str, account_sid: str) -> bool:
     return True
 
 
-def _twiml(reply: MessagingResponse) -> Response:
+def _twiml(reply: MessagingResponse | VoiceResponse) -> Response:
     return Response(str(reply), mimetype="application/xml")

@@ -9,13 +9,15 @@ import uuid
 from pathlib import Path
 
 import pytest
+from lxml import etree
 from sqlalchemy import select
 
 from broadcaster.core import ledger
 from broadcaster.core.config import SAMPLE_CONFIG, SAMPLE_DISTRICT, load_district
 from broadcaster.core.errors import BadInput
-from broadcaster.core.models import Delivery
-from broadcaster.delivery.accounts import identity
+from broadcaster.core.models import Delivery, Message
+from broadcaster.delivery import provider_callbacks
+from broadcaster.delivery.accounts import identity, twilio_signer
 from tests.conftest import submit_and_approve
 from tests.web.test_twilio_hooks import signed_post, sms_identity
 
@@ -207,7 +209,7 @@ def test_a_busy_or_unanswered_call_is_placed_again_later_then_given_up(
         ("delivery.recall", "busy", 2),
         ("delivery.recall", "no-answer", 1),
     ]
-    assert "message.recall" in steps and steps[-1] == "message.finish_sent"
+    assert steps[-1] == "message.finish_sent"
     assert run("records", "verify").exit_code == 0
 
 
@@ -219,3 +221,85 @@ def test_only_a_voice_account_has_recalls(tmp_path):
     config.write_text(text, encoding="utf-8")
     with pytest.raises(BadInput, match="only a voice account has recalls"):
         load_district(config)
+
+
+def test_pressing_1_hears_the_message_again_in_the_familys_language(
+    stack, run, tokens, web_app, tmp_path, session_factory, compose_closure, district
+):
+    url = web_app()
+    run.env["BROADCASTER_PUBLIC_URL"] = url
+    admin = run.json("users", "add", "it")["token"]
+    csv = tmp_path / "c.csv"
+    csv.write_text("phone,language\n+14155550100,es\n", "utf-8")
+    run.json("contacts", "import", str(csv), "--as", "it", token=admin)
+    draft = compose_closure("--channels", "voice")
+    spoken = next(
+        r["text"] for r in draft["renditions"] if r["channel"] == "voice" and r["locale"] == "es"
+    )
+    submit_and_approve(run, tokens, draft)
+    stack.start_worker()
+    stack.wait_done(draft["id"])
+    (call,) = stack.sandbox.posts("voice")
+    replay = f"{url}/hooks/twilio/voice/replay"
+    assert call["gather"] and f'action="{replay}"' in call["twiml"]
+    prompt = "Para escuchar este mensaje de nuevo, oprima 1."
+    assert [s["text"] for s in call["said"]] == [spoken, spoken, prompt]
+
+    voice_sid, voice_token = voice_identity(district, "district-voice")
+    pressed = {"AccountSid": voice_sid, "CallSid": call["sid"], "Digits": "1"}
+    again = signed_post(replay, pressed, voice_token, replay)
+    assert again.status_code == 200 and again.headers["Content-Type"].startswith("application/xml")
+    root = etree.fromstring(again.content)
+    says = [(s.text, s.get("language")) for s in root.iter("Say")]
+    assert says == [(spoken, "es-US"), (spoken, "es-US"), (prompt, "es-US")]
+    assert root.find("Gather").get("action") == replay  # and again, as often as they press 1
+
+    other = signed_post(replay, {**pressed, "Digits": "9"}, voice_token, replay)
+    assert [e.tag for e in etree.fromstring(other.content)] == ["Hangup"]
+    # Not the account that placed it, or not signed at all: nothing is read out.
+    sms_sid, _, sms_token = sms_identity(district, "district-sms")
+    forged = signed_post(replay, {**pressed, "AccountSid": sms_sid}, sms_token, replay)
+    assert forged.status_code == 403
+    assert signed_post(replay, pressed, "wrong-token", replay).status_code == 403
+    stray = {**pressed, "CallSid": "CA" + uuid.uuid4().hex}
+    assert signed_post(replay, stray, voice_token, replay).status_code == 403
+
+
+def test_a_call_recalled_after_its_message_finished_reopens_it_until_placed_again(
+    stack, run, tokens, tmp_path, session_factory, compose_closure
+):
+    """No web app here: the report is applied as the hook applies it, once the message is sent."""
+    voice_account(run, tmp_path, "recall_after_s = 1")
+    admin = run.json("users", "add", "it")["token"]
+    csv = tmp_path / "c.csv"
+    csv.write_text("phone,language\n+14155550100,en\n", "utf-8")
+    run.json("contacts", "import", str(csv), "--as", "it", token=admin)
+    draft = compose_closure("--channels", "voice")
+    submit_and_approve(run, tokens, draft)
+    stack.start_worker()
+    assert stack.wait_done(draft["id"])["state"] == "sent"
+    (call,) = stack.sandbox.posts("voice")
+    district = load_district(Path(run.env["BROADCASTER_CONFIG"]))
+    account = next(a for a in district.accounts if a.name == "district-voice")
+    with session_factory() as session:  # commits at the end of the block
+        applied = provider_callbacks.report(
+            session,
+            district,
+            twilio_signer(account, "actual"),
+            call["sid"],
+            "no-answer",
+            None,
+            channel="voice",
+        )
+    assert applied
+    with session_factory() as session:
+        message = session.get(Message, draft["id"])
+        assert message.state == "dispatching"
+        row = session.scalars(select(Delivery).where(Delivery.message_id == draft["id"])).one()
+        assert row.status == "queued" and row.next_attempt_at is not None
+    view = stack.wait_done(draft["id"])
+    assert view["state"] == "sent"
+    assert [c["to"] for c in stack.sandbox.posts("voice")] == ["+14155550100"] * 2
+    with session_factory() as session:
+        steps = [e.event for e, _ in ledger.entries_for(session, draft["id"], events=("message.",))]
+    assert steps[-3:] == ["message.finish_sent", "message.recall", "message.finish_sent"]
