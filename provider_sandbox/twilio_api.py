@@ -161,8 +161,70 @@ def _rfc2822(dt: datetime | None) -> str | None:
     return format_datetime(dt) if dt else None
 
 
-class TwilioApi:
+class TwilioResources:
+    """What the sandbox's Twilio APIs (messages here, calls in twilio_voice) share: the account
+    tokens, the background worker that moves resources through their statuses, signed status
+    callbacks, Twilio's error format."""
+
     provider = "twilio"
+    worker_name = "sandbox-twilio"
+
+    def __init__(
+        self,
+        lock: threading.RLock,
+        stopper: Stopper,
+        auth_tokens: Mapping[str, str] | None,
+        invalid_numbers: Iterable[str],
+        status_delay_s: float,
+        callback_retries: int,
+        callback_timeout_s: float,
+    ) -> None:
+        self._lock = lock
+        self._stopper = stopper
+        self._tokens = dict(auth_tokens) if auth_tokens is not None else None
+        self._invalid = set(invalid_numbers)
+        self._delay = status_delay_s
+        self._retries = callback_retries
+        self._cb_timeout = callback_timeout_s
+        self._executor: ThreadPoolExecutor | None = None
+        self._opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+        self._generation = 0
+        self.reset()
+
+    def reset(self) -> None:
+        raise NotImplementedError
+
+    def stop(self) -> None:
+        with self._lock:
+            executor, self._executor = self._executor, None
+        if executor is not None:
+            executor.shutdown(wait=False, cancel_futures=True)
+
+    def _ensure_executor(self) -> ThreadPoolExecutor:
+        if self._executor is None:
+            self._executor = ThreadPoolExecutor(max_workers=16, thread_name_prefix=self.worker_name)
+        return self._executor
+
+    def _authenticate(self, req: Incoming, sid: str) -> str | Reply:
+        return authenticate(req, sid, self._tokens)
+
+    @staticmethod
+    def _not_found(path: str) -> Reply:
+        return twilio_error(404, 20404, f"The requested resource {path} was not found")
+
+    def _post_status(self, url: str, params: dict[str, str], token: str) -> dict[str, Any]:
+        """POST a signed status callback (retried); what happened."""
+        return post_signed(
+            self._opener, url, params, token, self._stopper, self._retries, self._cb_timeout
+        )
+
+    def fault_reply(self, rule: FaultRule) -> Reply:
+        return fault_reply(rule)
+
+
+class TwilioApi(TwilioResources):
+    provider = "twilio"
+    worker_name = "sandbox-sms"
 
     def __init__(
         self,
@@ -175,19 +237,17 @@ class TwilioApi:
         callback_retries: int = 3,
         callback_timeout_s: float = 2.0,
     ) -> None:
-        self._lock = lock
-        self._stopper = stopper
-        self._tokens = dict(auth_tokens) if auth_tokens is not None else None
-        self._invalid = set(invalid_numbers)
         failures = DEFAULT_FAILURES if delivery_failures is None else delivery_failures
         self._failures = {k: (v[0], int(v[1])) for k, v in failures.items()}
-        self._delay = status_delay_s
-        self._retries = callback_retries
-        self._cb_timeout = callback_timeout_s
-        self._executor: ThreadPoolExecutor | None = None
-        self._opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
-        self._generation = 0
-        self.reset()
+        super().__init__(
+            lock,
+            stopper,
+            auth_tokens,
+            invalid_numbers,
+            status_delay_s,
+            callback_retries,
+            callback_timeout_s,
+        )
 
     def reset(self) -> None:
         with self._lock:
@@ -197,17 +257,6 @@ class TwilioApi:
             # scan under the lock stalled the sandbox near a million messages).
             self._by_to: dict[str, list[str]] = {}
             self._order = 0
-
-    def stop(self) -> None:
-        with self._lock:
-            executor, self._executor = self._executor, None
-        if executor is not None:
-            executor.shutdown(wait=False, cancel_futures=True)
-
-    # -- auth ---------------------------------------------------------------------------------
-
-    def _authenticate(self, req: Incoming, sid: str) -> str | Reply:
-        return authenticate(req, sid, self._tokens)
 
     # -- routes -------------------------------------------------------------------------------
 
@@ -228,10 +277,6 @@ class TwilioApi:
         if is_message and req.method == "GET":
             return self._fetch(req.path, sid, parts[4][: -len(".json")])
         return self._not_found(req.path)
-
-    @staticmethod
-    def _not_found(path: str) -> Reply:
-        return twilio_error(404, 20404, f"The requested resource {path} was not found")
 
     def _create(self, req: Incoming, account_sid: str, token: str) -> Reply:
         to = req.field("To")
@@ -302,11 +347,6 @@ class TwilioApi:
         with contextlib.suppress(RuntimeError):  # RuntimeError: the sandbox is stopping
             executor.submit(self._lifecycle, sid, generation)
         return Reply(201, dict(message), resource_id=sid)
-
-    def _ensure_executor(self) -> ThreadPoolExecutor:
-        if self._executor is None:
-            self._executor = ThreadPoolExecutor(max_workers=16, thread_name_prefix="sandbox-sms")
-        return self._executor
 
     def _fetch(self, path: str, account_sid: str, sid: str) -> Reply:
         with self._lock:
@@ -432,21 +472,13 @@ class TwilioApi:
                 params["MessagingServiceSid"] = resource["messaging_service_sid"]
             if code is not None:
                 params["ErrorCode"] = str(code)
-        outcome = {"status": status}
-        outcome.update(
-            post_signed(
-                self._opener, url, params, token, self._stopper, self._retries, self._cb_timeout
-            )
-        )
+        outcome = {"status": status, **self._post_status(url, params, token)}
         with self._lock:
             record = self._messages.get(sid)
             if record is not None and generation == self._generation:
                 record["callbacks"].append(outcome)
 
     # -- faults and inspection ----------------------------------------------------------------
-
-    def fault_reply(self, rule: FaultRule) -> Reply:
-        return fault_reply(rule)
 
     def count(self) -> int:
         """How many posts there are (deleted ones included), without copying them."""

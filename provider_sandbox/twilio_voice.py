@@ -26,17 +26,15 @@ import contextlib
 import re
 import secrets
 import threading
-import urllib.request
 from collections.abc import Mapping
-from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 from email.utils import format_datetime
 from typing import Any
 from urllib.parse import urlencode, urlsplit
 from xml.etree import ElementTree
 
-from .core import FaultRule, Incoming, Reply, Stopper, parse_time, utcnow
-from .twilio_api import API_VERSION, E164, authenticate, fault_reply, post_signed, twilio_error
+from .core import Incoming, Reply, Stopper, parse_time, utcnow
+from .twilio_api import API_VERSION, E164, TwilioResources, twilio_error
 
 OUTCOMES = ("answered", "machine", "busy", "no-answer", "failed", "canceled")
 EVENTS = ("initiated", "ringing", "answered", "completed")
@@ -49,8 +47,9 @@ def _rfc2822(dt: datetime | None) -> str | None:
     return format_datetime(dt) if dt else None
 
 
-class TwilioVoiceApi:
+class TwilioVoiceApi(TwilioResources):
     provider = "voice"
+    worker_name = "sandbox-voice"
 
     def __init__(
         self,
@@ -66,18 +65,16 @@ class TwilioVoiceApi:
         for number, outcome in (call_outcomes or {}).items():
             if outcome not in OUTCOMES:
                 raise ValueError(f"call outcome for {number}: one of {', '.join(OUTCOMES)}")
-        self._lock = lock
-        self._stopper = stopper
-        self._tokens = dict(auth_tokens) if auth_tokens is not None else None
-        self._invalid = set(invalid_numbers)
         self._outcomes = dict(call_outcomes or {})
-        self._delay = status_delay_s
-        self._retries = callback_retries
-        self._cb_timeout = callback_timeout_s
-        self._executor: ThreadPoolExecutor | None = None
-        self._opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
-        self._generation = 0
-        self.reset()
+        super().__init__(
+            lock,
+            stopper,
+            auth_tokens,
+            invalid_numbers,
+            status_delay_s,
+            callback_retries,
+            callback_timeout_s,
+        )
 
     def reset(self) -> None:
         with self._lock:
@@ -95,20 +92,14 @@ class TwilioVoiceApi:
             else:
                 self._outcomes[number] = outcome
 
-    def stop(self) -> None:
-        with self._lock:
-            executor, self._executor = self._executor, None
-        if executor is not None:
-            executor.shutdown(wait=False, cancel_futures=True)
-
     # -- routes -------------------------------------------------------------------------------
 
     def handle(self, req: Incoming) -> Reply:
         parts = req.path.strip("/").split("/")
         if len(parts) < 4 or parts[0] != API_VERSION or parts[1] != "Accounts":
-            return _not_found(req.path)
+            return self._not_found(req.path)
         account_sid = parts[2]
-        token = authenticate(req, account_sid, self._tokens)
+        token = self._authenticate(req, account_sid)
         if isinstance(token, Reply):
             return token
         if parts[3:] == ["Calls.json"]:
@@ -122,7 +113,7 @@ class TwilioVoiceApi:
                 return self._fetch(req.path, account_sid, sid)
             if req.method == "POST":
                 return self._update(req, account_sid, sid)
-        return _not_found(req.path)
+        return self._not_found(req.path)
 
     def _create(self, req: Incoming, account_sid: str, token: str) -> Reply:
         to, sender = req.field("To"), req.field("From")
@@ -213,16 +204,11 @@ class TwilioVoiceApi:
             executor.submit(self._lifecycle, sid, generation, outcome)
         return Reply(201, dict(call), resource_id=sid)
 
-    def _ensure_executor(self) -> ThreadPoolExecutor:
-        if self._executor is None:
-            self._executor = ThreadPoolExecutor(max_workers=16, thread_name_prefix="sandbox-voice")
-        return self._executor
-
     def _fetch(self, path: str, account_sid: str, sid: str) -> Reply:
         with self._lock:
             record = self._calls.get(sid)
             if record is None or record["resource"]["account_sid"] != account_sid:
-                return _not_found(path)
+                return self._not_found(path)
             return Reply(200, dict(record["resource"]))
 
     def _update(self, req: Incoming, account_sid: str, sid: str) -> Reply:
@@ -232,7 +218,7 @@ class TwilioVoiceApi:
         with self._lock:
             record = self._calls.get(sid)
             if record is None or record["resource"]["account_sid"] != account_sid:
-                return _not_found(req.path)
+                return self._not_found(req.path)
             current = record["resource"]["status"]
             allowed = {"canceled": ("queued", "ringing"), "completed": ("in-progress",)}
             if wanted not in allowed:
@@ -395,21 +381,17 @@ class TwilioVoiceApi:
             if event == "completed":
                 params["CallDuration"] = resource["duration"] or "0"
                 params["Duration"] = str(-(-int(resource["duration"] or 0) // 60))
-        outcome: dict[str, Any] = {"event": event, "status": params["CallStatus"]}
-        outcome.update(
-            post_signed(
-                self._opener, url, params, token, self._stopper, self._retries, self._cb_timeout
-            )
-        )
+        outcome = {
+            "event": event,
+            "status": params["CallStatus"],
+            **self._post_status(url, params, token),
+        }
         with self._lock:
             record = self._calls.get(sid)
             if record is not None and generation == self._generation:
                 record["callbacks"].append(outcome)
 
-    # -- faults and inspection ----------------------------------------------------------------
-
-    def fault_reply(self, rule: FaultRule) -> Reply:
-        return fault_reply(rule)
+    # -- inspection ---------------------------------------------------------------------------
 
     def count(self) -> int:
         with self._lock:
@@ -435,10 +417,6 @@ class TwilioVoiceApi:
                 )
                 out.append(item)
             return out
-
-
-def _not_found(path: str) -> Reply:
-    return twilio_error(404, 20404, f"The requested resource {path} was not found")
 
 
 _SPOKEN = ("Say", "Gather", "Pause", "Play", "Hangup", "Redirect")

@@ -162,21 +162,7 @@ def verified() -> tuple[dict[str, Any], list[HookKey]]:
 
 @hooks.post("/status")
 def status() -> Response:
-    form, keys = verified()
-    sid = form.get("MessageSid", "")
-    with db.session_scope(_settings().effective_database_url) as session:
-        ours = provider_callbacks.report(
-            session,
-            _district(),
-            keys[0].signer,
-            sid,
-            form.get("MessageStatus", ""),
-            form.get("ErrorCode") or None,
-        )
-    if not ours:
-        current_app.logger.warning(
-            "refused a Twilio status report for %s: %s did not send it", sid, keys[0].account
-        )
+    if verified_report("MessageSid", "MessageStatus", channel="sms") is None:
         abort(403)
     return Response(status=204)
 
@@ -185,24 +171,32 @@ def status() -> Response:
 def call_status() -> Response:
     """A call's progress: only its end (answered and completed, or busy, no answer, failed,
     cancelled) changes the delivery."""
+    if verified_report("CallSid", "CallStatus", channel="voice") is None:
+        abort(403)
+    return Response(status=204)
+
+
+def verified_report(sid_field: str, status_field: str, channel: str) -> dict[str, Any] | None:
+    """Apply a signed status report to the text or call it names; None (and a warning in the
+    log) when the signing account did not send it."""
     form, keys = verified()
-    sid = form.get("CallSid", "")
+    sid = form.get(sid_field, "")
     with db.session_scope(_settings().effective_database_url) as session:
         ours = provider_callbacks.report(
             session,
             _district(),
             keys[0].signer,
             sid,
-            form.get("CallStatus", ""),
+            form.get(status_field, ""),
             form.get("ErrorCode") or None,
-            channel="voice",
+            channel=channel,
         )
     if not ours:
         current_app.logger.warning(
-            "refused a Twilio call report for %s: %s did not place it", sid, keys[0].account
+            "refused a Twilio %s report for %s: %s did not send it", channel, sid, keys[0].account
         )
-        abort(403)
-    return Response(status=204)
+        return None
+    return form
 
 
 @hooks.post("/voice/replay")
