@@ -6,7 +6,7 @@ from __future__ import annotations
 from sqlalchemy.orm import Session
 
 from broadcaster.core.config import DistrictConfig
-from broadcaster.core.config_fields import PHONE_CHANNELS
+from broadcaster.core.config_fields import FAMILY_CHANNELS
 from broadcaster.core.contacts import parse_audience
 from broadcaster.core.errors import BadInput
 from broadcaster.core.models import Message
@@ -22,7 +22,7 @@ class MissingAudience(BadInput):
 def choose(district: DistrictConfig, channels: list[str], kind: str, raw: str | None) -> str | None:
     """The normalized audience expression. None when nobody is texted, or for a rehearsal with
     none given (it texts the test allowlist)."""
-    if not any(channel in PHONE_CHANNELS for channel in channels):
+    if not any(channel in FAMILY_CHANNELS for channel in channels):
         if raw:
             raise BadInput(
                 "--audience selects who is texted or called; add sms or voice to --channels "

@@ -23,7 +23,7 @@ from broadcaster.authoring.targets import resolve_targets, unserved
 from broadcaster.authoring.variables import parse_values, untranslated
 from broadcaster.core import ledger
 from broadcaster.core.config import DistrictConfig, Settings
-from broadcaster.core.config_fields import CHANNELS, PHONE_CHANNELS
+from broadcaster.core.config_fields import CHANNELS, FAMILY_CHANNELS
 from broadcaster.core.errors import BadInput, NotFound, Refused
 from broadcaster.core.lifecycle import STATES, transition
 from broadcaster.core.models import Approval, Message, User, utcnow
@@ -194,7 +194,7 @@ def unreachable(session: Session, district: DistrictConfig, message: Message) ->
     findings = unserved(
         district, [(t.channel, t.account) for t in message.targets], message.kind, _sandbox_url()
     )
-    phoning = [t.channel for t in message.targets if t.channel in PHONE_CHANNELS]
+    phoning = [t.channel for t in message.targets if t.channel in FAMILY_CHANNELS]
     if phoning and message.follows_id is None and not audience_size(session, district, message):
         if message.kind in REHEARSAL_KINDS:
             detail = f"no phone number is on the test allowlist for a {message.kind} message"

@@ -27,7 +27,7 @@ from sqlalchemy.orm import Session
 from broadcaster.authoring.checks import WARN, Finding
 from broadcaster.core import ledger
 from broadcaster.core.config import Account, DistrictConfig
-from broadcaster.core.config_fields import PHONE_CHANNELS
+from broadcaster.core.config_fields import FAMILY_CHANNELS
 from broadcaster.core.models import Message, utcnow
 from broadcaster.delivery.expansion import audience_languages
 from broadcaster.delivery.ratelimit import seconds_for
@@ -77,7 +77,7 @@ def make_plan(
     posting: dict[str, list[Account]] = {}
     for account in accounts:
         locale = account.post_locale
-        a_post = account.channel not in PHONE_CHANNELS
+        a_post = account.channel not in FAMILY_CHANNELS
         if a_post and (locale is None or (account.channel, locale) in renditions):
             posting.setdefault(account.channel, []).append(account)
     for channel, group in posting.items():
@@ -174,7 +174,7 @@ def phones_by_language(
 ) -> Counter[str]:
     """language -> phones the message would text now (dispatch's own selection, counted by the
     database)."""
-    if not any(t.channel in PHONE_CHANNELS for t in message.targets):
+    if not any(t.channel in FAMILY_CHANNELS for t in message.targets):
         return Counter()
     return Counter(audience_languages(session, district, message))
 

@@ -20,7 +20,7 @@ from broadcaster.authoring import plan
 from broadcaster.authoring.render import KINDS
 from broadcaster.core import ledger
 from broadcaster.core.config import DistrictConfig
-from broadcaster.core.config_fields import PHONE_CHANNELS
+from broadcaster.core.config_fields import FAMILY_CHANNELS
 from broadcaster.core.models import Message
 from broadcaster.core.models import Rendition as RenditionRow
 from broadcaster.core.states import MessageState
@@ -170,7 +170,7 @@ def rendition_view(row: RenditionRow) -> Rendition:
 
 
 def preview_view(session: Session, district: DistrictConfig, message: Message) -> Preview:
-    texting = any(channel in PHONE_CHANNELS for channel in message.channels)
+    texting = any(channel in FAMILY_CHANNELS for channel in message.channels)
     shown = message.state in PLANNED_STATES
     return Preview(
         template=message.template,

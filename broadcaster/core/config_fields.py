@@ -14,9 +14,9 @@ from broadcaster.core.text_safety import CheckedText
 
 Channel = Literal["x", "facebook", "sms", "voice", "web"]
 CHANNELS: tuple[str, ...] = ("x", "facebook", "sms", "voice", "web")
-# Channels that reach one phone each, from the message's audience (a text, a call), rather than
-# one post per account.
-PHONE_CHANNELS: tuple[str, ...] = ("sms", "voice")
+# Channels that reach each family of the message's audience (a text, a call), one delivery per
+# number or address, rather than one post per account.
+FAMILY_CHANNELS: tuple[str, ...] = ("sms", "voice")
 ROLES: tuple[str, ...] = ("author", "approver", "incident_commander", "records_officer", "admin")
 SLUG = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
 

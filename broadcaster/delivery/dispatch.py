@@ -23,7 +23,7 @@ from sqlalchemy.orm import Session
 
 from broadcaster.core import db, follow_ups, ledger
 from broadcaster.core.config import DistrictConfig, Settings
-from broadcaster.core.config_fields import PHONE_CHANNELS
+from broadcaster.core.config_fields import FAMILY_CHANNELS
 from broadcaster.core.contacts import current_version
 from broadcaster.core.errors import Refused
 from broadcaster.core.lifecycle import transition
@@ -80,7 +80,7 @@ def plan(session: Session, district: DistrictConfig, message: Message) -> Planne
             "attempts": 0,
             "refers_to": replies.get((target.channel, account.name)),
         }
-        if target.channel in PHONE_CHANNELS:
+        if target.channel in FAMILY_CHANNELS:
             if target.channel in phones_done:  # one text (call) per phone: the first account's
                 continue
             phones_done.add(target.channel)
@@ -168,7 +168,7 @@ def batches(message: Message, ids: Iterable[tuple[int, str]]) -> list[Batch]:
     out: list[Batch] = []
     for channel in CHANNEL_ORDER:
         queue = URGENT if message.urgent else CHANNEL_QUEUE[channel]
-        size = SMS_BATCH if channel in PHONE_CHANNELS else 1
+        size = SMS_BATCH if channel in FAMILY_CHANNELS else 1
         chunk = by_channel.get(channel, [])
         out.extend(Batch(queue, chunk[i : i + size]) for i in range(0, len(chunk), size))
     return out

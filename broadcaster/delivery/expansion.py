@@ -27,7 +27,7 @@ from sqlalchemy.orm import Session
 
 from broadcaster.core import contacts, follow_ups, ledger
 from broadcaster.core.config import DistrictConfig, Settings
-from broadcaster.core.config_fields import PHONE_CHANNELS
+from broadcaster.core.config_fields import FAMILY_CHANNELS
 from broadcaster.core.contacts import parse_audience
 from broadcaster.core.db import session_scope
 from broadcaster.core.models import Delivery, Message, UTCDateTime, utcnow
@@ -154,7 +154,7 @@ def _source(session: Session, district: DistrictConfig, message: Message) -> Sel
 def _phone_channels(message: Message) -> list[str]:
     """The message's channels that reach each phone of its audience: texts, calls."""
     targeted = {t.channel for t in message.targets}
-    return [channel for channel in PHONE_CHANNELS if channel in targeted]
+    return [channel for channel in FAMILY_CHANNELS if channel in targeted]
 
 
 def _write_page(

@@ -24,7 +24,7 @@ from typing import Any
 import redis
 
 from broadcaster.core.config import DistrictConfig, Settings
-from broadcaster.core.config_fields import PHONE_CHANNELS
+from broadcaster.core.config_fields import FAMILY_CHANNELS
 from broadcaster.core.db import session_scope
 from broadcaster.core.errors import BroadcasterError, Refused
 from broadcaster.core.models import utcnow
@@ -153,7 +153,7 @@ def send_one(worker: Worker, job: Job, start_by: dt.datetime) -> Result:
         return expired(job)
     try:
         ensure_allowed(worker.district, job.kind, job.account)
-        if job.channel in PHONE_CHANNELS:
+        if job.channel in FAMILY_CHANNELS:
             ensure_allowed_phone(worker.district, job.kind, job.recipient)
         adapter = worker.adapter(job.account, job.kind)
     except (Refused, BroadcasterError) as exc:
@@ -175,7 +175,7 @@ def send_one(worker: Worker, job: Job, start_by: dt.datetime) -> Result:
     job.attempt += 1
     if job.action == "delete":
         return delete_one(adapter, job)
-    to = job.recipient if job.channel in PHONE_CHANNELS else None
+    to = job.recipient if job.channel in FAMILY_CHANNELS else None
     valid_for = validity(job, now)
     # A call is read in the family's language: the adapter picks the voice for it.
     spoken = {"locale": job.locale} if job.channel == "voice" else {}

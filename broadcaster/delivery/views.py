@@ -19,7 +19,7 @@ from pydantic.json_schema import JsonDict, SkipJsonSchema
 from sqlalchemy.orm import Session
 
 from broadcaster.core.config import DistrictConfig
-from broadcaster.core.config_fields import CHANNELS, PHONE_CHANNELS
+from broadcaster.core.config_fields import CHANNELS, FAMILY_CHANNELS
 from broadcaster.core.lifecycle import STATES
 from broadcaster.core.models import Message
 from broadcaster.core.redaction import mask, mask_phones
@@ -175,4 +175,4 @@ def retraction_view(session: Session, notice: Message) -> Retraction:
 
 def _mask(channel: str, recipient: str) -> str:
     """A text's or a call's recipient is shown masked, as everywhere else (redaction.mask)."""
-    return mask(recipient) if channel in PHONE_CHANNELS else recipient
+    return mask(recipient) if channel in FAMILY_CHANNELS else recipient

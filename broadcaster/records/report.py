@@ -20,7 +20,7 @@ from sqlalchemy.orm import Session
 
 from broadcaster.authoring.plan import PLANNED
 from broadcaster.core import ledger
-from broadcaster.core.config_fields import PHONE_CHANNELS
+from broadcaster.core.config_fields import FAMILY_CHANNELS
 from broadcaster.core.models import Delivery, Message
 from broadcaster.core.redaction import mask, mask_phones
 from broadcaster.core.states import SUCCEEDED, DeliveryStatus
@@ -33,7 +33,9 @@ LIST_AT_MOST = 50  # failures and retries listed per channel; the counts are alw
 
 
 def _target(channel: str, recipient: str) -> str:
-    return mask(recipient) if channel in PHONE_CHANNELS and recipient.startswith("+") else recipient
+    return (
+        mask(recipient) if channel in FAMILY_CHANNELS and recipient.startswith("+") else recipient
+    )
 
 
 def _seconds(start: str | None, end: str | None) -> float | None:

@@ -25,7 +25,7 @@ from sqlalchemy.orm import Session
 
 from broadcaster.core import db, ledger
 from broadcaster.core.config import DistrictConfig
-from broadcaster.core.config_fields import PHONE_CHANNELS
+from broadcaster.core.config_fields import FAMILY_CHANNELS
 from broadcaster.core.models import (
     Approval,
     Delivery,
@@ -172,7 +172,7 @@ def _phones(session: Session, message_id: int) -> set[str]:
     """The phone numbers still recorded in the message's texts and calls."""
     recipients = session.scalars(
         select(Delivery.recipient).where(
-            Delivery.message_id == message_id, Delivery.channel.in_(PHONE_CHANNELS)
+            Delivery.message_id == message_id, Delivery.channel.in_(FAMILY_CHANNELS)
         )
     )
     return {r for r in recipients if PHONE.fullmatch(r)}
@@ -262,7 +262,7 @@ def _republish_after_commit(session: Session, district: DistrictConfig) -> None:
 
 
 def _redact_phones(session: Session, message_id: int) -> None:
-    sms = (Delivery.message_id == message_id, Delivery.channel.in_(PHONE_CHANNELS))
+    sms = (Delivery.message_id == message_id, Delivery.channel.in_(FAMILY_CHANNELS))
     # Each row keeps a distinct value: (message, channel, account, recipient) is unique.
     # updated_at is left alone: it is when the communication happened.
     session.execute(

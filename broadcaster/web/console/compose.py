@@ -12,7 +12,7 @@ from werkzeug.datastructures import MultiDict
 
 from broadcaster.authoring import audience, messages, plan
 from broadcaster.authoring.views import preview_view
-from broadcaster.core.config_fields import PHONE_CHANNELS
+from broadcaster.core.config_fields import FAMILY_CHANNELS
 from broadcaster.core.errors import BadInput, BroadcasterError
 from broadcaster.core.permissions import require
 from broadcaster.core.states import REHEARSAL_KINDS, MessageKind
@@ -26,7 +26,7 @@ def audience_summary(db: Session, form: MultiDict[str, str]) -> dict[str, Any]:
     """How many phone numbers the form's audience texts: compose's rules, dispatch's count."""
     kind = form.get("kind", MessageKind.ACTUAL)
     channels = form.getlist("channels")
-    if not any(channel in PHONE_CHANNELS for channel in channels):
+    if not any(channel in FAMILY_CHANNELS for channel in channels):
         return {"count": 0, "text": "Nobody is texted or called: neither SMS nor voice is chosen."}
     try:
         chosen = audience.choose(

@@ -12,7 +12,7 @@ from werkzeug.datastructures import MultiDict
 
 from broadcaster.authoring import messages
 from broadcaster.core.config import DistrictConfig
-from broadcaster.core.config_fields import PHONE_CHANNELS
+from broadcaster.core.config_fields import FAMILY_CHANNELS
 from broadcaster.core.errors import BadInput
 from broadcaster.web.console.present import language_name
 
@@ -159,7 +159,7 @@ def request_from_form(
         locales=locales,
         kind=form.get("kind", "actual"),
         # The audience field belongs to texting and calling: ignored when neither is chosen.
-        audience=audience if audience and any(c in PHONE_CHANNELS for c in channels) else None,
+        audience=audience if audience and any(c in FAMILY_CHANNELS for c in channels) else None,
         valid_until=form.get("valid_until", "").strip() or None,
         send_at=form.get("send_at", "").strip() or None,
     )
