@@ -25,6 +25,7 @@ from broadcaster.core.config_fields import (
     Channel,
     Strict,
     is_https_or_loopback,
+    to_address,
     to_e164,
 )
 from broadcaster.core.errors import BadInput
@@ -59,6 +60,15 @@ DEFAULT_RATE = 10.0  # an account that names neither a sender nor a rate (reques
 # A voice account's calls per second: Twilio's default CPS for an account's outbound calls is 1
 # (a district with a raised limit sets rate_per_second).
 VOICE_CPS = 1.0
+# An e-mail account's messages per second when it sets no rate_per_second: modest, since what a
+# submission server accepts varies by provider and plan (a district that knows its relay's limit
+# sets it).
+EMAIL_RATE = 10.0
+# The settings an e-mail account must give (channel_adapters/email.py reads them): the SMTP
+# server and the address the e-mails come from. Secrets (username, password, dkim_private_key)
+# come from credentials_env.
+EMAIL_SETTINGS = ("host", "from_address")
+EMAIL_SECRETS = ("username", "password", "dkim_private_key")
 
 
 class Settings(BaseSettings):
@@ -188,9 +198,10 @@ class Account(Strict):
     # credentials: not the sandbox. https, or plain http on this machine only.
     api_base_url: str | None = None
     # The provider's rate for this account, shared by all workers: requests per second, for an
-    # SMS account message segments per second, for a voice account calls per second. Unset: the
-    # sender's default (`rate`). The bound only catches a slip of the keyboard: a Messaging
-    # Service pooling several short codes goes past 1,000.
+    # SMS account message segments per second, for a voice account calls per second, for an
+    # e-mail account messages per second. Unset: the sender's default (`rate`). The bound only
+    # catches a slip of the keyboard: a Messaging Service pooling several short codes goes past
+    # 1,000.
     rate_per_second: float | None = Field(default=None, gt=0, le=10_000)
     # SMS: what sends the texts (SENDER_RATES), and for 10DLC the brand's Trust Score (0-100).
     sender: Sender | None = None
@@ -219,6 +230,8 @@ class Account(Strict):
             return next(rate for lowest, rate in TRUST_TIERS if score >= lowest)
         if self.channel == "voice":
             return VOICE_CPS
+        if self.channel == "email":
+            return EMAIL_RATE
         return SENDER_RATES.get(self.sender or "", DEFAULT_RATE)
 
     @property
@@ -247,6 +260,32 @@ class Account(Strict):
         given = {"recall_after_s", "recalls"} & self.model_fields_set
         if given and self.channel != "voice":
             raise ValueError(f"account {self.name}: only a voice account has {min(given)}")
+        return self
+
+    @model_validator(mode="after")
+    def _email(self) -> Account:
+        if self.channel != "email":
+            return self
+        unknown = sorted(set(self.credentials_env) - set(EMAIL_SECRETS))
+        if unknown:
+            raise ValueError(
+                f"account {self.name}: an e-mail account's credentials_env takes "
+                f"{', '.join(EMAIL_SECRETS)}, not {unknown[0]}"
+            )
+        if self.api_base_url is not None:
+            raise ValueError(
+                f"account {self.name}: an e-mail account names its SMTP host in settings"
+            )
+        if not self.credentials_env:
+            return self  # the sandbox's SMTP server serves it
+        missing = [key for key in EMAIL_SETTINGS if not self.settings.get(key)]
+        if missing:
+            raise ValueError(
+                f"account {self.name}: an e-mail account with credentials needs settings."
+                f"{missing[0]} (settings: host, port, from_address, from_name, ...)"
+            )
+        if to_address(self.settings["from_address"]) is None:
+            raise ValueError(f"account {self.name}: settings.from_address is not an address")
         return self
 
     @model_validator(mode="after")
@@ -280,6 +319,15 @@ class Account(Strict):
 class TestAllowlist(Strict):
     accounts: list[str] = []
     phones: list[str] = []
+    emails: list[str] = []  # the addresses a rehearsal's e-mails may go to
+
+    @field_validator("emails")
+    @classmethod
+    def _addresses(cls, value: list[str]) -> list[str]:
+        for raw in value:
+            if to_address(raw) is None:
+                raise ValueError(f"{raw!r} is not an e-mail address (write name@domain)")
+        return value
 
 
 class UserRoles(Strict):
@@ -413,6 +461,12 @@ class DistrictConfig(Strict):
         region = self.district.phone_region
         phones = (to_e164(p, region) for p in self.test_allowlist.phones)
         return tuple(dict.fromkeys(p for p in phones if p))
+
+    @cached_property
+    def test_emails(self) -> tuple[str, ...]:
+        """The test allowlist's e-mail addresses (domains in lower case), in the file's order."""
+        addresses = (to_address(a) for a in self.test_allowlist.emails)
+        return tuple(dict.fromkeys(a for a in addresses if a))
 
     @cached_property
     def roster(self) -> list[dict[str, str]]:

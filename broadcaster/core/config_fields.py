@@ -12,11 +12,18 @@ from pydantic import ConfigDict
 
 from broadcaster.core.text_safety import CheckedText
 
-Channel = Literal["x", "facebook", "sms", "voice", "web"]
-CHANNELS: tuple[str, ...] = ("x", "facebook", "sms", "voice", "web")
-# Channels that reach each family of the message's audience (a text, a call), one delivery per
-# number or address, rather than one post per account.
-FAMILY_CHANNELS: tuple[str, ...] = ("sms", "voice")
+Channel = Literal["x", "facebook", "sms", "voice", "email", "web"]
+CHANNELS: tuple[str, ...] = ("x", "facebook", "sms", "voice", "email", "web")
+# Channels that reach each family of the message's audience (a text, a call, an e-mail), one
+# delivery per number or address, rather than one post per account.
+FAMILY_CHANNELS: tuple[str, ...] = ("sms", "voice", "email")
+# Of those, the ones whose recipient is a phone number (E.164); an e-mail's is an address.
+PHONE_CHANNELS: tuple[str, ...] = ("sms", "voice")
+# Template categories that are never routine: an e-mail about one carries no List-Unsubscribe
+# (the e-mails of every other category, events or facilities say, do when the account has one).
+NEVER_ROUTINE: frozenset[str] = frozenset(
+    {"emergency", "closure", "delay", "dismissal", "correction"}
+)
 ROLES: tuple[str, ...] = ("author", "approver", "incident_commander", "records_officer", "admin")
 SLUG = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
 
@@ -50,3 +57,22 @@ def to_e164(raw: str, region: str) -> str | None:
     if not phonenumbers.is_possible_number(number):
         return None
     return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+
+
+# An e-mail address as the district file and the contact list give it: a plain local@domain
+# (no display name), the domain with at least one dot. The e-mail adapter checks it again,
+# strictly, before anything is sent.
+ADDRESS = re.compile(
+    r"^[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(?:\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)*"
+    r"@(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)+[A-Za-z0-9-]{2,63}$"
+)
+
+
+def to_address(raw: str) -> str | None:
+    """The address with its domain in lower case (local parts are the server's to compare), or
+    None when it is not a plain address."""
+    value = raw.strip()
+    if len(value) > 254 or not ADDRESS.match(value):
+        return None
+    local, _, domain = value.rpartition("@")
+    return f"{local}@{domain.lower()}"

@@ -37,6 +37,10 @@ CALLBACK_PATHS = {"sms": "/hooks/twilio/status", "voice": "/hooks/twilio/voice/s
 REPLAY_PATH = "/hooks/twilio/voice/replay"
 # The caller id of every sandbox-served voice account (Twilio's magic "valid" test number).
 SANDBOX_CALLER_ID = "+15005550006"
+# The sandbox SMTP server's stand-in credentials (it takes any non-empty user and password) and
+# the domain its e-mails come from when the account names no from_address.
+SANDBOX_SMTP_PASSWORD = "sandbox-smtp-password"  # noqa: S105 (public by design, see above)
+SANDBOX_MAIL_DOMAIN = "sandbox.invalid"
 # The kind of message that only ever goes to the sandbox, whatever credentials an account has.
 SANDBOX_ONLY = MessageKind.TEST
 
@@ -71,7 +75,25 @@ def sandbox_identity(account: Account) -> tuple[dict[str, str], dict[str, str]]:
             {"account_sid": "AC" + digest[:32], "from_number": SANDBOX_CALLER_ID},
             {"auth_token": SANDBOX_TWILIO_TOKEN},
         ),
+        # The sandbox's SMTP server (the adapter asks the sandbox URL where it listens); the
+        # account's own from_address, from_name, list_unsubscribe, ... still apply.
+        "email": (
+            {"from_address": f"{_local_part(account.name)}@{SANDBOX_MAIL_DOMAIN}"},
+            {"username": account.name, "password": SANDBOX_SMTP_PASSWORD},
+        ),
     }[account.channel]
+
+
+def _local_part(name: str) -> str:
+    """An account name as an address's local part (letters, digits, dots, hyphens)."""
+    cleaned = "".join(c if c.isascii() and (c.isalnum() or c in ".-_") else "-" for c in name)
+    return cleaned.strip(".-") or "district"
+
+
+def email_domain(account: Account, kind: str) -> str:
+    """The domain an e-mail account's messages come from (and their Message-IDs are made on)."""
+    address = account_settings(account, kind).get("from_address", "")
+    return address.rpartition("@")[2].lower() or SANDBOX_MAIL_DOMAIN
 
 
 def identity(account: Account, kind: str) -> tuple[dict[str, str], dict[str, str]]:

@@ -23,8 +23,20 @@ broker_transport.register()
 # still wait behind a fan-out already taken.
 URGENT, SOCIAL, SMS, WEB, DEFAULT = "urgent", "social", "sms", "web", "default"
 QUEUES = (URGENT, SOCIAL, SMS, WEB, DEFAULT)
-# Calls share the texts' queue: the same provider, and the workers deploy/ runs for it.
-CHANNEL_QUEUE = {"x": SOCIAL, "facebook": SOCIAL, "sms": SMS, "voice": SMS, "web": WEB}
+# Calls share the texts' queue: the same provider, and the workers deploy/ runs for it. So do
+# e-mails: like texts and calls they reach each family, written by the expansion task that runs
+# on this queue; each batch's sends run on the worker's call threads with the SMTP timeout, so a
+# slow mail server holds back its own batch, not the texts'; and a queue of their own would be
+# one that a deployment without a worker for it (every deploy/ file until it is edited) never
+# sends, silently.
+CHANNEL_QUEUE = {
+    "x": SOCIAL,
+    "facebook": SOCIAL,
+    "sms": SMS,
+    "voice": SMS,
+    "email": SMS,
+    "web": WEB,
+}
 
 # Task names.
 SEND = "broadcaster.send_deliveries"

@@ -28,14 +28,14 @@ from broadcaster.core.contacts import current_version
 from broadcaster.core.errors import Refused
 from broadcaster.core.lifecycle import transition
 from broadcaster.core.models import Delivery, Message, User, utcnow
-from broadcaster.core.rehearsals import ensure_allowed, ensure_allowed_phone
+from broadcaster.core.rehearsals import ensure_allowed, ensure_allowed_recipient
 from broadcaster.core.states import REHEARSAL_KINDS, DeliveryStatus
 from broadcaster.delivery.celery_app import CHANNEL_QUEUE, EXPAND, SEND, URGENT, client_for
 
 SMS_BATCH = 50
 # The order deliveries are enqueued in: the web first (it is the reference the posts link to),
-# then the posts, then the texts and the calls.
-CHANNEL_ORDER = ("web", "x", "facebook", "sms", "voice")
+# then the posts, then the texts, the calls and the e-mails.
+CHANNEL_ORDER = ("web", "x", "facebook", "sms", "voice", "email")
 RELEASED = "broadcaster.released"  # session.info key: what the commit enqueued (Released)
 MULTILINGUAL = "mul"  # ISO 639 "multiple languages": one post carrying every language
 
@@ -87,9 +87,9 @@ def plan(session: Session, district: DistrictConfig, message: Message) -> Planne
             if texts_later(message):
                 planned.texts_later = True
                 continue
-            for phone in district.test_phones if message.kind in REHEARSAL_KINDS else ():
-                ensure_allowed_phone(district, message.kind, phone)
-                planned.rows.append({**base, "recipient": phone, "locale": "en"})
+            for recipient in _test_recipients(district, message, target.channel):
+                ensure_allowed_recipient(district, message.kind, target.channel, recipient)
+                planned.rows.append({**base, "recipient": recipient, "locale": "en"})
         else:
             post_locale = account.post_locale
             if post_locale is not None and (target.channel, post_locale) not in rendered:
@@ -98,6 +98,13 @@ def plan(session: Session, district: DistrictConfig, message: Message) -> Planne
                 {**base, "recipient": account.name, "locale": post_locale or MULTILINGUAL}
             )
     return planned
+
+
+def _test_recipients(district: DistrictConfig, message: Message, channel: str) -> tuple[str, ...]:
+    """Whom a rehearsal texts or calls (the test phones) or e-mails (the test addresses)."""
+    if message.kind not in REHEARSAL_KINDS:
+        return ()
+    return district.test_emails if channel == "email" else district.test_phones
 
 
 def dispatch(

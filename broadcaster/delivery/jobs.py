@@ -43,6 +43,7 @@ class Job:
     lookups: int = 0  # provider lookups made to reconcile it (each one backs the next off)
     segments: int = 1  # what the provider meters a send as: a text's SMS segments, else 1
     locale: str = "en"  # the rendition's language (a call is read with a voice for it)
+    category: str = ""  # the message's template category (an e-mail's List-Unsubscribe)
 
 
 # What a send attempt came to: a delivery status, or not known yet (the row stays `sending`).
@@ -167,6 +168,7 @@ def load_jobs(session: Session, ids: list[int]) -> list[Job]:
             if r.action == "send"
             else 1,
             locale=r.locale,
+            category=messages[r.message_id].category,
         )
         for r in rows
     ]

@@ -24,14 +24,14 @@ from typing import Any
 import redis
 
 from broadcaster.core.config import DistrictConfig, Settings
-from broadcaster.core.config_fields import FAMILY_CHANNELS
+from broadcaster.core.config_fields import FAMILY_CHANNELS, NEVER_ROUTINE
 from broadcaster.core.db import session_scope
 from broadcaster.core.errors import BroadcasterError, Refused
 from broadcaster.core.models import utcnow
-from broadcaster.core.rehearsals import ensure_allowed, ensure_allowed_phone
+from broadcaster.core.rehearsals import ensure_allowed, ensure_allowed_recipient
 from broadcaster.core.states import DeliveryStatus
 from broadcaster.delivery import metrics
-from broadcaster.delivery.accounts import account_config, uses_sandbox
+from broadcaster.delivery.accounts import account_config, email_domain, uses_sandbox
 from broadcaster.delivery.jobs import UNCONFIRMED, Job, Result, claim, load_jobs
 from broadcaster.delivery.ratelimit import TokenBucket
 from broadcaster.delivery.recorder import Recorder
@@ -43,6 +43,7 @@ from channel_adapters import (
     Receipt,
     adapter_for,
 )
+from channel_adapters.email import split_rendition
 
 MAX_ATTEMPTS = 8
 BACKOFF_BASE_S, BACKOFF_CAP_S = 2.0, 300.0
@@ -154,7 +155,7 @@ def send_one(worker: Worker, job: Job, start_by: dt.datetime) -> Result:
     try:
         ensure_allowed(worker.district, job.kind, job.account)
         if job.channel in FAMILY_CHANNELS:
-            ensure_allowed_phone(worker.district, job.kind, job.recipient)
+            ensure_allowed_recipient(worker.district, job.kind, job.channel, job.recipient)
         adapter = worker.adapter(job.account, job.kind)
     except (Refused, BroadcasterError) as exc:
         return Result(job, DeliveryStatus.FAILED, error=str(exc))
@@ -177,16 +178,41 @@ def send_one(worker: Worker, job: Job, start_by: dt.datetime) -> Result:
         return delete_one(adapter, job)
     to = job.recipient if job.channel in FAMILY_CHANNELS else None
     valid_for = validity(job, now)
-    # A call is read in the family's language: the adapter picks the voice for it.
-    spoken = {"locale": job.locale} if job.channel == "voice" else {}
+    text, extra = job.text, channel_options(worker, job)
+    if job.channel == "email":
+        subject, text = split_rendition(job.text)
+        extra["subject"] = subject
     try:
         with metrics.timed(job.channel, "send"):
             receipt = adapter.send(
-                job.text, to=to, reply_to=job.refers_to, valid_for_s=valid_for, **spoken
+                text, to=to, reply_to=job.refers_to, valid_for_s=valid_for, **extra
             )
     except DeliveryError as exc:
         return classify(worker, adapter, job, exc, to)
     return Result(job, DeliveryStatus.SENT, receipt=receipt)
+
+
+def channel_options(worker: Worker, job: Job) -> dict[str, Any]:
+    """What only one channel's adapter takes: a call's language (the adapter picks the voice
+    for it); an e-mail's List-Unsubscribe choice and its stable Message-ID."""
+    if job.channel == "voice":
+        return {"locale": job.locale}
+    if job.channel == "email":
+        return {
+            "routine": job.category not in NEVER_ROUTINE,
+            "message_id": message_id_for(worker, job),
+        }
+    return {}
+
+
+def message_id_for(worker: Worker, job: Job) -> str:
+    """The delivery's e-mail Message-ID, the same on every attempt: a resend after a lost reply
+    carries the one the first attempt did (the family's mail client drops the duplicate, the
+    sandbox's lookup finds it), and it is the provider id recorded. It names no person
+    (redaction.OUR_MESSAGE_ID)."""
+    account = next(a for a in worker.district.accounts if a.name == job.account)
+    domain = email_domain(account, job.kind)
+    return f"<delivery-{job.delivery_id}.message-{job.message_id}@{domain}>"
 
 
 def delete_one(adapter: Any, job: Job) -> Result:

@@ -19,10 +19,10 @@ from pydantic.json_schema import JsonDict, SkipJsonSchema
 from sqlalchemy.orm import Session
 
 from broadcaster.core.config import DistrictConfig
-from broadcaster.core.config_fields import CHANNELS, FAMILY_CHANNELS
+from broadcaster.core.config_fields import CHANNELS
 from broadcaster.core.lifecycle import STATES
 from broadcaster.core.models import Message
-from broadcaster.core.redaction import mask, mask_phones
+from broadcaster.core.redaction import mask_contacts, mask_recipient
 from broadcaster.core.states import MessageState
 from broadcaster.delivery import status
 from broadcaster.delivery.scheduling import local_time
@@ -149,7 +149,7 @@ def status_view(session: Session, message: Message, district: DistrictConfig) ->
         deliveries=status.delivery_counts(session, message),
         texts_being_written=message.expanding,
         failures=[
-            Failure(channel=c, target=_mask(c, r), error=mask_phones(e))
+            Failure(channel=c, target=mask_recipient(c, r), error=mask_contacts(e))
             for c, r, e in status.failures(session, message)
         ],
         retraction=retraction_view(session, notice) if notice is not None else None,
@@ -165,14 +165,9 @@ def retraction_view(session: Session, notice: Message) -> Retraction:
         state=notice.state,
         deleted=[Post(channel=c, account=a, post=p) for c, a, p, s, _ in deletions if s == "sent"],
         still_live=[
-            LivePost(channel=c, account=a, post=p, status=s, error=mask_phones(e))
+            LivePost(channel=c, account=a, post=p, status=s, error=mask_contacts(e))
             for c, a, p, s, e in deletions
             if s != "sent"
         ],
         corrections=status.correction_counts(session, notice),
     )
-
-
-def _mask(channel: str, recipient: str) -> str:
-    """A text's or a call's recipient is shown masked, as everywhere else (redaction.mask)."""
-    return mask(recipient) if channel in FAMILY_CHANNELS else recipient

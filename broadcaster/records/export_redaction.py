@@ -1,6 +1,7 @@
 """What a public-records export leaves out unless a records officer keeps it: recipients' phone
-numbers (masked; the district's own public numbers stay) and the text the FERPA checks match in
-the exported messages (redacted wherever it appears, counted per rule and table for the README).
+numbers and e-mail addresses (masked; the district's own public numbers and addresses stay) and
+the text the FERPA checks match in the exported messages (redacted wherever it appears, counted
+per rule and table for the README).
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from markupsafe import escape
 from broadcaster.authoring.checks import content_of, personal_data_spans
 from broadcaster.core.config import DistrictConfig
 from broadcaster.core.models import Message
-from broadcaster.core.redaction import mask_phones
+from broadcaster.core.redaction import mask_contacts
 
 
 class StudentData:
@@ -89,16 +90,20 @@ def _whole(form: str) -> str:
 
 class Redactor:
     """What an export leaves out unless a records officer keeps it: recipients' phone numbers
-    (masked; the district's own public numbers stay) and student data (redacted)."""
+    and e-mail addresses (masked; the district's own public numbers, its address and its
+    e-mail domains stay) and student data (redacted)."""
 
     def __init__(self, district: DistrictConfig, students: StudentData, keep_phones: bool) -> None:
         self.students = students
         self.keep_phones = keep_phones
-        self.public = district.district_phones
+        self.public = district.district_phones | {district.district.email or ""}
+        self.domains = frozenset(d.lower() for d in district.policy.email_domains)
 
     def text(self, table: str, value: str) -> str:
         value = self.students.text(table, value)
-        return value if self.keep_phones else mask_phones(value, self.public) or value
+        if self.keep_phones:
+            return value
+        return mask_contacts(value, self.public, self.domains) or value
 
     def value(self, table: str, value: Any) -> Any:
         if isinstance(value, str):

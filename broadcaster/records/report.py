@@ -20,9 +20,8 @@ from sqlalchemy.orm import Session
 
 from broadcaster.authoring.plan import PLANNED
 from broadcaster.core import ledger
-from broadcaster.core.config_fields import FAMILY_CHANNELS
 from broadcaster.core.models import Delivery, Message
-from broadcaster.core.redaction import mask, mask_phones
+from broadcaster.core.redaction import mask_contacts, mask_recipient
 from broadcaster.core.states import SUCCEEDED, DeliveryStatus
 
 # Ledger events that are steps of the message (deliveries are summarized per channel instead).
@@ -33,9 +32,7 @@ LIST_AT_MOST = 50  # failures and retries listed per channel; the counts are alw
 
 
 def _target(channel: str, recipient: str) -> str:
-    return (
-        mask(recipient) if channel in FAMILY_CHANNELS and recipient.startswith("+") else recipient
-    )
+    return mask_recipient(channel, recipient)
 
 
 def _seconds(start: str | None, end: str | None) -> float | None:
@@ -165,7 +162,7 @@ def _channels(
                 {
                     "target": _target(d.channel, d.recipient),
                     "status": d.status,
-                    "error": mask_phones(d.error),
+                    "error": mask_contacts(d.error),
                     "attempts": d.attempts,
                     "at": d.updated_at.isoformat(),
                 }
@@ -192,7 +189,7 @@ def _channels(
                     "event": entry.event,
                     "target": _target(payload["channel"], payload.get("recipient") or ""),
                     "attempt": payload.get("attempt"),
-                    "error": mask_phones(payload.get("error")),
+                    "error": mask_contacts(payload.get("error")),
                 }
             )
     planned = next((p for e, p in reversed(entries) if e.event == PLANNED and p), None)

@@ -5,10 +5,11 @@ nothing was delivered, to the message itself. Past `retention.years_for(category
 destroyed: the payloads of its ledger entries (the chain keeps every hash, so it still verifies),
 its renditions' text, variables, findings, approval reasons and acknowledged warnings, its web
 alert's body (and so its published page: the public site is rewritten once the purge commits)
-and its recipients' phone numbers. Past `retention.sms_recipient_days` only the phone
-numbers go: in its SMS deliveries and in the ledger payloads that name them. The message's row
-(template, category, kind, state, author, dates) stays as the index of what was destroyed.
-Opt-out entries (STOP, START) name a phone and no message; they go after the SMS period too.
+and its recipients' phone numbers and e-mail addresses. Past `retention.sms_recipient_days`
+only those go: in its texts', calls' and e-mails' deliveries and in the ledger payloads that
+name them. The message's row (template, category, kind, state, author, dates) stays as the
+index of what was destroyed. Opt-out entries (STOP, START) name a phone and no message; they go
+after the SMS period too.
 
 Nothing covered by a legal hold is touched. Each purge writes one destruction record to the
 ledger: what (messages, scopes, entries), when, by which rule, by whom.
@@ -40,7 +41,7 @@ from broadcaster.core.models import (
     utcnow,
 )
 from broadcaster.core.permissions import require
-from broadcaster.core.redaction import PHONE
+from broadcaster.core.redaction import EMAIL, PHONE
 from broadcaster.delivery.alert_store import announce_change
 from broadcaster.records.holds import covers, covers_moment, list_holds
 
@@ -169,13 +170,14 @@ def _destroyed(session: Session) -> set[tuple[int, str]]:
 
 
 def _phones(session: Session, message_id: int) -> set[str]:
-    """The phone numbers still recorded in the message's texts and calls."""
+    """The phone numbers and e-mail addresses still recorded in the message's texts, calls and
+    e-mails."""
     recipients = session.scalars(
         select(Delivery.recipient).where(
             Delivery.message_id == message_id, Delivery.channel.in_(FAMILY_CHANNELS)
         )
     )
-    return {r for r in recipients if PHONE.fullmatch(r)}
+    return {r for r in recipients if PHONE.fullmatch(r) or EMAIL.fullmatch(r)}
 
 
 def _entries(session: Session, message_id: int, scope: str, phones: set[str]) -> list[int]:
@@ -192,7 +194,7 @@ def _entries(session: Session, message_id: int, scope: str, phones: set[str]) ->
     return [
         seq
         for seq, body in rows
-        if any(p in phones for p in PHONE.findall(body))  # type: ignore[arg-type]  # not NULL here
+        if any(p in phones for p in [*PHONE.findall(body), *EMAIL.findall(body)])  # type: ignore[arg-type]  # not NULL here
     ]
 
 
@@ -274,8 +276,9 @@ def _redact_phones(session: Session, message_id: int) -> None:
         )
         .execution_options(synchronize_session=False)
     )
-    for delivery in session.scalars(select(Delivery).where(*sms, Delivery.error.contains("+"))):
-        delivery.error = PHONE.sub(REDACTED, delivery.error or "")
+    named = Delivery.error.contains("+") | Delivery.error.contains("@")
+    for delivery in session.scalars(select(Delivery).where(*sms, named)):
+        delivery.error = EMAIL.sub(REDACTED, PHONE.sub(REDACTED, delivery.error or ""))
 
 
 def _destroy_content(session: Session, message_id: int, record: int) -> None:

@@ -13,6 +13,7 @@ CHANNEL_NAMES = {
     "facebook": "Facebook",
     "sms": "SMS",
     "voice": "Voice call",
+    "email": "E-mail",
     "web": "Web site",
 }
 STATE_NAMES = {"partially_sent": "partially sent"}
