@@ -16,7 +16,6 @@ which the after-action report puts beside what happened.
 from __future__ import annotations
 
 import datetime as dt
-from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -29,7 +28,7 @@ from broadcaster.core import ledger
 from broadcaster.core.config import Account, DistrictConfig
 from broadcaster.core.config_fields import FAMILY_CHANNELS
 from broadcaster.core.models import Message, utcnow
-from broadcaster.delivery.expansion import audience_languages
+from broadcaster.delivery.expansion import audience_reach
 from broadcaster.delivery.ratelimit import seconds_for
 from broadcaster.delivery.scheduling import local_time
 
@@ -40,7 +39,7 @@ PLANNED = "plan.recorded"  # the ledger event with the plan an approval saw (not
 @dataclass(frozen=True)
 class ChannelPlan:
     account: str  # several accounts of one channel (an X account per language): comma-separated
-    recipients: int  # phones for a text; posts otherwise
+    recipients: int  # numbers for a text or call, addresses for an e-mail; posts otherwise
     segments: int  # what the provider meters: SMS segments, or one request a post
     rate_per_s: float
     seconds: float
@@ -53,26 +52,34 @@ Plan = dict[str, ChannelPlan]
 def make_plan(
     accounts: Sequence[Account],
     renditions: Mapping[tuple[str, str], int],
-    audience: Mapping[str, int],
+    audience: Mapping[str, Mapping[str, int]],
     start: dt.datetime,
 ) -> Plan:
     """The plan for a message going out at `start` to these accounts (the message's targets,
     in order), with `renditions` (channel, locale) -> SMS segments (any number for a post) and
-    `audience` locale -> phones. Like dispatch: one SMS account sends every text, a phone whose
-    language has no rendition reads English, a post goes only where its language was rendered."""
+    `audience` channel -> locale -> numbers or addresses. Like dispatch: one account of a
+    channel reaches every family, a phone whose language has no rendition reads English, a post
+    goes only where its language was rendered."""
     plan: Plan = {}
-    sms = next((a for a in accounts if a.channel == "sms"), None)
-    if sms is not None and audience:
-        segments = sum(n * _sms_segments(renditions, loc) for loc, n in audience.items())
-        phones = sum(audience.values())
-        plan["sms"] = _entry(
-            sms.name, phones, segments, sms.rate, seconds_for(segments, sms.rate), start
+    for channel in FAMILY_CHANNELS:
+        account = next((a for a in accounts if a.channel == channel), None)
+        reached = audience.get(channel, {})
+        if account is None or not reached:
+            continue
+        recipients = sum(reached.values())
+        # Providers meter a text's segments; a call or an e-mail is one request.
+        metered = (
+            sum(n * _sms_segments(renditions, loc) for loc, n in reached.items())
+            if channel == "sms"
+            else recipients
         )
-    voice = next((a for a in accounts if a.channel == "voice"), None)
-    if voice is not None and audience:  # one call a phone, one request each
-        calls = sum(audience.values())
-        plan["voice"] = _entry(
-            voice.name, calls, calls, voice.rate, seconds_for(calls, voice.rate), start
+        plan[channel] = _entry(
+            account.name,
+            recipients,
+            metered,
+            account.rate,
+            seconds_for(metered, account.rate),
+            start,
         )
     posting: dict[str, list[Account]] = {}
     for account in accounts:
@@ -164,19 +171,19 @@ def for_message(
     return make_plan(
         [by_name[t.account] for t in message.targets],
         {(r.channel, r.locale): int(r.metrics.get("segments", 1)) for r in message.renditions},
-        phones_by_language(session, district, message),
+        reached_by_channel(session, district, message),
         start_of(message, now),
     )
 
 
-def phones_by_language(
+def reached_by_channel(
     session: Session, district: DistrictConfig, message: Message
-) -> Counter[str]:
-    """language -> phones the message would text now (dispatch's own selection, counted by the
-    database)."""
+) -> dict[str, dict[str, int]]:
+    """channel -> language -> numbers or addresses the message would reach now (dispatch's own
+    selection, counted by the database)."""
     if not any(t.channel in FAMILY_CHANNELS for t in message.targets):
-        return Counter()
-    return Counter(audience_languages(session, district, message))
+        return {}
+    return audience_reach(session, district, message).by_channel
 
 
 def findings(session: Session, district: DistrictConfig, message: Message) -> list[Finding]:

@@ -24,7 +24,7 @@ from broadcaster.core.config_fields import FAMILY_CHANNELS
 from broadcaster.core.models import Message
 from broadcaster.core.models import Rendition as RenditionRow
 from broadcaster.core.states import MessageState
-from broadcaster.delivery.expansion import audience_size
+from broadcaster.delivery.expansion import audience_reach
 from broadcaster.delivery.views import (
     Channel,
     Identified,
@@ -87,7 +87,9 @@ class Content(View):
     findings: list[FindingView]
     targets: list[TargetView]
     audience: str | None
-    recipients: int
+    recipients: int  # families the message reaches (texts, calls or e-mails)
+    # channel -> mobiles texted, numbers called, addresses e-mailed
+    reach: dict[str, int] = {}
     # Before dispatch only: the send-time plan per channel (after it, the after-action report
     # shows the plan the approval recorded beside what happened).
     plan: dict[Channel, ChannelPlanView] | SkipJsonSchema[None] = absent_when_none()
@@ -172,6 +174,7 @@ def rendition_view(row: RenditionRow) -> Rendition:
 def preview_view(session: Session, district: DistrictConfig, message: Message) -> Preview:
     texting = any(channel in FAMILY_CHANNELS for channel in message.channels)
     shown = message.state in PLANNED_STATES
+    reached = audience_reach(session, district, message) if texting else None
     return Preview(
         template=message.template,
         template_version=message.template_version,
@@ -180,7 +183,8 @@ def preview_view(session: Session, district: DistrictConfig, message: Message) -
         findings=[FindingView.model_validate(f, from_attributes=True) for f in message.findings],
         targets=[TargetView.model_validate(t, from_attributes=True) for t in message.targets],
         audience=message.audience,
-        recipients=audience_size(session, district, message) if texting else 0,
+        recipients=reached.families if reached else 0,
+        reach={c: reached.total(c) for c in reached.by_channel} if reached else {},
         plan=_plan_view(session, district, message) if shown else None,
         **dict(timing_view(message, district)),
     )

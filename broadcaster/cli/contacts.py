@@ -38,10 +38,7 @@ def contacts_import(app: App, path: Path, as_user: str, as_json: bool) -> None:
     data = dataclasses.asdict(result)
     if as_json:
         return emit_json(data)
-    click.echo(
-        f"imported {result.rows} rows: {result.phones} phone numbers, "
-        f"{result.opted_out} opted out (replaced {result.replaced} rows)"
-    )
+    click.echo(f"imported {result.summary()}")
 
 
 COMMANDS = [contacts_group]

@@ -8,7 +8,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from broadcaster.authoring import plan
+from broadcaster.authoring import audience, plan
 from broadcaster.authoring.views import Draft
 from broadcaster.cli.app import console
 from broadcaster.delivery import status
@@ -20,9 +20,9 @@ SEVERITY_STYLE = {"block": "bold red", "warn": "yellow"}
 def print_preview(view: Draft) -> None:
     out = console()
     out.print(Text(f"Message {view.id} ({view.kind}, {view.template}) is {view.state}", "bold"))
-    if "sms" in {r.channel for r in view.renditions}:
+    if view.reach or view.audience:
         who = view.audience or "the test allowlist"
-        out.print(Text(f"Texted to: {who} ({view.recipients} phone numbers)"))
+        out.print(Text(f"Reaches: {who}: {audience.summary(view.recipients, view.reach)}"))
     print_timing(out, view)
     for channel, planned in (view.plan or {}).items():
         out.print(Text(f"Delivery: {plan.summary(channel, planned.model_dump())}"))

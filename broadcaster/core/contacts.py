@@ -23,9 +23,11 @@ from sqlalchemy import (
     exists,
     func,
     insert,
+    or_,
     select,
     text,
     true,
+    union_all,
 )
 from sqlalchemy.orm import Session, aliased
 
@@ -35,9 +37,38 @@ from broadcaster.core.errors import BadInput
 from broadcaster.core.models import Contact, ContactList, Message, OptOut, User, utcnow
 from broadcaster.core.permissions import require
 from broadcaster.core.text_safety import check_text
+from channel_adapters import DeliveryError
+from channel_adapters.email import check_address
 
-COLUMNS = ("phone", "language", "schools", "routes", "grades", "opted_out")
-REQUIRED_COLUMNS = {"phone"}
+COLUMNS = (
+    "household",
+    "phone",
+    "landline",
+    "email",
+    "language",
+    "schools",
+    "routes",
+    "grades",
+    "channels",
+    "opted_out",
+)
+REACHES = ("phone", "landline", "email")  # a file needs one of these columns, a row one value
+HOUSEHOLD = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,63}$")
+MAX_EMAILS = 5
+# The words families and staff use for channels, in the `channels` column.
+CHANNEL_WORDS = {
+    "text": "sms",
+    "sms": "sms",
+    "call": "voice",
+    "voice": "voice",
+    "email": "email",
+    "e-mail": "email",
+}
+CONTACT_CHANNELS = ("sms", "voice", "email")  # the order the `channels` column lists them in
+CATEGORY = re.compile(r"^[a-z][a-z0-9_-]{0,39}$")
+# Categories that reach every family on every channel it has, whatever it chose (FCC 16-88
+# lets a school call and text about an emergency without prior consent).
+EMERGENCY_CATEGORIES = frozenset({"emergency"})
 LOCALE = re.compile(r"^[a-z]{2}(?:-[A-Z]{2})?$")
 GRADE = re.compile(r"^(?:PK|TK|K|[1-9]|1[0-2])$", re.IGNORECASE)
 YES = {"yes", "y", "true", "1"}
@@ -70,9 +101,19 @@ def normalize_phone(raw: str, region: str) -> str | None:
 @dataclass(frozen=True)
 class ImportResult:
     rows: int
-    phones: int
+    households: int
+    phones: int  # mobiles: texts and calls
+    landlines: int
+    emails: int
     opted_out: int
     replaced: int
+
+    def summary(self) -> str:
+        return (
+            f"{self.rows} rows: {self.households} families, {self.phones} mobile numbers, "
+            f"{self.landlines} landlines, {self.emails} e-mail addresses, {self.opted_out} "
+            f"opted out (replaced {self.replaced} rows)"
+        )
 
 
 def import_csv(session: Session, district: DistrictConfig, path: Path, actor: User) -> ImportResult:
@@ -102,21 +143,22 @@ def import_csv(session: Session, district: DistrictConfig, path: Path, actor: Us
         rows = parse_csv(handle, district, path.name)
         while chunk := list(islice(rows, IMPORT_CHUNK)):
             session.execute(insert(Contact), [{**row, "version": version} for row, _ in chunk])
-            opted.update(row["phone"] for row, out in chunk if out)
+            opted.update(
+                number for row, out in chunk if out for number in (row["phone"], row["landline"])
+            )
             written += len(chunk)
     drop_unused_versions(session)
+    opted.discard(None)
     known = set(session.scalars(select(OptOut.phone).where(OptOut.phone.in_(opted))))
     for phone in sorted(opted - known):
         session.add(OptOut(phone=phone, source="contacts import"))
-    phones = session.scalar(
-        select(func.count(func.distinct(Contact.phone))).where(Contact.version == version)
-    )
+    counted = list_counts(session, version)
     if session.get_bind().dialect.name == "postgresql":
         # Statistics for the new rows now, not when autovacuum gets to them: with a million
         # rows it does not know of, the planner read every remaining row for each page of an
         # expansion (826 ms a page half-way through a million; 0.7 ms once analysed).
         session.execute(text("ANALYZE contacts"))
-    result = ImportResult(rows=written, phones=phones or 0, opted_out=len(opted), replaced=replaced)
+    result = ImportResult(rows=written, opted_out=len(opted), replaced=replaced, **counted)
     ledger.append(
         session,
         "contacts.imported",
@@ -124,7 +166,7 @@ def import_csv(session: Session, district: DistrictConfig, path: Path, actor: Us
             "file": path.name,
             "sha256": digest,
             "rows": result.rows,
-            "phones": result.phones,
+            **counted,
             "opted_out": result.opted_out,
             "replaced_rows": replaced,
             "version": version,
@@ -132,6 +174,27 @@ def import_csv(session: Session, district: DistrictConfig, path: Path, actor: Us
         actor=actor.name,
     )
     return result
+
+
+def list_counts(session: Session, version: int) -> dict[str, int]:
+    """A version's families, and its distinct mobiles, landlines and e-mail addresses."""
+    dialect = session.get_bind().dialect.name
+    current = Contact.version == version
+    address = _emails(dialect)
+    emails = select(func.count(func.distinct(address.c.value))).select_from(Contact)
+    return {
+        "households": session.scalar(
+            select(func.count(func.distinct(Contact.household))).where(current)
+        )
+        or 0,
+        "phones": session.scalar(select(func.count(func.distinct(Contact.phone))).where(current))
+        or 0,
+        "landlines": session.scalar(
+            select(func.count(func.distinct(Contact.landline))).where(current)
+        )
+        or 0,
+        "emails": session.scalar(emails.join(address, true()).where(current)) or 0,
+    }
 
 
 def _sha256(path: Path) -> str:
@@ -168,18 +231,16 @@ def parse_csv(
     except csv.Error as exc:
         raise BadInput(f"{name} line 1: not a CSV header ({exc})") from None
     if not header:
-        raise BadInput(f"{name} is empty: it needs a header line {','.join(COLUMNS)}")
+        raise BadInput(f"{name} is empty: it needs a header line such as {','.join(COLUMNS)}")
     header = [h.strip().lower() for h in header]
     reader.fieldnames = header
-    missing = REQUIRED_COLUMNS - set(header)
-    unknown = set(header) - set(COLUMNS)
-    if missing or unknown:
-        problem = (
-            f"missing {','.join(sorted(missing))}"
-            if missing
-            else (f"unknown {','.join(sorted(unknown))}")
+    unknown = sorted(set(header) - set(COLUMNS))
+    if unknown:
+        raise BadInput(
+            f"{name} line 1: unknown column {','.join(unknown)} (columns: {','.join(COLUMNS)})"
         )
-        raise BadInput(f"{name} line 1: columns must be {','.join(COLUMNS)} ({problem})")
+    if not set(REACHES) & set(header):
+        raise BadInput(f"{name} line 1: needs a phone, landline or email column")
     try:
         for record in reader:
             line = reader.line_num
@@ -197,10 +258,18 @@ def _row(
     # one is not what the district meant to export.
     for column, value in record.items():
         check_text(f"{where}, {column}", value)
-    raw_phone = record.get("phone", "").strip()
-    phone = normalize_phone(raw_phone, district.district.phone_region)
-    if phone is None:
-        raise BadInput(f"{where}: {raw_phone!r} is not a phone number that can receive texts")
+    region = district.district.phone_region
+    phone = _number(record.get("phone", ""), region, where, "phone")
+    landline = _number(record.get("landline", ""), region, where, "landline")
+    emails = _addresses(record.get("email", ""), where)
+    if not (phone or landline or emails):
+        raise BadInput(f"{where}: no phone, landline or email: give at least one")
+    household = (record.get("household") or "").strip()
+    if household and not HOUSEHOLD.match(household):
+        raise BadInput(
+            f"{where}: household {household[:70]!r} should be an id of letters, digits, "
+            "'.', '_', ':' or '-' (at most 64)"
+        )
     locale = (record.get("language") or "en").strip() or "en"
     if not LOCALE.match(locale):
         raise BadInput(f"{where}: language {locale!r} should be a code such as en or es")
@@ -223,13 +292,93 @@ def _row(
     if flag not in YES | NO:
         raise BadInput(f"{where}: opted_out {flag!r} should be yes or no")
     contact = {
+        # Without an id from the district, a row is the family of its first way to reach it
+        # (rows sharing that number or address are one family); hashed, so no number shows.
+        "household": household or _derived_household(phone or landline or emails[0]),
         "phone": phone,
+        "landline": landline,
+        "emails": emails,
+        "prefers": preferences(record.get("channels", ""), where),
         "locale": locale,
         "schools": schools,
         "routes": routes,
         "grades": [g.upper() for g in grades],
     }
     return contact, flag in YES
+
+
+def _number(raw: str, region: str, where: str, column: str) -> str | None:
+    raw = raw.strip()
+    if not raw:
+        return None
+    number = normalize_phone(raw, region)
+    if number is None:
+        what = "a phone number that can receive texts" if column == "phone" else "a phone number"
+        raise BadInput(f"{where}: {column} {raw!r} is not {what}")
+    return number
+
+
+def _addresses(raw: str, where: str) -> list[str]:
+    found: list[str] = []
+    for item in _items(raw):
+        try:
+            address = check_address(item, "email")
+        except DeliveryError:
+            raise BadInput(
+                f"{where}: email {item[:80]!r} is not an e-mail address (write name@example.org; "
+                "several separated by ;)"
+            ) from None
+        if address.lower() not in (a.lower() for a in found):
+            found.append(address)
+    if len(found) > MAX_EMAILS:
+        raise BadInput(f"{where}: at most {MAX_EMAILS} e-mail addresses a row, not {len(found)}")
+    return found
+
+
+def _derived_household(reach: str) -> str:
+    return "~" + hashlib.sha256(reach.lower().encode()).hexdigest()[:20]
+
+
+def preferences(raw: str, where: str) -> list[str]:
+    """The `channels` column as tokens the database can match (wants()): `text;email` is text
+    and e-mail for every category; `text;events=email` text, but e-mail for events; `events=`
+    with nothing is no channel for events. Empty: every channel. Emergencies always use every
+    channel, so they cannot be chosen."""
+    default: list[str] | None = None
+    tokens: list[str] = []
+    for item in _items(raw):
+        category, sep, words = item.partition("=")
+        category = category.strip().lower() if sep else ""
+        chosen = _channels(words if sep else item, where)
+        if not sep:
+            default = [*(default or []), *chosen]
+            continue
+        if not CATEGORY.match(category):
+            raise BadInput(f"{where}: channels: {category[:40]!r} is not a category name")
+        if category in EMERGENCY_CATEGORIES:
+            raise BadInput(
+                f"{where}: channels: {category} messages use every channel a family has; "
+                f"remove {category}="
+            )
+        if category in tokens:
+            raise BadInput(f"{where}: channels: {category} is given twice")
+        tokens += [category, *(f"{category}:{c}" for c in chosen)]
+    everyday = CONTACT_CHANNELS if default is None else default
+    return [*(f"*:{c}" for c in CONTACT_CHANNELS if c in everyday), *tokens]
+
+
+def _channels(words: str, where: str) -> list[str]:
+    chosen: list[str] = []
+    for word in (w.strip().lower() for w in words.split("+")):
+        if not word:
+            continue
+        if word not in CHANNEL_WORDS:
+            raise BadInput(
+                f"{where}: channels: {word[:20]!r} should be text, call or email "
+                "(e.g. text+email;events=email)"
+            )
+        chosen.append(CHANNEL_WORDS[word])
+    return chosen
 
 
 def _items(value: str) -> list[str]:
@@ -327,47 +476,127 @@ def drop_unused_versions(session: Session, now: dt.datetime | None = None) -> in
     return int(getattr(result, "rowcount", 0) or 0)
 
 
-def selected(session: Session, audience: Audience, version: int) -> Select[int, str, str]:
-    """The audience's contact rows in one version, opted-out numbers left out."""
+def audience_rows(session: Session, audience: Audience, version: int) -> Select[int]:
+    """The ids of the audience's contact rows in one version: what an expansion pages through."""
     dialect = session.get_bind().dialect.name
-    return select(Contact.id, Contact.phone, Contact.locale).where(
+    return select(Contact.id).where(Contact.version == version, audience.where(dialect))
+
+
+def recipients(
+    session: Session, audience: Audience, version: int, channel: str, category: str
+) -> Select[*tuple[Any, ...]]:
+    """(contact id, recipient, language, household) for every number or address in the
+    audience that this channel reaches for a message of this category: mobiles for a text,
+    mobiles and landlines for a call, addresses for an e-mail; each where the family wants the
+    channel, and no number that opted out."""
+    dialect = session.get_bind().dialect.name
+    chosen = (
         Contact.version == version,
         audience.where(dialect),
-        ~exists().where(OptOut.phone == Contact.phone),
+        wants(channel, category, dialect),
+    )
+    if channel == "email":
+        address = _emails(dialect)
+        return (
+            select(Contact.id, address.c.value, Contact.locale, Contact.household)
+            .select_from(Contact)
+            .join(address, true())
+            .where(*chosen)
+        )
+    numbers = [Contact.phone] if channel == "sms" else [Contact.phone, Contact.landline]
+    parts = [
+        select(Contact.id, number, Contact.locale, Contact.household).where(
+            *chosen, number.is_not(None), ~exists().where(OptOut.phone == number)
+        )
+        for number in numbers
+    ]
+    if len(parts) == 1:
+        return parts[0]
+    both = union_all(*parts).subquery()
+    return select(*both.c)
+
+
+def wants(channel: str, category: str, dialect: str) -> ColumnElement[bool]:
+    """The contact row's family takes this channel for this category (`preferences`)."""
+    if category in EMERGENCY_CATEGORIES:
+        return true()
+    return or_(
+        _has_any(Contact.prefers, frozenset({f"{category}:{channel}"}), dialect),
+        and_(
+            _has_any(Contact.prefers, frozenset({f"*:{channel}"}), dialect),
+            ~_has_any(Contact.prefers, frozenset({category}), dialect),
+        ),
     )
 
 
-def languages(session: Session, audience: Audience, version: int) -> dict[str, int]:
-    """language -> phones the audience selects in this version, each phone under its first
-    row's language: counted by the database, with no row loaded here, and once per transaction
-    (a compose's check, plan and view, or a trigger's compose and approval, ask alike: at a
-    million phones a count is most of an approval's time, and they agree on one figure)."""
-    key = (audience.describe(), version)
+def _emails(dialect: str) -> Any:
+    """A contact row's addresses, one row each (joined laterally to `contacts`)."""
+    function = func.json_array_elements_text if dialect == "postgresql" else func.json_each
+    return function(Contact.emails).table_valued("value")
+
+
+@dataclass(frozen=True)
+class Reach:
+    """Whom a message would reach now: families, and per channel the numbers or addresses by
+    language (each under its first row's language)."""
+
+    families: int
+    by_channel: dict[str, dict[str, int]]
+
+    def total(self, channel: str) -> int:
+        return sum(self.by_channel.get(channel, {}).values())
+
+
+def reach(
+    session: Session, audience: Audience, version: int, channels: Iterable[str], category: str
+) -> Reach:
+    """The audience counted by the database, with no row loaded here, and once per
+    transaction (a compose's check, plan and view, or a trigger's compose and approval, ask
+    alike: at a million contacts a count is most of an approval's time, and they agree)."""
+    wanted = tuple(c for c in CONTACT_CHANNELS if c in set(channels))
+    key = (audience.describe(), version, wanted, category)
     counted = _counted(session)
     if key not in counted:
-        counted[key] = _languages(session, audience, version)
-    return dict(counted[key])
+        counted[key] = _reach(session, audience, version, wanted, category)
+    return counted[key]
 
 
-def _counted(session: Session) -> dict[tuple[str, int], dict[str, int]]:
+def _counted(session: Session) -> dict[tuple[Any, ...], Reach]:
     """This transaction's audience counts (a new transaction starts with none)."""
     transaction = session.get_transaction()
     held = session.info.get("audience_counts")
     if held is None or held[0] is not transaction:
         held = session.info["audience_counts"] = (transaction, {})
-    counts: dict[tuple[str, int], dict[str, int]] = held[1]
+    counts: dict[tuple[Any, ...], Reach] = held[1]
     return counts
 
 
-def _languages(session: Session, audience: Audience, version: int) -> dict[str, int]:
-    first = (
-        selected(session, audience, version)
-        .add_columns(
-            func.row_number().over(partition_by=Contact.phone, order_by=Contact.id).label("nth")
-        )
-        .subquery()
-    )
-    rows = session.execute(
-        select(first.c.locale, func.count()).where(first.c.nth == 1).group_by(first.c.locale)
+def _reach(
+    session: Session, audience: Audience, version: int, channels: tuple[str, ...], category: str
+) -> Reach:
+    if not channels:
+        return Reach(0, {})
+    selections = {c: recipients(session, audience, version, c, category) for c in channels}
+    by_channel = {c: first_languages(session, rows) for c, rows in selections.items()}
+    everyone = union_all(
+        *(rows.with_only_columns(rows.selected_columns[3]) for rows in selections.values())
+    ).subquery()
+    families = session.scalar(select(func.count(func.distinct(everyone.c[0])))) or 0
+    return Reach(families, {c: counts for c, counts in by_channel.items() if counts})
+
+
+def first_languages(session: Session, rows: Select[Any]) -> dict[str, int]:
+    """language -> distinct recipients of (id, recipient, language, ...) rows, each under its
+    first row's language."""
+    listed = rows.subquery()
+    key, recipient, locale = listed.c[0], listed.c[1], listed.c[2]
+    numbered = select(
+        locale.label("locale"),
+        func.row_number().over(partition_by=recipient, order_by=key).label("nth"),
+    ).subquery()
+    counts = session.execute(
+        select(numbered.c.locale, func.count())
+        .where(numbered.c.nth == 1)
+        .group_by(numbered.c.locale)
     ).all()
-    return {locale: n for locale, n in rows}
+    return {locale: n for locale, n in counts}

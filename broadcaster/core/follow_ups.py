@@ -8,9 +8,9 @@ has opted out since is texted again, and nobody new is added.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import cast
+from typing import Any, cast
 
-from sqlalchemy import Select, func, select
+from sqlalchemy import Select, select
 from sqlalchemy.orm import Session
 
 from broadcaster.core.config import DistrictConfig
@@ -66,15 +66,17 @@ def replies(session: Session, message: Message) -> dict[tuple[str, str], str]:
     return {(p.channel, p.account): p.provider_id for p in posts(session, message.follows_id)}
 
 
-def reached(original_id: int) -> Select[int, str, str]:
-    """The original's texts that reached a phone whose number has not opted out since: (delivery
-    id, phone, language) in id order."""
+def reached(original_id: int, channel: str | None = None) -> Select[*tuple[Any, ...]]:
+    """The original's texts, calls or e-mails (or only this channel's) that reached somebody,
+    to a number that has not opted out since: (delivery id, recipient, language, household) in
+    id order."""
+    channels = FAMILY_CHANNELS if channel is None else (channel,)
     return (
-        select(Delivery.id, Delivery.recipient, Delivery.locale)
+        select(Delivery.id, Delivery.recipient, Delivery.locale, Delivery.household)
         .where(
             Delivery.message_id == original_id,
             Delivery.action == "send",
-            Delivery.channel == "sms",
+            Delivery.channel.in_(channels),
             Delivery.status.in_(SUCCEEDED),
             Delivery.recipient.not_in(select(OptOut.phone)),
         )
@@ -83,15 +85,8 @@ def reached(original_id: int) -> Select[int, str, str]:
 
 
 def reaches_anyone(session: Session, original_id: int) -> bool:
-    """Whether a follow-up of the original would text anybody."""
+    """Whether a follow-up of the original would reach anybody."""
     return session.scalar(reached(original_id).limit(1)) is not None
-
-
-def reached_languages(session: Session, original_id: int) -> dict[str, int]:
-    """language -> phones a follow-up of the original texts."""
-    texted = reached(original_id).subquery()
-    rows = session.execute(select(texted.c.locale, func.count()).group_by(texted.c.locale)).all()
-    return {locale: n for locale, n in rows}
 
 
 def still_live(session: Session, notice_id: int) -> list[Delivery]:

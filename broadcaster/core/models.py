@@ -245,15 +245,23 @@ class ContactList(Base):
 
 
 class Contact(Base):
-    """One row of the district's contact export: a phone to reach about a student. Each import
-    writes a new `version`; the current list is the highest (core/contacts.py)."""
+    """One row of the district's contact export: how to reach one family about a student (a
+    mobile, a landline, e-mail addresses; at least one). Rows with the same `household` are one
+    family. Each import writes a new `version`; the current list is the highest
+    (core/contacts.py)."""
 
     __tablename__ = "contacts"
     __table_args__ = (Index("ix_contacts_version_id", "version", "id"),)
 
     id: Mapped[int] = mapped_column(primary_key=True)
     version: Mapped[int] = mapped_column(Integer, default=1, server_default="1")
-    phone: Mapped[str] = mapped_column(String(20), index=True)  # E.164
+    household: Mapped[str] = mapped_column(String(64), default="", server_default="")
+    phone: Mapped[str | None] = mapped_column(String(20), index=True)  # E.164: texts and calls
+    landline: Mapped[str | None] = mapped_column(String(20))  # E.164: calls only
+    emails: Mapped[list[str]] = mapped_column(JSON, default=list)
+    # Which channels the family wants, per category (contacts.preferences): "*:sms", or
+    # "closure" with "closure:voice" where a category has its own choice.
+    prefers: Mapped[list[str]] = mapped_column(JSON, default=list)
     locale: Mapped[str] = mapped_column(String(8))
     schools: Mapped[list[str]] = mapped_column(JSON)
     routes: Mapped[list[str]] = mapped_column(JSON)
@@ -289,7 +297,9 @@ class Delivery(Base):
     message_id: Mapped[int] = mapped_column(ForeignKey("messages.id"), index=True)
     channel: Mapped[str] = mapped_column(String(16))
     account: Mapped[str] = mapped_column(String(64))
-    recipient: Mapped[str] = mapped_column(String(64))  # E.164 for SMS, the account for the rest
+    # E.164 for a text or call, an address for an e-mail, the account for the rest.
+    recipient: Mapped[str] = mapped_column(String(320))
+    household: Mapped[str | None] = mapped_column(String(64))  # the family it is for
     locale: Mapped[str] = mapped_column(String(8))
     status: Mapped[str] = mapped_column(String(16), index=True)
     # "send" posts the message; "delete" takes down the post `refers_to` (a retraction).

@@ -21,7 +21,7 @@ import datetime as dt
 import time
 from typing import Any, cast
 
-from sqlalchemy import ColumnElement, Select, Table, case, func, literal, or_, select, update
+from sqlalchemy import ColumnElement, Select, Table, and_, case, func, literal, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -49,23 +49,46 @@ _DELIVERIES = cast(Table, Delivery.__table__)  # written by Core: no ORM objects
 BUDGET_S = 60.0
 
 
-def audience_languages(
-    session: Session, district: DistrictConfig, message: Message
-) -> dict[str, int]:
-    """language -> phones the message would text now, counted by the database: the preview's
-    count and send-time plan, and the check that an audience reaches somebody."""
+def audience_reach(
+    session: Session,
+    district: DistrictConfig,
+    message: Message,
+    channels: list[str] | None = None,
+) -> contacts.Reach:
+    """Whom the message would reach now (families; numbers and addresses per channel and
+    language), counted by the database: the preview's count and send-time plan, and the check
+    that an audience reaches somebody. `channels` for a message not composed yet."""
+    if channels is None:
+        channels = _family_channels(message)
+    channels = [c for c in FAMILY_CHANNELS if c in channels]
     if message.follows_id is not None:
-        return follow_ups.reached_languages(session, message.follows_id)
+        return _followed(session, message.follows_id, channels)
     if message.kind in REHEARSAL_KINDS:
-        return {"en": len(set(district.test_phones))} if district.test_phones else {}
+        tested = len(set(district.test_phones))
+        phoned = {c: {"en": tested} for c in channels if c in ("sms", "voice") and tested}
+        return contacts.Reach(tested if phoned else 0, phoned)
     if not texts_later(message):
-        return {}
+        return contacts.Reach(0, {})
     audience = parse_audience(message.audience or "", district)
-    return contacts.languages(session, audience, contacts.current_version(session))
+    version = contacts.current_version(session)
+    return contacts.reach(session, audience, version, channels, message.category or "")
+
+
+def _followed(session: Session, original_id: int, channels: list[str]) -> contacts.Reach:
+    """A follow-up reaches, on each channel, whom its original reached on it."""
+    by_channel = {
+        channel: counts
+        for channel in channels
+        if (counts := contacts.first_languages(session, follow_ups.reached(original_id, channel)))
+    }
+    reached = follow_ups.reached(original_id).subquery()
+    families = session.scalar(select(func.count(func.distinct(reached.c.household)))) or 0
+    return contacts.Reach(families, by_channel)
 
 
 def audience_size(session: Session, district: DistrictConfig, message: Message) -> int:
-    return sum(audience_languages(session, district, message).values())
+    """The families the message would reach now."""
+    return audience_reach(session, district, message).families
 
 
 def expand(
@@ -104,8 +127,7 @@ def expand_page(session: Session, district: DistrictConfig, message_id: int, pag
         return False  # done already, by another task the sweep or the broker started
     after = message.expanded_through or 0
     now = utcnow()
-    source = _source(session, district, message)
-    read, last, written = _write_page(session, message, source, after, page, now)
+    read, last, written = _write_page(session, district, message, after, page, now)
     done = read < page
     message.expanded_through = last if last is not None else after
     message.expanded_at = now
@@ -114,7 +136,7 @@ def expand_page(session: Session, district: DistrictConfig, message_id: int, pag
         counts = tallies.of_message(session, message.id)
         written_by_channel = {
             wanted: sum(n for (channel, _, _), n in counts.items() if channel == wanted)
-            for wanted in _phone_channels(message)
+            for wanted in _family_channels(message)
         }
         ledger.append(session, "dispatch.expanded", written_by_channel, message_id=message.id)
     release_after_commit(session, batches(message, written))
@@ -143,42 +165,57 @@ def stalled(session: Session, now: dt.datetime, after_s: float) -> list[Batch]:
     return [expansion_task(message) for message in lost]
 
 
-def _source(session: Session, district: DistrictConfig, message: Message) -> Select[int, str, str]:
-    """(source id, phone, language) rows: the original's texts for a follow-up, else contacts."""
+def _pages(session: Session, district: DistrictConfig, message: Message) -> Select[int]:
+    """The ids an expansion pages through: the original's deliveries for a follow-up, else the
+    audience's contact rows."""
     if message.follows_id is not None:
-        return follow_ups.reached(message.follows_id)
+        return follow_ups.reached(message.follows_id).with_only_columns(Delivery.id)
     audience = parse_audience(message.audience or "", district)
-    return contacts.selected(session, audience, message.contacts_version or 0)
+    return contacts.audience_rows(session, audience, message.contacts_version or 0)
 
 
-def _phone_channels(message: Message) -> list[str]:
-    """The message's channels that reach each phone of its audience: texts, calls."""
+def _source(
+    session: Session, district: DistrictConfig, message: Message, channel: str
+) -> Select[*tuple[Any, ...]]:
+    """(source id, recipient, language, household) rows of one channel."""
+    if message.follows_id is not None:
+        return follow_ups.reached(message.follows_id, channel)
+    audience = parse_audience(message.audience or "", district)
+    return contacts.recipients(
+        session, audience, message.contacts_version or 0, channel, message.category or ""
+    )
+
+
+def _family_channels(message: Message) -> list[str]:
+    """The message's channels that reach each family of its audience: texts, calls, e-mails."""
     targeted = {t.channel for t in message.targets}
     return [channel for channel in FAMILY_CHANNELS if channel in targeted]
 
 
 def _write_page(
     session: Session,
+    district: DistrictConfig,
     message: Message,
-    source: Select[int, str, str],
     after: int,
     page: int,
     now: dt.datetime,
 ) -> tuple[int, int | None, list[tuple[int, str]]]:
-    """Write the texts (and calls) of the next `page` source rows after id `after`, in the
-    database (no row comes through this process): one per phone not written yet, in its first
-    row's language (English where the message lacks it). Returns the rows read, the last one's
-    id and the (id, channel) of the rows written."""
-    key = source.selected_columns[0]
-    bounds = source.where(key > after).order_by(key).limit(page).subquery()
+    """Write the texts, calls and e-mails of the next `page` source rows after id `after`, in
+    the database (no row comes through this process): one per number or address not written
+    yet, in its first row's language (English where the message lacks it). Returns the rows
+    read, the last one's id and the (id, channel) of the rows written."""
+    ids = _pages(session, district, message)
+    key = ids.selected_columns[0]
+    bounds = ids.where(key > after).order_by(key).limit(page).subquery()
     read, last = session.execute(select(func.count(), func.max(bounds.c[0]))).one()
     if not read:
         return 0, None, []
-    rows = source.where(key > after, key <= last).cte("page")
     written: list[tuple[int, str]] = []
-    for channel in _phone_channels(message):
-        ids = _write_channel(session, message, rows, channel, now)
-        written += [(delivery_id, channel) for delivery_id in ids]
+    for channel in _family_channels(message):
+        rows = _source(session, district, message, channel).subquery()
+        in_page = select(rows).where(rows.c[0] > after, rows.c[0] <= last).cte(f"page_{channel}")
+        ids_written = _write_channel(session, message, in_page, channel, now)
+        written += [(delivery_id, channel) for delivery_id in ids_written]
     return read, last, written
 
 
@@ -187,14 +224,15 @@ def _write_channel(
 ) -> list[int]:
     """One channel's rows for a page of the source: INSERT ... SELECT, a phone already written
     for this channel skipped."""
-    source_id, phone, locale = rows.c
+    source_id, recipient, locale, household = rows.c
     rendered = [r.locale for r in message.renditions if r.channel == channel]
     account = next(t.account for t in message.targets if t.channel == channel)
     columns: dict[str, ColumnElement[Any]] = {
         "message_id": literal(message.id),
         "channel": literal(channel),
         "account": literal(account),
-        "recipient": phone,
+        "recipient": recipient,
+        "household": household,
         "locale": case((locale.in_(rendered), locale), else_=literal("en")),
         "status": literal(DeliveryStatus.QUEUED.value),
         "action": literal("send"),
@@ -202,14 +240,22 @@ def _write_channel(
         "created_at": literal(now, UTCDateTime()),
         "updated_at": literal(now, UTCDateTime()),
     }
-    first_of_each_phone = select(*columns.values()).where(
-        source_id.in_(select(func.min(source_id)).group_by(phone))
+    # Each number or address once, from its first row: a family's two rows with one mobile
+    # (one per student) text it once, in the first row's language.
+    first = select(recipient.label("recipient"), func.min(source_id).label("id")).group_by(
+        recipient
+    )
+    firsts = first.subquery()
+    first_of_each = (
+        select(*columns.values())
+        .select_from(rows)
+        .join(firsts, and_(firsts.c.recipient == recipient, firsts.c.id == source_id))
     )
     dialect = session.get_bind().dialect.name
     insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
     statement = (
         insert(_DELIVERIES)
-        .from_select(list(columns), first_of_each_phone)
+        .from_select(list(columns), first_of_each)
         .on_conflict_do_nothing()  # a phone an earlier page (or a lost try of this one) wrote
         .returning(_DELIVERIES.c.id)
     )

@@ -43,7 +43,7 @@ def test_the_renditions_are_one_gsm7_and_two_ucs2_segments():
 
 
 RENDITIONS = {("sms", "en"): 1, ("sms", "es"): 2}  # what measure_sms says of EN and ES
-AUDIENCE = {"en": 1200, "es": 800}  # 1,200 + 2 × 800 = 2,800 segments
+AUDIENCE = {"sms": {"en": 1200, "es": 800}}  # 1,200 + 2 × 800 = 2,800 segments
 
 
 @pytest.mark.parametrize(
@@ -98,7 +98,7 @@ def test_a_sender_that_cannot_be_planned_is_refused(fields, says):
 
 
 def test_a_phone_whose_language_has_no_rendition_reads_english():
-    planned = plan.make_plan([sms("short_code")], RENDITIONS, {"fr": 10, "es": 1}, START)
+    planned = plan.make_plan([sms("short_code")], RENDITIONS, {"sms": {"fr": 10, "es": 1}}, START)
     assert (planned["sms"].recipients, planned["sms"].segments) == (11, 12)
 
 
@@ -111,14 +111,14 @@ def test_posts_one_each_from_the_accounts_that_post_the_messages_languages():
         sms("toll_free"),
     ]
     english_only = {("x", "en"): 1, ("facebook", "en"): 1, ("web", "en"): 1, ("sms", "en"): 1}
-    planned = plan.make_plan(accounts, english_only, {"en": 4}, START)
+    planned = plan.make_plan(accounts, english_only, {"sms": {"en": 4}}, START)
     assert list(planned) == ["web", "x", "facebook", "sms"]  # the targets' order
     assert (planned["x"].account, planned["x"].recipients) == ("x-en", 1)
     posts = [planned[c] for c in ("web", "x", "facebook")]
     assert all(p.seconds == 0 and p.last_accepted_at == START for p in posts)
     assert planned["sms"].seconds == round((4 - 3) / 3, 1)
     both = {**english_only, ("x", "es"): 1}
-    planned = plan.make_plan(accounts, both, {"en": 4}, START)
+    planned = plan.make_plan(accounts, both, {"sms": {"en": 4}}, START)
     assert (planned["x"].account, planned["x"].recipients) == ("x-en, x-es", 2)
     assert plan.make_plan(accounts, both, {}, START).keys() == {"web", "x", "facebook"}
 
@@ -264,7 +264,7 @@ def test_compose_preview_and_approval_each_count_the_audience_once(run, tokens, 
     counts: list[str] = []
 
     def seen(_conn, _cursor, statement: str, *_args) -> None:
-        if "row_number" in statement.lower():  # contacts.languages: the audience by language
+        if "row_number" in statement.lower():  # contacts.reach: the audience by language
             counts.append(statement)
 
     engine = db.engine_for(db_url)

@@ -7,7 +7,7 @@ from sqlalchemy import func, select, text
 
 from broadcaster.core import contacts
 from broadcaster.core.config import SAMPLE_DISTRICT
-from broadcaster.core.contacts import IMPORT_CHUNK, current_version, languages, parse_audience
+from broadcaster.core.contacts import IMPORT_CHUNK, current_version, parse_audience, reach
 from broadcaster.core.errors import BadInput
 from broadcaster.core.models import Contact, ContactList
 from tests.conftest import closure_vars, submit_and_approve
@@ -30,7 +30,15 @@ def test_the_example_file_imports(run, admin):
     result = run.json(
         "contacts", "import", str(SAMPLE_DISTRICT / "contacts.csv"), "--as", "it", token=admin
     )
-    assert result == {"rows": 6, "phones": 5, "opted_out": 1, "replaced": 0}
+    assert result == {
+        "rows": 7,
+        "households": 6,
+        "phones": 5,
+        "landlines": 1,
+        "emails": 3,
+        "opted_out": 1,
+        "replaced": 0,
+    }
 
 
 @pytest.mark.parametrize(
@@ -38,7 +46,7 @@ def test_the_example_file_imports(run, admin):
     [
         (
             "(951) 555-0101,en,lincoln-hs,12,10,no\n12345,en,lincoln-hs,12,10,no\n",
-            "line 3: '12345' is not a phone number",
+            "line 3: phone '12345' is not a phone number",
         ),
         ("(951) 555-0101,en,hogwarts,12,10,no\n", "line 2: unknown school 'hogwarts'"),
         ("(951) 555-0101,en,lincoln-hs,99,10,no\n", "line 2: unknown route '99'"),
@@ -68,7 +76,7 @@ def test_a_bad_row_after_the_first_chunk_written_rolls_the_whole_import_back(
     big = write(tmp_path, HEADER + rows + "12345,en,lincoln-hs,12,10,no\n")
     result = run("contacts", "import", big, "--as", "it", token=admin)
     assert result.exit_code == 2
-    assert f"line {IMPORT_CHUNK + 2}: '12345' is not a phone number" in result.stderr
+    assert f"line {IMPORT_CHUNK + 2}: phone '12345' is not a phone number" in result.stderr
     with session_factory() as session:  # the list is the one before, with nothing added
         assert session.scalars(select(Contact.phone)).all() == ["+19515550150"]
         assert session.scalar(select(func.count()).select_from(ContactList)) == 2  # 1, then good
@@ -78,7 +86,8 @@ def test_a_bad_row_after_the_first_chunk_written_rolls_the_whole_import_back(
     ("text", "says"),
     [
         ("", "is empty"),
-        ("name,email\nx,y\n", "columns must be"),
+        ("name,email\nx,y\n", "unknown column name"),
+        ("language,schools\nen,lincoln-hs\n", "needs a phone, landline or email column"),
         ("\ufeffphone,language\n+19515550101,es\n", None),  # a BOM from a spreadsheet is fine
     ],
 )
@@ -115,15 +124,16 @@ def test_audience_expressions(district):
             parse_audience(bad, district)
 
 
-def selected(session, district, expression: str) -> dict[str, str]:
-    """phone -> language the audience selects in the current list, each phone in its first
-    row's language (as the expansion writes them)."""
+def selected(
+    session, district, expression: str, channel: str = "sms", category: str = "closure"
+) -> dict[str, str]:
+    """recipient -> language the audience selects in the current list on one channel, each in
+    its first row's language (as the expansion writes them)."""
     audience, version = parse_audience(expression, district), current_version(session)
+    rows = contacts.recipients(session, audience, version, channel, category).subquery()
     chosen: dict[str, str] = {}
-    for _, phone, language in session.execute(
-        contacts.selected(session, audience, version).order_by(Contact.id)
-    ):
-        chosen.setdefault(phone, language)
+    for _, recipient, language, _ in session.execute(rows.select().order_by(rows.c[0])):
+        chosen.setdefault(recipient, language)
     return chosen
 
 
@@ -149,9 +159,13 @@ def test_recipients_are_deduplicated_opted_out_and_narrowed(
         everyone = selected(session, district, "all")
         lincoln_12 = selected(session, district, "school:lincoln-hs route:12")
         route_12 = selected(session, district, "route:12")
-        counted = languages(session, parse_audience("all", district), current_version(session))
+        counted = reach(
+            session, parse_audience("all", district), current_version(session), ["sms"], "x"
+        )
     assert everyone == {"+19515550101": "es", "+19515550102": "en", "+19515550104": "en"}
-    assert counted == {"es": 1, "en": 2}  # by the database, each phone in its first language
+    # by the database, each phone in its first language; without households, a phone's rows
+    # are one family
+    assert counted.by_channel == {"sms": {"es": 1, "en": 2}} and counted.families == 3
     assert lincoln_12 == {"+19515550101": "es"}
     assert route_12 == {"+19515550101": "es"}
 

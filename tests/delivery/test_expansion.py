@@ -275,8 +275,9 @@ def test_the_audience_is_counted_by_the_database_each_phone_under_its_first_lang
     expected = import_families(run, admin, tmp_path, 60)
     audience = contacts.parse_audience("all", district)
     with session_factory() as session:
-        counted = contacts.languages(session, audience, contacts.current_version(session))
-    assert counted == dict(Counter(expected.values()))
+        version = contacts.current_version(session)
+        counted = contacts.reach(session, audience, version, ["sms"], "closure")
+    assert counted.by_channel == {"sms": dict(Counter(expected.values()))}
 
 
 def test_a_phone_on_several_rows_is_texted_once_in_its_first_rows_language(

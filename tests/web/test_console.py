@@ -202,7 +202,7 @@ def test_live_preview_returns_counts_and_findings_and_saves_nothing(console, ses
     assert any(severity == "block" for _, severity in checks)  # the student ID
     assert shown["blocking"] >= 1 and shown["warnings"] >= 1
     # The sample district's four families (conftest's `families`).
-    assert shown["audience"] == {"count": 4, "text": "4 phone number(s) will be texted."}
+    assert shown["audience"] == {"count": 4, "text": "4 families: 4 numbers texted."}
 
     missing = preview(date="")
     assert missing.status_code == 400

@@ -23,7 +23,8 @@ from broadcaster.web.console.present import channel_name, counts, language_name,
 
 
 def audience_summary(db: Session, form: MultiDict[str, str]) -> dict[str, Any]:
-    """How many phone numbers the form's audience texts: compose's rules, dispatch's count."""
+    """How many families the form's audience reaches, and by which channels: compose's rules,
+    dispatch's count."""
     kind = form.get("kind", MessageKind.ACTUAL)
     channels = form.getlist("channels")
     if not any(channel in FAMILY_CHANNELS for channel in channels):
@@ -33,13 +34,14 @@ def audience_summary(db: Session, form: MultiDict[str, str]) -> dict[str, Any]:
             context.district(), channels, kind, form.get("audience", "").strip()
         )
     except audience.MissingAudience:
-        return {"count": None, "text": "Say who is texted to see how many phone numbers."}
+        return {"count": None, "text": "Say who is texted or called to see how many families."}
     except BadInput as exc:
         return {"count": None, "text": str(exc), "error": True}
-    count = audience.phones(db, context.district(), kind, chosen)
+    reached = audience.reach(db, context.district(), kind, chosen, channels)
+    said = audience.summary(reached.families, {c: reached.total(c) for c in reached.by_channel})
     if kind in REHEARSAL_KINDS:
-        return {"count": count, "text": f"{count} phone number(s): the test allowlist only."}
-    return {"count": count, "text": f"{count} phone number(s) will be texted."}
+        return {"count": reached.families, "text": f"{said}: the test allowlist only."}
+    return {"count": reached.families, "text": f"{said}."}
 
 
 def _fresh_values(described: dict[str, Any]) -> MultiDict[str, str]:

@@ -211,11 +211,13 @@ def message_status(message_id: int) -> ResponseReturnValue:
 def contacts_page(error: str | None = None, code: int = 200) -> ResponseReturnValue:
     with context.reading() as db:
         require(acting_user(db), "import_contacts", context.district())
-        current = Contact.version == contacts.current_version(db)  # not a list still expanding
+        version = contacts.current_version(db)  # not a list still expanding
         counts = {
-            "rows": db.scalar(select(func.count()).select_from(Contact).where(current)) or 0,
-            "phones": db.scalar(select(func.count(func.distinct(Contact.phone))).where(current))
+            "rows": db.scalar(
+                select(func.count()).select_from(Contact).where(Contact.version == version)
+            )
             or 0,
+            **contacts.list_counts(db, version),
             "opted_out": db.scalar(select(func.count()).select_from(OptOut)) or 0,
         }
     return render_template("console/contacts.html", counts=counts, error=error), code
@@ -242,9 +244,5 @@ def contacts_import() -> ResponseReturnValue:
                 result = contacts.import_csv(db, context.district(), path, acting_user(db))
     except BroadcasterError as exc:
         return contacts_page(str(exc), context.http_status(exc))
-    flash(
-        f"Imported {result.rows} rows: {result.phones} phone numbers, {result.opted_out} opted "
-        f"out (replaced {result.replaced} rows).",
-        "success",
-    )
+    flash(f"Imported {result.summary()}.", "success")
     return redirect(url_for("console.contacts_form"))
