@@ -11,6 +11,11 @@
   1,500 characters as TwiML carries it (Twilio takes 4,000 for the whole call, which says the text
   twice, then a replay prompt, in markup); and no web or e-mail address, which a call would read
   out letter by letter and a listener cannot click.
+- E-mail: a first line `Subject: ...` and an empty line before the body; the subject at most 150
+  characters (mail clients show only its start) with no control or invisible formatting
+  character (a line break there would start another header: the adapter refuses it); the body
+  at most 100,000 bytes of UTF-8 (quoted-printable and the HTML part make the message a few
+  times that, well under the adapter's 10,000,000-byte limit).
 """
 
 from __future__ import annotations
@@ -40,6 +45,9 @@ VOICE_SECONDS = 60
 # (the XML declaration, <Response>, three <Say> with language and voice, a <Gather> with its
 # action address): 2 x 1,500 leaves room for all of it.
 VOICE_CHARS = 1500
+EMAIL_SUBJECT_MAX = 150
+EMAIL_BODY_MAX = 100_000  # bytes of UTF-8
+_SUBJECT_LINE = re.compile(r"\ASubject:[ \t]*([^\r\n]*)\r?\n\r?\n", re.IGNORECASE)
 _SPOKEN = re.compile(
     r"(?P<word>[^\W\d_]+(?:['’][^\W\d_]+)*)|(?P<number>\d+)|(?P<symbol>[&%#@$€£+=/])"
 )
@@ -153,6 +161,22 @@ def measure_voice(text: str) -> dict[str, Any]:
     }
 
 
+def measure_email(text: str) -> dict[str, Any]:
+    """The subject (from the `Subject:` line) and the body, as the e-mail adapter splits them."""
+    match = _SUBJECT_LINE.match(text)
+    subject = match.group(1).strip() if match else None
+    body = text[match.end() :] if match else text
+    return {
+        "length": len(text),
+        "subject": subject,
+        "subject_length": len(subject) if subject is not None else 0,
+        "subject_controls": sum(
+            1 for c in subject or "" if unicodedata.category(c) in ("Cc", "Cf", "Zl", "Zp")
+        ),
+        "body_bytes": len(body.encode("utf-8")),
+    }
+
+
 def measure_web(text: str) -> dict[str, Any]:
     return {"length": len(text)}
 
@@ -163,6 +187,7 @@ MEASURES: dict[str, Callable[[str], dict[str, Any]]] = {
     "facebook": measure_facebook,
     "web": measure_web,
     "voice": measure_voice,
+    "email": measure_email,
 }
 
 
@@ -193,6 +218,8 @@ def over_limit(channel: str, metrics: dict[str, Any], sms_max_segments: int) -> 
             f"voice message is {metrics['twiml_length']} characters; the limit is {VOICE_CHARS} "
             "(Twilio takes 4,000 for the call, which says it twice)"
         )
+    if channel == "email":
+        return _email_over(metrics)
     if channel == "sms" and metrics["segments"] > sms_max_segments:
         return (
             f"SMS is {metrics['segments']} {metrics['encoding']} segments; the district allows "
@@ -203,4 +230,21 @@ def over_limit(channel: str, metrics: dict[str, Any], sms_max_segments: int) -> 
                 else ""
             )
         )
+    return None
+
+
+def _email_over(metrics: dict[str, Any]) -> str | None:
+    if metrics["subject"] is None:
+        return "e-mail has no subject: its first line must be 'Subject: ...', then an empty line"
+    if not metrics["subject"]:
+        return "e-mail subject is empty"
+    if metrics["subject_controls"]:
+        return "e-mail subject contains a control or invisible formatting character"
+    if metrics["subject_length"] > EMAIL_SUBJECT_MAX:
+        return (
+            f"e-mail subject is {metrics['subject_length']} characters; "
+            f"the limit is {EMAIL_SUBJECT_MAX}"
+        )
+    if metrics["body_bytes"] > EMAIL_BODY_MAX:
+        return f"e-mail body is {metrics['body_bytes']} bytes; the limit is {EMAIL_BODY_MAX}"
     return None

@@ -41,6 +41,9 @@ SPOKEN_KIND_PREFIX: dict[str, dict[str, str]] = {
     },
 }
 SPOKEN_CHANNELS = ("voice",)
+# An e-mail rendition's first line: its subject, then an empty line and the body
+# (channel_adapters.email.split_rendition).
+SUBJECT = "Subject: "
 KINDS = tuple(kind.value for kind in MessageKind)
 _BLANK_RUNS = re.compile(r"\n{3,}")
 
@@ -110,11 +113,13 @@ def render_one(
     prefix = (SPOKEN_KIND_PREFIX if spoken else KIND_PREFIX).get(kind, {})
     if prefix:
         marker = prefix.get(locale, prefix["en"])
-        text = (
-            f'<p class="kind-notice"><strong>{escape(marker)}</strong></p>\n{text}'
-            if channel == "web"
-            else f"{marker} {text}"
-        )
+        if channel == "web":
+            text = f'<p class="kind-notice"><strong>{escape(marker)}</strong></p>\n{text}'
+        elif channel == "email" and text.startswith(SUBJECT):
+            # In the subject, where a reader sees it first; the line stays the subject line.
+            text = f"{SUBJECT}{marker} {text.removeprefix(SUBJECT).lstrip()}"
+        else:
+            text = f"{marker} {text}"
     return Rendition(channel, locale, text)
 
 
