@@ -63,10 +63,13 @@ def audience_reach(
     channels = [c for c in FAMILY_CHANNELS if c in channels]
     if message.follows_id is not None:
         return _followed(session, message.follows_id, channels)
-    if message.kind in REHEARSAL_KINDS:
-        tested = len(set(district.test_phones))
-        phoned = {c: {"en": tested} for c in channels if c in ("sms", "voice") and tested}
-        return contacts.Reach(tested if phoned else 0, phoned)
+    if message.kind in REHEARSAL_KINDS:  # the test allowlist: each entry a staff member
+        listed = {
+            c: len(district.test_emails if c == "email" else district.test_phones) for c in channels
+        }
+        return contacts.Reach(
+            max(listed.values(), default=0), {c: {"en": n} for c, n in listed.items() if n}
+        )
     if not texts_later(message):
         return contacts.Reach(0, {})
     audience = parse_audience(message.audience or "", district)

@@ -150,3 +150,9 @@ def test_an_old_contacts_file_still_imports(run, admin, tmp_path, session_factor
     path.write_text(old, encoding="utf-8")
     result = run.json("contacts", "import", str(path), "--as", "it", token=admin)
     assert (result["households"], result["phones"], result["emails"]) == (1, 1, 0)
+
+
+def test_the_sample_families_preview_as_the_readme_says(compose_closure):
+    # conftest's `families`: the sample district's contacts.csv (its opted-out row left out).
+    draft = compose_closure("--channels", "sms,voice")
+    assert (draft["recipients"], draft["reach"]) == (5, {"sms": 4, "voice": 3})
