@@ -32,7 +32,7 @@ from sqlalchemy.orm import Session
 from broadcaster.core import ledger
 from broadcaster.core.config import DistrictConfig
 from broadcaster.core.errors import BadInput, NotFound
-from broadcaster.core.models import LedgerHead, Message, User, utcnow
+from broadcaster.core.models import Delivery, LedgerHead, Message, User, utcnow
 from broadcaster.core.permissions import require
 from broadcaster.records.export_files import (
     FORMAT,
@@ -171,7 +171,12 @@ def build(
         what = f"message {message_id}" if message_id is not None else "no message"
         raise NotFound(f"{what} in the range asked for; `broadcaster list` shows the messages")
     students = StudentData(district, found, include_student_data)
-    redact = Redactor(district, students, include_recipients)
+    addressed = session.scalars(
+        select(Delivery.recipient).where(
+            Delivery.message_id.in_([m.id for m in found]), Delivery.channel == "email"
+        )
+    )
+    redact = Redactor(district, students, include_recipients, set(addressed))
     ids = [m.id for m in found]
     tables = read_tables(session, found, redact)
     head = session.get(LedgerHead, 1)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import html
 import re
 from collections import Counter
-from collections.abc import Iterable, Iterator
+from collections.abc import Collection, Iterable, Iterator
 from typing import Any
 
 from markupsafe import escape
@@ -17,7 +17,7 @@ from markupsafe import escape
 from broadcaster.authoring.checks import content_of, personal_data_spans
 from broadcaster.core.config import DistrictConfig
 from broadcaster.core.models import Message
-from broadcaster.core.redaction import mask_contacts
+from broadcaster.core.redaction import mask_email, mask_phones
 
 
 class StudentData:
@@ -82,6 +82,16 @@ def _strings(value: Any) -> Iterable[str]:
             yield from _strings(item)
 
 
+def _any_of(addresses: Collection[str]) -> re.Pattern[str] | None:
+    """A pattern for these e-mail addresses as whole addresses, or None for none."""
+    if not addresses:
+        return None
+    forms = sorted(addresses, key=len, reverse=True)
+    return re.compile(
+        "|".join(rf"(?<![\w.+-]){re.escape(a)}(?![\w-])" for a in forms), re.IGNORECASE
+    )
+
+
 def _whole(form: str) -> str:
     before = r"(?<!\w)" if re.match(r"\w", form[:1]) else ""
     after = r"(?!\w)" if re.match(r"\w", form[-1:]) else ""
@@ -90,20 +100,30 @@ def _whole(form: str) -> str:
 
 class Redactor:
     """What an export leaves out unless a records officer keeps it: recipients' phone numbers
-    and e-mail addresses (masked; the district's own public numbers, its address and its
-    e-mail domains stay) and student data (redacted)."""
+    (masked; the district's own public numbers stay), the exported messages' e-mail recipients
+    (masked wherever they appear; an address in a message's text is the student-data checks'
+    to judge) and student data (redacted)."""
 
-    def __init__(self, district: DistrictConfig, students: StudentData, keep_phones: bool) -> None:
+    def __init__(
+        self,
+        district: DistrictConfig,
+        students: StudentData,
+        keep_phones: bool,
+        addressed: Collection[str] = (),
+    ) -> None:
         self.students = students
         self.keep_phones = keep_phones
-        self.public = district.district_phones | {district.district.email or ""}
-        self.domains = frozenset(d.lower() for d in district.policy.email_domains)
+        self.public = district.district_phones
+        self.addressed = _any_of(addressed)
 
     def text(self, table: str, value: str) -> str:
         value = self.students.text(table, value)
         if self.keep_phones:
             return value
-        return mask_contacts(value, self.public, self.domains) or value
+        value = mask_phones(value, self.public) or value
+        if self.addressed is None:
+            return value
+        return self.addressed.sub(lambda m: mask_email(m[0]), value)
 
     def value(self, table: str, value: Any) -> Any:
         if isinstance(value, str):
