@@ -3,8 +3,9 @@
 A fresh home in a temporary folder; SQLite; the embedded Redis; the provider sandbox in this
 process; one worker in a child process. Users and contacts come from the sample district; a closure
 notice is composed by one user, approved by another and delivered on five channels (X, Facebook,
-texts, calls and the web site). It prints the timeline, what each platform received (what a call
-said, in which language) and the ledger check, then stops what it started.
+texts, calls, e-mails and the web site). It prints the timeline, what each platform received
+(what a call said and an e-mail's subject, in which language) and the ledger check, then stops
+what it started.
 """
 
 from __future__ import annotations
@@ -22,13 +23,14 @@ from typing import TYPE_CHECKING
 from rich.console import Console
 from rich.table import Table
 from rich.text import Text
+from sqlalchemy import select
 
 from broadcaster.authoring import messages
 from broadcaster.authoring.catalog import Catalog
 from broadcaster.core import db, identity, ledger
 from broadcaster.core.config import SAMPLE_DISTRICT, Settings, load_district
 from broadcaster.core.contacts import import_csv
-from broadcaster.core.models import Message
+from broadcaster.core.models import Delivery, Message
 from broadcaster.delivery import dispatch, embedded_redis
 from broadcaster.delivery.views import Status, status_view
 
@@ -36,8 +38,9 @@ if TYPE_CHECKING:
     from provider_sandbox import Sandbox
 
 CONTACTS = SAMPLE_DISTRICT / "contacts.csv"
-# Every channel the sample district has an account for: the template's four, and calls.
-CHANNELS = ("x", "facebook", "sms", "voice", "web")
+# Every channel the sample district has an account for: the template's four, calls and e-mails
+# (these once the sample contacts have an `email` column: see channels()).
+CHANNELS = ("x", "facebook", "sms", "voice", "email", "web")
 TIMEOUT_S = 120
 
 
@@ -95,6 +98,14 @@ def run_demo() -> int:
         sandbox.stop()
 
 
+def channels() -> tuple[str, ...]:
+    """The demo's channels: e-mail only when the sample contacts give addresses (their `email`
+    column), or the message would e-mail nobody."""
+    with CONTACTS.open(encoding="utf-8-sig") as handle:
+        header = handle.readline().strip().lower().split(",")
+    return tuple(c for c in CHANNELS if c != "email" or "email" in header)
+
+
 def _author_and_approve(settings: Settings, out: Console) -> int:
     district = load_district(settings.config_path)
     url = settings.effective_database_url
@@ -121,12 +132,12 @@ def _author_and_approve(settings: Settings, out: Console) -> int:
                     "reason": "a winter storm",
                     "reason.es": "una tormenta invernal",
                 },
-                channels=list(CHANNELS),
+                channels=list(channels()),
                 audience="all",
             ),
         )
         out.print(
-            f"ana composed message {message.id} (school_closure, en + es, {', '.join(CHANNELS)})"
+            f"ana composed message {message.id} (school_closure, en + es, {', '.join(channels())})"
         )
         messages.submit(session, district, message, users["ana"])
         messages.approve_and_dispatch(session, district, message, users["ben"])
@@ -176,11 +187,27 @@ def _report(
         said = calls[0]["said"][0]
         example = f"[{said['language']}] {said['text']}"
         table.add_row("twilio calls", str(len(calls)), Text(example[:90]))
+    emails = sandbox.smtp_messages()
+    if emails:
+        first = emails[0]
+        example = f"[{_language(settings, message_id, first)}] {first['subject']}"
+        table.add_row("e-mail (SMTP)", str(len(emails)), Text(example[:90]))
     out.print(table)
     out.print(
         f"web alert store: {view.deliveries.get('web', {}).get('sent', 0)} alert(s) published"
     )
     out.print(Text(f"message {message_id} is {view.state}", "bold"))
+
+
+def _language(settings: Settings, message_id: int, email: dict) -> str:
+    """The language of the delivery that sent this e-mail (found by its Message-ID)."""
+    with db.session_scope(settings.effective_database_url) as session:
+        locale = session.scalar(
+            select(Delivery.locale).where(
+                Delivery.message_id == message_id, Delivery.provider_id == email["message_id"]
+            )
+        )
+    return locale or "?"
 
 
 def _text_of(request: dict) -> str:
