@@ -9,7 +9,17 @@ from __future__ import annotations
 
 import click
 
-from broadcaster.cli import contacts, delivery, messages, records, serve, setup, site, users
+from broadcaster.cli import (
+    contacts,
+    delivery,
+    messages,
+    reach,
+    records,
+    serve,
+    setup,
+    site,
+    users,
+)
 from broadcaster.cli.app import BroadcasterGroup
 
 
@@ -19,7 +29,7 @@ def cli() -> None:
     """Emergency and time-sensitive notifications for a school district."""
 
 
-for _module in (setup, messages, records, users, delivery, contacts, serve, site):
+for _module in (setup, messages, records, reach, users, delivery, contacts, serve, site):
     for _command in _module.COMMANDS:
         cli.add_command(_command)
 
