@@ -28,6 +28,7 @@ from broadcaster.core.errors import BadInput, BroadcasterError, Refused
 from broadcaster.core.models import User
 from broadcaster.delivery import dispatch
 from broadcaster.delivery.views import Status, View, status_view
+from broadcaster.records import reach as family_reach
 from broadcaster.web import context
 from broadcaster.web.openapi import (
     ApproveBody,
@@ -260,6 +261,33 @@ def status_of(message_id: int) -> Response:
     with acting() as (session, _):
         message = messages.get_message(session, message_id)
         return _json(status_view(session, message, context.district()))
+
+
+@api.get(MESSAGE + "/reach")
+def reach(message_id: int) -> Response:
+    """Who the message reached, per family (records/reach.py); ?status= keeps one status's
+    families in `households`, ?unmasked=1 (a records officer) shows recipients as they are."""
+    with acting() as (session, actor):
+        unknown = set(request.args) - {"status", "unmasked"}
+        if unknown:
+            raise ApiError(
+                400, f"unknown query parameter {min(unknown)!r} (parameters: status, unmasked)"
+            )
+        shown = request.args.get("status")
+        if shown is not None and shown not in family_reach.FAMILY_STATUSES:
+            raise ApiError(400, f"status: use one of {', '.join(family_reach.FAMILY_STATUSES)}")
+        unmasked = request.args.get("unmasked", "0")
+        if unmasked not in ("0", "1", "true", "false"):
+            raise ApiError(400, "unmasked: use 1 or 0")
+        view = family_reach.reach(
+            session,
+            context.district(),
+            message_id,
+            actor,
+            unmasked in ("1", "true"),
+            status=shown,
+        )
+        return _json(view)
 
 
 def _act(message_id: int, action: str, fields: type[BaseModel] = EmptyBody) -> Response:

@@ -17,6 +17,7 @@ from broadcaster.core.config_fields import CHANNELS
 from broadcaster.core.lifecycle import STATES
 from broadcaster.core.states import MessageKind
 from broadcaster.delivery.views import Status, View, without_default
+from broadcaster.records.reach import FAMILY_STATUSES, Reach
 
 # A value may be this long before it is malformed; the templates' own limits are lower and
 # are checked (422) by the services, with a message naming the variable and its limit.
@@ -232,6 +233,31 @@ OPERATIONS = (
         "Per-channel delivery progress.",
         Status,
         message_id=True,
+    ),
+    Operation(
+        "get",
+        MESSAGE + "/reach",
+        "reach",
+        "Who the message reached, per family: reached (a text or call delivered, an e-mail "
+        "sent), pending or not reached, by which channel and when, what was tried; live while "
+        "it goes out. Recipients masked unless a records officer asks with unmasked=1.",
+        Reach,
+        errors=(400, 403, 422),
+        message_id=True,
+        query=(
+            {
+                "name": "status",
+                "in": "query",
+                "required": False,
+                "schema": {"type": "string", "enum": list(FAMILY_STATUSES)},
+            },
+            {
+                "name": "unmasked",
+                "in": "query",
+                "required": False,
+                "schema": {"type": "string", "enum": ["0", "1", "true", "false"]},
+            },
+        ),
     ),
     Operation(
         "post",

@@ -231,3 +231,33 @@ def test_a_rehearsal_without_households_is_keyed_by_masked_recipient(run, tokens
 
 def _csv_of(folder: Path, name: str) -> list[dict[str, str]]:
     return list(csv.DictReader((folder / name).open(encoding="utf-8")))
+
+
+def test_the_api_reports_the_same_masked_and_filters_by_status(serve, tokens, closure):
+    api = serve()
+    path = f"/messages/{closure}/reach"
+    view = api("GET", path, tokens["ana"]).json()
+    cli_view = {k: view[k] for k in ("families", "reached", "pending", "not_reached")}
+    assert cli_view == {"families": 7, "reached": 3, "pending": 2, "not_reached": 2}
+    assert view["by_channel"] == {"sms": 1, "voice": 2, "email": 1}
+    assert "+1951" not in json.dumps(view) and "fa@example.org" not in json.dumps(view)
+
+    unreached = api("GET", path + "?status=not_reached", tokens["ana"]).json()
+    assert [f["household"] for f in unreached["households"]] == ["H-2", "H-6"]
+    assert unreached["shown"] == "not_reached" and unreached["families"] == 7
+    pending = api("GET", path + "?status=pending", tokens["ana"]).json()
+    assert [f["household"] for f in pending["households"]] == ["H-3", "H-7"]
+
+    junk = api("GET", path + "?status=<script>", tokens["ana"])
+    assert junk.status_code == 400 and "not_reached" in junk.json()["error"]
+    assert api("GET", path + "?statuss=pending", tokens["ana"]).status_code == 400
+    assert api("GET", path + "?unmasked=yes", tokens["dev"]).status_code == 400
+
+    refused = api("GET", path + "?unmasked=1", tokens["ben"])
+    assert refused.status_code == 403 and "include recipients" in refused.json()["error"]
+    full = api("GET", path + "?unmasked=1", tokens["dev"]).json()
+    assert full["unmasked"] is True and "fa@example.org" in json.dumps(full)
+
+    assert api("GET", path).status_code == 401  # no token
+    assert api("GET", path, "bc_notatoken_" + tokens["dev"][-8:]).status_code == 401
+    assert api("GET", "/messages/999/reach", tokens["ana"]).status_code == 404
