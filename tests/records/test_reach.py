@@ -261,3 +261,31 @@ def test_the_api_reports_the_same_masked_and_filters_by_status(serve, tokens, cl
     assert api("GET", path).status_code == 401  # no token
     assert api("GET", path, "bc_notatoken_" + tokens["dev"][-8:]).status_code == 401
     assert api("GET", "/messages/999/reach", tokens["ana"]).status_code == 404
+
+
+def test_the_console_shows_the_families_with_a_not_reached_filter(console, closure, db_url):
+    markup = '<img src=x onerror="alert(1)">'
+    with session_scope(db_url) as session:
+        session.execute(
+            update(Delivery)
+            .where(Delivery.message_id == closure, Delivery.household == "H-6")
+            .values(household=markup)
+        )
+    ana = console.signed_in("ana")
+    page = ana.get(f"/console/messages/{closure}").get_data(as_text=True)
+    assert "7 families: 3 reached, 2 pending, 2 not reached" in page
+    assert "Reached by text 1, by call 2, by e-mail 1" in page
+    assert page.count('<tr data-status="') == 7
+    assert markup not in page and "&lt;img src=x onerror=" in page  # escaped
+    family_numbers = {r for _, r in OUTCOMES if r.startswith("+")} | {"+19515550107"}
+    assert not [n for n in family_numbers if n in page] and "fa@example.org" not in page
+    assert f'href="/console/messages/{closure}?reach=not_reached#reach"' in page
+
+    only = ana.get(f"/console/messages/{closure}?reach=not_reached").get_data(as_text=True)
+    assert only.count('<tr data-status="not_reached">') == 2
+    assert '<tr data-status="reached">' not in only and '<tr data-status="pending">' not in only
+    assert "H-2" in only and "f•••@example.org" in only
+    assert f'href="/console/messages/{closure}#reach">all</a>' in only
+
+    junk = ana.get(f"/console/messages/{closure}?reach=%3Cscript%3E")
+    assert junk.status_code == 400 and "<script>" not in junk.get_data(as_text=True)

@@ -27,6 +27,7 @@ from broadcaster.core.states import OPEN
 from broadcaster.core.states import MessageState as S
 from broadcaster.delivery import heartbeat, status, tallies
 from broadcaster.delivery.views import Status, status_view, timing_view
+from broadcaster.records import reach as family_reach
 from broadcaster.web import context
 from broadcaster.web.console import console
 from broadcaster.web.console.auth import Viewer, acting_user, signed_in, wants_json
@@ -190,8 +191,26 @@ def message_page(message_id: int, code: int = 200) -> ResponseReturnValue:
             warnings=len(messages.warnings(message)),
             blocked=bool(messages.blocking(message)),
             own=message.author_id == g.viewer.id,
+            reach=_reach(db, message),
         )
     return page, code
+
+
+# Families listed on the page at most (the totals count every one; `broadcaster reach --csv`
+# and the API list them all).
+REACH_LISTED = 500
+
+
+def _reach(db: Session, message: Message) -> dict[str, Any] | None:
+    """Who the message reached, masked, for its page: the families of the status asked for
+    (`?reach=not_reached`, say), or None for a message that texts, calls and e-mails nobody or
+    has not gone out."""
+    shown = family_reach.check_status(request.args.get("reach"))
+    try:
+        family_reach.check_reaches_families(db, message)
+    except BadInput:
+        return None
+    return family_reach.build(db, message, status=shown, limit=REACH_LISTED).model_dump()
 
 
 @console.get(f"/messages/<{context.ID}:message_id>")
