@@ -33,6 +33,13 @@ approvals    every decision: by whom, on what basis ("second person", or "pre-ap
 deliveries   one row per post or text: channel, account, recipient, status, attempts (requests
              that reached the provider), provider id and URL, error, times, and status_history
              (the ledger's entries for it).
+reach        one row per family of each message that texted, called or e-mailed it (message_id,
+             household): status reached (a text or call the provider reported delivered, an
+             e-mail the mail server accepted), pending (still queued or sending, or a text or
+             call sent without a report yet) or not_reached (failed or expired), the channel and
+             time (reached_at) of the first delivery that reached it, tried (each delivery:
+             channel, recipient, status, error, at) and last_error; as the deliveries stood when
+             the export was made. A row without a household (a rehearsal) is named by recipient.
 ledger       the slice of the ledger's hash chain from the first to the last entry of these
              messages, then any destruction records that removed payloads in it. Columns: seq,
              created_at, event, message_id, actor, payload_sha256, prev_hash, entry_hash,

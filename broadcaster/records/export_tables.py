@@ -1,5 +1,6 @@
 """The tables of a public-records export, read from the database: messages, renditions, approvals,
-deliveries (with their status history from the ledger) and the ledger slice that records them.
+deliveries (with their status history from the ledger), who each message reached (per family,
+records/reach.py) and the ledger slice that records them.
 Rows hold every mapped column, so columns added later are exported without changes here.
 """
 
@@ -13,6 +14,7 @@ from sqlalchemy import inspect, select
 from sqlalchemy.orm import Session
 
 from broadcaster.core import ledger
+from broadcaster.core.config_fields import FAMILY_CHANNELS
 from broadcaster.core.models import (
     Approval,
     Delivery,
@@ -22,6 +24,7 @@ from broadcaster.core.models import (
     RecordDestruction,
     Rendition,
 )
+from broadcaster.records import reach
 from broadcaster.records.export_redaction import Redactor
 
 # The delivery claim's bookkeeping is not part of the record.
@@ -40,6 +43,7 @@ def read_tables(
         "renditions": [_rendition_row(r) for m in messages for r in m.renditions],
         "approvals": [_approval_row(a) for m in messages for a in m.approvals],
         "deliveries": _delivery_rows(session, ids, entries),
+        "reach": _reach_rows(session, messages, redact),
         "ledger": _ledger_rows(session, ids, redact),
     }
 
@@ -114,6 +118,20 @@ def _delivery_rows(
     )
     return [
         {**_columns(d, _DELIVERY_INTERNAL), "status_history": history.get(d.id, [])} for d in rows
+    ]
+
+
+def _reach_rows(
+    session: Session, messages: list[Message], redact: Redactor
+) -> list[dict[str, Any]]:
+    """One row per family of each message that texted, called or e-mailed: reached, pending or
+    not, by which channel and when, what was tried. Masked as the deliveries are (the redactor
+    masks them again with the other tables)."""
+    return [
+        {"message_id": m.id, **family.model_dump(mode="json")}
+        for m in messages
+        if any(c in FAMILY_CHANNELS for c in m.channels)
+        for family in reach.families(session, m.id, unmasked=redact.keep_phones)
     ]
 
 

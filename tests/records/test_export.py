@@ -127,7 +127,7 @@ def test_one_changed_byte_in_any_file_fails_verification(run, tokens, month, tmp
     out = tmp_path / "export"
     assert export(run, tokens["dev"], out).exit_code == 0
     names = sorted(p.name for p in out.iterdir())
-    assert len(names) == 12  # five tables twice, README.txt, manifest.json
+    assert len(names) == 14  # six tables twice, README.txt, manifest.json
     for name in names:
         copy = tmp_path / f"changed-{name}"
         shutil.copytree(out, copy)

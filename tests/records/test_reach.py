@@ -233,6 +233,38 @@ def _csv_of(folder: Path, name: str) -> list[dict[str, str]]:
     return list(csv.DictReader((folder / name).open(encoding="utf-8")))
 
 
+def test_the_records_export_includes_the_reach_masked_unless_recipients_are(
+    run, tokens, closure, tmp_path
+):
+    out = tmp_path / "export"
+    args = ("records", "export", "--message", str(closure), "--as", "dev")
+    assert run(*args, "--out", str(out), token=tokens["dev"]).exit_code == 0
+    rows = _csv_of(out, "reach.csv")
+    assert [(r["message_id"], r["household"], r["status"], r["channel"]) for r in rows] == [
+        (str(closure), "H-1", "reached", "sms"),
+        (str(closure), "H-2", "not_reached", ""),
+        (str(closure), "H-3", "pending", ""),
+        (str(closure), "H-4", "reached", "email"),
+        (str(closure), "H-5", "reached", "voice"),
+        (str(closure), "H-6", "not_reached", ""),
+        (str(closure), "H-7", "pending", ""),
+    ]
+    h6 = [json.loads(line) for line in (out / "reach.jsonl").read_text().splitlines()][5]
+    assert h6["last_error"] == "550 5.1.1 <f•••@example.org>: Recipient address rejected"
+    assert {t["recipient"] for t in h6["tried"]} == {"+1••••••0106", "f•••@example.org"}
+    text = (out / "reach.csv").read_text(encoding="utf-8") + (out / "reach.jsonl").read_text()
+    assert "fa@example.org" not in text and "+19515550106" not in text
+    assert "reach " in (out / "README.txt").read_text()
+    assert run("records", "verify-export", str(out)).exit_code == 0
+
+    full = tmp_path / "full"
+    kept = run(*args, "--out", str(full), "--include-recipients", token=tokens["dev"])
+    assert kept.exit_code == 0, kept.output
+    h6 = [json.loads(line) for line in (full / "reach.jsonl").read_text().splitlines()][5]
+    assert h6["last_error"] == REJECTED
+    assert {t["recipient"] for t in h6["tried"]} == {"+19515550106", "fa@example.org"}
+
+
 def test_the_api_reports_the_same_masked_and_filters_by_status(serve, tokens, closure):
     api = serve()
     path = f"/messages/{closure}/reach"
