@@ -67,6 +67,12 @@ def catalog(district):
     return Catalog(district)
 
 
+# The long end-to-end runs (faults, crashes, pacing, recalls) on the production database only:
+# each takes a minute of the suite's ~12, and the SQLite path they share (claims, the sweep,
+# outcomes) is covered by the shorter tests and by the killed-worker test, which runs on both.
+ON_POSTGRESQL = pytest.mark.parametrize("db_url", ["postgresql"], indirect=True)
+
+
 @pytest.fixture(params=["sqlite", "postgresql"])
 def db_url(request, tmp_path) -> Iterator[str]:
     """A new, migrated database of each kind."""

@@ -11,7 +11,7 @@ from sqlalchemy import select
 
 from broadcaster.core.models import Delivery, WebAlert
 from broadcaster.delivery.ratelimit import GRAB_MAX, TokenBucket
-from tests.conftest import CARMEN_LOCKDOWN, closure_vars, submit_and_approve
+from tests.conftest import CARMEN_LOCKDOWN, ON_POSTGRESQL, closure_vars, submit_and_approve
 from tests.delivery_stack import import_contacts, redis_url, texts_by_phone
 
 
@@ -56,6 +56,7 @@ def test_a_worker_killed_mid_fanout_loses_and_duplicates_nothing(stack, tokens, 
     assert duplicates == {}
 
 
+@ON_POSTGRESQL
 def test_faults_end_with_nothing_lost_or_duplicated(stack, run, tokens, compose_closure, tmp_path):
     expected = import_contacts(run, tmp_path, 120)
     stack.sandbox.set_faults(
@@ -153,6 +154,7 @@ def test_a_test_message_reaches_only_the_test_allowlist(
     assert {t["account"] for t in shown["targets"]} <= set(district.test_allowlist.accounts)
 
 
+@ON_POSTGRESQL
 def test_nothing_goes_out_after_valid_until(
     stack, run, tokens, compose_closure, tmp_path, district
 ):
@@ -190,6 +192,7 @@ def test_sending_threads_do_not_starve_each_other_of_a_full_bucket():
     assert buckets[0].take(1000 - 64 * GRAB_MAX) == 0  # nobody took more than a few ahead
 
 
+@ON_POSTGRESQL
 def test_a_text_twilio_creates_after_the_client_gave_up_is_not_sent_twice(
     stack, run, tokens, compose_closure, tmp_path, session_factory
 ):
@@ -216,6 +219,7 @@ def test_a_text_twilio_creates_after_the_client_gave_up_is_not_sent_twice(
     assert late.status == "sent" and late.attempts == 1  # found by a later lookup, not resent
 
 
+@ON_POSTGRESQL
 def test_a_hanging_text_holds_back_only_itself(
     stack, run, tokens, compose_closure, tmp_path, session_factory
 ):

@@ -23,7 +23,7 @@ from broadcaster.core.config import DistrictConfig, Settings, load_district
 from broadcaster.core.models import Delivery, WebAlert
 from broadcaster.delivery.accounts import account_config
 from channel_adapters.transport import ProviderTransport, SandboxRefused
-from tests.conftest import ROOT, submit_and_approve
+from tests.conftest import ON_POSTGRESQL, ROOT, submit_and_approve
 from tests.delivery_stack import FAST_SWEEP, Stack, redis_url, texts_by_phone
 
 PRODUCTION = ROOT / "deploy" / "production.toml"
@@ -114,6 +114,7 @@ def delivery_entries(db_url: str, message_id: int) -> list[dict]:
         ]
 
 
+@ON_POSTGRESQL
 def test_an_exercise_texts_the_staff_phones_through_the_drill_account_and_nobody_else(
     production, run, people, db_url
 ):
@@ -189,6 +190,7 @@ def test_a_drill_on_a_sandbox_served_account_is_blocked_where_no_sandbox_runs(
     assert all("which this deployment does not run" in f["detail"] for f in blocked)
 
 
+@ON_POSTGRESQL
 def test_a_live_message_never_goes_to_the_drill_or_test_accounts(production, run, people, db_url):
     draft = compose(run, people, "actual")
     assert {(t["channel"], t["account"]) for t in draft["targets"]} == {

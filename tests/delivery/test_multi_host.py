@@ -1,7 +1,7 @@
 """Several hosts, proven: two worker hosts and a web host as Linux network namespaces, with
 PostgreSQL and Redis servers of their own in the root namespace, reached only over the network.
 
-One host loses its link (or dies) in the middle of a 5,000-recipient fan-out; the other finishes
+One host loses its link (or dies) in the middle of a 2,000-recipient fan-out; the other finishes
 the work after the lease: every phone texted exactly once, the message `sent`, the ledger intact,
 and nothing sent again when the lost host comes back. Skipped only where a network namespace
 cannot be made (tests/netns.py).
@@ -30,7 +30,7 @@ from sqlalchemy import func, select
 
 from broadcaster.core import db
 from broadcaster.core.config import SAMPLE_CONFIG, SAMPLE_DISTRICT
-from broadcaster.core.models import LedgerPayload
+from broadcaster.core.models import Delivery, LedgerPayload
 from provider_sandbox import Sandbox
 from tests.conftest import Cli, closure_vars, submit_and_approve
 from tests.delivery_stack import FAST_SWEEP, Stack, texts_by_phone, write_contacts
@@ -39,8 +39,8 @@ from tests.netns import Host, Network, network
 pytestmark = pytest.mark.slow
 
 PG_BIN = Path("/usr/lib/postgresql/15/bin")
-CONTACT_ROWS = 5786  # write_contacts: siblings share a phone, some opted out -> 5,000 phones
-PHONES = 5000
+CONTACT_ROWS = 2314  # write_contacts: siblings share a phone, some opted out -> 2,000 phones
+PHONES = 2000
 # A host that vanishes inside a transaction keeps its row locks (the ledger's among them) until
 # the server gives up on it; the application's own session settings (db.py) say when, here
 # scaled to the test's 8 s lease. The cluster itself is left at PostgreSQL's defaults.
@@ -304,6 +304,20 @@ def _wait(condition, what: str, timeout: float = 120, every: float = 0.2) -> Non
         time.sleep(every)
 
 
+def _delivered(database_url: str, message_id: int) -> int:
+    """The message's texts a delivery report marked delivered (read from the database: a CLI
+    process a second would take the CPU the reports need)."""
+    with db.session_scope(database_url) as session:
+        return (
+            session.scalar(
+                select(func.count())
+                .select_from(Delivery)
+                .where(Delivery.message_id == message_id, Delivery.status == "delivered")
+            )
+            or 0
+        )
+
+
 def _sent_twice(sandbox: Sandbox) -> dict[str, list[str]]:
     """Phones texted more than once -> when the sandbox accepted each of their texts."""
     accepted: dict[str, list[str]] = {}
@@ -339,7 +353,7 @@ def test_a_host_lost_mid_fanout_the_other_finishes_every_text_once(deployment, o
     )
     submit_and_approve(run, tokens, draft)
 
-    _wait(lambda: _texts(dep.sandbox) >= 800, "the first 800 texts")
+    _wait(lambda: _texts(dep.sandbox) >= 500, "the first 500 texts")
     lost_at = time.time()
     if outage == "link cut":
         host_a.cut()  # stays down until host b has finished: far longer than the lease
@@ -347,7 +361,7 @@ def test_a_host_lost_mid_fanout_the_other_finishes_every_text_once(deployment, o
         host_a.kill()
     assert _texts(dep.sandbox) < PHONES  # it was lost mid fan-out
 
-    # Host b alone: a lease (8 s) and a sweep after the loss, then ~4,000 texts. Generous, and
+    # Host b alone: a lease (8 s) and a sweep after the loss, then ~1,500 texts. Generous, and
     # a lost host's sweep lock (15 s, no longer renewed) must not hold the others up.
     view = Stack(run, dep.sandbox, dep.tmp_path).wait_done(draft["id"], timeout=120)
     assert view["state"] == "sent", view
@@ -366,10 +380,9 @@ def test_a_host_lost_mid_fanout_the_other_finishes_every_text_once(deployment, o
         # The status callbacks crossed from the sandbox to the web host and reached the
         # database (once: each report costs the web host a TLS handshake and a write).
         _wait(
-            lambda: (
-                run.json("status", str(draft["id"]))["deliveries"]["sms"]["delivered"] == PHONES
-            ),
+            lambda: _delivered(dep.database_url, draft["id"]) == PHONES,
             "every delivery report",
+            timeout=240,
             every=1.0,
         )
         back_at = time.time()

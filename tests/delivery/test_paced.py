@@ -14,7 +14,7 @@ import redis
 
 from broadcaster.core.config import SAMPLE_CONFIG
 from broadcaster.delivery.ratelimit import TokenBucket, seconds_for
-from tests.conftest import closure_vars, submit_and_approve
+from tests.conftest import ON_POSTGRESQL, closure_vars, submit_and_approve
 from tests.delivery_stack import import_contacts, redis_url
 
 RATE = 5.0
@@ -52,6 +52,7 @@ def paced_district(tmp_path: Path) -> Path:
     return config
 
 
+@ON_POSTGRESQL
 def test_a_paced_run_takes_what_the_plan_says(stack, run, tokens, tmp_path):
     run.env["BROADCASTER_CONFIG"] = str(paced_district(tmp_path))
     # One batch of texts in one claim: a lease long enough for the whole run, so that no row

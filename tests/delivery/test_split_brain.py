@@ -16,9 +16,9 @@ from broadcaster.core.errors import Refused
 from broadcaster.core.models import WorkerHeartbeat
 from broadcaster.delivery import embedded_redis, heartbeat
 from broadcaster.web import create_app
+from tests.conftest import ON_POSTGRESQL
 from tests.delivery_stack import REDIS_DB, REDIS_SERVER
 
-POSTGRESQL_ONLY = pytest.mark.parametrize("db_url", ["postgresql"], indirect=True)
 SECRET = "n0t-for-the-log"
 FIX = "set BROADCASTER_BROKER_URL to the broker the other hosts use"
 OTHER_BROKER = f"redis://:{SECRET}@127.0.0.1:6379/{(REDIS_DB + 1) % 16}"
@@ -44,7 +44,7 @@ def heartbeats(url: str) -> list[WorkerHeartbeat]:
         return list(session.scalars(select(WorkerHeartbeat)))
 
 
-@POSTGRESQL_ONLY
+@ON_POSTGRESQL
 def test_a_worker_refuses_a_server_database_with_the_embedded_broker(run, tmp_path):
     result = start(without_broker(run.env), "worker", "--loglevel", "warning")
     assert result.returncode == 2, result.stderr
@@ -79,7 +79,7 @@ def test_the_beat_registers_with_its_worker(stack, db_url):
     assert row.beat and row.queues == "default,sms,social,urgent,web"
 
 
-@POSTGRESQL_ONLY
+@ON_POSTGRESQL
 def test_the_web_app_refuses_a_server_database_with_the_embedded_broker(run, monkeypatch):
     for key, value in without_broker(run.env).items():
         monkeypatch.setenv(key, value)

@@ -25,7 +25,7 @@ from broadcaster.delivery import expansion
 from broadcaster.delivery import sweep as sweeping
 from broadcaster.delivery.sending import Worker
 from channel_adapters import AccountConfig, build
-from tests.conftest import submit_and_approve
+from tests.conftest import ON_POSTGRESQL, submit_and_approve
 from tests.delivery_stack import texts_by_phone, write_contacts
 
 
@@ -197,6 +197,7 @@ def slow_sms_district(tmp_path: Path, rate: float) -> Path:
     return config
 
 
+@ON_POSTGRESQL
 def test_attempts_count_only_requests_that_reached_the_provider(
     stack, run, tokens, compose_closure, tmp_path, session_factory
 ):
@@ -243,6 +244,7 @@ def test_attempts_count_only_requests_that_reached_the_provider(
 NOTHING_LEARNED = ("lookup failed", "not at the provider yet", "lookup waits for the rate limit")
 
 
+@ON_POSTGRESQL
 def test_a_killed_workers_texts_are_each_looked_up_at_most_once(
     stack, tokens, compose_closure, session_factory
 ):

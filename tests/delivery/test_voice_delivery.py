@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from broadcaster.core.config import SAMPLE_CONFIG, SAMPLE_DISTRICT
-from tests.conftest import submit_and_approve
+from tests.conftest import ON_POSTGRESQL, submit_and_approve
 from tests.delivery_stack import import_contacts, texts_by_phone
 
 SPOKEN = {"en": "en-US", "es": "es-US"}
@@ -70,6 +70,7 @@ def test_a_bilingual_closure_calls_and_texts_each_phone_once_in_its_language(
     assert run("records", "verify").exit_code == 0
 
 
+@ON_POSTGRESQL
 def test_calls_survive_faults_and_a_killed_worker_with_nothing_lost_or_duplicated(
     quick_calls, stack, run, tokens, compose_closure, tmp_path
 ):

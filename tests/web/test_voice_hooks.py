@@ -18,7 +18,7 @@ from broadcaster.core.errors import BadInput
 from broadcaster.core.models import Delivery, Message
 from broadcaster.delivery import provider_callbacks
 from broadcaster.delivery.accounts import identity, twilio_signer
-from tests.conftest import submit_and_approve
+from tests.conftest import ON_POSTGRESQL, submit_and_approve
 from tests.web.test_twilio_hooks import signed_post, sms_identity
 
 FAMILIES = {
@@ -152,6 +152,7 @@ def test_a_call_report_from_another_account_forged_or_late_changes_nothing(
     assert calls(session_factory)["+14155550100"] == ("delivered", None)
 
 
+@ON_POSTGRESQL
 def test_a_busy_or_unanswered_call_is_placed_again_later_then_given_up(
     stack, run, tokens, web_app, tmp_path, session_factory, compose_closure
 ):
