@@ -1,12 +1,15 @@
-"""Fan-out benchmark: one SMS message (or, with --channel voice, one call) to N sandbox
-recipients through the full path (Redis, Celery workers, the database, the ledger), and, in the
-same run against the same sandbox, two baselines: a plain sequential twilio loop, and unbookkept
-thread pools of twilio requests in the workers' shape (as many processes, as many threads each,
-apart from the sandbox's process): the SDK's ceiling on this machine.
+"""Fan-out benchmark: one SMS message (or, with --channel voice, one call; with --channel email,
+one e-mail) to N sandbox recipients through the full path (Redis, Celery workers, the database,
+the ledger), and, in the same run against the same sandbox, two baselines: a plain sequential
+loop of bare client requests (twilio's, or for e-mail smtplib's sendmail on one STARTTLS and AUTH
+connection), and unbookkept thread pools of them in the workers' shape (as many processes, as
+many threads each, one client or SMTP connection per thread, apart from the sandbox's process):
+the client's ceiling on this machine.
 
     python benchmarks/fanout.py --recipients 10000 --latency-ms 50
     python benchmarks/fanout.py --sweep 1000,10000,100000 --latency-ms 50
     python benchmarks/fanout.py --channel voice --recipients 10000 --latency-ms 50
+    python benchmarks/fanout.py --channel email --recipients 500 --latency-ms 50
 
 With --profile DIR, py-spy (installed apart: `pip install py-spy`; not a project dependency)
 samples every worker for the whole run (the threads on the CPU; with --profile-idle, waiting
@@ -31,6 +34,8 @@ import multiprocessing
 import os
 import resource
 import signal
+import smtplib
+import ssl
 import subprocess
 import sys
 import tempfile
@@ -40,11 +45,14 @@ import uuid
 from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from datetime import datetime
 from pathlib import Path
+from urllib.request import urlopen
 
 import psycopg
 import redis
 from twilio.http.http_client import TwilioHttpClient
 from twilio.rest import Client
+
+Bare = Client | smtplib.SMTP  # what a baseline thread sends with
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -69,12 +77,24 @@ TWIML = (
     "a winter storm.</Say></Response>"
 )
 # The channel measured -> the sandbox provider that receives it.
-PROVIDER = {"sms": "twilio", "voice": "voice"}
-UNIT = {"sms": "texts", "voice": "calls"}
+PROVIDER = {"sms": "twilio", "voice": "voice", "email": "email"}
+UNIT = {"sms": "texts", "voice": "calls", "email": "e-mails"}
+MAIL_FROM = "alerts@riversideusd.org"
+# What the baselines send for an e-mail: a multipart message like the adapter's (plain text and
+# HTML, quoted-printable), built once; the full path builds one per delivery.
+MAIL = (
+    f"From: Riverside USD <{MAIL_FROM}>\r\nSubject: Riverside USD: School closure: Tuesday, "
+    "March 3\r\nMIME-Version: 1.0\r\nContent-Type: multipart/alternative; boundary=b\r\n\r\n"
+    f"--b\r\nContent-Type: text/plain; charset=utf-8\r\n\r\n{BODY}\r\n"
+    f"--b\r\nContent-Type: text/html; charset=utf-8\r\n\r\n<p>{BODY}</p>\r\n--b--\r\n"
+).encode()
 
 
-def send_one(client: Client, channel: str, i: int) -> None:
-    """One bare SDK request of the channel, as the baselines make it."""
+def send_one(client: Bare, channel: str, i: int) -> None:
+    """One bare request of the channel, as the baselines make it."""
+    if isinstance(client, smtplib.SMTP):
+        client.sendmail(MAIL_FROM, [f"family{i}@example.org"], MAIL)
+        return
     to = f"+1415{3000000 + i:07d}"
     if channel == "voice":
         client.calls.create(to=to, from_=CALLER_ID, twiml=TWIML)
@@ -93,7 +113,8 @@ def main() -> None:
         "--channel",
         choices=sorted(PROVIDER),
         default="sms",
-        help="what the audience gets: texts, or calls (against a ceiling of bare calls)",
+        help="what the audience gets: texts, calls or e-mails (against a ceiling of bare "
+        "calls.create or smtplib sends)",
     )
     parser.add_argument("--workers", type=int, default=2, help="worker processes")
     parser.add_argument("--threads", type=int, default=32, help="threads per worker")
@@ -146,8 +167,9 @@ def main() -> None:
         f"channel {args.channel}"
     )
     print(f"{'':<28}{UNIT[args.channel] + '/s':>10}{'ratio':>10}")
-    print(f"{'sequential twilio loop':<28}{naive:>10.1f}{naive / ceiling:>10.3f}")
-    print(f"{'thread pool (SDK ceiling)':<28}{ceiling:>10.1f}{1:>10.3f}")
+    bare = "smtplib" if args.channel == "email" else "twilio"
+    print(f"{f'sequential {bare} loop':<28}{naive:>10.1f}{naive / ceiling:>10.3f}")
+    print(f"{f'thread pool ({bare} ceiling)':<28}{ceiling:>10.1f}{1:>10.3f}")
     for result in results:
         label = f"full path, {result['recipients']:,}"
         print(
@@ -220,8 +242,29 @@ def twilio_client(sandbox_url: str) -> Client:
     return Client(SID, TOKEN, http_client=http)
 
 
+def smtp_client(sandbox: Sandbox | str) -> smtplib.SMTP:
+    """An SMTP connection to the sandbox as the adapter makes one: STARTTLS trusting the
+    sandbox's certificate, then AUTH."""
+    where = (
+        sandbox.smtp_address()
+        if isinstance(sandbox, Sandbox)
+        else json.loads(urlopen(f"{sandbox}/_sandbox/smtp").read())  # noqa: S310 (loopback)
+    )
+    context = ssl.create_default_context(cadata=where["cert_pem"])
+    context.check_hostname = False
+    smtp = smtplib.SMTP("127.0.0.1", int(where["port"]), "riversideusd.org", timeout=30)
+    smtp.starttls(context=context)
+    smtp.login("bench", "bench-password")
+    return smtp
+
+
+def bare_client(sandbox: Sandbox | str, channel: str) -> Bare:
+    url = sandbox.url if isinstance(sandbox, Sandbox) else sandbox
+    return smtp_client(sandbox) if channel == "email" else twilio_client(url)
+
+
 def naive_loop(sandbox: Sandbox, n: int, channel: str) -> float:
-    client = twilio_client(sandbox.url)
+    client = bare_client(sandbox, channel)
     start = time.perf_counter()
     for i in range(n):
         send_one(client, channel, i)
@@ -259,7 +302,7 @@ def pool_part(
 
     def send(i: int) -> None:
         if not hasattr(local, "client"):
-            local.client = twilio_client(sandbox_url)  # one SDK client per thread
+            local.client = bare_client(sandbox_url, channel)  # one client per thread
         send_one(local.client, channel, i)
 
     cpu, start = own_cpu_s(), time.time()
@@ -324,6 +367,7 @@ def full_path(sandbox: Sandbox, args: argparse.Namespace, size: int, concurrency
         # second) are the district's policy, not what is measured here.
         sample.replace("rate_per_second = 100.0", "rate_per_second = 10000.0")
         .replace('name = "district-voice"\n', f'name = "district-voice"\n{UNLIMITED}\n')
+        .replace('name = "district-email"\n', f'name = "district-email"\n{UNLIMITED}\n')
         .replace('roster = "roster.csv"', f'roster = "{SAMPLE_DISTRICT / "roster.csv"}"'),
         encoding="utf-8",
     )
@@ -353,10 +397,14 @@ def full_path(sandbox: Sandbox, args: argparse.Namespace, size: int, concurrency
     contacts = home / "contacts.csv"
     with contacts.open("w", newline="") as handle:
         writer = csv.writer(handle)
-        writer.writerow(["phone", "language", "schools", "routes", "grades", "opted_out"])
+        # E-mails need the contact list's email column (and a household for it).
+        mail = ["household", "email"] if args.channel == "email" else []
+        writer.writerow([*mail, "phone", "language", "schools", "routes", "grades", "opted_out"])
         for i in range(size):
+            addressed = [f"h{i}", f"family{i}@example.org"] if mail else []
             writer.writerow(
                 [
+                    *addressed,
                     f"+1415{4000000 + i:07d}",
                     "es" if i % 3 == 0 else "en",
                     "lincoln-hs",
@@ -436,7 +484,9 @@ def full_path(sandbox: Sandbox, args: argparse.Namespace, size: int, concurrency
             if time.time() - approved_at > 600 + size / 100:  # 10 minutes, more for a million
                 raise SystemExit(f"the full path did not finish in {600 + size / 100:.0f} s")
         cpu_after, sandbox_after = cpu_s_by_kind(worker_pids), own_cpu_s()
-        last_text = max(r["time"] for r in sandbox.requests(provider) if r["method"] == "POST")
+        last_text = max(
+            r["time"] for r in sandbox.requests(provider) if r["method"] in ("POST", "SMTP")
+        )
         first_post = min(
             (r["time"] for r in sandbox.requests("x") if r["method"] == "POST"), default=None
         )
