@@ -392,6 +392,29 @@ class Retention(Strict):
         return self.categories.get(category, self.years)
 
 
+class Escalation(Strict):
+    """A category's fallback between the channels that reach families: each family gets the
+    first step it can take (a family without a mobile starts with a call); the next step goes
+    to a family once every delivery of its current step failed or expired, or a text or call
+    was not `delivered` within `wait_s`; never once any step reached it, nor after the
+    message's valid_until. No steps: every chosen channel at once."""
+
+    steps: list[Literal["sms", "voice", "email"]] = []
+    wait_s: int = Field(default=120, ge=1, le=86_400)
+
+    @field_validator("steps")
+    @classmethod
+    def _steps(cls, value: list[str]) -> list[str]:
+        if len(set(value)) != len(value) or len(value) == 1:
+            raise ValueError("steps are two or more different channels: sms, voice, email")
+        return value
+
+
+# Emergencies: a text, then a call if the text is not delivered within 2 minutes or fails, then
+# an e-mail. A district file's `[escalation.emergency]` replaces it (`steps = []`: no fallback).
+DEFAULT_ESCALATION = {"emergency": Escalation(steps=["sms", "voice", "email"], wait_s=120)}
+
+
 class DistrictConfig(Strict):
     """The district: schools, routes, accounts, who may do what, and its posting policy."""
 
@@ -408,6 +431,7 @@ class DistrictConfig(Strict):
     web: WebConfig = WebConfig()
     retention: Retention = Retention()
     sandbox: SandboxConfig = SandboxConfig()
+    escalation: dict[str, Escalation] = {}  # template category -> its fallback
     source: Path | None = None
 
     @model_validator(mode="after")
@@ -425,6 +449,9 @@ class DistrictConfig(Strict):
             if name not in names:
                 raise ValueError(f"test_allowlist names unknown account {name!r}")
         return self
+
+    def escalation_for(self, category: str) -> Escalation:
+        return self.escalation.get(category) or DEFAULT_ESCALATION.get(category, Escalation())
 
     def school(self, slug: str) -> School | None:
         return next((s for s in self.schools if s.slug == slug), None)

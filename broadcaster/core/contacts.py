@@ -398,11 +398,12 @@ class Audience:
     everyone: bool
     terms: dict[str, frozenset[str]]
 
-    def where(self, dialect: str) -> ColumnElement[bool]:
-        """The SQL condition a contact row meets when the audience selects it."""
+    def where(self, dialect: str, row: Any = Contact) -> ColumnElement[bool]:
+        """The SQL condition a contact row (of `row`, an alias of contacts) meets when the
+        audience selects it."""
         if self.everyone:
             return true()
-        fields = {"school": Contact.schools, "route": Contact.routes, "grade": Contact.grades}
+        fields = {"school": row.schools, "route": row.routes, "grade": row.grades}
         return and_(
             *(_has_any(fields[kind], wanted, dialect) for kind, wanted in self.terms.items())
         )
@@ -483,17 +484,23 @@ def audience_rows(session: Session, audience: Audience, version: int) -> Select[
 
 
 def recipients(
-    session: Session, audience: Audience, version: int, channel: str, category: str
+    session: Session,
+    audience: Audience,
+    version: int,
+    channel: str,
+    category: str,
+    *also: ColumnElement[bool],
 ) -> Select[*tuple[Any, ...]]:
     """(contact id, recipient, language, household) for every number or address in the
     audience that this channel reaches for a message of this category: mobiles for a text,
     mobiles and landlines for a call, addresses for an e-mail; each where the family wants the
-    channel, and no number that opted out."""
+    channel, and no number that opted out; `also`: further conditions on the contact row."""
     dialect = session.get_bind().dialect.name
     chosen = (
         Contact.version == version,
         audience.where(dialect),
         wants(channel, category, dialect),
+        *also,
     )
     if channel == "email":
         address = _emails(dialect)
@@ -516,16 +523,29 @@ def recipients(
     return select(*both.c)
 
 
-def wants(channel: str, category: str, dialect: str) -> ColumnElement[bool]:
+def wants(channel: str, category: str, dialect: str, row: Any = Contact) -> ColumnElement[bool]:
     """The contact row's family takes this channel for this category (`preferences`)."""
     if category in EMERGENCY_CATEGORIES:
         return true()
     return or_(
-        _has_any(Contact.prefers, frozenset({f"{category}:{channel}"}), dialect),
+        _has_any(row.prefers, frozenset({f"{category}:{channel}"}), dialect),
         and_(
-            _has_any(Contact.prefers, frozenset({f"*:{channel}"}), dialect),
-            ~_has_any(Contact.prefers, frozenset({category}), dialect),
+            _has_any(row.prefers, frozenset({f"*:{channel}"}), dialect),
+            ~_has_any(row.prefers, frozenset({category}), dialect),
         ),
+    )
+
+
+def reachable(channel: str, category: str, dialect: str, row: Any = Contact) -> ColumnElement[bool]:
+    """The contact row has a number or address this channel reaches for this category (what
+    `recipients` would give of it), as one condition."""
+    wanted = wants(channel, category, dialect, row)
+    if channel == "email":
+        return and_(wanted, func.json_array_length(row.emails) > 0)
+    numbers = [row.phone] if channel == "sms" else [row.phone, row.landline]
+    return and_(
+        wanted,
+        or_(*(and_(n.is_not(None), ~exists().where(OptOut.phone == n)) for n in numbers)),
     )
 
 

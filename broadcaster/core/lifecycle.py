@@ -64,6 +64,10 @@ TRANSITIONS: tuple[Transition, ...] = (
     Transition("recall", S.SENT, S.DISPATCHING, None),
     Transition("recall", S.PARTIALLY_SENT, S.DISPATCHING, None),
     Transition("recall", S.FAILED, S.DISPATCHING, None),
+    # A family nothing reached gets the next channel of its category's fallback (escalation.py).
+    Transition("escalate", S.SENT, S.DISPATCHING, None),
+    Transition("escalate", S.PARTIALLY_SENT, S.DISPATCHING, None),
+    Transition("escalate", S.FAILED, S.DISPATCHING, None),
     # Take down what went out (corrections.py): deletions and correction texts are the
     # deliveries of a retraction notice; the message is retracted once every post is down.
     Transition("retract", S.SENT, S.RETRACTING, "retract"),

@@ -133,6 +133,9 @@ class Message(Base):
     # reached), up to and including the contact (or the original's delivery) `expanded_through`.
     contacts_version: Mapped[int | None] = mapped_column(Integer)
     expanding: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    # Its category falls back between channels and a family may still be due a next step
+    # (delivery/escalation.py); the sweep looks only at these.
+    escalating: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     expanded_through: Mapped[int | None] = mapped_column(Integer)
     expanded_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)  # its last progress
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
@@ -251,7 +254,11 @@ class Contact(Base):
     (core/contacts.py)."""
 
     __tablename__ = "contacts"
-    __table_args__ = (Index("ix_contacts_version_id", "version", "id"),)
+    __table_args__ = (
+        Index("ix_contacts_version_id", "version", "id"),
+        # A family's rows, for the fallback between channels (delivery/escalation.py).
+        Index("ix_contacts_version_household", "version", "household"),
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     version: Mapped[int] = mapped_column(Integer, default=1, server_default="1")

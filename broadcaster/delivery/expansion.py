@@ -21,8 +21,7 @@ import datetime as dt
 import time
 from typing import Any, cast
 
-from sqlalchemy import ColumnElement, Select, Table, and_, case, func, literal, or_, select, update
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy import Select, Table, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from broadcaster.core import contacts, follow_ups, ledger
@@ -30,9 +29,9 @@ from broadcaster.core.config import DistrictConfig, Settings
 from broadcaster.core.config_fields import FAMILY_CHANNELS
 from broadcaster.core.contacts import parse_audience
 from broadcaster.core.db import session_scope
-from broadcaster.core.models import Delivery, Message, UTCDateTime, utcnow
-from broadcaster.core.states import REHEARSAL_KINDS, DeliveryStatus, MessageState
-from broadcaster.delivery import tallies
+from broadcaster.core.models import Delivery, Message, utcnow
+from broadcaster.core.states import REHEARSAL_KINDS, MessageState
+from broadcaster.delivery import escalation, family_rows, tallies
 from broadcaster.delivery.dispatch import (
     Batch,
     batches,
@@ -134,6 +133,8 @@ def expand_page(session: Session, district: DistrictConfig, message_id: int, pag
     done = read < page
     message.expanded_through = last if last is not None else after
     message.expanded_at = now
+    if after == 0 and escalation.steps(district, message):
+        message.escalating = True  # the sweep escalates families from the first page on
     if done:
         message.expanding = False
         counts = tallies.of_message(session, message.id)
@@ -180,12 +181,20 @@ def _pages(session: Session, district: DistrictConfig, message: Message) -> Sele
 def _source(
     session: Session, district: DistrictConfig, message: Message, channel: str
 ) -> Select[*tuple[Any, ...]]:
-    """(source id, recipient, language, household) rows of one channel."""
+    """(source id, recipient, language, household) rows of one channel. With a fallback between
+    channels, a later one only for families an earlier one cannot reach (the sweep escalates
+    the others: escalation.py)."""
     if message.follows_id is not None:
         return follow_ups.reached(message.follows_id, channel)
     audience = parse_audience(message.audience or "", district)
+    later = escalation.first_steps(session, district, message, channel)
     return contacts.recipients(
-        session, audience, message.contacts_version or 0, channel, message.category or ""
+        session,
+        audience,
+        message.contacts_version or 0,
+        channel,
+        message.category or "",
+        *(() if later is None else (later,)),
     )
 
 
@@ -217,49 +226,6 @@ def _write_page(
     for channel in _family_channels(message):
         rows = _source(session, district, message, channel).subquery()
         in_page = select(rows).where(rows.c[0] > after, rows.c[0] <= last).cte(f"page_{channel}")
-        ids_written = _write_channel(session, message, in_page, channel, now)
-        written += [(delivery_id, channel) for delivery_id in ids_written]
+        rows_written = family_rows.write(session, message, in_page, channel, now)
+        written += [(delivery_id, channel) for delivery_id, _ in rows_written]
     return read, last, written
-
-
-def _write_channel(
-    session: Session, message: Message, rows: Any, channel: str, now: dt.datetime
-) -> list[int]:
-    """One channel's rows for a page of the source: INSERT ... SELECT, a phone already written
-    for this channel skipped."""
-    source_id, recipient, locale, household = rows.c
-    rendered = [r.locale for r in message.renditions if r.channel == channel]
-    account = next(t.account for t in message.targets if t.channel == channel)
-    columns: dict[str, ColumnElement[Any]] = {
-        "message_id": literal(message.id),
-        "channel": literal(channel),
-        "account": literal(account),
-        "recipient": recipient,
-        "household": household,
-        "locale": case((locale.in_(rendered), locale), else_=literal("en")),
-        "status": literal(DeliveryStatus.QUEUED.value),
-        "action": literal("send"),
-        "attempts": literal(0),
-        "created_at": literal(now, UTCDateTime()),
-        "updated_at": literal(now, UTCDateTime()),
-    }
-    # Each number or address once, from its first row: a family's two rows with one mobile
-    # (one per student) text it once, in the first row's language.
-    first = select(recipient.label("recipient"), func.min(source_id).label("id")).group_by(
-        recipient
-    )
-    firsts = first.subquery()
-    first_of_each = (
-        select(*columns.values())
-        .select_from(rows)
-        .join(firsts, and_(firsts.c.recipient == recipient, firsts.c.id == source_id))
-    )
-    dialect = session.get_bind().dialect.name
-    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
-    statement = (
-        insert(_DELIVERIES)
-        .from_select(list(columns), first_of_each)
-        .on_conflict_do_nothing()  # a phone an earlier page (or a lost try of this one) wrote
-        .returning(_DELIVERIES.c.id)
-    )
-    return sorted(session.scalars(statement))

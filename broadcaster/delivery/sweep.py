@@ -1,7 +1,8 @@
 """The sweep: recover what lost workers left behind, quickly and quietly.
 
 It re-enqueues deliveries left `queued` past a deadline (and expansions of a message's texts that
-stopped making progress: expansion.stalled) and reconciles `sending` rows whose claim lapsed: did
+stopped making progress: expansion.stalled), gives each family nothing reached in time its
+category's next channel (escalation.due), and reconciles `sending` rows whose claim lapsed: did
 the provider get it? A chaos run showed what an unbounded sweep does (31,085 lookups for ~1,400
 orphaned texts, sweeps piling up behind each other), so:
 
@@ -42,7 +43,7 @@ from broadcaster.core.db import session_scope
 from broadcaster.core.errors import BroadcasterError
 from broadcaster.core.models import Delivery, Message, utcnow
 from broadcaster.core.states import DeliveryStatus, MessageState
-from broadcaster.delivery import expansion, metrics, provider_callbacks, tallies
+from broadcaster.delivery import escalation, expansion, metrics, provider_callbacks, tallies
 from broadcaster.delivery.dispatch import Batch, batches
 from broadcaster.delivery.jobs import AWAITING_LOOKUP, UNCONFIRMED, Job, Result, load_jobs
 from broadcaster.delivery.recording import finish_if_done, record
@@ -128,6 +129,7 @@ def _sweep(worker: Worker) -> list[Batch]:
         settings = worker.settings
         planned = requeue_stale(session, now, settings.requeue_after, settings.sweep_requeue)
         planned += expansion.stalled(session, now, settings.requeue_after)
+        planned += escalation.due(session, worker.district, now)
         jobs = load_jobs(session, lapsed_claims(session, now, settings.sweep_lookups))
         lookups = plan_lookups(worker, session, jobs)
         dispatching = list(

@@ -1,0 +1,157 @@
+"""Fallback between channels (issue 13, item 5): each family gets the first step of its
+category's escalation it can take, and the next one only when nothing reached it in time."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pytest
+from pydantic import ValidationError
+from sqlalchemy import select, update
+
+from broadcaster.core.config import Escalation
+from broadcaster.core.models import Delivery, LedgerEntry, Message, utcnow
+from broadcaster.core.states import DeliveryStatus, MessageState
+from broadcaster.delivery import escalation, expansion
+from tests.core.test_households import FAMILIES, import_rows
+
+LOCKDOWN = ("lockdown", "--as", "carmen", "--var", "school=lincoln-hs", "--audience", "all")
+
+
+@pytest.fixture
+def admin(run) -> str:
+    return run.json("users", "add", "it")["token"]
+
+
+def trigger(run, tokens, *extra: str) -> int:
+    result = run.json(
+        "trigger", *LOCKDOWN, "--channels", "sms,voice,email", "--yes", "--no-follow", *extra,
+        token=tokens["carmen"],
+    )  # fmt: skip
+    return int(result["id"])
+
+
+def rows(session, message_id: int) -> set[tuple[str, str, str | None]]:
+    return {
+        (d.channel, d.recipient, d.household)
+        for d in session.scalars(select(Delivery).where(Delivery.message_id == message_id))
+        if d.channel in ("sms", "voice", "email")
+    }
+
+
+def settle(session, message_id: int, recipients: list[str], status: str, ago_s: float = 0):
+    session.execute(
+        update(Delivery)
+        .where(Delivery.message_id == message_id, Delivery.recipient.in_(recipients))
+        .values(status=status, sent_at=utcnow() - dt.timedelta(seconds=ago_s))
+    )
+
+
+def test_the_steps_are_two_or_more_different_channels(district):
+    assert district.escalation_for("emergency").steps == ["sms", "voice", "email"]
+    assert district.escalation_for("emergency").wait_s == 120
+    assert district.escalation_for("closure").steps == []  # every chosen channel at once
+    for bad in (["sms"], ["sms", "sms"], ["sms", "fax"]):
+        with pytest.raises(ValidationError):
+            Escalation(steps=bad)
+
+
+def test_each_family_starts_where_it_can_and_escalates_until_reached(
+    run, tokens, admin, tmp_path, session_factory, district
+):
+    assert import_rows(run, admin, tmp_path, FAMILIES).exit_code == 0
+    mid = trigger(run, tokens)
+    assert expansion.expand(run.settings(), district, [mid]) == []
+    with session_factory() as session:
+        unnamed = session.scalar(
+            select(Delivery.household).where(Delivery.recipient == "cy@example.org")
+        )
+        first = rows(session, mid)
+        # A text to each family with a mobile; a call to the one with only a landline; an
+        # e-mail to those with neither (the unnamed family's mobile opted out).
+        assert first == {
+            ("sms", "+19515550101", "H-1"),
+            ("sms", "+19515550102", "H-2"),
+            ("voice", "+19515550113", "H-3"),
+            ("email", "li@xn--bcher-kva.example", "H-4"),
+            ("email", "cy@example.org", unnamed),
+        }
+        assert session.get(Message, mid).escalating
+        # H-1's text failed; H-2's was sent 3 minutes ago and never delivered; H-3 answered.
+        settle(session, mid, ["+19515550101"], DeliveryStatus.FAILED)
+        settle(session, mid, ["+19515550102"], DeliveryStatus.SENT, ago_s=180)
+        settle(session, mid, ["+19515550113"], DeliveryStatus.DELIVERED)
+        settle(session, mid, ["li@xn--bcher-kva.example", "cy@example.org"], "sent")
+        session.get(Message, mid).state = MessageState.PARTIALLY_SENT  # it had finished
+
+    with session_factory() as session:
+        planned = escalation.due(session, district, utcnow())
+    with session_factory() as session:
+        # A call to each number of H-1 (its mobile and its landline) and to H-2's mobile,
+        # though H-2 chose texts only: an emergency uses every channel.
+        assert rows(session, mid) - first == {
+            ("voice", "+19515550101", "H-1"),
+            ("voice", "+19515550111", "H-1"),
+            ("voice", "+19515550102", "H-2"),
+        }
+        assert sum(len(b.ids) for b in planned) == 3
+        assert session.get(Message, mid).state == MessageState.DISPATCHING  # going out again
+        # The calls are still to be placed: nobody is due anything more yet.
+        assert escalation.due(session, district, utcnow()) == []
+        second = rows(session, mid)
+        settle(session, mid, ["+19515550101", "+19515550111"], DeliveryStatus.FAILED)
+        settle(session, mid, ["+19515550102"], DeliveryStatus.DELIVERED)
+
+    with session_factory() as session:
+        escalation.due(session, district, utcnow())
+    with session_factory() as session:
+        assert rows(session, mid) - second == {
+            ("email", "ana@example.org", "H-1"),
+            ("email", "pablo@example.org", "H-1"),
+        }
+        # The e-mails bounce: H-1 has had every step, and nothing is left to try.
+        settle(session, mid, ["ana@example.org", "pablo@example.org"], DeliveryStatus.FAILED)
+
+    with session_factory() as session:
+        assert escalation.due(session, district, utcnow()) == []
+    with session_factory() as session:
+        assert not session.get(Message, mid).escalating
+        escalated = session.scalars(
+            select(LedgerEntry.event).where(
+                LedgerEntry.message_id == mid, LedgerEntry.event == "delivery.escalated"
+            )
+        ).all()
+        assert len(escalated) == 2
+
+
+def test_a_text_sent_moments_ago_waits_and_nothing_escalates_after_valid_until(
+    run, tokens, admin, tmp_path, session_factory, district
+):
+    assert import_rows(run, admin, tmp_path, FAMILIES).exit_code == 0
+    mid = trigger(run, tokens)
+    assert expansion.expand(run.settings(), district, [mid]) == []
+    with session_factory() as session:
+        settle(session, mid, ["+19515550101", "+19515550102"], DeliveryStatus.SENT, ago_s=30)
+    with session_factory() as session:
+        before = rows(session, mid)
+        assert escalation.due(session, district, utcnow()) == []  # within the 2 minutes
+        settle(session, mid, ["+19515550101", "+19515550102"], DeliveryStatus.FAILED)
+        session.get(Message, mid).valid_until = utcnow() - dt.timedelta(seconds=1)
+    with session_factory() as session:
+        assert escalation.due(session, district, utcnow()) == []
+    with session_factory() as session:
+        assert rows(session, mid) == before and not session.get(Message, mid).escalating
+
+
+def test_a_closure_sends_every_chosen_channel_at_once(
+    run, tokens, admin, tmp_path, session_factory, district, compose_closure
+):
+    from tests.conftest import submit_and_approve
+
+    assert import_rows(run, admin, tmp_path, FAMILIES).exit_code == 0
+    draft = compose_closure("--channels", "sms,voice")
+    submit_and_approve(run, tokens, draft)
+    assert expansion.expand(run.settings(), district, [draft["id"]]) == []
+    with session_factory() as session:
+        channels = {c for c, _, _ in rows(session, draft["id"])}
+        assert channels == {"sms", "voice"} and not session.get(Message, draft["id"]).escalating
