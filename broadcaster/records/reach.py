@@ -34,6 +34,7 @@ from typing import Literal
 from sqlalchemy import ColumnElement, func, select
 from sqlalchemy.orm import Session
 
+from broadcaster.core import ledger
 from broadcaster.core.config import DistrictConfig
 from broadcaster.core.config_fields import FAMILY_CHANNELS
 from broadcaster.core.errors import BadInput, NotFound
@@ -149,6 +150,16 @@ def reach(
     if message is None:
         raise NotFound(f"no message {message_id}; `broadcaster list` shows the messages")
     check_reaches_families(session, message)
+    if unmasked:
+        # Families' numbers and addresses shown as they are: on the record, like an export
+        # that includes them (the entry names the message and the officer, never a recipient).
+        ledger.append(
+            session,
+            "records.recipients_viewed",
+            {"view": "reach", "message": message.id},
+            actor=actor.name,
+            message_id=message.id,
+        )
     return build(session, message, unmasked=unmasked, status=shown, limit=limit)
 
 

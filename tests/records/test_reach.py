@@ -13,7 +13,7 @@ import pytest
 from sqlalchemy import select, update
 
 from broadcaster.core.db import session_scope
-from broadcaster.core.models import Delivery
+from broadcaster.core.models import Delivery, LedgerEntry, LedgerPayload
 from broadcaster.delivery import expansion
 from tests.conftest import submit_and_approve
 
@@ -159,7 +159,21 @@ def test_the_human_output_and_the_csv(run, tokens, closure, tmp_path):
     assert not missing.parent.exists()
 
 
-def test_unmasked_only_for_a_records_officer(run, tokens, closure):
+def viewed(db_url: str, message_id: int) -> list[tuple[str | None, dict]]:
+    """Who saw the message's families unmasked, from the ledger."""
+    with session_scope(db_url) as session:
+        entries = session.execute(
+            select(LedgerEntry.actor, LedgerPayload.body)
+            .join(LedgerPayload, LedgerPayload.seq == LedgerEntry.seq)
+            .where(
+                LedgerEntry.message_id == message_id,
+                LedgerEntry.event == "records.recipients_viewed",
+            )
+        ).all()
+        return [(actor, json.loads(body)) for actor, body in entries]
+
+
+def test_unmasked_only_for_a_records_officer(run, tokens, closure, db_url):
     refused = run("reach", str(closure), "--as", "ben", "--unmasked", token=tokens["ben"])
     assert refused.exit_code == 2
     assert "may not include recipients" in refused.stderr and "records_officer" in refused.stderr
@@ -171,6 +185,8 @@ def test_unmasked_only_for_a_records_officer(run, tokens, closure):
     assert h6["last_error"] == REJECTED
     wrong_token = run("reach", str(closure), "--as", "dev", "--unmasked", token=tokens["ben"])
     assert wrong_token.exit_code == 2
+    # Only the records officer's unmasked view is on the record, naming no recipient.
+    assert viewed(db_url, closure) == [("dev", {"view": "reach", "message": closure})]
 
 
 def test_bad_input_is_one_line_and_exit_2(run, tokens, compose_closure):
