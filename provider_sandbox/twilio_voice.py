@@ -26,6 +26,7 @@ import contextlib
 import re
 import secrets
 import threading
+import time
 from collections.abc import Mapping
 from datetime import datetime
 from email.utils import format_datetime
@@ -196,6 +197,9 @@ class TwilioVoiceApi(TwilioResources):
                 "heard": [],
                 "callbacks": [],
                 "sequence": 0,
+                # From its creation to its end, on this process's clock: how many calls of an
+                # account were in progress at once (a test of a concurrent-call cap).
+                "live": [time.monotonic(), None],
             }
             outcome = self._outcomes.get(to, "answered")
             generation = self._generation
@@ -350,6 +354,7 @@ class TwilioVoiceApi(TwilioResources):
             resource["status"] = status
             resource["date_updated"] = _rfc2822(now)
             resource["end_time"] = _rfc2822(now)
+            record["live"][1] = time.monotonic()
             started = record["started"]
             words = sum(len(str(s["text"]).split()) for s in record["heard"])
             seconds = int(words * SPOKEN_SECONDS_PER_WORD) + 1 if started else 0
@@ -414,6 +419,7 @@ class TwilioVoiceApi(TwilioResources):
                     status_callback=record["callback"],
                     status_callback_events=list(record["events"]),
                     callbacks=[dict(c) for c in record["callbacks"]],
+                    live=tuple(record["live"]),
                 )
                 out.append(item)
             return out

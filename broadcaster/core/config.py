@@ -218,6 +218,11 @@ class Account(Strict):
     # most `recalls` more times, while the message is still valid.
     recall_after_s: int = Field(default=300, ge=1, le=24 * 3600)
     recalls: int = Field(default=2, ge=0, le=5)
+    # Voice: at most this many of the account's calls in progress at once, across every worker
+    # (None: no cap beyond the calls-per-second rate); a call counts until Twilio reports its
+    # end, or `call_slot_s` after it was placed when no report comes.
+    max_concurrent_calls: int | None = Field(default=None, ge=1, le=100_000)
+    call_slot_s: int = Field(default=300, ge=10, le=4 * 3600)
 
     @property
     def rate(self) -> float:
@@ -257,7 +262,12 @@ class Account(Strict):
 
     @model_validator(mode="after")
     def _recalls(self) -> Account:
-        given = {"recall_after_s", "recalls"} & self.model_fields_set
+        given = {
+            "recall_after_s",
+            "recalls",
+            "max_concurrent_calls",
+            "call_slot_s",
+        } & self.model_fields_set
         if given and self.channel != "voice":
             raise ValueError(f"account {self.name}: only a voice account has {min(given)}")
         return self

@@ -9,13 +9,27 @@ A token is what the provider meters: one request, or for a text one SMS segment 
 text takes 3). A text with more segments than the burst (4 at a toll-free number's 3 a second)
 goes once a full burst is there and leaves the bucket owing the rest, so the rate still holds.
 `seconds_for` is the same arithmetic for the send-time planner (authoring/plan.py).
+
+A voice account may also cap its calls in progress (`CallSlots`): a sorted set of the deliveries
+whose calls are live, each until its end is reported or its slot lapses.
 """
 
 from __future__ import annotations
 
 import time
+from urllib.parse import urlsplit
 
 import redis
+
+from broadcaster.core.config import Account
+
+
+def redis_for(broker_url: str) -> redis.Redis:
+    """A Redis client on the broker's server, for the shared per-account limits."""
+    if broker_url.startswith("redis+socket://"):
+        return redis.Redis(unix_socket_path=urlsplit(broker_url).path)
+    return redis.Redis.from_url(broker_url)
+
 
 _TAKE = """
 redis.replicate_commands()
@@ -89,3 +103,52 @@ class TokenBucket:
             if time.monotonic() + wait > deadline:
                 return False
             time.sleep(wait)
+
+
+_OPEN_SLOT = """
+redis.replicate_commands()
+local key = KEYS[1]
+local cap = tonumber(ARGV[1])
+local hold = tonumber(ARGV[2])
+local member = ARGV[3]
+local clock = redis.call('TIME')
+local now = tonumber(clock[1]) + tonumber(clock[2]) / 1000000
+redis.call('ZREMRANGEBYSCORE', key, '-inf', now)
+if not redis.call('ZSCORE', key, member) and redis.call('ZCARD', key) >= cap then
+  return 0
+end
+redis.call('ZADD', key, now + hold, member)
+redis.call('EXPIRE', key, math.ceil(hold) + 60)
+return 1
+"""
+
+
+class CallSlots:
+    """At most `cap` calls of one account in progress at once, shared by every worker (and
+    freed by the web app when Twilio reports a call's end): the deliveries holding a slot, each
+    until `hold_s` after it was taken, so a report that never comes frees it all the same."""
+
+    def __init__(self, client: redis.Redis, account: str, cap: int, hold_s: float):
+        self.client = client
+        self.key = slots_key(account)
+        self.cap = cap
+        self.hold_s = hold_s
+        self._open = client.register_script(_OPEN_SLOT)
+
+    def open(self, delivery_id: int) -> bool:
+        """Take a slot for this delivery's call (it keeps one it holds); False when all are
+        taken."""
+        return bool(self._open(keys=[self.key], args=[self.cap, self.hold_s, delivery_id]))
+
+    def close(self, delivery_id: int) -> None:
+        self.client.zrem(self.key, delivery_id)
+
+
+def slots_key(account: str) -> str:
+    return f"broadcaster:calls:{account}"
+
+
+def free_call_slot(broker_url: str, account: Account, delivery_id: int) -> None:
+    """The call ended (its status report came): its slot goes to the next call."""
+    if account.max_concurrent_calls is not None:
+        redis_for(broker_url).zrem(slots_key(account.name), delivery_id)

@@ -24,7 +24,7 @@ from typing import Any
 import redis
 
 from broadcaster.core.config import DistrictConfig, Settings
-from broadcaster.core.config_fields import FAMILY_CHANNELS, NEVER_ROUTINE
+from broadcaster.core.config_fields import ADDRESSED_CHANNELS, FAMILY_CHANNELS, NEVER_ROUTINE
 from broadcaster.core.db import session_scope
 from broadcaster.core.errors import BroadcasterError, Refused
 from broadcaster.core.models import utcnow
@@ -33,7 +33,7 @@ from broadcaster.core.states import DeliveryStatus
 from broadcaster.delivery import metrics
 from broadcaster.delivery.accounts import account_config, email_domain, uses_sandbox
 from broadcaster.delivery.jobs import UNCONFIRMED, Job, Result, claim, load_jobs
-from broadcaster.delivery.ratelimit import TokenBucket
+from broadcaster.delivery.ratelimit import CallSlots, TokenBucket
 from broadcaster.delivery.recorder import Recorder
 from channel_adapters import (
     AccountConfig,
@@ -80,6 +80,18 @@ class Worker:
 
     def sandboxed(self, account: str, kind: str) -> bool:
         return uses_sandbox(next(a for a in self.district.accounts if a.name == account), kind)
+
+    def call_slots(self, account: str) -> CallSlots | None:
+        """The voice account's cap on calls in progress, if it has one."""
+        config = next(a for a in self.district.accounts if a.name == account)
+        if self.redis_client is None or config.max_concurrent_calls is None:
+            return None
+        slots: dict[str, CallSlots] = self._local.__dict__.setdefault("slots", {})
+        if account not in slots:
+            slots[account] = CallSlots(
+                self.redis_client, account, config.max_concurrent_calls, config.call_slot_s
+            )
+        return slots[account]
 
     def bucket(self, account: str) -> TokenBucket | None:
         if self.redis_client is None:
@@ -172,11 +184,23 @@ def send_one(worker: Worker, job: Job, start_by: dt.datetime) -> Result:
         return Result(
             job, DeliveryStatus.QUEUED, retry_in=0, how="claim about to lapse; released unsent"
         )
+    slots = worker.call_slots(job.account) if job.action == "send" else None
+    if slots is not None and not slots.open(job.delivery_id):
+        retry_in = 1 + random.random()  # noqa: S311 (jitter, not a secret)
+        return Result(job, DeliveryStatus.QUEUED, retry_in=retry_in, how="calls at their cap")
     # From here a request goes to the provider: only that counts as an attempt.
     job.attempt += 1
     if job.action == "delete":
         return delete_one(adapter, job)
-    to = job.recipient if job.channel in FAMILY_CHANNELS else None
+    result = place(worker, adapter, job, now)
+    if slots is not None and result.status in (DeliveryStatus.QUEUED, DeliveryStatus.FAILED):
+        slots.close(job.delivery_id)  # no call is going on
+    return result
+
+
+def place(worker: Worker, adapter: Any, job: Job, now: dt.datetime) -> Result:
+    """The provider request that sends the job (a post, text, call or e-mail)."""
+    to = job.recipient if job.channel in ADDRESSED_CHANNELS else None
     valid_for = validity(job, now)
     text, extra = job.text, channel_options(worker, job)
     if job.channel == "email":

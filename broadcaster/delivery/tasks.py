@@ -5,9 +5,7 @@ from __future__ import annotations
 import logging
 import threading
 from typing import Any
-from urllib.parse import urlsplit
 
-import redis
 from celery.signals import worker_ready, worker_shutdown
 
 from broadcaster.core.config import Settings, load_district
@@ -15,6 +13,7 @@ from broadcaster.core.db import session_scope
 from broadcaster.core.models import utcnow
 from broadcaster.delivery import dispatch, expansion, heartbeat, scheduling, sending
 from broadcaster.delivery.celery_app import DISPATCH_DUE, EXPAND, SEND, SWEEP, app
+from broadcaster.delivery.ratelimit import redis_for
 from broadcaster.delivery.sweep import sweep as sweep_lost_work
 from channel_adapters import adapter_for
 
@@ -22,13 +21,6 @@ log = logging.getLogger(__name__)
 _lock = threading.Lock()
 _worker: sending.Worker | None = None
 _heartbeat: heartbeat.Heartbeat | None = None
-
-
-def redis_for(broker_url: str) -> redis.Redis:
-    """A Redis client on the broker's server, for the shared per-account token buckets."""
-    if broker_url.startswith("redis+socket://"):
-        return redis.Redis(unix_socket_path=urlsplit(broker_url).path)
-    return redis.Redis.from_url(broker_url)
 
 
 def worker() -> sending.Worker:

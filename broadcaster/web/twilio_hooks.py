@@ -22,8 +22,9 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
+import redis
 from flask import Blueprint, Flask, Response, abort, current_app, request
-from sqlalchemy import delete
+from sqlalchemy import delete, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 from twilio.request_validator import RequestValidator
@@ -35,11 +36,12 @@ from broadcaster.core.config import DistrictConfig, Settings
 from broadcaster.core.config_fields import to_e164
 from broadcaster.core.contacts import normalize_phone
 from broadcaster.core.errors import BroadcasterError
-from broadcaster.core.models import InboundText, OptOut
+from broadcaster.core.models import Delivery, InboundText, OptOut
 from broadcaster.core.states import MessageKind
-from broadcaster.delivery import provider_callbacks
+from broadcaster.delivery import embedded_redis, provider_callbacks
 from broadcaster.delivery.accounts import Signer, account_config, identity, twilio_signer
 from broadcaster.delivery.jobs import text_for
+from broadcaster.delivery.ratelimit import free_call_slot
 from channel_adapters import build
 
 hooks = Blueprint("twilio_hooks", __name__, url_prefix="/hooks/twilio")
@@ -171,9 +173,34 @@ def status() -> Response:
 def call_status() -> Response:
     """A call's progress: only its end (answered and completed, or busy, no answer, failed,
     cancelled) changes the delivery."""
-    if verified_report("CallSid", "CallStatus", channel="voice") is None:
+    form = verified_report("CallSid", "CallStatus", channel="voice")
+    if form is None:
         abort(403)
+    if form.get("CallStatus") in provider_callbacks.FINAL_REPORTS["voice"]:
+        free_slot(form.get("CallSid", ""))
     return Response(status=204)
+
+
+def free_slot(call_sid: str) -> None:
+    """An ended call frees its place under the account's cap on calls in progress (without
+    this, the slot lapses after the account's call_slot_s)."""
+    settings = _settings()
+    with db.session_scope(settings.effective_database_url) as session:
+        placed = session.execute(
+            select(Delivery.account, Delivery.id).where(
+                Delivery.provider_id == call_sid, Delivery.channel == "voice"
+            )
+        ).first()
+    if placed is None:
+        return
+    account = next((a for a in _district().accounts if a.name == placed[0]), None)
+    if account is None:
+        return
+    broker = settings.broker_url or embedded_redis.broker_url(settings.home)
+    try:
+        free_call_slot(broker, account, placed[1])
+    except redis.RedisError as exc:
+        current_app.logger.warning("a call's slot lapses later: the broker is unreachable: %s", exc)
 
 
 def verified_report(sid_field: str, status_field: str, channel: str) -> dict[str, Any] | None:

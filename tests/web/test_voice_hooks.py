@@ -304,3 +304,46 @@ def test_a_call_recalled_after_its_message_finished_reopens_it_until_placed_agai
     with session_factory() as session:
         steps = [e.event for e, _ in ledger.entries_for(session, draft["id"], events=("message.",))]
     assert steps[-3:] == ["message.finish_sent", "message.recall", "message.finish_sent"]
+
+
+def most_at_once(spans: list[tuple[float, float | None]]) -> int:
+    """The most calls in progress at the same moment, from their (start, end) times."""
+    edges = sorted([(start, 1) for start, _ in spans] + [(end, -1) for _, end in spans if end])
+    live = peak = 0
+    for _, change in edges:
+        live += change
+        peak = max(peak, live)
+    return peak
+
+
+@ON_POSTGRESQL
+def test_calls_in_progress_stay_under_the_accounts_cap(
+    stack, run, tokens, web_app, tmp_path, session_factory, compose_closure
+):
+    # Fast enough to call them all at once; at most two in progress, freed by the end reports.
+    voice_account(run, tmp_path, "rate_per_second = 50\nmax_concurrent_calls = 2")
+    run.env["BROADCASTER_PUBLIC_URL"] = web_app()
+    admin = run.json("users", "add", "it")["token"]
+    phones = [f"+1415555{i:04d}" for i in range(200, 210)]
+    csv = tmp_path / "c.csv"
+    csv.write_text("phone,language\n" + "".join(f"{p},en\n" for p in phones), "utf-8")
+    run.json("contacts", "import", str(csv), "--as", "it", token=admin)
+    draft = compose_closure("--channels", "voice")
+    submit_and_approve(run, tokens, draft)
+    stack.start_worker()
+    stack.wait_done(draft["id"])
+    stack.wait_for(lambda: all(s == "delivered" for s, _ in calls(session_factory).values()))
+    placed = stack.sandbox.posts("voice")
+    assert sorted(c["to"] for c in placed) == phones  # each once
+    assert most_at_once([c["live"] for c in placed]) <= 2
+    assert all(c["live"][1] is not None for c in placed)
+
+
+def test_only_a_voice_account_caps_its_calls(tmp_path):
+    text = SAMPLE_CONFIG.read_text(encoding="utf-8").replace(
+        'name = "district-sms"\n', 'name = "district-sms"\nmax_concurrent_calls = 3\n', 1
+    )
+    config = tmp_path / "district.toml"
+    config.write_text(text, encoding="utf-8")
+    with pytest.raises(BadInput, match="only a voice account has max_concurrent_calls"):
+        load_district(config)
