@@ -82,8 +82,14 @@ def due(session: Session, district: DistrictConfig, now: dt.datetime) -> list[Ba
     """Write the next step for every family due one, for each message still escalating;
     returns the batches to enqueue once the session commits."""
     planned: list[Batch] = []
+    # FOR NO KEY UPDATE, as the expansion takes it: a worker recording an outcome holds the
+    # ledger's lock and then takes a key share of the message (its delivery and ledger rows
+    # refer to it); FOR UPDATE would make it wait on this sweep, which waits for the ledger.
     escalating = session.scalars(
-        select(Message).where(Message.escalating).order_by(Message.id).with_for_update()
+        select(Message)
+        .where(Message.escalating)
+        .order_by(Message.id)
+        .with_for_update(key_share=True)
     ).all()
     for message in escalating:
         planned += _escalate(session, district, message, now)
