@@ -1,5 +1,5 @@
-"""Channel adapters: one module per channel (X, Facebook, SMS, voice, e-mail, web), registered
-here.
+"""Channel adapters: one module per channel (X, Facebook, SMS, voice, e-mail, web, staff chat
+through Apprise), registered here.
 
 Adapters depend on nothing in `broadcaster/`; the broadcaster reaches them only through this
 registry. What an adapter needs of the broadcaster comes in through its `AccountConfig`: the web
@@ -157,6 +157,7 @@ _BUILTIN = {
     "web": "channel_adapters.web",
     "voice": "channel_adapters.voice",
     "email": "channel_adapters.email",
+    "apprise": "channel_adapters.apprise_staff",
 }
 
 

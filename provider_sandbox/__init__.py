@@ -26,6 +26,10 @@ HTTP (`RemoteSandbox(url)` wraps these):
 Calls (`/2010-04-01/Accounts/{sid}/Calls...`) are the provider `voice`, apart from the messages
 (`twilio`): their own posts, request log entries and fault rules (see `twilio_voice`).
 
+Staff chat is the provider `staff` (see `staff_chat`): every POST to `/_staff/ROOM` (what
+Apprise's generic `json://HOST:PORT/_staff/ROOM` plugin sends) is kept as a post with its room,
+title and message; the fault rules apply as to the HTTP providers.
+
 E-mail is the provider `email`: an SMTP server (aiosmtpd, see `smtp_api`) on a port of its own
 (`smtp_port`, 0 by default: ask `/_sandbox/smtp`), in the same process, with STARTTLS (a
 self-signed certificate made at start, served by `/_sandbox/smtp` for clients to verify), AUTH
@@ -38,17 +42,17 @@ end of DATA: `status` answers that SMTP code (e.g. 451, 550), `rate_limit` a 421
 connection (`code` 452 or 454 keeps it), `drop` closes it unanswered, `timeout_after_accept`
 keeps the message and holds the 250. `smtp_refused_recipients` refuses addresses at RCPT TO.
 
-A request-log entry: `seq`, `provider` (x | facebook | twilio | voice | email | unknown), `method`,
-`path`, `query`, `body` (parsed JSON, or the form as a dict; `access_token` values are redacted),
-`time` (ISO 8601 UTC), `status` (None when the connection was dropped), `fault` (None or the kind
-applied), `resource_id` (the tweet id, post id, message SID or Message-ID created or deleted), and
-`latency_ms` when a latency rule applied.
+A request-log entry: `seq`, `provider` (x | facebook | twilio | voice | email | staff | unknown),
+`method`, `path`, `query`, `body` (parsed JSON, or the form as a dict; `access_token` values are
+redacted), `time` (ISO 8601 UTC), `status` (None when the connection was dropped), `fault` (None
+or the kind applied), `resource_id` (the tweet id, post id, message SID or Message-ID created or
+deleted; a staff post's id), and `latency_ms` when a latency rule applied.
 
 Fault rules
 -----------
 A rule is a JSON object:
 
-    {"provider": "x" | "facebook" | "twilio" | "voice" | "email" | "*",   default "*"
+    {"provider": "x" | "facebook" | "twilio" | "voice" | "email" | "staff" | "*",  default "*"
      "fault": "latency" | "status" | "rate_limit" | "timeout_after_accept" | "drop",
      "method": "POST",            optional: only requests with this method
      "path": "/feed$",            optional: only paths matching this regular expression (search)

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-PROVIDERS = ("x", "facebook", "twilio", "voice", "email")
+PROVIDERS = ("x", "facebook", "twilio", "voice", "email", "staff")
 FAULT_KINDS = ("latency", "status", "rate_limit", "timeout_after_accept", "drop")
 
 # Values under these names are secrets and never reach the request log.

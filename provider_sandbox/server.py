@@ -18,6 +18,8 @@ from urllib.parse import parse_qs, urlsplit
 from .core import PROVIDERS, FaultSet, Incoming, Reply, RequestLog, Stopper
 from .graph_api import GraphApi
 from .smtp_api import DEFAULT_MAX_BYTES, SmtpApi
+from .staff_chat import PREFIX as STAFF_PREFIX
+from .staff_chat import StaffChatApi
 from .twilio_api import DEFAULT_INVALID, TwilioApi
 from .twilio_voice import TwilioVoiceApi
 from .x_api import XApi
@@ -36,6 +38,8 @@ def provider_for(path: str) -> str | None:
         return "twilio"
     if _GRAPH_PATH.match(path):
         return "facebook"
+    if path.startswith(STAFF_PREFIX):
+        return "staff"
     return None
 
 
@@ -116,6 +120,8 @@ class Sandbox:
                 max_message_bytes=smtp_max_message_bytes,
                 state=lambda: (self._log, self._faults),
             ),
+            # Staff chat rooms: what Apprise's json:// and form:// plugins post (staff_chat).
+            "staff": StaffChatApi(self._lock),
         }
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None

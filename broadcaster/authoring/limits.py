@@ -47,6 +47,9 @@ VOICE_SECONDS = 60
 VOICE_CHARS = 1500
 EMAIL_SUBJECT_MAX = 150
 EMAIL_BODY_MAX = 100_000  # bytes of UTF-8
+# A staff chat post (apprise): ntfy takes 4,096 bytes of message, Slack and Teams far more;
+# Apprise splits or cuts what a service cannot take, so a longer post would arrive cut.
+STAFF_MAX_BYTES = 4000
 _SUBJECT_LINE = re.compile(r"\ASubject:[ \t]*([^\r\n]*)\r?\n\r?\n", re.IGNORECASE)
 _SPOKEN = re.compile(
     r"(?P<word>[^\W\d_]+(?:['’][^\W\d_]+)*)|(?P<number>\d+)|(?P<symbol>[&%#@$€£+=/])"
@@ -177,6 +180,13 @@ def measure_email(text: str) -> dict[str, Any]:
     }
 
 
+def measure_staff(text: str) -> dict[str, Any]:
+    """A staff post: its title (the first line, when an empty line follows) and its size."""
+    first, sep, _ = text.partition("\n\n")
+    title = first if sep and "\n" not in first else ""
+    return {"length": len(text), "title": title, "bytes": len(text.encode("utf-8"))}
+
+
 def measure_web(text: str) -> dict[str, Any]:
     return {"length": len(text)}
 
@@ -188,6 +198,7 @@ MEASURES: dict[str, Callable[[str], dict[str, Any]]] = {
     "web": measure_web,
     "voice": measure_voice,
     "email": measure_email,
+    "apprise": measure_staff,
 }
 
 
@@ -220,6 +231,8 @@ def over_limit(channel: str, metrics: dict[str, Any], sms_max_segments: int) -> 
         )
     if channel == "email":
         return _email_over(metrics)
+    if channel == "apprise" and metrics["bytes"] > STAFF_MAX_BYTES:
+        return f"staff post is {metrics['bytes']} bytes; the limit is {STAFF_MAX_BYTES}"
     if channel == "sms" and metrics["segments"] > sms_max_segments:
         return (
             f"SMS is {metrics['segments']} {metrics['encoding']} segments; the district allows "

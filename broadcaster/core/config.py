@@ -22,6 +22,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from broadcaster.core.config_fields import (
     ROLES,
     SLUG,
+    STAFF_LABEL,
     Channel,
     Strict,
     is_https_or_loopback,
@@ -69,6 +70,11 @@ EMAIL_RATE = 10.0
 # come from credentials_env.
 EMAIL_SETTINGS = ("host", "from_address")
 EMAIL_SECRETS = ("username", "password", "dkim_private_key")
+# A staff (apprise) account's posts per second: Slack's incoming webhooks take about one message a
+# second, Teams' and Google Chat's a few; an account whose URLs allow more sets rate_per_second.
+STAFF_RATE = 1.0
+# A sandbox-served staff account's one URL label when its settings name none.
+SANDBOX_STAFF_LABEL = "staff"
 
 
 class Settings(BaseSettings):
@@ -225,6 +231,17 @@ class Account(Strict):
     call_slot_s: int = Field(default=300, ge=10, le=4 * 3600)
 
     @property
+    def staff_labels(self) -> list[str]:
+        """A staff (apprise) account's URL labels, one delivery each: the keys of its
+        credentials_env (each names the variable holding one Apprise URL), or for a
+        sandbox-served account `settings.labels` (space-separated; one label, "staff", if none)."""
+        if self.channel != "apprise":
+            return []
+        if self.credentials_env:
+            return list(self.credentials_env)
+        return (self.settings.get("labels") or SANDBOX_STAFF_LABEL).split()
+
+    @property
     def rate(self) -> float:
         """What the account's token bucket allows per second (and the send-time planner
         assumes): rate_per_second when set, else the sender's published default."""
@@ -237,6 +254,8 @@ class Account(Strict):
             return VOICE_CPS
         if self.channel == "email":
             return EMAIL_RATE
+        if self.channel == "apprise":
+            return STAFF_RATE
         return SENDER_RATES.get(self.sender or "", DEFAULT_RATE)
 
     @property
@@ -296,6 +315,23 @@ class Account(Strict):
             )
         if to_address(self.settings["from_address"]) is None:
             raise ValueError(f"account {self.name}: settings.from_address is not an address")
+        return self
+
+    @model_validator(mode="after")
+    def _staff(self) -> Account:
+        if self.channel != "apprise":
+            return self
+        if self.api_base_url is not None:
+            raise ValueError(
+                f"account {self.name}: an apprise account's URLs name their services' hosts"
+            )
+        bad = [label for label in self.staff_labels if not STAFF_LABEL.match(label)]
+        if bad or len(set(self.staff_labels)) != len(self.staff_labels):
+            raise ValueError(
+                f"account {self.name}: {bad[0] if bad else 'a label'!r} is not a URL label "
+                "(each credentials_env key names one Apprise URL's variable: lower-case "
+                "letters, digits, - and _, each once)"
+            )
         return self
 
     @model_validator(mode="after")

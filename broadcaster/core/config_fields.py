@@ -12,12 +12,21 @@ from pydantic import ConfigDict
 
 from broadcaster.core.text_safety import CheckedText
 
-Channel = Literal["x", "facebook", "sms", "voice", "email", "web"]
-CHANNELS: tuple[str, ...] = ("x", "facebook", "sms", "voice", "email", "web")
+Channel = Literal["x", "facebook", "sms", "voice", "email", "web", "apprise"]
+CHANNELS: tuple[str, ...] = ("x", "facebook", "sms", "voice", "email", "web", "apprise")
 # Channels that reach each family of the message's audience (a text, a call, an e-mail), one
 # delivery per number or address, rather than one post per account.
 FAMILY_CHANNELS: tuple[str, ...] = ("sms", "voice", "email")
-# Of those, the ones whose recipient is a phone number (E.164); an e-mail's is an address.
+# Channels that reach staff (chat rooms, e-mail lists) through Apprise URLs: one delivery per URL
+# of the account, its recipient the URL's label (never the URL, a secret). Not a family channel,
+# and nothing posted there can be taken down.
+STAFF_CHANNELS: tuple[str, ...] = ("apprise",)
+# Channels whose adapter is told the delivery's recipient (`to`): a number, an address, a label.
+ADDRESSED_CHANNELS: tuple[str, ...] = FAMILY_CHANNELS + STAFF_CHANNELS
+# A staff URL's label, as credentials_env names it (and channel_adapters.apprise_staff takes it).
+STAFF_LABEL = re.compile(r"^[a-z0-9][a-z0-9_-]{0,39}$")
+# Of the family channels, the ones whose recipient is a phone number (E.164); an e-mail's is an
+# address.
 PHONE_CHANNELS: tuple[str, ...] = ("sms", "voice")
 # Template categories that are never routine: an e-mail about one carries no List-Unsubscribe
 # (the e-mails of every other category, events or facilities say, do when the account has one).

@@ -14,7 +14,7 @@ from sqlalchemy import Select, select
 from sqlalchemy.orm import Session
 
 from broadcaster.core.config import DistrictConfig
-from broadcaster.core.config_fields import FAMILY_CHANNELS
+from broadcaster.core.config_fields import FAMILY_CHANNELS, STAFF_CHANNELS
 from broadcaster.core.errors import Refused
 from broadcaster.core.lifecycle import transition
 from broadcaster.core.models import Delivery, Message, OptOut
@@ -39,7 +39,7 @@ def posts(session: Session, original_id: int) -> list[Post]:
         .where(
             Delivery.message_id == original_id,
             Delivery.action == "send",
-            Delivery.channel.not_in(FAMILY_CHANNELS),
+            Delivery.channel.not_in(FAMILY_CHANNELS + STAFF_CHANNELS),
             Delivery.status.in_(SUCCEEDED),
             Delivery.provider_id.is_not(None),
         )

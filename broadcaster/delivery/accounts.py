@@ -81,6 +81,8 @@ def sandbox_identity(account: Account) -> tuple[dict[str, str], dict[str, str]]:
             {"from_address": f"{_local_part(account.name)}@{SANDBOX_MAIL_DOMAIN}"},
             {"username": account.name, "password": SANDBOX_SMTP_PASSWORD},
         ),
+        # The sandbox's staff chat (the adapter posts each label to /_staff/ACCOUNT/LABEL there).
+        "apprise": ({}, {}),
     }[account.channel]
 
 

@@ -36,6 +36,9 @@ CHANNEL_QUEUE = {
     "voice": SMS,
     "email": SMS,
     "web": WEB,
+    # Staff chat rooms and lists: a post per URL of the account, a handful per message like X and
+    # Facebook, to web services like theirs: the social workers every deploy/ file runs.
+    "apprise": SOCIAL,
 }
 
 # Task names.

@@ -23,7 +23,7 @@ from sqlalchemy.orm import Session
 
 from broadcaster.core import db, follow_ups, ledger
 from broadcaster.core.config import DistrictConfig, Settings
-from broadcaster.core.config_fields import FAMILY_CHANNELS
+from broadcaster.core.config_fields import FAMILY_CHANNELS, STAFF_CHANNELS
 from broadcaster.core.contacts import current_version
 from broadcaster.core.errors import Refused
 from broadcaster.core.lifecycle import transition
@@ -34,8 +34,8 @@ from broadcaster.delivery.celery_app import CHANNEL_QUEUE, EXPAND, SEND, URGENT,
 
 SMS_BATCH = 50
 # The order deliveries are enqueued in: the web first (it is the reference the posts link to),
-# then the posts, then the texts, the calls and the e-mails.
-CHANNEL_ORDER = ("web", "x", "facebook", "sms", "voice", "email")
+# then the posts and the staff rooms, then the texts, the calls and the e-mails.
+CHANNEL_ORDER = ("web", "x", "facebook", "apprise", "sms", "voice", "email")
 RELEASED = "broadcaster.released"  # session.info key: what the commit enqueued (Released)
 MULTILINGUAL = "mul"  # ISO 639 "multiple languages": one post carrying every language
 
@@ -90,6 +90,13 @@ def plan(session: Session, district: DistrictConfig, message: Message) -> Planne
             for recipient in _test_recipients(district, message, target.channel):
                 ensure_allowed_recipient(district, message.kind, target.channel, recipient)
                 planned.rows.append({**base, "recipient": recipient, "locale": "en"})
+        elif target.channel in STAFF_CHANNELS:
+            # One post per URL of the account, each its own claimed and recorded delivery;
+            # the recipient is the URL's label (the URL is a secret of the workers).
+            planned.rows.extend(
+                {**base, "recipient": label, "locale": MULTILINGUAL}
+                for label in account.staff_labels
+            )
         else:
             post_locale = account.post_locale
             if post_locale is not None and (target.channel, post_locale) not in rendered:

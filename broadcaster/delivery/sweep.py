@@ -38,7 +38,7 @@ from sqlalchemy import func, or_, select, update
 from sqlalchemy.orm import Session
 
 from broadcaster.core import contacts
-from broadcaster.core.config_fields import FAMILY_CHANNELS
+from broadcaster.core.config_fields import ADDRESSED_CHANNELS
 from broadcaster.core.db import session_scope
 from broadcaster.core.errors import BroadcasterError
 from broadcaster.core.models import Delivery, Message, utcnow
@@ -262,7 +262,7 @@ def reconcile(worker: Worker, lookup: Lookup, deadline: float) -> list[Result]:
         return [Result(job, DeliveryStatus.FAILED, error=str(exc)) for job in lookup.jobs]
     if lookup.pages:
         return reconcile_many(worker, adapter, lookup)
-    to = first.recipient if first.channel in FAMILY_CHANNELS else None
+    to = first.recipient if first.channel in ADDRESSED_CHANNELS else None
     result = after_lookup(worker, adapter, first, to, LAPSED)
     return [result] if result is not None else []
 

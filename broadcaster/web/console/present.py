@@ -15,6 +15,7 @@ CHANNEL_NAMES = {
     "voice": "Voice call",
     "email": "E-mail",
     "web": "Web site",
+    "apprise": "Staff chat",
 }
 STATE_NAMES = {"partially_sent": "partially sent"}
 

@@ -1,0 +1,168 @@
+"""Staff channels end to end: a message with the `apprise` channel, composed, approved and posted by
+real Celery workers through the Apprise library (its generic json:// plugin) to the sandbox's
+staff chat; and the notice approvers get the moment a message waits for them.
+
+The staff account here holds its URLs the way a district's does: one environment variable per
+URL, its key the label the records show. The URLs point at the sandbox's staff chat over loopback
+and carry a made-up token, so the tests can look for it everywhere it must not be."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from sqlalchemy import select, update
+
+from broadcaster.core import db
+from broadcaster.core.config import SAMPLE_CONFIG, SAMPLE_DISTRICT, load_district
+from broadcaster.core.models import Delivery, LedgerPayload
+from broadcaster.delivery.sending import MAX_ATTEMPTS
+from tests.conftest import CLOSURE_VARS, ON_POSTGRESQL
+
+TOKEN = "T0KEN-s3cr3t-7f1d"  # noqa: S105 (made up: what must never show)
+LABELS = ("principals", "transport")
+
+
+def room(label: str) -> str:
+    return f"{label}-{TOKEN}"
+
+
+def staff_district(run, tmp_path: Path, sandbox_url: str) -> Path:
+    """The sample district whose staff-chat account holds two URLs from credential variables."""
+    text = SAMPLE_CONFIG.read_text(encoding="utf-8")
+    text = text.replace('roster = "roster.csv"', f'roster = "{SAMPLE_DISTRICT / "roster.csv"}"')
+    variables = ", ".join(f'{label} = "STAFF_{label.upper()}_URL"' for label in LABELS)
+    text = text.replace(
+        'settings = { labels = "principals transport" }\n',
+        f"credentials_env = {{ {variables} }}\n",
+        1,
+    )
+    config = tmp_path / "district.toml"
+    config.write_text(text, encoding="utf-8")
+    district = load_district(config)
+    staff = next(a for a in district.accounts if a.channel == "apprise")
+    assert staff.staff_labels == list(LABELS)
+    host = sandbox_url.split("://", 1)[1].rstrip("/")
+    for label in LABELS:
+        run.env[f"STAFF_{label.upper()}_URL"] = f"json://{host}/_staff/{room(label)}"
+    run.env["BROADCASTER_CONFIG"] = str(config)
+    return config
+
+
+def compose_for_staff(run, tokens, channels: str = "apprise") -> dict:
+    args = ["compose", "school_closure", "--as", "ana", *CLOSURE_VARS, "--channels", channels]
+    return run.json(*args, token=tokens["ana"])
+
+
+def approve(run, tokens, draft: dict) -> None:
+    mid = str(draft["id"])
+    assert run("submit", mid, "--as", "ana", token=tokens["ana"]).exit_code == 0
+    result = run("approve", mid, "--as", "ben", "--ack-warnings", token=tokens["ben"])
+    assert result.exit_code == 0, result.output
+
+
+def staff_rows(run, message_id: int) -> dict[str, Delivery]:
+    with db.session_scope(run.env["BROADCASTER_DATABASE_URL"]) as session:
+        rows = session.scalars(
+            select(Delivery).where(Delivery.message_id == message_id, Delivery.channel == "apprise")
+        ).all()
+        session.expunge_all()
+    return {r.recipient: r for r in rows}
+
+
+def message_posts(sandbox, rendered: str) -> dict[str, list[dict]]:
+    """The staff chat's posts of the message (not notices), by room."""
+    title = rendered.partition("\n\n")[0]
+    out: dict[str, list[dict]] = {}
+    for post in sandbox.posts("staff"):
+        if post["title"] == title:
+            out.setdefault(post["room"], []).append(post)
+    return out
+
+
+@ON_POSTGRESQL
+def test_each_url_gets_the_staff_rendition_once(stack, run, tokens, tmp_path):
+    staff_district(run, tmp_path, stack.sandbox.url)
+    draft = compose_for_staff(run, tokens)
+    rendered = next(r["text"] for r in draft["renditions"] if r["channel"] == "apprise")
+    assert rendered.startswith("Riverside USD: School closure: ")
+    approve(run, tokens, draft)
+    rows = staff_rows(run, draft["id"])
+    assert sorted(rows) == sorted(LABELS)  # one delivery per URL, named by its label
+    stack.start_worker()
+    view = stack.wait_done(draft["id"])
+    assert view["state"] == "sent", view
+    assert view["deliveries"]["apprise"]["sent"] == len(LABELS)
+    posts = message_posts(stack.sandbox, rendered)
+    assert sorted(posts) == sorted(room(label) for label in LABELS)
+    for label in LABELS:
+        [post] = posts[room(label)]  # once each
+        title, _, body = rendered.partition("\n\n")
+        assert post["title"] == title
+        assert post["message"].startswith(body.split("\n")[0])
+        assert "Escuelas" in post["message"] or "escuelas" in post["message"]  # both languages
+        row = staff_rows(run, draft["id"])[label]
+        assert row.status == "sent" and row.attempts == 1
+        assert (row.provider_id or "").startswith("apprise-")
+    assert run("records", "verify").exit_code == 0
+
+
+@ON_POSTGRESQL
+def test_a_failing_url_is_retried_then_failed_masked_and_the_other_still_goes(
+    stack, run, tokens, tmp_path
+):
+    """The transport URL always answers 503; the principals URL twice, then takes the post.
+    The transport delivery is started at its last attempt (its earlier ones set in the row), so
+    the test does not wait out minutes of back-off."""
+    staff_district(run, tmp_path, stack.sandbox.url)
+    stack.sandbox.set_faults(
+        [
+            {"provider": "staff", "fault": "status", "status": 503, "path": room("transport")},
+            {
+                "provider": "staff",
+                "fault": "status",
+                "status": 502,
+                "path": room("principals"),
+                "count": 2,
+            },
+        ]
+    )
+    draft = compose_for_staff(run, tokens)
+    rendered = next(r["text"] for r in draft["renditions"] if r["channel"] == "apprise")
+    approve(run, tokens, draft)
+    with db.session_scope(run.env["BROADCASTER_DATABASE_URL"]) as session:
+        session.execute(
+            update(Delivery)
+            .where(Delivery.message_id == draft["id"], Delivery.recipient == "transport")
+            .values(attempts=MAX_ATTEMPTS - 1)
+        )
+    stack.start_worker()
+    view = stack.wait_done(draft["id"])
+    assert view["state"] == "partially_sent", view
+    rows = staff_rows(run, draft["id"])
+    assert rows["principals"].status == "sent" and rows["principals"].attempts == 3
+    assert list(message_posts(stack.sandbox, rendered)) == [room("principals")]
+    failed = rows["transport"]
+    assert failed.status == "failed" and failed.attempts == MAX_ATTEMPTS
+    assert failed.error is not None
+    assert "transport: json://••• not sent" in failed.error and "503" in failed.error
+    refused = [r for r in stack.sandbox.requests("staff") if r["status"] in (502, 503)]
+    assert len(refused) == 3
+
+    # The URLs (and their token) are nowhere: not in the rows, the ledger, the status output,
+    # the worker's log or the records export's tables.
+    host = stack.sandbox.url.split("://", 1)[1]
+    status = run("status", str(draft["id"]), "--json").output
+    with db.session_scope(run.env["BROADCASTER_DATABASE_URL"]) as session:
+        ledger = json.dumps(session.scalars(select(LedgerPayload.body)).all())
+        deliveries = json.dumps(
+            [
+                {c.key: getattr(d, c.key) for c in Delivery.__table__.columns}
+                for d in session.scalars(select(Delivery)).all()
+            ],
+            default=str,
+        )
+    logs = "".join(p.read_text() for p in tmp_path.glob("worker-*.log"))
+    for where in (status, ledger, deliveries, logs):
+        assert TOKEN not in where
+        assert f"{host}/_staff" not in where
