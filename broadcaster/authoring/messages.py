@@ -33,7 +33,7 @@ from broadcaster.core.models import Target as TargetRow
 from broadcaster.core.permissions import require
 from broadcaster.core.states import REHEARSAL_KINDS, MessageKind, MessageState
 from broadcaster.core.text_safety import check_text
-from broadcaster.delivery import scheduling
+from broadcaster.delivery import approvals, scheduling
 from broadcaster.delivery.dispatch import Batch
 from broadcaster.delivery.expansion import audience_size
 
@@ -301,6 +301,7 @@ def _refuse_unreachable(session: Session, district: DistrictConfig, message: Mes
 def submit(session: Session, district: DistrictConfig, message: Message, actor: User) -> None:
     _refuse_blocked(message)
     transition(session, message, "submit", actor, district)
+    approvals.request(session, district, message)
 
 
 def approve(

@@ -229,6 +229,10 @@ class Account(Strict):
     # end, or `call_slot_s` after it was placed when no report comes.
     max_concurrent_calls: int | None = Field(default=None, ge=1, le=100_000)
     call_slot_s: int = Field(default=300, ge=10, le=4 * 3600)
+    # Staff (apprise) and SMS: approvers hear through this account the moment a message waits
+    # for their approval (a staff account posts to each of its URLs, an SMS account texts each
+    # approver who registered a phone).
+    notify_approvals: bool = False
 
     @property
     def staff_labels(self) -> list[str]:
@@ -319,6 +323,10 @@ class Account(Strict):
 
     @model_validator(mode="after")
     def _staff(self) -> Account:
+        if self.notify_approvals and self.channel not in ("apprise", "sms"):
+            raise ValueError(
+                f"account {self.name}: only an apprise or sms account has notify_approvals"
+            )
         if self.channel != "apprise":
             return self
         if self.api_base_url is not None:
@@ -378,6 +386,19 @@ class TestAllowlist(Strict):
 
 class UserRoles(Strict):
     roles: list[str]
+    # An approver's mobile number (in +country form): texted the moment a message waits for
+    # approval, by the sms account with notify_approvals. Staff data: never in a post.
+    phone: str | None = None
+
+    @field_validator("phone")
+    @classmethod
+    def _e164(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        number = to_e164(value, "ZZ")
+        if number is None:
+            raise ValueError(f"{value!r} is not a phone number in +country form (e.g. +1...)")
+        return number
 
     @field_validator("roles")
     @classmethod

@@ -47,6 +47,8 @@ SEND = "broadcaster.send_deliveries"
 EXPAND = "broadcaster.expand_audience"
 SWEEP = "broadcaster.sweep"
 DISPATCH_DUE = "broadcaster.dispatch_due"
+# Tells approvers a message waits for them (approvals.py): on the social queue, or urgent.
+NOTIFY_APPROVERS = "broadcaster.notify_approvers"
 # Rewrites the public site's static files (its body is web/publish_task.py: delivery sends it by
 # name and never imports web).
 PUBLISH_SITE = "broadcaster.publish_site"
@@ -71,7 +73,14 @@ CONFIG = dict(
     worker_hijack_root_logger=False,
     worker_send_task_events=False,
 )
-app = Celery("broadcaster", include=["broadcaster.delivery.tasks", "broadcaster.web.publish_task"])
+app = Celery(
+    "broadcaster",
+    include=[
+        "broadcaster.delivery.tasks",
+        "broadcaster.delivery.approval_tasks",
+        "broadcaster.web.publish_task",
+    ],
+)
 app.conf.update(CONFIG)
 
 

@@ -13,35 +13,52 @@ from pathlib import Path
 
 from sqlalchemy import select, update
 
-from broadcaster.core import db
+from broadcaster.core import db, ledger
 from broadcaster.core.config import SAMPLE_CONFIG, SAMPLE_DISTRICT, load_district
-from broadcaster.core.models import Delivery, LedgerPayload
+from broadcaster.core.models import Delivery, LedgerEntry, LedgerPayload, User, utcnow
+from broadcaster.delivery import approvals
 from broadcaster.delivery.sending import MAX_ATTEMPTS
 from tests.conftest import CLOSURE_VARS, ON_POSTGRESQL
 
 TOKEN = "T0KEN-s3cr3t-7f1d"  # noqa: S105 (made up: what must never show)
 LABELS = ("principals", "transport")
+BEN_PHONE = "+19515550150"
+ANA_PHONE = "+19515550151"
+PUBLIC_URL = "https://alerts.riversideusd.example"
 
 
 def room(label: str) -> str:
     return f"{label}-{TOKEN}"
 
 
-def staff_district(run, tmp_path: Path, sandbox_url: str) -> Path:
-    """The sample district whose staff-chat account holds two URLs from credential variables."""
+def staff_district(run, tmp_path: Path, sandbox_url: str, notify: bool) -> Path:
+    """The sample district whose staff-chat account holds two URLs from credential variables
+    (notifying approvers or not); with `notify`, its SMS account texts approvers too, and ben
+    (approver) and ana (author only) have registered phones."""
     text = SAMPLE_CONFIG.read_text(encoding="utf-8")
     text = text.replace('roster = "roster.csv"', f'roster = "{SAMPLE_DISTRICT / "roster.csv"}"')
     variables = ", ".join(f'{label} = "STAFF_{label.upper()}_URL"' for label in LABELS)
+    notice = "notify_approvals = true\n" if notify else ""
     text = text.replace(
         'settings = { labels = "principals transport" }\n',
-        f"credentials_env = {{ {variables} }}\n",
+        f"credentials_env = {{ {variables} }}\n{notice}",
         1,
     )
+    if notify:
+        text = text.replace(
+            'sender = "short_code"\n', 'sender = "short_code"\nnotify_approvals = true\n', 1
+        )
+        text = text.replace(
+            'roles = ["approver"]\n', f'roles = ["approver"]\nphone = "{BEN_PHONE}"\n', 1
+        )
+        text = text.replace(
+            'roles = ["author"]\n', f'roles = ["author"]\nphone = "{ANA_PHONE}"\n', 1
+        )
     config = tmp_path / "district.toml"
     config.write_text(text, encoding="utf-8")
     district = load_district(config)
     staff = next(a for a in district.accounts if a.channel == "apprise")
-    assert staff.staff_labels == list(LABELS)
+    assert staff.staff_labels == list(LABELS) and staff.notify_approvals is notify
     host = sandbox_url.split("://", 1)[1].rstrip("/")
     for label in LABELS:
         run.env[f"STAFF_{label.upper()}_URL"] = f"json://{host}/_staff/{room(label)}"
@@ -82,7 +99,7 @@ def message_posts(sandbox, rendered: str) -> dict[str, list[dict]]:
 
 @ON_POSTGRESQL
 def test_each_url_gets_the_staff_rendition_once(stack, run, tokens, tmp_path):
-    staff_district(run, tmp_path, stack.sandbox.url)
+    staff_district(run, tmp_path, stack.sandbox.url, notify=False)
     draft = compose_for_staff(run, tokens)
     rendered = next(r["text"] for r in draft["renditions"] if r["channel"] == "apprise")
     assert rendered.startswith("Riverside USD: School closure: ")
@@ -104,6 +121,7 @@ def test_each_url_gets_the_staff_rendition_once(stack, run, tokens, tmp_path):
         row = staff_rows(run, draft["id"])[label]
         assert row.status == "sent" and row.attempts == 1
         assert (row.provider_id or "").startswith("apprise-")
+    assert stack.sandbox.posts("twilio") == []  # no approver texts: notify_approvals is off
     assert run("records", "verify").exit_code == 0
 
 
@@ -114,7 +132,7 @@ def test_a_failing_url_is_retried_then_failed_masked_and_the_other_still_goes(
     """The transport URL always answers 503; the principals URL twice, then takes the post.
     The transport delivery is started at its last attempt (its earlier ones set in the row), so
     the test does not wait out minutes of back-off."""
-    staff_district(run, tmp_path, stack.sandbox.url)
+    staff_district(run, tmp_path, stack.sandbox.url, notify=False)
     stack.sandbox.set_faults(
         [
             {"provider": "staff", "fault": "status", "status": 503, "path": room("transport")},
@@ -166,3 +184,80 @@ def test_a_failing_url_is_retried_then_failed_masked_and_the_other_still_goes(
     for where in (status, ledger, deliveries, logs):
         assert TOKEN not in where
         assert f"{host}/_staff" not in where
+
+
+@ON_POSTGRESQL
+def test_a_submission_notifies_the_approvers_by_staff_chat_and_text(stack, run, tokens, tmp_path):
+    staff_district(run, tmp_path, stack.sandbox.url, notify=True)
+    run.env["BROADCASTER_PUBLIC_URL"] = PUBLIC_URL
+    draft = compose_for_staff(run, tokens, channels="x,web")
+    mid = str(draft["id"])
+    assert run("submit", mid, "--as", "ana", token=tokens["ana"]).exit_code == 0
+    stack.start_worker()
+    expected = (
+        f"Waiting for your approval: School closure (message {mid}) by ana. "
+        f"{PUBLIC_URL}/console/messages/{mid}"
+    )
+
+    def notices() -> list[dict]:
+        return [p for p in stack.sandbox.posts("staff") if p["message"] == expected]
+
+    stack.wait_for(lambda: len(notices()) == len(LABELS) and stack.sandbox.posts("twilio"))
+    assert sorted(p["room"] for p in notices()) == sorted(room(label) for label in LABELS)
+    texts = stack.sandbox.posts("twilio")
+    assert [(t["to"], t["body"]) for t in texts] == [(BEN_PHONE, expected)]
+    # ana registered a phone but is no approver (and wrote it): she is not texted.
+    assert all(t["to"] != ANA_PHONE for t in texts)
+    with db.session_scope(run.env["BROADCASTER_DATABASE_URL"]) as session:
+        entries = {e.event: payload for e, payload in ledger.entries_for(session, draft["id"])}
+    assert entries["approval.notice_queued"]["targets"] == [
+        "apprise:staff-chat:principals",
+        "apprise:staff-chat:transport",
+        "sms:district-sms:ben",
+    ]
+    stack.wait_for(lambda: _notified(run, draft["id"]) is not None)
+    assert _notified(run, draft["id"])["sent"] == entries["approval.notice_queued"]["targets"]
+    ledger_text = json.dumps(list(entries.values()))
+    assert BEN_PHONE not in ledger_text and TOKEN not in ledger_text
+    # Nothing of the message itself went to staff yet: it waits.
+    assert run.json("status", mid)["state"] == "submitted"
+
+
+def _notified(run, message_id: int) -> dict | None:
+    with db.session_scope(run.env["BROADCASTER_DATABASE_URL"]) as session:
+        found = ledger.entries_for(session, message_id, ("approval.notified",))
+    return found[0][1] if found else None
+
+
+def test_no_notice_without_notify_approvals(run, tokens, tmp_path):
+    """A district whose accounts do not notify approvers records no notice."""
+    config = staff_district(run, tmp_path, "http://127.0.0.1:9", notify=False)
+    assert not any(a.notify_approvals for a in load_district(config).accounts)
+    draft = compose_for_staff(run, tokens, channels="web")
+    assert run("submit", str(draft["id"]), "--as", "ana", token=tokens["ana"]).exit_code == 0
+    with db.session_scope(run.env["BROADCASTER_DATABASE_URL"]) as session:
+        events = session.scalars(
+            select(LedgerEntry.event).where(LedgerEntry.message_id == draft["id"])
+        ).all()
+    assert "approval.notice_queued" not in events
+
+
+def test_approvers_texted_are_never_the_author_nor_disabled(run, tokens, tmp_path):
+    """Who a notice texts: approvers with a phone, but not the message's author (nobody
+    approves their own message), nor a disabled user; an author who is no approver never."""
+    config = staff_district(run, tmp_path, "http://127.0.0.1:9", notify=True)
+    text = config.read_text(encoding="utf-8").replace(
+        '[users.carmen]\nroles = ["incident_commander"]\n',
+        '[users.carmen]\nroles = ["incident_commander", "approver"]\nphone = "+19515550152"\n',
+    )
+    config.write_text(text, encoding="utf-8")
+    district = load_district(config)
+    url = run.env["BROADCASTER_DATABASE_URL"]
+    with db.session_scope(url) as session:
+        users = {u.name: u for u in session.scalars(select(User)).all()}
+        assert approvals.approvers(session, district, users["ana"]) == ["ben", "carmen"]
+        assert approvals.approvers(session, district, users["ben"]) == ["carmen"]
+        users["carmen"].disabled_at = utcnow()
+    with db.session_scope(url) as session:
+        ana = session.scalars(select(User).where(User.name == "ana")).one()
+        assert approvals.approvers(session, district, ana) == ["ben"]
