@@ -159,10 +159,15 @@ def html_from_text(body: str, subject: str) -> str:
         + "</p>"
         for p in paragraphs
     )
+    return html_document(subject, rendered)
+
+
+def html_document(subject: str, body_html: str) -> str:
+    """An HTML part around content that is already safe: the subject escaped as its title."""
     return (
         '<!DOCTYPE html>\n<html><head><meta charset="utf-8">'
         f"<title>{html_lib.escape(subject)}</title></head>\n"
-        f"<body>\n{rendered}\n</body></html>\n"
+        f"<body>\n{body_html}\n</body></html>\n"
     )
 
 

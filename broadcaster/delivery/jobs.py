@@ -21,6 +21,7 @@ from broadcaster.core.models import Delivery, Message, utcnow
 from broadcaster.core.states import DeliveryStatus
 from broadcaster.delivery.dispatch import MULTILINGUAL
 from channel_adapters import Receipt
+from channel_adapters.email import html_document, split_rendition
 
 LANGUAGE_LABEL = {"en": "In English", "es": "En español"}
 
@@ -43,6 +44,7 @@ class Job:
     lookups: int = 0  # provider lookups made to reconcile it (each one backs the next off)
     segments: int = 1  # what the provider meters a send as: a text's SMS segments, else 1
     locale: str = "en"  # the rendition's language (a call is read with a voice for it)
+    html: str | None = None  # an e-mail's HTML part (email_html)
     category: str = ""  # the message's template category (an e-mail's List-Unsubscribe)
 
 
@@ -96,16 +98,46 @@ def claim(session: Session, ids: Iterable[int], lease_s: float) -> list[int]:
 
 
 def text_for(message: Message, channel: str, locale: str) -> str:
-    """The rendition for one language, or every language in one post (Facebook, web)."""
+    """The rendition for one language, or every language in one post (Facebook, web); an
+    e-mail has every language, the family's first (its subject in the family's language)."""
     texts = {r.locale: r.text for r in message.renditions if r.channel == channel}
+    if channel == "email":
+        subject, body = split_rendition(texts[locale])
+        labelled = [
+            _labelled(loc, split_rendition(texts[loc])[1].strip())
+            for loc in _after(message, texts, locale)
+        ]
+        return f"Subject: {subject}\n\n" + "\n\n".join([body.strip("\n"), *labelled])
     if locale != MULTILINGUAL:
         return texts[locale]
     ordered = [loc for loc in message.locales if loc in texts]
     if channel == "web":
         return "\n".join(f'<section lang="{loc}">\n{texts[loc]}\n</section>' for loc in ordered)
     parts = [texts[ordered[0]]]
-    parts += [f"— {LANGUAGE_LABEL.get(loc, loc)} —\n\n{texts[loc]}" for loc in ordered[1:]]
+    parts += [_labelled(loc, texts[loc]) for loc in ordered[1:]]
     return "\n\n".join(parts)
+
+
+def _after(message: Message, texts: dict[str, str], first: str) -> list[str]:
+    """The message's other languages that have a rendition, in the message's order."""
+    return [loc for loc in message.locales if loc in texts and loc != first]
+
+
+def _labelled(locale: str, text: str) -> str:
+    return f"— {LANGUAGE_LABEL.get(locale, locale)} —\n\n{text}"
+
+
+def email_html(message: Message, locale: str) -> str | None:
+    """An e-mail's HTML part: the web rendition (autoescaped when rendered) in every language,
+    the family's first; None when the message has no web rendition (the adapter then makes the
+    part from the text)."""
+    pages = {r.locale: r.text for r in message.renditions if r.channel == "web"}
+    if not pages:
+        return None
+    ordered = ([locale] if locale in pages else []) + _after(message, pages, locale)
+    subject, _ = split_rendition(text_for(message, "email", locale))
+    sections = "\n".join(f'<section lang="{loc}">\n{pages[loc]}\n</section>' for loc in ordered)
+    return html_document(subject or "", sections)
 
 
 def segments_for(message: Message, channel: str, locale: str) -> int:
@@ -169,6 +201,9 @@ def load_jobs(session: Session, ids: list[int]) -> list[Job]:
             else 1,
             locale=r.locale,
             category=messages[r.message_id].category,
+            html=email_html(messages[r.message_id], r.locale)
+            if r.channel == "email" and r.action == "send"
+            else None,
         )
         for r in rows
     ]

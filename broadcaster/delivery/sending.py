@@ -225,6 +225,7 @@ def channel_options(worker: Worker, job: Job) -> dict[str, Any]:
         return {
             "routine": job.category not in NEVER_ROUTINE,
             "message_id": message_id_for(worker, job),
+            "html": job.html,
         }
     return {}
 

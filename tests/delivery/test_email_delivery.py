@@ -102,7 +102,9 @@ def test_a_routine_email_arrives_with_both_parts_unsubscribe_and_its_recorded_me
         assert message["tls"] and message["auth_user"] == "test-email"
         assert message["subject"] == subject_line.removeprefix("Subject: ")
         assert message["subject"].startswith("[TEST] Riverside USD: Canceled: ")
-        assert plain(message) == body.strip()  # the plain part: the body, as rendered
+        # The plain part: the body as rendered, then the Spanish one (the family's language
+        # first: these test addresses read English).
+        assert plain(message).startswith(body.strip() + "\n\n— En español —\n\n")
         assert "spring concert" in message["html"] and '<p dir="auto">' in message["html"]
         assert message["content_type"] == "multipart/alternative"
         # A routine category (events): List-Unsubscribe, with one-click for the https URI.
@@ -233,7 +235,8 @@ def test_a_line_break_in_a_value_cannot_add_a_header(email_district, stack, run,
 
 def test_a_closure_emails_each_familys_address_once_in_its_language(stack, run, tokens, tmp_path):
     """Families with e-mail addresses (the contact list's `email` column) get the closure by
-    e-mail, each address once, in the family's language, with both parts."""
+    e-mail, each address once, in the family's language first and then the others, with both
+    parts (the HTML part the web rendition, in the same order)."""
     path = tmp_path / "contacts.csv"
     expected: dict[str, str] = {}
     with path.open("w", newline="", encoding="utf-8") as handle:
@@ -252,15 +255,23 @@ def test_a_closure_emails_each_familys_address_once_in_its_language(stack, run, 
     args += ["--var", "reason=a winter storm", "--var", "reason.es=una tormenta invernal"]
     draft = run.json(*args, "--audience", "school:lincoln-hs", token=tokens["ana"])
     texts = {r["locale"]: r["text"] for r in draft["renditions"] if r["channel"] == "email"}
+    pages = {r["locale"]: r["text"] for r in draft["renditions"] if r["channel"] == "web"}
     submit_and_approve(run, tokens, draft)
     stack.start_worker()
     view = stack.wait_done(draft["id"])
     assert view["state"] == "sent", view
     kept = stack.sandbox.smtp_messages()
     assert sorted(m["rcpt_tos"][0] for m in kept) == sorted(expected)
+    label = {"en": "— In English —", "es": "— En español —"}
     for message in kept:
         language = expected[message["rcpt_tos"][0]]
+        other = "en" if language == "es" else "es"
         subject, _, body = texts[language].partition("\n\n")
+        _, _, other_body = texts[other].partition("\n\n")
         assert message["subject"] == subject.removeprefix("Subject: ")
-        assert plain(message) == body.strip() and message["html"]
+        assert plain(message) == f"{body.strip()}\n\n{label[other]}\n\n{other_body.strip()}"
+        html = message["html"].replace("\r\n", "\n")  # SMTP carries lines with CRLF
+        first, second = html.index(f'<section lang="{language}">'), html.index(f'lang="{other}"')
+        assert first < second
+        assert pages[language].strip() in html and pages[other].strip() in html
         assert message["list_unsubscribe"] is None  # a closure is never routine

@@ -266,14 +266,20 @@ def test_a_bilingual_closure_reaches_each_family_once_on_the_channels_it_chose(
         assert len(said) == 2, call["said"]
         assert {s["language"] for s in call["said"]} == {SPOKEN[language]}
         assert call["status"] == "completed"
-    # E-mails in the family's language, with a text and an HTML part.
+    # E-mails in the family's language first, then the other, with a text and an HTML part
+    # (the web rendition, in the same order).
     for message in stack.sandbox.smtp_messages():
         (address,) = message["rcpt_tos"]
-        subject, _, body = rendered[("email", by_number["email"][address])].partition("\n\n")
+        language = by_number["email"][address]
+        subject, _, body = rendered[("email", language)].partition("\n\n")
         assert message["subject"] == subject.removeprefix("Subject: ")
         assert message["content_type"] == "multipart/alternative"
-        assert str(message["text"]).replace("\r\n", "\n").strip() == body.strip()
-        assert message["html"] and "<p" in message["html"]
+        text = str(message["text"]).replace("\r\n", "\n").strip()
+        assert text.startswith(body.strip() + "\n\n— ")
+        other = "en" if language == "es" else "es"
+        assert rendered[("email", other)].partition("\n\n")[2].strip() in text
+        html = str(message["html"])
+        assert html.index(f'<section lang="{language}">') < html.index(f'lang="{other}"')
 
     # Every family reached (texts and calls reported delivered through the web app's hooks),
     # counted under each channel that reached it.
