@@ -108,7 +108,7 @@ def _escalate(
         message.escalating = False
         return []
     wait = dt.timedelta(seconds=district.escalation_for(message.category or "").wait_s)
-    families = _due_families(session, message.id, ordered, now - wait)
+    families = _due_families(session, district, message, ordered, now - wait)
     if not families:
         # Expanded, nothing open and nobody due: every family is reached or has nothing left.
         if not message.expanding and not _any_open(session, message.id, ordered, now - wait):
@@ -177,22 +177,57 @@ def _family_rows(message_id: int, ordered: list[str]) -> Any:
 
 
 def _due_families(
-    session: Session, message_id: int, ordered: list[str], waited_since: dt.datetime
+    session: Session,
+    district: DistrictConfig,
+    message: Message,
+    ordered: list[str],
+    waited_since: dt.datetime,
 ) -> list[tuple[str, int]]:
-    """(household, its step) of the families due their next step, at most FAMILIES_PER_SWEEP."""
-    flag = func.max
-    reached = flag(case((_reached(), 1), else_=0))
-    still_open = flag(case((_open(waited_since), 1), else_=0))
+    """(household, its step) of the families due their next step and with a number or address
+    left for one (a family that has had every step it can take is not picked again, so it
+    never crowds out the others), at most FAMILIES_PER_SWEEP."""
+    reached = func.max(case((_reached(), 1), else_=0))
+    still_open = func.max(case((_open(waited_since), 1), else_=0))
     step = func.max(_step_of(ordered))
     rows = session.execute(
         select(Delivery.household, step)
-        .where(*_family_rows(message_id, ordered))
+        .where(*_family_rows(message.id, ordered))
         .group_by(Delivery.household)
-        .having(reached == 0, still_open == 0, step < len(ordered) - 1)
+        .having(
+            reached == 0,
+            still_open == 0,
+            _has_a_later_step(session, district, message, ordered, step),
+        )
         .order_by(Delivery.household)
         .limit(FAMILIES_PER_SWEEP)
     ).all()
     return [(str(household), int(on)) for household, on in rows]
+
+
+def _has_a_later_step(
+    session: Session, district: DistrictConfig, message: Message, ordered: list[str], step: Any
+) -> ColumnElement[bool]:
+    """The grouped family has, in the message's audience, a number or address some channel
+    after `step` reaches."""
+    dialect = session.get_bind().dialect.name
+    audience = parse_audience(message.audience or "", district)
+    category = message.category or ""
+    kin = aliased(Contact)
+    return or_(
+        *(
+            and_(
+                step < index,
+                exists().where(
+                    kin.version == (message.contacts_version or 0),
+                    kin.household == Delivery.household,
+                    audience.where(dialect, kin),
+                    contacts.reachable(channel, category, dialect, kin),
+                ),
+            )
+            for index, channel in enumerate(ordered)
+            if index > 0
+        )
+    )
 
 
 def _any_open(

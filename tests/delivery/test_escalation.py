@@ -132,8 +132,15 @@ def test_a_text_sent_moments_ago_waits_and_nothing_escalates_after_valid_until(
     assert expansion.expand(run.settings(), district, [mid]) == []
     with session_factory() as session:
         settle(session, mid, ["+19515550101", "+19515550102"], DeliveryStatus.SENT, ago_s=30)
+        # H-3's only number, its landline, did not answer: it has nothing left to try, and is
+        # never picked again (it would crowd out the families that have).
+        settle(session, mid, ["+19515550113"], DeliveryStatus.FAILED)
     with session_factory() as session:
         before = rows(session, mid)
+        message = session.get(Message, mid)
+        ordered = escalation.steps(district, message)
+        waited = utcnow() - dt.timedelta(seconds=120)
+        assert escalation._due_families(session, district, message, ordered, waited) == []
         assert escalation.due(session, district, utcnow()) == []  # within the 2 minutes
         settle(session, mid, ["+19515550101", "+19515550102"], DeliveryStatus.FAILED)
         session.get(Message, mid).valid_until = utcnow() - dt.timedelta(seconds=1)
