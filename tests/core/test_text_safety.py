@@ -237,7 +237,7 @@ def test_the_console_refuses_it_beside_the_field(console, session_factory):
     refused = it.post("/console/contacts", {"file": (io.BytesIO(upload), "export.csv")})
     assert refused.status_code == 400
     assert "export.csv line 2, schools: contains U+202E" in refused.get_data(as_text=True)
-    assert count(session_factory, Contact) == 5  # the sample families' rows, untouched
+    assert count(session_factory, Contact) == 6  # the sample families' rows, untouched
 
 
 def test_the_contacts_csv_refuses_it_naming_line_and_column(run, tmp_path):
