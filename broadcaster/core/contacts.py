@@ -33,6 +33,7 @@ from sqlalchemy.orm import Session, aliased
 
 from broadcaster.core import ledger
 from broadcaster.core.config import DistrictConfig
+from broadcaster.core.config_fields import FAMILY_CHANNELS
 from broadcaster.core.errors import BadInput
 from broadcaster.core.models import Contact, ContactList, Message, OptOut, User, utcnow
 from broadcaster.core.permissions import require
@@ -64,7 +65,6 @@ CHANNEL_WORDS = {
     "email": "email",
     "e-mail": "email",
 }
-CONTACT_CHANNELS = ("sms", "voice", "email")  # the order the `channels` column lists them in
 CATEGORY = re.compile(r"^[a-z][a-z0-9_-]{0,39}$")
 # Categories that reach every family on every channel it has, whatever it chose (FCC 16-88
 # lets a school call and text about an emergency without prior consent).
@@ -363,8 +363,8 @@ def preferences(raw: str, where: str) -> list[str]:
         if category in tokens:
             raise BadInput(f"{where}: channels: {category} is given twice")
         tokens += [category, *(f"{category}:{c}" for c in chosen)]
-    everyday = CONTACT_CHANNELS if default is None else default
-    return [*(f"*:{c}" for c in CONTACT_CHANNELS if c in everyday), *tokens]
+    everyday = FAMILY_CHANNELS if default is None else default
+    return [*(f"*:{c}" for c in FAMILY_CHANNELS if c in everyday), *tokens]
 
 
 def _channels(words: str, where: str) -> list[str]:
@@ -573,7 +573,7 @@ def reach(
     """The audience counted by the database, with no row loaded here, and once per
     transaction (a compose's check, plan and view, or a trigger's compose and approval, ask
     alike: at a million contacts a count is most of an approval's time, and they agree)."""
-    wanted = tuple(c for c in CONTACT_CHANNELS if c in set(channels))
+    wanted = tuple(c for c in FAMILY_CHANNELS if c in set(channels))
     key = (audience.describe(), version, wanted, category)
     counted = _counted(session)
     if key not in counted:

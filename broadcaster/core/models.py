@@ -329,6 +329,17 @@ class Delivery(Base):
     updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 
+class SharedDelivery(Base):
+    """Another family a delivery is for: its number or address is also that family's, and the
+    message sent to it once (migration 0017)."""
+
+    __tablename__ = "shared_deliveries"
+
+    delivery_id: Mapped[int] = mapped_column(ForeignKey("deliveries.id"), primary_key=True)
+    household: Mapped[str] = mapped_column(String(64), primary_key=True)
+    message_id: Mapped[int] = mapped_column(Integer, index=True)
+
+
 class DeliveryTally(Base):
     """A signed change (+n or -n) to the count of a message's deliveries with one channel,
     action and status. The database's triggers on `deliveries` append them (migration 0015), so

@@ -5,15 +5,16 @@
 Why a Celery task and not delivery rows: a message's deliveries are what it sent to the public
 and to staff, and everything that reads them (the status, the tallies that finish a message,
 reach, retries, retraction, the records export) counts them as the message's own; a notice to
-approvers before approval is none of that. So `request` (called in the submission's
-transaction) writes `approval.notice_queued` to the ledger, naming each target by account and
-label or user name (never a URL or a phone), and enqueues NOTIFY_APPROVERS once the submission
-commits. The task is acknowledged late and rejected when its worker is lost, so it runs at least
-once; each run sends to the targets it was given and writes `approval.notified` (sent, failed
-with masked errors, still to retry); targets that failed for a reason that may pass are retried
-by a new task with back-off, at most MAX_RUNS runs in all. A worker lost mid-run may send a
-target twice: a second notice is harmless, a missing one is not. A notice is not sent once the
-message no longer waits (approved, rejected, cancelled).
+approvers before approval is none of that. So `request` (called in the submission's transaction)
+writes `approval.notice_queued` to the ledger, naming each target by account and label or user
+name (never a URL or a phone), and enqueues NOTIFY_APPROVERS once the submission commits; should
+the broker lose it (down at that moment), the sweep queues it again (`ring_again`). The task is
+acknowledged late and rejected when its worker is lost, so it runs at least once; each run sends
+to the targets it was given and writes `approval.notified` (sent, failed with masked errors,
+still to retry); targets that failed for a reason that may pass are retried by a new task with
+back-off, at most MAX_RUNS runs in all. A worker lost mid-run may send a target twice: a second
+notice is harmless, a missing one is not. A notice is not sent once the message no longer
+waits (approved, rejected, cancelled).
 
 The text names the template's title, the message's id, its author and the console's page for it
 (BROADCASTER_PUBLIC_URL), and nothing of the message's content: no student's personal data.
@@ -22,6 +23,7 @@ The text names the template's title, the message's id, its author and the consol
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
 import random
 from collections.abc import Iterable
 from dataclasses import dataclass, replace
@@ -41,6 +43,7 @@ from broadcaster.delivery.sending import Worker, may_call
 from channel_adapters import Adapter, DeliveryError, Outcome, build
 
 MAX_RUNS = 5
+MAX_RINGS = 3  # times a notice the broker lost is queued (ring_again)
 BACKOFF_BASE_S, BACKOFF_CAP_S = 5.0, 120.0
 # A notice is short: a text of one or two segments, a chat post of two lines.
 NOTICE = "Waiting for your approval: {title} (message {id}) by {author}."
@@ -107,14 +110,50 @@ def request(session: Session, district: DistrictConfig, message: Message) -> Non
     keys = [t.key() for t in found]
     ledger.append(session, "approval.notice_queued", {"targets": keys}, message_id=message.id)
     settings: Settings | None = session.info.get(db.SETTINGS)
-    if settings is None:
-        return  # a session without a broker (a test's bare session): nothing to ring
+    if settings is not None:  # else a session without a broker (a test's bare session)
+        _ring(session, settings, message, keys)
+
+
+def ring_again(session: Session, settings: Settings, now: dt.datetime) -> int:
+    """For the sweep: the notices the broker lost (it was down when the message was submitted,
+    or lost the task). A message still waiting whose last notice was queued `requeue_after`
+    ago and never ran (no `approval.notified`) has it queued again, at most MAX_RINGS times in
+    all; each time is written to the ledger. Returns how many were queued again."""
+    since = (now - dt.timedelta(seconds=settings.requeue_after)).isoformat()
+    again = 0
+    waiting = session.scalars(
+        select(Message).where(Message.state == MessageState.SUBMITTED).order_by(Message.id)
+    ).all()
+    for message in waiting:
+        entries = ledger.entries_for(session, message.id, ("approval.",))
+        queued = [(e, body) for e, body in entries if e.event == "approval.notice_queued"]
+        if (
+            not queued
+            or len(queued) >= MAX_RINGS
+            or any(e.event == "approval.notified" for e, _ in entries)
+            or queued[-1][0].created_at > since
+            or queued[-1][1] is None  # purged: nothing to say whom it was for
+        ):
+            continue
+        keys = list(queued[-1][1]["targets"])
+        ledger.append(
+            session,
+            "approval.notice_queued",
+            {"targets": keys, "again": "never ran"},
+            message_id=message.id,
+        )
+        _ring(session, settings, message, keys)
+        again += 1
+    return again
+
+
+def _ring(session: Session, settings: Settings, message: Message, keys: list[str]) -> None:
     queue = queue_for(message)
     message_id = message.id
 
     def ring() -> None:
-        # A broker that is down loses the notice (the ledger shows it queued, never notified);
-        # the submission itself stands.
+        # A broker that is down loses the notice; the ledger shows it queued, never notified,
+        # and the sweep queues it again (ring_again). The submission itself stands.
         with contextlib.suppress(Exception):
             client_for(settings).send_task(
                 NOTIFY_APPROVERS, args=[message_id, keys, 1], queue=queue

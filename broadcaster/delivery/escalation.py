@@ -4,12 +4,12 @@ A category's escalation (`[escalation.CATEGORY]` in the district file; emergenci
 text, call, e-mail, 2 minutes) orders the channels that reach families. The expansion writes each
 family only its first step it can take (`first_steps`: a family without a mobile starts with a
 call). The sweep then asks, for every message still `escalating`, which families are due their
-next step (`due`): nothing of theirs reached them (a text or call `delivered`, an e-mail `sent`),
-nothing is still open, and each text or call of theirs that is only `sent` was sent more than
-`wait_s` ago. For those it writes the rows of the next step the family has a number or address
-for, in one INSERT ... SELECT per channel (a row already written is skipped by the deliveries'
-unique key, so two sweeps cannot write a family's step twice), and hands them to the workers:
-each step is a delivery of its own, claimed, sent and recorded like every other.
+next step (`due`): nothing of theirs reached them (`reaching`: a text or call `delivered`, an
+e-mail `sent`), nothing is still open, and each text or call of theirs that is only `sent` was
+sent more than `wait_s` ago. For those it writes the rows of the next step the family has a
+number or address for, in one INSERT ... SELECT per channel (a row already written is skipped by
+the deliveries' unique key, so two sweeps cannot write a family's step twice), and hands them to
+the workers: each step is a delivery of its own, claimed, sent and recorded like every other.
 
 Nothing escalates once the message's valid_until has passed, nor a message being taken back; a
 message that had finished goes back to dispatching (`escalate`) while its next step goes out.
@@ -27,9 +27,9 @@ from broadcaster.core import contacts, ledger
 from broadcaster.core.config import DistrictConfig
 from broadcaster.core.contacts import parse_audience
 from broadcaster.core.lifecycle import transition
-from broadcaster.core.models import Contact, Delivery, Message
-from broadcaster.core.states import REHEARSAL_KINDS, DeliveryStatus, MessageState
-from broadcaster.delivery import family_rows
+from broadcaster.core.models import Contact, Message
+from broadcaster.core.states import REHEARSAL_KINDS, MessageState
+from broadcaster.delivery import family_rows, reaching
 from broadcaster.delivery.dispatch import Batch, batches
 
 # A finished message whose family is due a next step goes out again (like a recalled call).
@@ -60,22 +60,8 @@ def first_steps(
     ordered = steps(district, message)
     if channel not in ordered or ordered.index(channel) == 0:
         return None
-    dialect = session.get_bind().dialect.name
-    audience = parse_audience(message.audience or "", district)
-    category = message.category or ""
-    kin = aliased(Contact)  # the family's rows, the one being written among them
-    earlier = exists().where(
-        kin.version == Contact.version,
-        kin.household == Contact.household,
-        audience.where(dialect, kin),
-        or_(
-            *(
-                contacts.reachable(c, category, dialect, kin)
-                for c in ordered[: ordered.index(channel)]
-            )
-        ),
-    )
-    return ~earlier
+    earlier = ordered[: ordered.index(channel)]
+    return ~_a_row_of(session, district, message, Contact.household, Contact.version, earlier)
 
 
 def due(session: Session, district: DistrictConfig, now: dt.datetime) -> list[Batch]:
@@ -141,39 +127,9 @@ def _escalate(
     return batches(message, written)
 
 
-def _step_of(ordered: list[str]) -> Any:
-    return case({c: i for i, c in enumerate(ordered)}, value=Delivery.channel)
-
-
-def _reached() -> ColumnElement[bool]:
-    return or_(
-        and_(Delivery.channel.in_(("sms", "voice")), Delivery.status == DeliveryStatus.DELIVERED),
-        and_(
-            Delivery.channel == "email",
-            Delivery.status.in_((DeliveryStatus.SENT, DeliveryStatus.DELIVERED)),
-        ),
-    )
-
-
-def _open(waited_since: dt.datetime) -> ColumnElement[bool]:
-    """Still going, or a text or call sent too recently to call it not delivered."""
-    return or_(
-        Delivery.status.in_((DeliveryStatus.QUEUED, DeliveryStatus.SENDING)),
-        and_(
-            Delivery.channel.in_(("sms", "voice")),
-            Delivery.status == DeliveryStatus.SENT,
-            Delivery.sent_at > waited_since,
-        ),
-    )
-
-
-def _family_rows(message_id: int, ordered: list[str]) -> Any:
-    return (
-        Delivery.message_id == message_id,
-        Delivery.action == "send",
-        Delivery.household.is_not(None),
-        Delivery.channel.in_(ordered),
-    )
+def _families(message_id: int, ordered: list[str]) -> Any:
+    """The message's sends on its fallback's channels, per family (shared ones under each)."""
+    return reaching.family_deliveries(message_id, ordered)
 
 
 def _due_families(
@@ -186,43 +142,41 @@ def _due_families(
     """(household, its step) of the families due their next step and with a number or address
     left for one (a family that has had every step it can take is not picked again, so it
     never crowds out the others), at most FAMILIES_PER_SWEEP."""
-    reached = func.max(case((_reached(), 1), else_=0))
-    still_open = func.max(case((_open(waited_since), 1), else_=0))
-    step = func.max(_step_of(ordered))
+    fd = _families(message.id, ordered).c
+    reached = func.max(case((reaching.reached(fd), 1), else_=0))
+    still_open = func.max(case((reaching.still_open(waited_since, fd), 1), else_=0))
+    step = func.max(case({c: i for i, c in enumerate(ordered)}, value=fd.channel))
     rows = session.execute(
-        select(Delivery.household, step)
-        .where(*_family_rows(message.id, ordered))
-        .group_by(Delivery.household)
+        select(fd.household, step)
+        .where(fd.household.is_not(None))
+        .group_by(fd.household)
         .having(
             reached == 0,
             still_open == 0,
-            _has_a_later_step(session, district, message, ordered, step),
+            _has_a_later_step(session, district, message, ordered, fd.household, step),
         )
-        .order_by(Delivery.household)
+        .order_by(fd.household)
         .limit(FAMILIES_PER_SWEEP)
     ).all()
     return [(str(household), int(on)) for household, on in rows]
 
 
 def _has_a_later_step(
-    session: Session, district: DistrictConfig, message: Message, ordered: list[str], step: Any
+    session: Session,
+    district: DistrictConfig,
+    message: Message,
+    ordered: list[str],
+    household: Any,
+    step: Any,
 ) -> ColumnElement[bool]:
     """The grouped family has, in the message's audience, a number or address some channel
     after `step` reaches."""
-    dialect = session.get_bind().dialect.name
-    audience = parse_audience(message.audience or "", district)
-    category = message.category or ""
-    kin = aliased(Contact)
+    version = message.contacts_version or 0
     return or_(
         *(
             and_(
                 step < index,
-                exists().where(
-                    kin.version == (message.contacts_version or 0),
-                    kin.household == Delivery.household,
-                    audience.where(dialect, kin),
-                    contacts.reachable(channel, category, dialect, kin),
-                ),
+                _a_row_of(session, district, message, household, version, [channel]),
             )
             for index, channel in enumerate(ordered)
             if index > 0
@@ -230,20 +184,43 @@ def _has_a_later_step(
     )
 
 
+def _a_row_of(
+    session: Session,
+    district: DistrictConfig,
+    message: Message,
+    household: Any,
+    version: Any,
+    channels: list[str],
+) -> ColumnElement[bool]:
+    """EXISTS a row of the family `household` in the contact list `version`, in the message's
+    audience, that one of `channels` reaches (on an alias: the outer query may be on contacts)."""
+    dialect = session.get_bind().dialect.name
+    audience = parse_audience(message.audience or "", district)
+    kin = aliased(Contact)
+    return exists().where(
+        kin.version == version,
+        kin.household == household,
+        audience.where(dialect, kin),
+        or_(*(contacts.reachable(c, message.category or "", dialect, kin) for c in channels)),
+    )
+
+
 def _any_open(
     session: Session, message_id: int, ordered: list[str], waited_since: dt.datetime
 ) -> bool:
     """Whether some family nothing reached yet still has a step going out."""
+    fd = _families(message_id, ordered).c
+    done = _families(message_id, ordered).c  # its own copy: not correlated with the outer one
     reached_families = (
-        select(Delivery.household).where(*_family_rows(message_id, ordered), _reached())
+        select(done.household).where(done.household.is_not(None), reaching.reached(done))
     ).scalar_subquery()
     return (
         session.scalar(
-            select(Delivery.id)
+            select(fd.id)
             .where(
-                *_family_rows(message_id, ordered),
-                _open(waited_since),
-                Delivery.household.not_in(reached_families),
+                fd.household.is_not(None),
+                reaching.still_open(waited_since, fd),
+                fd.household.not_in(reached_families),
             )
             .limit(1)
         )

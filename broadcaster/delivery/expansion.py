@@ -62,13 +62,15 @@ def audience_reach(
     channels = [c for c in FAMILY_CHANNELS if c in channels]
     if message.follows_id is not None:
         return _followed(session, message.follows_id, channels)
-    if message.kind in REHEARSAL_KINDS:  # the test allowlist: each entry a staff member
+    if message.kind in REHEARSAL_KINDS:
+        # The test allowlist has no households: each number or address is its own "family", a
+        # number texted and called once (as the reach report groups a rehearsal's rows).
         listed = {
             c: len(district.test_emails if c == "email" else district.test_phones) for c in channels
         }
-        return contacts.Reach(
-            max(listed.values(), default=0), {c: {"en": n} for c, n in listed.items() if n}
-        )
+        phoned = any(c != "email" for c in channels)
+        families = (len(district.test_phones) if phoned else 0) + listed.get("email", 0)
+        return contacts.Reach(families, {c: {"en": n} for c, n in listed.items() if n})
     if not texts_later(message):
         return contacts.Reach(0, {})
     audience = parse_audience(message.audience or "", district)

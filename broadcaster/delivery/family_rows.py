@@ -1,20 +1,23 @@
 """Writing a channel's deliveries to families in the database: INSERT ... SELECT from rows of
 (source id, recipient, language, household), each number or address once. The expansion writes a
-page of the audience with it, the fallback between channels a step for the families due one."""
+page of the audience with it, the fallback between channels a step for the families due one.
+A family whose number or address another family's delivery already has is recorded as sharing
+it (`shared_deliveries`), so the reach report and the fallback count it for both."""
 
 from __future__ import annotations
 
 import datetime as dt
 from typing import Any, cast
 
-from sqlalchemy import ColumnElement, Table, and_, case, func, literal, select
+from sqlalchemy import ColumnElement, Table, and_, case, func, literal, or_, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
-from broadcaster.core.models import Delivery, Message, UTCDateTime
+from broadcaster.core.models import Delivery, Message, SharedDelivery, UTCDateTime
 from broadcaster.core.states import DeliveryStatus
 
 _DELIVERIES = cast(Table, Delivery.__table__)  # written by Core: no ORM objects for a page
+_SHARED = cast(Table, SharedDelivery.__table__)
 
 
 def write(
@@ -58,4 +61,35 @@ def write(
         .on_conflict_do_nothing()  # one an earlier page, step or lost try wrote
         .returning(_DELIVERIES.c.id, _DELIVERIES.c.household)
     )
-    return sorted((int(i), h) for i, h in session.execute(statement).all())
+    written = sorted((int(i), h) for i, h in session.execute(statement).all())
+    _share(session, message, rows, channel, account)
+    return written
+
+
+def _share(session: Session, message: Message, rows: Any, channel: str, account: str) -> None:
+    """Each family of `rows` whose number or address this channel's delivery was written for
+    another family (in this page or before) is recorded as reached by it too."""
+    _, recipient, _, household = rows.c
+    d = _DELIVERIES.c
+    others = (
+        select(d.id, household, literal(message.id))
+        .select_from(rows)
+        .join(
+            _DELIVERIES,
+            and_(
+                d.message_id == message.id,
+                d.channel == channel,
+                d.account == account,
+                d.recipient == recipient,
+            ),
+        )
+        .where(household.is_not(None), or_(d.household.is_(None), d.household != household))
+        .distinct()
+    )
+    dialect = session.get_bind().dialect.name
+    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    session.execute(
+        insert(_SHARED)
+        .from_select(["delivery_id", "household", "message_id"], others)
+        .on_conflict_do_nothing()
+    )

@@ -127,17 +127,16 @@ def _labelled(locale: str, text: str) -> str:
     return f"— {LANGUAGE_LABEL.get(locale, locale)} —\n\n{text}"
 
 
-def email_html(message: Message, locale: str) -> str | None:
+def email_html(message: Message, locale: str, subject: str) -> str | None:
     """An e-mail's HTML part: the web rendition (autoescaped when rendered) in every language,
-    the family's first; None when the message has no web rendition (the adapter then makes the
-    part from the text)."""
+    the family's first, titled with the e-mail's subject; None when the message has no web
+    rendition (the adapter then makes the part from the text)."""
     pages = {r.locale: r.text for r in message.renditions if r.channel == "web"}
     if not pages:
         return None
     ordered = ([locale] if locale in pages else []) + _after(message, pages, locale)
-    subject, _ = split_rendition(text_for(message, "email", locale))
     sections = "\n".join(f'<section lang="{loc}">\n{pages[loc]}\n</section>' for loc in ordered)
-    return html_document(subject or "", sections)
+    return html_document(subject, sections)
 
 
 def segments_for(message: Message, channel: str, locale: str) -> int:
@@ -177,33 +176,32 @@ def load_jobs(session: Session, ids: list[int]) -> list[Job]:
             select(Message).where(Message.id.in_({r.message_id for r in rows}))
         )
     }
-    return [
-        Job(
-            delivery_id=r.id,
-            message_id=r.message_id,
-            channel=r.channel,
-            account=r.account,
-            recipient=r.recipient,
-            kind=messages[r.message_id].kind,
-            # A deletion has no text of its own: it acts on the post it refers to.
-            text=text_for(messages[r.message_id], r.channel, r.locale)
-            if r.action == "send"
-            else "",
-            attempt=r.attempts,
-            claimed_at=r.claimed_at,  # set on every claimed row
-            valid_until=messages[r.message_id].valid_until,
-            claim=r.claim,  # set on every claimed row
-            action=r.action,
-            refers_to=r.refers_to,
-            lookups=r.lookups,
-            segments=segments_for(messages[r.message_id], r.channel, r.locale)
-            if r.action == "send"
-            else 1,
-            locale=r.locale,
-            category=messages[r.message_id].category,
-            html=email_html(messages[r.message_id], r.locale)
-            if r.channel == "email" and r.action == "send"
-            else None,
-        )
-        for r in rows
-    ]
+    return [_job(r, messages[r.message_id]) for r in rows]
+
+
+def _job(r: Any, message: Message) -> Job:
+    sending = r.action == "send"  # a deletion has no text of its own: it acts on its post
+    text = text_for(message, r.channel, r.locale) if sending else ""
+    html = None
+    if sending and r.channel == "email":
+        html = email_html(message, r.locale, split_rendition(text)[0] or "")
+    return Job(
+        delivery_id=r.id,
+        message_id=r.message_id,
+        channel=r.channel,
+        account=r.account,
+        recipient=r.recipient,
+        kind=message.kind,
+        text=text,
+        attempt=r.attempts,
+        claimed_at=r.claimed_at,  # set on every claimed row
+        valid_until=message.valid_until,
+        claim=r.claim,  # set on every claimed row
+        action=r.action,
+        refers_to=r.refers_to,
+        lookups=r.lookups,
+        segments=segments_for(message, r.channel, r.locale) if sending else 1,
+        locale=r.locale,
+        category=message.category,
+        html=html,
+    )

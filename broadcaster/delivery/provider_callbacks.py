@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+from dataclasses import dataclass
 
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
@@ -70,6 +71,12 @@ CALL_ENDED = {
 HOLD_FOR = dt.timedelta(days=2)
 
 
+@dataclass(frozen=True)
+class Reported:
+    ours: bool  # False: the id is another account's, and nothing was changed
+    delivery: tuple[str, int] | None = None  # (account, id) of the delivery it applied to now
+
+
 def report(
     session: Session,
     district: DistrictConfig,
@@ -78,12 +85,11 @@ def report(
     status: str,
     error_code: str | None,
     channel: str = "sms",
-) -> bool:
+) -> Reported:
     """Apply one report (on a text, or on a call for channel "voice") now, or hold it until its
-    delivery's provider id is recorded. False when the id is another account's: nothing is
-    changed."""
+    delivery's provider id is recorded."""
     if status not in FINAL_REPORTS[channel]:
-        return True
+        return Reported(ours=True)
     row = session.execute(
         select(Delivery, Message.kind)
         .join(Message, Message.id == Delivery.message_id)
@@ -100,12 +106,12 @@ def report(
                 sandbox=signer.sandbox,
             )
         )
-        return True
+        return Reported(ours=True)
     delivery, kind = row
     if not _sent_as(district, delivery, kind, signer):
-        return False
+        return Reported(ours=False)
     _apply(session, district, delivery, status, error_code)
-    return True
+    return Reported(ours=True, delivery=(delivery.account, delivery.id))
 
 
 def apply_held(

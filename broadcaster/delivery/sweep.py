@@ -2,8 +2,9 @@
 
 It re-enqueues deliveries left `queued` past a deadline (and expansions of a message's texts that
 stopped making progress: expansion.stalled), gives each family nothing reached in time its
-category's next channel (escalation.due), and reconciles `sending` rows whose claim lapsed: did
-the provider get it? A chaos run showed what an unbounded sweep does (31,085 lookups for ~1,400
+category's next channel (escalation.due), queues again the approvers' notices the broker lost
+(approvals.ring_again), and reconciles `sending` rows whose claim lapsed: did the provider get
+it? A chaos run showed what an unbounded sweep does (31,085 lookups for ~1,400
 orphaned texts, sweeps piling up behind each other), so:
 
 - one sweep at a time across all hosts: a Redis lock (the broker's server, which every worker
@@ -43,7 +44,14 @@ from broadcaster.core.db import session_scope
 from broadcaster.core.errors import BroadcasterError
 from broadcaster.core.models import Delivery, Message, utcnow
 from broadcaster.core.states import DeliveryStatus, MessageState
-from broadcaster.delivery import escalation, expansion, metrics, provider_callbacks, tallies
+from broadcaster.delivery import (
+    approvals,
+    escalation,
+    expansion,
+    metrics,
+    provider_callbacks,
+    tallies,
+)
 from broadcaster.delivery.dispatch import Batch, batches
 from broadcaster.delivery.jobs import AWAITING_LOOKUP, UNCONFIRMED, Job, Result, load_jobs
 from broadcaster.delivery.recording import finish_if_done, record
@@ -130,6 +138,7 @@ def _sweep(worker: Worker) -> list[Batch]:
         planned = requeue_stale(session, now, settings.requeue_after, settings.sweep_requeue)
         planned += expansion.stalled(session, now, settings.requeue_after)
         planned += escalation.due(session, worker.district, now)
+        approvals.ring_again(session, settings, now)
         jobs = load_jobs(session, lapsed_claims(session, now, settings.sweep_lookups))
         lookups = plan_lookups(worker, session, jobs)
         dispatching = list(

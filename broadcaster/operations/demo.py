@@ -2,10 +2,10 @@
 
 A fresh home in a temporary folder; SQLite; the embedded Redis; the provider sandbox in this
 process; one worker in a child process. Users and contacts come from the sample district; a closure
-notice is composed by one user, approved by another and delivered on five channels (X, Facebook,
-texts, calls, e-mails and the web site). It prints the timeline, what each platform received
-(what a call said and an e-mail's subject, in which language) and the ledger check, then stops
-what it started.
+notice is composed by one user, approved by another and delivered on every channel (X, Facebook,
+texts, calls, e-mails, the staff chat rooms and the web site). It prints the timeline, what each
+platform received (what a call said, an e-mail's subject in which language, a staff room's post)
+and the ledger check, then stops what it started.
 """
 
 from __future__ import annotations
@@ -38,9 +38,9 @@ if TYPE_CHECKING:
     from provider_sandbox import Sandbox
 
 CONTACTS = SAMPLE_DISTRICT / "contacts.csv"
-# Every channel the sample district has an account for: the template's four, calls and e-mails
-# (these once the sample contacts have an `email` column: see channels()).
-CHANNELS = ("x", "facebook", "sms", "voice", "email", "web")
+# Every channel the sample district has an account for: the template's four, calls, e-mails
+# (these once the sample contacts have an `email` column: see channels()) and staff chat rooms.
+CHANNELS = ("x", "facebook", "sms", "voice", "email", "apprise", "web")
 TIMEOUT_S = 120
 
 
@@ -192,6 +192,10 @@ def _report(
         first = emails[0]
         example = f"[{_language(settings, message_id, first)}] {first['subject']}"
         table.add_row("e-mail (SMTP)", str(len(emails)), Text(example[:90]))
+    rooms = sandbox.posts("staff")
+    if rooms:
+        example = f"[{rooms[0]['room']}] {rooms[0]['title']}"
+        table.add_row("staff chat (Apprise)", str(len(rooms)), Text(example[:90]))
     out.print(table)
     out.print(
         f"web alert store: {view.deliveries.get('web', {}).get('sent', 0)} alert(s) published"

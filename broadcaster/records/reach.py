@@ -1,13 +1,12 @@
 """Who was reached, and who was not: a message's texts, calls and e-mails per family (issue 13,
 item 6).
 
-A family is reached when any of its deliveries reached it: a text `delivered` (the carrier
-confirmed it), a call `delivered` (Twilio's `completed`: a person or a voicemail answered), an
-e-mail `sent` (the mail server accepted it; there are no delivery reports). A text or call that
-is only `sent` still waits for the provider's report, and `queued` or `sending` still waits for
-a worker: pending. `failed` and `expired` were tried and did not reach. So a family is
-`reached` (by the channel, and at the time, of the first delivery that reached it), else
-`pending` while any of its deliveries may still reach it, else `not_reached`.
+A family is reached when any of its deliveries reached it (`delivery.reaching` holds the rule
+per channel, which the fallback reads too: a text or call `delivered`, an e-mail `sent`); a text
+or call only `sent` still waits for the provider's report and `queued` or `sending` for a worker:
+pending; `failed` and `expired` were tried and did not reach. So a family is `reached` (by the
+channel, and at the time, of the first delivery that reached it), else `pending` while any of
+its deliveries may still reach it, else `not_reached`.
 
 It reads the message's delivery rows as they are now, in one query ordered by family, so it
 works while the message is still going out (and while its expansion still writes rows) and
@@ -41,21 +40,14 @@ from broadcaster.core.errors import BadInput, NotFound
 from broadcaster.core.models import Delivery, Message, User
 from broadcaster.core.permissions import require
 from broadcaster.core.redaction import mask_contacts, mask_recipient
-from broadcaster.core.states import DeliveryStatus, MessageState
+from broadcaster.core.states import MessageState
+from broadcaster.delivery.reaching import DID_NOT_REACH, family_deliveries, reached_by
 from broadcaster.delivery.views import View
 from broadcaster.records.export_files import spreadsheet_safe
 
 REACHED, PENDING, NOT_REACHED = "reached", "pending", "not_reached"
 FAMILY_STATUSES: tuple[str, ...] = (REACHED, PENDING, NOT_REACHED)
 FamilyStatus = Literal["reached", "pending", "not_reached"]
-# What reached a family, per channel: a text or call the provider reported delivered, an
-# e-mail the mail server accepted.
-REACHES: dict[str, tuple[str, ...]] = {
-    "sms": (DeliveryStatus.DELIVERED,),
-    "voice": (DeliveryStatus.DELIVERED,),
-    "email": (DeliveryStatus.SENT, DeliveryStatus.DELIVERED),
-}
-DID_NOT_REACH = (DeliveryStatus.FAILED, DeliveryStatus.EXPIRED)
 # States in which a message has not gone out (yet, or ever): a report would have nothing in it.
 NOT_OUT = (
     MessageState.DRAFT,
@@ -209,7 +201,7 @@ def build(
     for family in families(session, message.id, unmasked=unmasked):
         tally.families += 1
         tally.counts[family.status] += 1
-        for channel in {a.channel for a in family.tried if _reached_by(a.channel, a.status)}:
+        for channel in {a.channel for a in family.tried if reached_by(a.channel, a.status)}:
             tally.by_channel[channel] = tally.by_channel.get(channel, 0) + 1
         if family.status == NOT_REACHED:
             unreached.append(
@@ -240,22 +232,22 @@ def build(
 
 
 def families(session: Session, message_id: int, *, unmasked: bool = False) -> Iterator[Family]:
-    """Each family of the message with what was tried for it, in one pass over one query
-    ordered by family (rows without one come last, each its own family by recipient)."""
-    without = Delivery.household.is_(None)
-    key = func.coalesce(Delivery.household, Delivery.recipient)
+    """Each family of the message with what was tried for it (a delivery to a number or
+    address two families share under each), in one pass over one query ordered by family (rows
+    without one come last, each its own family by recipient)."""
+    fd = family_deliveries(message_id, FAMILY_CHANNELS).c
+    without = fd.household.is_(None)
     rows = session.execute(
         select(
-            Delivery.household,
-            Delivery.channel,
-            Delivery.recipient,
-            Delivery.status,
-            Delivery.error,
-            Delivery.sent_at,
-            Delivery.updated_at,
+            fd.household,
+            fd.channel,
+            fd.recipient,
+            fd.status,
+            fd.error,
+            fd.sent_at,
+            fd.updated_at,
         )
-        .where(_family_rows(message_id))
-        .order_by(without, key, Delivery.id)
+        .order_by(without, func.coalesce(fd.household, fd.recipient), fd.id)
         .execution_options(yield_per=PAGE)
     )
     current: tuple[bool, str] | None = None
@@ -268,13 +260,9 @@ def families(session: Session, message_id: int, *, unmasked: bool = False) -> It
             yield _family(group, unmasked)
             group = []
         current = this
-        group.append(tuple(row))  # type: ignore[arg-type]
+        group.append(tuple(row))
     if group:
         yield _family(group, unmasked)
-
-
-def _reached_by(channel: str, status: str) -> bool:
-    return status in REACHES.get(channel, ())
 
 
 def _iso(moment: dt.datetime | None) -> str | None:
@@ -303,7 +291,7 @@ def _family(
                 at=updated_at.isoformat(),
             )
         )
-        if _reached_by(channel, status):
+        if reached_by(channel, status):
             # A text or call reached the family when its report came; an e-mail when the mail
             # server accepted it.
             when = (sent_at or updated_at) if channel == "email" else updated_at

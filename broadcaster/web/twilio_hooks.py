@@ -24,7 +24,7 @@ from typing import Any
 
 import redis
 from flask import Blueprint, Flask, Response, abort, current_app, request
-from sqlalchemy import delete, select
+from sqlalchemy import delete
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 from twilio.request_validator import RequestValidator
@@ -36,11 +36,12 @@ from broadcaster.core.config import DistrictConfig, Settings
 from broadcaster.core.config_fields import to_e164
 from broadcaster.core.contacts import normalize_phone
 from broadcaster.core.errors import BroadcasterError
-from broadcaster.core.models import Delivery, InboundText, OptOut
+from broadcaster.core.models import InboundText, OptOut
 from broadcaster.core.states import MessageKind
 from broadcaster.delivery import embedded_redis, provider_callbacks
 from broadcaster.delivery.accounts import Signer, account_config, identity, twilio_signer
 from broadcaster.delivery.jobs import text_for
+from broadcaster.delivery.provider_callbacks import Reported
 from broadcaster.delivery.ratelimit import free_call_slot
 from channel_adapters import build
 
@@ -164,52 +165,40 @@ def verified() -> tuple[dict[str, Any], list[HookKey]]:
 
 @hooks.post("/status")
 def status() -> Response:
-    if verified_report("MessageSid", "MessageStatus", channel="sms") is None:
-        abort(403)
+    verified_report("MessageSid", "MessageStatus", channel="sms")
     return Response(status=204)
 
 
 @hooks.post("/voice/status")
 def call_status() -> Response:
     """A call's progress: only its end (answered and completed, or busy, no answer, failed,
-    cancelled) changes the delivery."""
-    form = verified_report("CallSid", "CallStatus", channel="voice")
-    if form is None:
-        abort(403)
-    if form.get("CallStatus") in provider_callbacks.FINAL_REPORTS["voice"]:
-        free_slot(form.get("CallSid", ""))
+    cancelled) changes the delivery, and frees its place under the account's cap on calls in
+    progress (without this, the place lapses after the account's call_slot_s)."""
+    reported = verified_report("CallSid", "CallStatus", channel="voice")
+    if reported.delivery is not None:
+        free_slot(*reported.delivery)
     return Response(status=204)
 
 
-def free_slot(call_sid: str) -> None:
-    """An ended call frees its place under the account's cap on calls in progress (without
-    this, the slot lapses after the account's call_slot_s)."""
+def free_slot(account_name: str, delivery_id: int) -> None:
     settings = _settings()
-    with db.session_scope(settings.effective_database_url) as session:
-        placed = session.execute(
-            select(Delivery.account, Delivery.id).where(
-                Delivery.provider_id == call_sid, Delivery.channel == "voice"
-            )
-        ).first()
-    if placed is None:
-        return
-    account = next((a for a in _district().accounts if a.name == placed[0]), None)
+    account = next((a for a in _district().accounts if a.name == account_name), None)
     if account is None:
         return
     broker = settings.broker_url or embedded_redis.broker_url(settings.home)
     try:
-        free_call_slot(broker, account, placed[1])
+        free_call_slot(broker, account, delivery_id)
     except redis.RedisError as exc:
         current_app.logger.warning("a call's slot lapses later: the broker is unreachable: %s", exc)
 
 
-def verified_report(sid_field: str, status_field: str, channel: str) -> dict[str, Any] | None:
-    """Apply a signed status report to the text or call it names; None (and a warning in the
+def verified_report(sid_field: str, status_field: str, channel: str) -> Reported:
+    """Apply a signed status report to the text or call it names; 403 (and a warning in the
     log) when the signing account did not send it."""
     form, keys = verified()
     sid = form.get(sid_field, "")
     with db.session_scope(_settings().effective_database_url) as session:
-        ours = provider_callbacks.report(
+        reported = provider_callbacks.report(
             session,
             _district(),
             keys[0].signer,
@@ -218,12 +207,12 @@ def verified_report(sid_field: str, status_field: str, channel: str) -> dict[str
             form.get("ErrorCode") or None,
             channel=channel,
         )
-    if not ours:
+    if not reported.ours:
         current_app.logger.warning(
             "refused a Twilio %s report for %s: %s did not send it", channel, sid, keys[0].account
         )
-        return None
-    return form
+        abort(403)
+    return reported
 
 
 @hooks.post("/voice/replay")

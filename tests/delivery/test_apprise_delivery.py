@@ -223,6 +223,30 @@ def test_a_submission_notifies_the_approvers_by_staff_chat_and_text(stack, run, 
     assert run.json("status", mid)["state"] == "submitted"
 
 
+@ON_POSTGRESQL
+def test_a_notice_the_broker_lost_is_queued_again_by_the_sweep(stack, run, tokens, tmp_path):
+    """The broker is down when the message is submitted: the submission stands, and once a
+    worker runs, its sweep queues the notice again (after `requeue_after`) and it is sent."""
+    staff_district(run, tmp_path, stack.sandbox.url, notify=True)
+    draft = compose_for_staff(run, tokens, channels="web")
+    mid = str(draft["id"])
+    broker = run.env["BROADCASTER_BROKER_URL"]
+    run.env["BROADCASTER_BROKER_URL"] = "redis://127.0.0.1:9/0"  # nothing listens there
+    assert run("submit", mid, "--as", "ana", token=tokens["ana"]).exit_code == 0
+    run.env["BROADCASTER_BROKER_URL"] = broker
+    stack.start_worker()
+    stack.wait_for(lambda: _notified(run, draft["id"]) is not None, timeout=90)
+    assert sorted(_notified(run, draft["id"])["sent"]) == [
+        "apprise:staff-chat:principals",
+        "apprise:staff-chat:transport",
+        "sms:district-sms:ben",
+    ]
+    assert [t["to"] for t in stack.sandbox.posts("twilio")] == [BEN_PHONE]
+    with db.session_scope(run.env["BROADCASTER_DATABASE_URL"]) as session:
+        queued = ledger.entries_for(session, draft["id"], ("approval.notice_queued",))
+    assert [payload.get("again") for _, payload in queued] == [None, "never ran"]
+
+
 def _notified(run, message_id: int) -> dict | None:
     with db.session_scope(run.env["BROADCASTER_DATABASE_URL"]) as session:
         found = ledger.entries_for(session, message_id, ("approval.notified",))

@@ -193,6 +193,18 @@ def test_a_rehearsal_emails_only_the_test_addresses(email_district, stack, run, 
     ensure_allowed_recipient(district, "actual", "email", "parent@example.org")
 
 
+def test_a_rehearsals_count_is_each_number_and_address_once(email_district, stack, run, tokens):
+    """The preview counts a rehearsal's allowlist as the reach report does: each test number
+    (texted and called) and each test address its own family."""
+    draft = compose(run, tokens, "event_cancellation", *CONCERT, channels="sms,voice,email")
+    phones = len(load_district(email_district).test_phones)
+    assert draft["recipients"] == phones + len(DRILLS)
+    assert draft["reach"]["voice"] == draft["reach"]["sms"] == phones
+    assert draft["reach"]["email"] == len(DRILLS)
+    view = run.json("reach", str(draft["id"]), "--as", "ana", token=tokens["ana"])
+    assert view["families"] == phones + len(DRILLS)
+
+
 @pytest.mark.parametrize(
     "value",
     [

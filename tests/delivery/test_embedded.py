@@ -188,3 +188,4 @@ def test_the_demo_runs_on_a_fresh_install(tmp_path):
     assert "records verify: intact" in result.stdout
     assert "is sent" in result.stdout
     assert "twilio calls" in result.stdout and "Riverside Unified School District" in result.stdout
+    assert "e-mail (SMTP)" in result.stdout and "staff chat (Apprise)" in result.stdout

@@ -162,3 +162,57 @@ def test_a_closure_sends_every_chosen_channel_at_once(
     with session_factory() as session:
         channels = {c for c, _, _ in rows(session, draft["id"])}
         assert channels == {"sms", "voice"} and not session.get(Message, draft["id"]).escalating
+
+
+SHARING = [
+    # A grandparent's mobile on two families' rows; the second family also has a landline.
+    "H-A,951-555-0201,,,en,lincoln-hs,12,9,,no",
+    "H-B,951-555-0201,951-555-0212,,es,lincoln-hs,12,9,,no",
+    # Another shared mobile, whose text is delivered: both families are reached by it.
+    "H-C,951-555-0203,,c@example.org,en,lincoln-hs,12,9,,no",
+    "H-D,951-555-0203,,,en,lincoln-hs,12,9,,no",
+]
+
+
+def test_a_number_two_families_share_is_sent_once_and_counts_for_both(
+    run, tokens, admin, tmp_path, session_factory, district
+):
+    assert import_rows(run, admin, tmp_path, SHARING).exit_code == 0
+    mid = trigger(run, tokens)
+    assert expansion.expand(run.settings(), district, [mid]) == []
+    with session_factory() as session:
+        first = rows(session, mid)
+        assert first == {("sms", "+19515550201", "H-A"), ("sms", "+19515550203", "H-C")}
+        settle(session, mid, ["+19515550201"], DeliveryStatus.FAILED)
+        settle(session, mid, ["+19515550203"], DeliveryStatus.DELIVERED)
+    with session_factory() as session:
+        escalation.due(session, district, utcnow())
+    with session_factory() as session:
+        # Both families the failed text was for are due a call: the shared mobile once, and
+        # H-B's own landline. H-D was reached by the text it shares with H-C.
+        assert rows(session, mid) - first == {
+            ("voice", "+19515550201", "H-A"),
+            ("voice", "+19515550212", "H-B"),
+        }
+        settle(session, mid, ["+19515550212"], DeliveryStatus.FAILED)
+        session.execute(
+            update(Delivery)
+            .where(Delivery.message_id == mid, Delivery.channel == "voice")
+            .where(Delivery.recipient == "+19515550201")
+            .values(status=DeliveryStatus.DELIVERED)
+        )
+    view = run.json("reach", str(mid), "--as", "ana", token=tokens["ana"])
+    by_family = {f["household"]: f for f in view["households"]}
+    assert sorted(by_family) == ["H-A", "H-B", "H-C", "H-D"]
+    assert {h: (f["status"], f["channel"]) for h, f in by_family.items()} == {
+        "H-A": ("reached", "voice"),
+        "H-B": ("reached", "voice"),
+        "H-C": ("reached", "sms"),
+        "H-D": ("reached", "sms"),
+    }
+    assert [(t["channel"], t["status"]) for t in by_family["H-B"]["tried"]] == [
+        ("sms", "failed"),
+        ("voice", "delivered"),
+        ("voice", "failed"),
+    ]
+    assert view["by_channel"] == {"sms": 2, "voice": 2, "email": 0}

@@ -283,7 +283,7 @@ def test_a_call_recalled_after_its_message_finished_reopens_it_until_placed_agai
     district = load_district(Path(run.env["BROADCASTER_CONFIG"]))
     account = next(a for a in district.accounts if a.name == "district-voice")
     with session_factory() as session:  # commits at the end of the block
-        applied = provider_callbacks.report(
+        reported = provider_callbacks.report(
             session,
             district,
             twilio_signer(account, "actual"),
@@ -292,7 +292,7 @@ def test_a_call_recalled_after_its_message_finished_reopens_it_until_placed_agai
             None,
             channel="voice",
         )
-    assert applied
+    assert reported.ours and reported.delivery is not None
     with session_factory() as session:
         message = session.get(Message, draft["id"])
         assert message.state == "dispatching"
