@@ -25,7 +25,7 @@ from broadcaster.authoring.catalog import Catalog
 from broadcaster.cli.main import cli
 from broadcaster.core import db, identity
 from broadcaster.core.config import SAMPLE_CONFIG, SAMPLE_DISTRICT, Settings, load_district
-from broadcaster.core.contacts import parse_csv
+from broadcaster.core.contacts_csv import parse_csv
 from broadcaster.core.models import Contact
 from broadcaster.delivery import embedded_redis
 

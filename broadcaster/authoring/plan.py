@@ -25,7 +25,8 @@ from sqlalchemy.orm import Session
 
 from broadcaster.authoring.checks import WARN, Finding
 from broadcaster.core import ledger
-from broadcaster.core.config import Account, DistrictConfig
+from broadcaster.core.account_config import Account
+from broadcaster.core.config import DistrictConfig
 from broadcaster.core.config_fields import FAMILY_CHANNELS
 from broadcaster.core.models import Message, utcnow
 from broadcaster.delivery.expansion import audience_reach

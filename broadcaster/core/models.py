@@ -266,7 +266,7 @@ class Contact(Base):
     phone: Mapped[str | None] = mapped_column(String(20), index=True)  # E.164: texts and calls
     landline: Mapped[str | None] = mapped_column(String(20))  # E.164: calls only
     emails: Mapped[list[str]] = mapped_column(JSON, default=list)
-    # Which channels the family wants, per category (contacts.preferences): "*:sms", or
+    # Which channels the family wants, per category (contacts_csv.preferences): "*:sms", or
     # "closure" with "closure:voice" where a category has its own choice.
     prefers: Mapped[list[str]] = mapped_column(JSON, default=list)
     locale: Mapped[str] = mapped_column(String(8))

@@ -23,7 +23,8 @@ import hashlib
 import os
 from typing import NamedTuple
 
-from broadcaster.core.config import Account, DistrictConfig, Settings
+from broadcaster.core.account_config import Account
+from broadcaster.core.config import DistrictConfig, Settings
 from broadcaster.core.errors import BroadcasterError
 from broadcaster.core.states import MessageKind
 from broadcaster.delivery.alert_store import WebAlertStore

@@ -21,7 +21,7 @@ from urllib.parse import urlsplit
 
 import redis
 
-from broadcaster.core.config import Account
+from broadcaster.core.account_config import Account
 
 
 def redis_for(broker_url: str) -> redis.Redis:

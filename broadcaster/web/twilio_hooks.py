@@ -34,7 +34,7 @@ from twilio.twiml.voice_response import VoiceResponse
 from broadcaster.core import db, ledger
 from broadcaster.core.config import DistrictConfig, Settings
 from broadcaster.core.config_fields import to_e164
-from broadcaster.core.contacts import normalize_phone
+from broadcaster.core.contacts_csv import normalize_phone
 from broadcaster.core.errors import BroadcasterError
 from broadcaster.core.models import InboundText, OptOut
 from broadcaster.core.states import MessageKind

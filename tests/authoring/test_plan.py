@@ -17,7 +17,8 @@ from sqlalchemy import select
 
 from broadcaster.authoring import plan
 from broadcaster.authoring.limits import measure_sms
-from broadcaster.core.config import SAMPLE_CONFIG, Account
+from broadcaster.core.account_config import Account
+from broadcaster.core.config import SAMPLE_CONFIG
 from broadcaster.core.models import LedgerEntry, LedgerPayload, Message
 from tests.api_client import CLOSURE
 from tests.conftest import compose_closure_command
