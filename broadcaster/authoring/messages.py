@@ -37,6 +37,8 @@ from broadcaster.delivery import approvals, scheduling
 from broadcaster.delivery.dispatch import Batch
 from broadcaster.delivery.expansion import audience_size
 
+QUIET_REASON_MAX = 300  # messages.quiet_override's length
+
 
 @dataclass(frozen=True)
 class Request:
@@ -310,7 +312,11 @@ def approve(
     message: Message,
     approver: User,
     ack_warnings: bool = False,
+    quiet_override: str | None = None,
 ) -> None:
+    """`quiet_override`: the approver's reason to send texts and calls at once, even in the
+    district's quiet hours (kept with the approval in the ledger)."""
+    override = _override_reason(quiet_override)
     _refuse_blocked(message)
     _refuse_unreachable(session, district, message)
     pending = warnings(message)
@@ -320,9 +326,30 @@ def approve(
             f"{pending[0].detail}; review them and approve with --ack-warnings"
         )
     acknowledged = [f"{f.check}: {f.detail}" for f in pending]
-    transition(session, message, "approve", approver, district, acknowledged_warnings=acknowledged)
+    extra = {"quiet_hours_override": override} if override else {}
+    transition(
+        session,
+        message,
+        "approve",
+        approver,
+        district,
+        acknowledged_warnings=acknowledged,
+        **extra,
+    )
+    message.quiet_override = override
     _record_approval(session, message, approver, "approved", "second person", acknowledged)
     plan.record(session, district, message)
+
+
+def _override_reason(reason: str | None) -> str | None:
+    if reason is None:
+        return None
+    reason = check_text("quiet hours override", reason.strip())
+    if not reason:
+        raise BadInput("say why the texts and calls cannot wait for quiet hours to end")
+    if len(reason) > QUIET_REASON_MAX:
+        raise BadInput(f"the quiet hours override's reason is over {QUIET_REASON_MAX} characters")
+    return reason
 
 
 def approve_and_dispatch(
@@ -331,11 +358,12 @@ def approve_and_dispatch(
     message: Message,
     approver: User,
     ack_warnings: bool = False,
+    quiet_override: str | None = None,
 ) -> list[Batch]:
     """Approval is the go: approve and write the delivery rows in one transaction, so no caller
     can approve without dispatching; the commit enqueues the batches. With a
     future send_at the message is `scheduled` instead, and there are no batches yet."""
-    approve(session, district, message, approver, ack_warnings=ack_warnings)
+    approve(session, district, message, approver, ack_warnings, quiet_override)
     return scheduling.dispatch_or_schedule(session, district, message)
 
 

@@ -5,8 +5,9 @@ language's rendition times the phones that read that language, through the accou
 (`Account.rate`: rate_per_second, else the sender's published default) with the token bucket's
 own arithmetic (`ratelimit.seconds_for`): a second's worth at once, then the rate. That is what
 the workers do, on an account no other message is using. Each social or web account makes one
-post. A message that cannot finish before its valid_until, or a closure before the school day
-starts (`[district] school_day_starts`), gets a warning with the numbers.
+post. A routine message's texts and calls that quiet hours hold start when they end. A message
+that cannot finish before its valid_until, or a closure before the school day starts
+(`[district] school_day_starts`), gets a warning with the numbers.
 
 `make_plan` and `late` are pure (hand numbers in, plan out); `for_message` gathers the numbers
 for a message, and `record` writes the plan into the ledger at approval (`plan.recorded`),
@@ -29,6 +30,7 @@ from broadcaster.core.account_config import Account
 from broadcaster.core.config import DistrictConfig
 from broadcaster.core.config_fields import FAMILY_CHANNELS
 from broadcaster.core.models import Message, utcnow
+from broadcaster.core.quiet_hours import HELD_CHANNELS, held_for
 from broadcaster.delivery.expansion import audience_reach
 from broadcaster.delivery.ratelimit import seconds_for
 from broadcaster.delivery.scheduling import local_time
@@ -45,6 +47,7 @@ class ChannelPlan:
     rate_per_s: float
     seconds: float
     last_accepted_at: dt.datetime
+    waits_until: dt.datetime | None = None  # texts and calls held through quiet hours
 
 
 Plan = dict[str, ChannelPlan]
@@ -55,12 +58,14 @@ def make_plan(
     renditions: Mapping[tuple[str, str], int],
     audience: Mapping[str, Mapping[str, int]],
     start: dt.datetime,
+    held_until: dt.datetime | None = None,
 ) -> Plan:
     """The plan for a message going out at `start` to these accounts (the message's targets,
     in order), with `renditions` (channel, locale) -> SMS segments (any number for a post) and
-    `audience` channel -> locale -> numbers or addresses. Like dispatch: one account of a
-    channel reaches every family, a phone whose language has no rendition reads English, a post
-    goes only where its language was rendered."""
+    `audience` channel -> locale -> numbers or addresses; its texts and calls start at
+    `held_until` when quiet hours hold them. Like dispatch: one account of a channel reaches
+    every family, a phone whose language has no rendition reads English, a post goes only where
+    its language was rendered."""
     plan: Plan = {}
     for channel in FAMILY_CHANNELS:
         account = next((a for a in accounts if a.channel == channel), None)
@@ -74,13 +79,15 @@ def make_plan(
             if channel == "sms"
             else recipients
         )
+        waits = held_until if channel in HELD_CHANNELS else None
         plan[channel] = _entry(
             account.name,
             recipients,
             metered,
             account.rate,
             seconds_for(metered, account.rate),
-            start,
+            waits or start,
+            waits,
         )
     posting: dict[str, list[Account]] = {}
     for account in accounts:
@@ -106,7 +113,13 @@ def _sms_segments(renditions: Mapping[tuple[str, str], int], locale: str) -> int
 
 
 def _entry(
-    account: str, recipients: int, segments: int, rate: float, seconds: float, start: dt.datetime
+    account: str,
+    recipients: int,
+    segments: int,
+    rate: float,
+    seconds: float,
+    start: dt.datetime,
+    waits_until: dt.datetime | None = None,
 ) -> ChannelPlan:
     seconds = round(seconds, 1)
     return ChannelPlan(
@@ -116,6 +129,7 @@ def _entry(
         rate_per_s=rate,
         seconds=seconds,
         last_accepted_at=start + dt.timedelta(seconds=seconds),
+        waits_until=waits_until,
     )
 
 
@@ -167,13 +181,15 @@ def for_message(
     session: Session, district: DistrictConfig, message: Message, now: dt.datetime | None = None
 ) -> Plan:
     """The plan for a message (saved or not) and the audience it would text now, starting now
-    or at its send at."""
+    or at its send at (its texts and calls when quiet hours end, if they fall in them)."""
     by_name = {a.name: a for a in district.accounts}
+    start = start_of(message, now)
     return make_plan(
         [by_name[t.account] for t in message.targets],
         {(r.channel, r.locale): int(r.metrics.get("segments", 1)) for r in message.renditions},
         reached_by_channel(session, district, message),
-        start_of(message, now),
+        start,
+        held_for(district.quiet_hours, district.district.time_zone, message, start),
     )
 
 
@@ -229,23 +245,31 @@ def summary(channel: str, planned: Mapping[str, Any]) -> str:
     """One channel's plan for people, from its JSON form (`as_json`, a dumped view)."""
     what = _what(channel, planned["recipients"], planned["segments"])
     last = str(planned["last_accepted_at"]).replace("T", " ")
+    waits = planned.get("waits_until")
+    held = f"waiting for quiet hours to end at {str(waits).replace('T', ' ')}, " if waits else ""
     return (
         f"{channel} ({planned['account']}): {what} at {planned['rate_per_s']:g} a second: "
-        f"{duration(planned['seconds'])}, the last accepted at {last}"
+        f"{held}{duration(planned['seconds'])}, the last accepted at {last}"
     )
 
 
 def as_json(plan: Plan, zone: ZoneInfo | None = None) -> dict[str, dict[str, Any]]:
     """The plan as `preview --json` and the API carry it (times ISO 8601, in `zone` if given)."""
-    return {
-        channel: {
-            **asdict(p),
-            "last_accepted_at": p.last_accepted_at.astimezone(zone or dt.UTC).isoformat(
-                timespec="seconds"
-            ),
-        }
-        for channel, p in plan.items()
-    }
+
+    def iso(moment: dt.datetime | None) -> str | None:
+        if moment is None:
+            return None
+        return moment.astimezone(zone or dt.UTC).isoformat(timespec="seconds")
+
+    out: dict[str, dict[str, Any]] = {}
+    for channel, p in plan.items():
+        entry = {**asdict(p), "last_accepted_at": iso(p.last_accepted_at)}
+        if p.waits_until is None:
+            del entry["waits_until"]  # only for texts and calls held through quiet hours
+        else:
+            entry["waits_until"] = iso(p.waits_until)
+        out[channel] = entry
+    return out
 
 
 def record(session: Session, district: DistrictConfig, message: Message) -> None:

@@ -75,6 +75,8 @@ class ChannelPlanView(View):
     rate_per_s: float
     seconds: float
     last_accepted_at: str  # ISO 8601 with the district's offset
+    # Texts and calls held through the district's quiet hours start then (ISO 8601).
+    waits_until: str | SkipJsonSchema[None] = absent_when_none()
 
 
 class Content(View):

@@ -178,15 +178,24 @@ def submit(app: App, message_id: int, as_user: str) -> None:
 @click.argument("message_id", type=ROW_ID)
 @as_option
 @click.option("--ack-warnings", is_flag=True, help="Acknowledge the message's warnings.")
+@click.option(
+    "--send-in-quiet-hours",
+    "quiet_override",
+    metavar="REASON",
+    help="Text and call now even in the district's quiet hours; the reason is kept.",
+)
 @pass_app
-def approve(app: App, message_id: int, as_user: str, ack_warnings: bool) -> None:
-    """Approve a submitted message (not your own). Approval is the go: it is dispatched at once."""
+def approve(
+    app: App, message_id: int, as_user: str, ack_warnings: bool, quiet_override: str | None
+) -> None:
+    """Approve a submitted message (not your own). Approval is the go: it is dispatched at once
+    (a routine message's texts and calls wait for the end of quiet hours)."""
     token = read_token(as_user)
     with app.session() as session:
         approver = app.actor(session, as_user, token)
         message = messages.get_message(session, message_id)
         messages.approve_and_dispatch(
-            session, app.district, message, approver, ack_warnings=ack_warnings
+            session, app.district, message, approver, ack_warnings, quiet_override
         )
         when = scheduling.scheduled_for(message, app.district)
     report_dispatch(message_id, dispatch.released(session), scheduled_for=when)

@@ -110,6 +110,8 @@ def print_status(view: Status) -> None:
     out.print(table)
     if view.texts_being_written:
         out.print("its texts are still being written: their counts will grow")
+    if view.quiet_until_local:
+        out.print(f"its texts and calls wait for quiet hours to end at {view.quiet_until_local}")
     for failure in view.failures:
         out.print(Text(f"failed {failure.channel} {failure.target}: {failure.error}", "red"))
     if view.retraction:

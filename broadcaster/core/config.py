@@ -22,6 +22,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from broadcaster.core.account_config import Account
 from broadcaster.core.config_fields import ROLES, SLUG, Strict, to_address, to_e164
 from broadcaster.core.errors import BadInput
+from broadcaster.core.quiet_hours import QuietHours
 from broadcaster.core.web_config import WebConfig
 
 # Both ship inside the package (package data), so a plain `pip install` has them. Wheels install
@@ -275,6 +276,7 @@ class DistrictConfig(Strict):
     retention: Retention = Retention()
     sandbox: SandboxConfig = SandboxConfig()
     escalation: dict[str, Escalation] = {}  # template category -> its fallback
+    quiet_hours: QuietHours = QuietHours()
     source: Path | None = None
 
     @model_validator(mode="after")

@@ -136,6 +136,10 @@ class Message(Base):
     # Its category falls back between channels and a family may still be due a next step
     # (delivery/escalation.py); the sweep looks only at these.
     escalating: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    # It went out in the district's quiet hours: its texts and calls wait until then
+    # (delivery/quiet_release.py); or an approver sent them at once, for this reason.
+    quiet_until: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    quiet_override: Mapped[str | None] = mapped_column(String(300))
     expanded_through: Mapped[int | None] = mapped_column(Integer)
     expanded_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)  # its last progress
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)

@@ -28,6 +28,7 @@ from broadcaster.core.contacts import current_version
 from broadcaster.core.errors import Refused
 from broadcaster.core.lifecycle import transition
 from broadcaster.core.models import Delivery, Message, User, utcnow
+from broadcaster.core.quiet_hours import HELD_CHANNELS, held_for
 from broadcaster.core.rehearsals import ensure_allowed, ensure_allowed_recipient
 from broadcaster.core.states import REHEARSAL_KINDS, DeliveryStatus
 from broadcaster.delivery.celery_app import CHANNEL_QUEUE, EXPAND, SEND, URGENT, client_for
@@ -136,6 +137,7 @@ def dispatch(
     for row in planned.rows:
         action = row.get("action", "send")
         counts[row["channel"] if action == "send" else f"{row['channel']} {action}"] += 1
+    _hold_for_quiet_hours(session, district, message, now)
     expand = start_expansion(session, message, now) if planned.texts_later else []
     ledger.append(
         session,
@@ -152,6 +154,28 @@ def dispatch(
         select(Delivery.id, Delivery.channel).where(Delivery.message_id == message.id)
     ).all()
     return release_after_commit(session, batches(message, ids) + expand)
+
+
+def _hold_for_quiet_hours(
+    session: Session, district: DistrictConfig, message: Message, now: dt.datetime
+) -> None:
+    """Going out in quiet hours, a routine message's texts and calls wait for their end
+    (quiet_release.py lets them go); its posts, web page and e-mails go now."""
+    until = held_for(district.quiet_hours, district.district.time_zone, message, now)
+    message.quiet_until = until
+    if until is not None:
+        held = sorted({t.channel for t in message.targets if t.channel in HELD_CHANNELS})
+        ledger.append(
+            session,
+            "dispatch.quiet_hours",
+            {"held": held, "until": until.isoformat()},
+            message_id=message.id,
+        )
+
+
+def held_now(message: Message) -> bool:
+    """Whether the message's texts and calls wait for its quiet hours to end."""
+    return message.quiet_until is not None and message.quiet_until > utcnow()
 
 
 def start_expansion(session: Session, message: Message, now: dt.datetime) -> list[Batch]:
@@ -176,11 +200,16 @@ def _texts_from(message: Message) -> dict[str, int]:
 
 
 def batches(message: Message, ids: Iterable[tuple[int, str]]) -> list[Batch]:
+    """The tasks that send these deliveries; none for texts and calls held through quiet
+    hours (their rows wait with next_attempt_at: quiet_release enqueues them)."""
     by_channel: dict[str, list[int]] = defaultdict(list)
     for delivery_id, channel in ids:
         by_channel[channel].append(delivery_id)
     out: list[Batch] = []
+    held = held_now(message)
     for channel in CHANNEL_ORDER:
+        if held and channel in HELD_CHANNELS:
+            continue
         queue = URGENT if message.urgent else CHANNEL_QUEUE[channel]
         size = SMS_BATCH if channel in FAMILY_CHANNELS else 1
         chunk = by_channel.get(channel, [])

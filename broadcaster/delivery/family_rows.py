@@ -14,7 +14,9 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from broadcaster.core.models import Delivery, Message, SharedDelivery, UTCDateTime
+from broadcaster.core.quiet_hours import HELD_CHANNELS
 from broadcaster.core.states import DeliveryStatus
+from broadcaster.delivery.dispatch import held_now
 
 _DELIVERIES = cast(Table, Delivery.__table__)  # written by Core: no ORM objects for a page
 _SHARED = cast(Table, SharedDelivery.__table__)
@@ -38,6 +40,11 @@ def write(
         "status": literal(DeliveryStatus.QUEUED.value),
         "action": literal("send"),
         "attempts": literal(0),
+        # Texts and calls held through quiet hours: no worker claims them before then.
+        "next_attempt_at": literal(
+            message.quiet_until if channel in HELD_CHANNELS and held_now(message) else None,
+            UTCDateTime(),
+        ),
         "created_at": literal(now, UTCDateTime()),
         "updated_at": literal(now, UTCDateTime()),
     }

@@ -11,7 +11,14 @@ from celery.signals import worker_ready, worker_shutdown
 from broadcaster.core.config import Settings, load_district
 from broadcaster.core.db import session_scope
 from broadcaster.core.models import utcnow
-from broadcaster.delivery import dispatch, expansion, heartbeat, scheduling, sending
+from broadcaster.delivery import (
+    dispatch,
+    expansion,
+    heartbeat,
+    quiet_release,
+    scheduling,
+    sending,
+)
 from broadcaster.delivery.celery_app import DISPATCH_DUE, EXPAND, SEND, SWEEP, app
 from broadcaster.delivery.ratelimit import redis_for
 from broadcaster.delivery.sweep import sweep as sweep_lost_work
@@ -86,11 +93,14 @@ def sweep() -> None:
 
 @app.task(name=DISPATCH_DUE)
 def dispatch_due() -> None:
-    """Scheduled messages whose time has come: rows written, and enqueued once committed."""
+    """Scheduled messages whose time has come (rows written), and texts and calls whose quiet
+    hours have ended: enqueued once committed."""
     current = worker()
     url = current.settings.effective_database_url
     with session_scope(url, settings=current.settings) as session:
-        scheduling.dispatch_due(session, current.district, utcnow())
+        now = utcnow()
+        scheduling.dispatch_due(session, current.district, now)
+        quiet_release.release_due(session, now)
     warning = dispatch.released(session).warning
     if warning:
-        log.warning("scheduled messages dispatched, but %s", warning)
+        log.warning("scheduled or held messages dispatched, but %s", warning)

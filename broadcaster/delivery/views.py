@@ -102,6 +102,8 @@ class Status(Timing, Identified):
     deliveries: dict[Channel, dict[DeliveryStatusValue, int]]
     # A worker is still writing its texts (delivery/expansion.py): their counts still grow.
     texts_being_written: bool = False
+    # Its texts and calls wait for the district's quiet hours to end, then (district time).
+    quiet_until_local: str | SkipJsonSchema[None] = absent_when_none()
     failures: list[Failure]
     # A message being (or that was) retracted; the notice itself shows its own retraction.
     retraction: Retraction | SkipJsonSchema[None] = absent_when_none()
@@ -148,6 +150,7 @@ def status_view(session: Session, message: Message, district: DistrictConfig) ->
         **dict(timing_view(message, district)),
         deliveries=status.delivery_counts(session, message),
         texts_being_written=message.expanding,
+        quiet_until_local=local_time(message.quiet_until, district),
         failures=[
             Failure(channel=c, target=mask_recipient(c, r), error=mask_contacts(e))
             for c, r, e in status.failures(session, message)

@@ -318,10 +318,15 @@ def cancel(message_id: int) -> Response:
 @api.post(MESSAGE + "/approve")
 def approve(message_id: int) -> Response:
     with acting() as (session, approver):
-        ack_warnings = body(ApproveBody).ack_warnings
+        asked = body(ApproveBody)
         message = messages.get_message(session, message_id)
         messages.approve_and_dispatch(
-            session, context.district(), message, approver, ack_warnings=ack_warnings
+            session,
+            context.district(),
+            message,
+            approver,
+            asked.ack_warnings,
+            asked.send_in_quiet_hours,
         )
         view = status_view(session, message, context.district())
     return _json(_dispatched(view, session))

@@ -113,6 +113,13 @@ class RetractBody(Body):
 
 class ApproveBody(Body):
     ack_warnings: bool = Field(False, description="Acknowledge the message's warnings.")
+    send_in_quiet_hours: str | None = Field(
+        None,
+        min_length=1,
+        max_length=300,
+        description="Why its texts and calls cannot wait for the end of the district's quiet "
+        "hours: they go at once, and the reason is kept in the record.",
+    )
 
 
 class RejectBody(Body):
