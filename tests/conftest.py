@@ -68,6 +68,29 @@ def catalog(district):
     return Catalog(district)
 
 
+# Fixtures that start real `broadcaster worker` processes against the test's database.
+WORKER_FIXTURES = frozenset({"stack", "production", "reach_stack"})
+
+
+def pytest_collection_modifyitems(config, items) -> None:
+    """Tests with real workers run on PostgreSQL, the production database, and not again on
+    SQLite, unless marked `both_databases` (the crash and fan-out guarantees of the embedded
+    install): their SQL is the same code the shorter tests run on both, and a worker test is
+    seconds of the suite's time where the rest are tenths."""
+    kept, dropped = [], []
+    for item in items:
+        spec = getattr(item, "callspec", None)
+        on_sqlite = spec is not None and spec.params.get("db_url") == "sqlite"
+        with_workers = WORKER_FIXTURES.intersection(getattr(item, "fixturenames", ()))
+        if on_sqlite and with_workers and item.get_closest_marker("both_databases") is None:
+            dropped.append(item)
+        else:
+            kept.append(item)
+    if dropped:
+        config.hook.pytest_deselected(items=dropped)
+        items[:] = kept
+
+
 # The long end-to-end runs (faults, crashes, pacing, recalls) on the production database only:
 # each takes a minute of the suite's ~12, and the SQLite path they share (claims, the sweep,
 # outcomes) is covered by the shorter tests and by the killed-worker test, which runs on both.

@@ -6,6 +6,7 @@ import datetime as dt
 import time
 from zoneinfo import ZoneInfo
 
+import pytest
 import redis
 from sqlalchemy import select
 
@@ -15,6 +16,7 @@ from tests.conftest import CARMEN_LOCKDOWN, ON_POSTGRESQL, closure_vars, submit_
 from tests.delivery_stack import import_contacts, redis_url, texts_by_phone
 
 
+@pytest.mark.both_databases
 def test_bilingual_closure_to_500_contacts_on_all_four_channels(
     stack, run, tokens, compose_closure, tmp_path, session_factory
 ):
@@ -42,8 +44,9 @@ def test_bilingual_closure_to_500_contacts_on_all_four_channels(
     assert run("records", "verify").exit_code == 0
 
 
+@pytest.mark.both_databases
 def test_a_worker_killed_mid_fanout_loses_and_duplicates_nothing(stack, tokens, compose_closure):
-    expected, draft = stack.kill_a_worker_mid_fanout(tokens, compose_closure, families=2000)
+    expected, draft = stack.kill_a_worker_mid_fanout(tokens, compose_closure, families=1000)
     assert len(stack.sandbox.posts("twilio")) < len(expected)  # it died mid fan-out
     # Two workers, each with its own beat: concurrent sweeps must not resend either.
     stack.start_worker(concurrency=4)

@@ -201,9 +201,10 @@ def slow_sms_district(tmp_path: Path, rate: float) -> Path:
 def test_attempts_count_only_requests_that_reached_the_provider(
     stack, run, tokens, compose_closure, tmp_path, session_factory
 ):
-    # 2 texts a second for 60 recipients in batches of 50: most of a batch is handed back by
-    # the local rate limit or released unsent as its claim nears its end, then some 503s.
-    run.env["BROADCASTER_CONFIG"] = str(slow_sms_district(tmp_path, 2.0))
+    # 4 texts a second for 60 recipients in batches of 50 (12.5 s a batch, past the 8 s
+    # lease): most of a batch is handed back by the local rate limit or released unsent as its
+    # claim nears its end, then some 503s.
+    run.env["BROADCASTER_CONFIG"] = str(slow_sms_district(tmp_path, 4.0))
     admin = run.json("users", "add", "it")["token"]
     expected = write_contacts(tmp_path / "contacts.csv", 60)
     run.json("contacts", "import", str(tmp_path / "contacts.csv"), "--as", "it", token=admin)
