@@ -20,21 +20,24 @@ import dataclasses
 import datetime as dt
 from zoneinfo import ZoneInfo
 
+import sqlalchemy as sa
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from broadcaster.authoring import messages
 from broadcaster.authoring.catalog import Catalog
-from broadcaster.core import follow_ups
+from broadcaster.core import follow_ups, ledger
 from broadcaster.core.config import DistrictConfig
 from broadcaster.core.errors import BadInput, Refused
 from broadcaster.core.lifecycle import transition
-from broadcaster.core.models import Delivery, Message, User
+from broadcaster.core.models import Delivery, Message, User, utcnow
 from broadcaster.core.permissions import require
+from broadcaster.core.quiet_hours import HELD_CHANNELS
 from broadcaster.core.states import DeliveryStatus, MessageState
 from broadcaster.core.text_safety import check_text
 from broadcaster.delivery import scheduling
 from broadcaster.delivery.dispatch import Batch, dispatch, retry_failed
+from broadcaster.delivery.recording import finish_if_done
 
 NOTICE = "retraction_notice"
 UPDATABLE = (MessageState.SENT, MessageState.PARTIALLY_SENT)
@@ -100,6 +103,8 @@ def retract(
     reason = check_text("reason", reason.strip())
     if not reason:
         raise BadInput("say why the message is withdrawn: --reason TEXT")
+    require(actor, "retract", district)
+    _withdraw_held(session, district, original)
     transition(session, original, "retract", actor, district, reason=reason)
     template = catalog.get(NOTICE)
     request = messages.Request(
@@ -125,6 +130,40 @@ def retract(
         transition(session, notice, "finish_sent", None, district, deliveries={})
         follow_ups.settle_original(session, district, notice)
     return notice, planned
+
+
+def _withdraw_held(session: Session, district: DistrictConfig, original: Message) -> None:
+    """A message whose texts and calls wait for quiet hours to end went out everywhere else:
+    taking it back expires what is held (nobody got it), which finishes the message, so it is
+    retracted like any other. One still writing its rows, or with sends in flight, is not
+    finished yet: the retraction is refused as for any message still going out."""
+    if original.state != MessageState.DISPATCHING or original.quiet_until is None:
+        return
+    if original.expanding:
+        return
+    expired = session.execute(
+        sa.update(Delivery)
+        .where(
+            Delivery.message_id == original.id,
+            Delivery.channel.in_(HELD_CHANNELS),
+            Delivery.status == DeliveryStatus.QUEUED,
+        )
+        .values(
+            status=DeliveryStatus.EXPIRED,
+            error="withdrawn before quiet hours ended: never sent",
+            updated_at=utcnow(),
+        )
+        .execution_options(synchronize_session=False)
+    )
+    original.quiet_until = None
+    ledger.append(
+        session,
+        "delivery.withdrawn_held",
+        {"expired": expired.rowcount},  # type: ignore[attr-defined]  # an UPDATE's CursorResult
+        message_id=original.id,
+    )
+    finish_if_done(session, district, original.id)
+    session.refresh(original)
 
 
 def retry(

@@ -221,3 +221,42 @@ def test_workers_send_the_posts_at_night_and_the_texts_when_quiet_hours_end(
         texted = {r.recipient for r in rows(session, mid)["sms"]}
     assert phones == texted  # each once, after the night
     assert len(stack.sandbox.posts("twilio")) == len(texted)
+
+
+def test_a_held_message_can_be_taken_back_and_its_held_texts_never_go(
+    run, tokens, families, tmp_path, session_factory
+):
+    """Posted at night with its texts held: withdrawing it expires the held texts and calls
+    (nobody got them, so nobody gets a correction) and takes the posts down as usual."""
+    quiet_now(run, tmp_path)
+    district = load_district(Path(run.env["BROADCASTER_CONFIG"]))
+    mid = compose(run, tokens)
+    assert approve(run, tokens, mid).exit_code == 0
+    assert expansion.expand(run.settings(), district, [mid]) == []
+    with session_factory() as session:  # the posts and e-mails went out
+        session.execute(
+            update(Delivery)
+            .where(Delivery.message_id == mid, Delivery.channel.in_(("web", "email")))
+            .values(status="sent", provider_id="post-1", sent_at=utcnow())
+        )
+    args = ("retract", str(mid), "--as", "ben", "--reason", "wrong date", "--json")
+    refused = run(*args[:-1], "--as", "ana", token=tokens["ana"])
+    assert refused.exit_code == 2  # an author may not retract: nothing was expired
+    with session_factory() as session:
+        assert session.get(Message, mid).quiet_until is not None
+    result = run(*args, token=tokens["ben"])
+    assert result.exit_code == 0, result.output
+    with session_factory() as session:
+        original = session.get(Message, mid)
+        assert original.state == "retracting" and original.quiet_until is None
+        held = rows(session, mid)
+        assert {r.status for r in held["sms"] + held["voice"]} == {"expired"}
+        assert events(session, mid)["delivery.withdrawn_held"] == {
+            "expired": len(held["sms"]) + len(held["voice"])
+        }
+        notice = session.scalars(select(Message).where(Message.follows_id == mid)).one().id
+    expansion.expand(run.settings(), district, [notice])
+    with session_factory() as session:  # no correction text: the held ones reached nobody
+        assert "sms" not in rows(session, notice)
+    with db.session_scope(run.env["BROADCASTER_DATABASE_URL"], settings=run.settings()) as s:
+        assert quiet_release.release_due(s, utcnow() + dt.timedelta(days=1)) == []
