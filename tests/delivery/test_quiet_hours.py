@@ -260,3 +260,37 @@ def test_a_held_message_can_be_taken_back_and_its_held_texts_never_go(
         assert "sms" not in rows(session, notice)
     with db.session_scope(run.env["BROADCASTER_DATABASE_URL"], settings=run.settings()) as s:
         assert quiet_release.release_due(s, utcnow() + dt.timedelta(days=1)) == []
+
+
+def test_the_console_shows_the_hold_and_takes_an_approvers_reason_to_send_now(
+    run, tokens, families, tmp_path, session_factory, console
+):
+    ends = quiet_now(run, tmp_path)
+    console.app()  # on the district file with quiet hours
+    held, sent_now = compose(run, tokens), compose(run, tokens)
+    for mid in (held, sent_now):
+        assert run("submit", str(mid), "--as", "ana", token=tokens["ana"]).exit_code == 0
+    ben = console.signed_in("ben")
+    page = ben.get(f"/console/messages/{held}").get_data(as_text=True)
+    assert "Quiet hours: its texts and calls wait until" in page
+    assert f'<time datetime="{ends.astimezone(ZONE).isoformat()}">' in page
+    assert f'<textarea name="send_in_quiet_hours" id="quiet-{held}"' in page
+    bidi = ben.post(
+        f"/console/messages/{held}/approve",
+        {"ack_warnings": "yes", "send_in_quiet_hours": "now\u202e"},
+    )
+    assert bidi.status_code == 400
+    with session_factory() as session:
+        assert session.get(Message, held).state == "submitted"
+    plain = ben.post(f"/console/messages/{held}/approve", {"ack_warnings": "yes"})
+    assert plain.status_code == 302
+    reason = "the concert is at 7 a.m."
+    now = ben.post(
+        f"/console/messages/{sent_now}/approve",
+        {"ack_warnings": "yes", "send_in_quiet_hours": reason},
+    )
+    assert now.status_code == 302
+    with session_factory() as session:
+        assert session.get(Message, held).quiet_until == ends
+        assert session.get(Message, sent_now).quiet_until is None
+        assert events(session, sent_now)["message.approve"]["quiet_hours_override"] == reason

@@ -54,11 +54,11 @@ def submit(message_id: int) -> ResponseReturnValue:
 @signed_in
 def approve(message_id: int) -> ResponseReturnValue:
     acknowledged = request.form.get("ack_warnings") == "yes"
+    # Left empty, the texts and calls wait for quiet hours to end as usual.
+    override = request.form.get("send_in_quiet_hours", "") or None
 
     def act(db: Session, message: Message, user: User) -> None:
-        messages.approve_and_dispatch(
-            db, context.district(), message, user, ack_warnings=acknowledged
-        )
+        messages.approve_and_dispatch(db, context.district(), message, user, acknowledged, override)
 
     def done(message: Message) -> str:
         when = scheduling.scheduled_for(message, context.district())
