@@ -243,6 +243,20 @@ def current_version(session: Session) -> int:
     return session.scalar(select(func.max(ContactList.version))) or 0
 
 
+def language_of(session: Session, phone: str) -> str | None:
+    """The language the current contact list gives for this mobile or landline (its first
+    row's), or None when the number is not in it."""
+    return session.scalar(
+        select(Contact.locale)
+        .where(
+            Contact.version == current_version(session),
+            or_(Contact.phone == phone, Contact.landline == phone),
+        )
+        .order_by(Contact.id)
+        .limit(1)
+    )
+
+
 def drop_unused_versions(session: Session, now: dt.datetime | None = None) -> int:
     """Delete the contacts of replaced lists that no expanding message reads, once they were
     replaced SUPERSEDED_GRACE ago: an approval that read one as current just before the import

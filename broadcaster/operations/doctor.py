@@ -27,7 +27,7 @@ from sqlalchemy import Engine, create_engine, text
 from sqlalchemy.exc import SQLAlchemyError
 
 from broadcaster.authoring.catalog import Catalog
-from broadcaster.core import db
+from broadcaster.core import db, sms_keywords
 from broadcaster.core.config import DistrictConfig, Settings, load_district
 from broadcaster.core.errors import BroadcasterError
 from broadcaster.core.models import utcnow
@@ -256,7 +256,9 @@ def check_templates(target: Deployment, district: DistrictConfig) -> Check:
         names = Catalog(district).names()
     except (BroadcasterError, OSError) as exc:
         return Check("templates", False, _first_line(exc))
-    return Check("templates", True, f"{len(names)} templates")
+    drafts = sms_keywords.unreviewed()
+    unsigned = f"; replies to STOP, START and HELP not yet reviewed: {', '.join(drafts)}"
+    return Check("templates", True, f"{len(names)} templates{unsigned if drafts else ''}")
 
 
 def check_public_site(target: Deployment, district: DistrictConfig) -> Check:

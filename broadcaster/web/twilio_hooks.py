@@ -31,9 +31,10 @@ from twilio.request_validator import RequestValidator
 from twilio.twiml.messaging_response import MessagingResponse
 from twilio.twiml.voice_response import VoiceResponse
 
-from broadcaster.core import db, ledger
-from broadcaster.core.config import DistrictConfig, Settings
+from broadcaster.core import db, ledger, sms_keywords
+from broadcaster.core.config import DistrictConfig, DistrictInfo, Settings
 from broadcaster.core.config_fields import to_e164
+from broadcaster.core.contacts import language_of
 from broadcaster.core.contacts_csv import normalize_phone
 from broadcaster.core.errors import BroadcasterError
 from broadcaster.core.models import InboundText, OptOut
@@ -47,9 +48,6 @@ from channel_adapters import build
 
 hooks = Blueprint("twilio_hooks", __name__, url_prefix="/hooks/twilio")
 
-STOP_WORDS = {"stop", "stopall", "unsubscribe", "cancel", "end", "quit", "revoke", "opt out"}
-START_WORDS = {"start", "unstop", "yes"}
-HELP_WORDS = {"help", "info"}
 HOOK_KEYS = "TWILIO_HOOK_KEYS"  # app.config: the keys computed at start
 SID_MAX = 64  # Twilio's SIDs are 34 characters; the replay table's column holds 64
 
@@ -256,7 +254,8 @@ def inbound() -> Response:
     sid = form.get("MessageSid") or form.get("SmsSid") or ""
     if not sid or len(sid) > SID_MAX:
         abort(400, "no MessageSid")
-    word = " ".join(form.get("Body", "").split()).lower()
+    body = form.get("Body", "")
+    keyword = sms_keywords.classify(body)
     phone = normalize_phone(form.get("From", ""), info.phone_region)
     reply = MessagingResponse()
     if phone is None:
@@ -265,29 +264,35 @@ def inbound() -> Response:
         if not _first_time(session, sid, key.signer.account_sid):
             current_app.logger.info("ignored a replayed inbound text %s", sid)
             return _twiml(reply)
+        if keyword is None:
+            return _twiml(reply)
+        word = sms_keywords.fold(body)
+        answer = _keyword_reply(info, keyword, language_of(session, phone))
         opted_out = session.get(OptOut, phone) is not None
-        if word in STOP_WORDS:
+        if keyword.action == "stop":
             if not opted_out:  # confirmed once; a second STOP gets no reply
                 session.add(OptOut(phone=phone, source="STOP by text"))
                 ledger.append(session, "contact.opted_out", {"phone": phone, "word": word})
-                reply.message(
-                    f"{info.short_name}: you will no longer receive texts from "
-                    "us. Reply START to receive them again."
-                )
-        elif word in START_WORDS:
+                reply.message(answer)
+        elif keyword.action == "start":
             if opted_out:
                 session.execute(delete(OptOut).where(OptOut.phone == phone))
                 ledger.append(session, "contact.opted_in", {"phone": phone, "word": word})
-            reply.message(
-                f"{info.short_name}: you will receive district alerts again. Reply STOP to opt out."
-            )
-        elif word in HELP_WORDS:
-            contact = " or ".join(filter(None, [info.phone, info.email]))
-            reply.message(
-                f"{info.name} alerts. Questions: {contact}. Reply STOP to opt out, START to opt "
-                "back in. Msg & data rates may apply."
-            )
+            reply.message(answer)
+        else:
+            reply.message(answer)
     return _twiml(reply)
+
+
+def _keyword_reply(info: DistrictInfo, keyword: sms_keywords.Keyword, known: str | None) -> str:
+    """The reply in the keyword's language, or the contact's for an English keyword."""
+    return sms_keywords.reply(
+        keyword.action,
+        sms_keywords.reply_language(keyword, known),
+        short_name=info.short_name,
+        name=info.name,
+        contact=" or ".join(filter(None, [info.phone, info.email])),
+    )
 
 
 def _first_time(session: Session, sid: str, account_sid: str) -> bool:
