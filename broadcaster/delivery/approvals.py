@@ -8,13 +8,14 @@ reach, retries, retraction, the records export) counts them as the message's own
 approvers before approval is none of that. So `request` (called in the submission's transaction)
 writes `approval.notice_queued` to the ledger, naming each target by account and label or user
 name (never a URL or a phone), and enqueues NOTIFY_APPROVERS once the submission commits; should
-the broker lose it (down at that moment), the sweep queues it again (`ring_again`). The task is
-acknowledged late and rejected when its worker is lost, so it runs at least once; each run sends
-to the targets it was given and writes `approval.notified` (sent, failed with masked errors,
-still to retry); targets that failed for a reason that may pass are retried by a new task with
-back-off, at most MAX_RUNS runs in all. A worker lost mid-run may send a target twice: a second
-notice is harmless, a missing one is not. A notice is not sent once the message no longer
-waits (approved, rejected, cancelled).
+the broker lose it (down at that moment), the sweep queues it again (`ring_again`), and a copy
+that finds the notice already run does nothing. The task is acknowledged late and rejected when
+its worker is lost, so it runs at least once; each run sends to the targets it was given and
+writes `approval.notified` (sent, failed with masked errors, still to retry); targets that
+failed for a reason that may pass are retried by a new task with back-off, at most MAX_RUNS
+runs in all. A worker lost mid-run, or a copy queued again while the first waited for a worker
+and run beside it, may send a target twice: a second notice is harmless, a missing one is not.
+A notice is not sent once the message no longer waits (approved, rejected, cancelled).
 
 The text names the template's title, the message's id, its author and the console's page for it
 (BROADCASTER_PUBLIC_URL), and nothing of the message's content: no student's personal data.
@@ -206,6 +207,8 @@ def notify(worker: Worker, message_id: int, keys: Iterable[str], run: int) -> Ru
         message = session.get(Message, message_id)
         if message is None or message.state != MessageState.SUBMITTED:
             return None
+        if run == 1 and ledger.entries_for(session, message_id, ("approval.notified",)):
+            return None  # a copy the sweep queued again while the first was only late: sent
         text = notice_text(worker.settings, message)
         kind = message.kind
         outcome = Run(queue_for(message), [], {}, {})

@@ -11,11 +11,18 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 
 from broadcaster.core import db, ledger
 from broadcaster.core.config import SAMPLE_CONFIG, SAMPLE_DISTRICT, load_district
-from broadcaster.core.models import Delivery, LedgerEntry, LedgerPayload, User, utcnow
+from broadcaster.core.models import (
+    Delivery,
+    LedgerEntry,
+    LedgerPayload,
+    User,
+    WorkerHeartbeat,
+    utcnow,
+)
 from broadcaster.delivery import approvals
 from broadcaster.delivery.sending import MAX_ATTEMPTS
 from tests.conftest import CLOSURE_VARS, ON_POSTGRESQL
@@ -192,8 +199,11 @@ def test_a_submission_notifies_the_approvers_by_staff_chat_and_text(stack, run, 
     run.env["BROADCASTER_PUBLIC_URL"] = PUBLIC_URL
     draft = compose_for_staff(run, tokens, channels="x,web")
     mid = str(draft["id"])
-    assert run("submit", mid, "--as", "ana", token=tokens["ana"]).exit_code == 0
+    # A worker is up first, as in a deployment: a notice that waits longer than
+    # BROADCASTER_REQUEUE_AFTER (4 s here) for a worker to start is queued again by the sweep.
     stack.start_worker()
+    stack.wait_for(lambda: _worker_up(run), timeout=90)
+    assert run("submit", mid, "--as", "ana", token=tokens["ana"]).exit_code == 0
     expected = (
         f"Waiting for your approval: School closure (message {mid}) by ana. "
         f"{PUBLIC_URL}/console/messages/{mid}"
@@ -245,6 +255,12 @@ def test_a_notice_the_broker_lost_is_queued_again_by_the_sweep(stack, run, token
     with db.session_scope(run.env["BROADCASTER_DATABASE_URL"]) as session:
         queued = ledger.entries_for(session, draft["id"], ("approval.notice_queued",))
     assert [payload.get("again") for _, payload in queued] == [None, "never ran"]
+
+
+def _worker_up(run) -> bool:
+    """A worker has said it is alive (its heartbeat row): it takes tasks from now on."""
+    with db.session_scope(run.env["BROADCASTER_DATABASE_URL"]) as session:
+        return session.scalar(select(func.count()).select_from(WorkerHeartbeat)) > 0
 
 
 def _notified(run, message_id: int) -> dict | None:
