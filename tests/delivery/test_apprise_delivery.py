@@ -301,3 +301,24 @@ def test_approvers_texted_are_never_the_author_nor_disabled(run, tokens, tmp_pat
     with db.session_scope(url) as session:
         ana = session.scalars(select(User).where(User.name == "ana")).one()
         assert approvals.approvers(session, district, ana) == ["ben"]
+
+
+@ON_POSTGRESQL
+def test_a_copy_queued_again_after_the_notice_ran_sends_nothing(
+    stack, run, tokens, tmp_path, monkeypatch
+):
+    """The first run sends and records `approval.notified`; a copy of run 1 that the sweep
+    queued while the first only waited for a worker then finds it and sends nothing."""
+    from tests.delivery.test_sweep import in_process_worker
+
+    staff_district(run, tmp_path, stack.sandbox.url, notify=True)
+    draft = compose_for_staff(run, tokens, channels="web")
+    assert run("submit", str(draft["id"]), "--as", "ana", token=tokens["ana"]).exit_code == 0
+    worker = in_process_worker(run, monkeypatch)
+    with db.session_scope(run.env["BROADCASTER_DATABASE_URL"]) as session:
+        ((_, queued),) = ledger.entries_for(session, draft["id"], ("approval.notice_queued",))
+    first = approvals.notify(worker, draft["id"], queued["targets"], 1)
+    assert first is not None and len(first.sent) == 3
+    sent = len(stack.sandbox.posts("staff")) + len(stack.sandbox.posts("twilio"))
+    assert approvals.notify(worker, draft["id"], queued["targets"], 1) is None
+    assert len(stack.sandbox.posts("staff")) + len(stack.sandbox.posts("twilio")) == sent == 3
