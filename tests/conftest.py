@@ -69,7 +69,7 @@ def catalog(district):
 
 
 # Fixtures that start real `broadcaster worker` processes against the test's database.
-WORKER_FIXTURES = frozenset({"stack", "production", "reach_stack"})
+WORKER_FIXTURES = frozenset({"stack", "production"})
 
 
 def pytest_collection_modifyitems(config, items) -> None:

@@ -123,10 +123,18 @@ class Stack:
 
 
 @pytest.fixture
-def stack(run, tmp_path):
+def sandbox_options(request) -> dict:
+    """Options of the Sandbox a test's stack runs (per-number text and call outcomes, refused
+    e-mail recipients, ...): a test gives them with
+    `pytest.mark.parametrize("sandbox_options", [...], indirect=True)`."""
+    return dict(getattr(request, "param", {}))
+
+
+@pytest.fixture
+def stack(run, tmp_path, sandbox_options):
     from provider_sandbox import Sandbox
 
-    with Sandbox(port=0) as sandbox:
+    with Sandbox(port=0, **sandbox_options) as sandbox:
         run.env.update(FAST_SWEEP)
         run.env["BROADCASTER_BROKER_URL"] = redis_url()
         run.env["BROADCASTER_SANDBOX_URL"] = sandbox.url

@@ -14,7 +14,6 @@ from __future__ import annotations
 import csv
 import time
 from collections import Counter
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -25,7 +24,7 @@ from broadcaster.core import db, ledger
 from broadcaster.core.config import SAMPLE_CONFIG, SAMPLE_DISTRICT
 from broadcaster.core.models import Delivery, Message
 from tests.conftest import ON_POSTGRESQL, closure_vars, submit_and_approve
-from tests.delivery_stack import FAST_SWEEP, Stack, redis_url
+from tests.delivery_stack import Stack
 
 pytestmark = [pytest.mark.slow, ON_POSTGRESQL]
 
@@ -151,30 +150,6 @@ def district_file(run, tmp_path: Path, extra: str = "") -> Path:
     return config
 
 
-@pytest.fixture
-def sandbox_options(request) -> dict:
-    """Options of the Sandbox a test's stack runs: a test gives them with
-    `pytest.mark.parametrize("sandbox_options", [...], indirect=True)`."""
-    return dict(getattr(request, "param", {}))
-
-
-@pytest.fixture
-def reach_stack(run, tmp_path, sandbox_options) -> Iterator[Stack]:
-    """The delivery stack (tests/delivery_stack.py) around a sandbox made with these options:
-    per-number text and call outcomes, refused e-mail recipients."""
-    from provider_sandbox import Sandbox
-
-    with Sandbox(port=0, **sandbox_options) as sandbox:
-        run.env.update(FAST_SWEEP)
-        run.env["BROADCASTER_BROKER_URL"] = redis_url()
-        run.env["BROADCASTER_SANDBOX_URL"] = sandbox.url
-        built = Stack(run, sandbox, tmp_path)
-        try:
-            yield built
-        finally:
-            built.stop()
-
-
 def received(sandbox) -> dict[str, Counter[str]]:
     """channel -> how many texts, calls or e-mails each number or address received."""
     return {
@@ -221,9 +196,8 @@ def wait_settled(stack: Stack, run, tokens, message_id: int, timeout: float = 12
 
 
 def test_a_bilingual_closure_reaches_each_family_once_on_the_channels_it_chose(
-    reach_stack, run, tokens, web_app, tmp_path
+    stack, run, tokens, web_app, tmp_path
 ):
-    stack = reach_stack
     district_file(run, tmp_path)
     run.env["BROADCASTER_PUBLIC_URL"] = web_app()  # the texts' and calls' status callbacks
     families = make_families()
@@ -358,9 +332,9 @@ EMERGENCY_SANDBOX = {
 
 @pytest.mark.parametrize("sandbox_options", [EMERGENCY_SANDBOX], indirect=True)
 def test_an_emergency_escalates_failed_texts_to_calls_then_email_and_reach_names_the_rest(
-    reach_stack, run, tokens, web_app, tmp_path, sandbox_options
+    stack, run, tokens, web_app, tmp_path, sandbox_options
 ):
-    stack, families = reach_stack, EMERGENCY_FAMILIES
+    families = EMERGENCY_FAMILIES
     failing = [f for f in families if EMERGENCY[f.household].text]
     assert len(failing) == FAMILIES // 10
     district_file(
