@@ -28,13 +28,13 @@ from broadcaster.authoring import messages
 from broadcaster.authoring.catalog import Catalog
 from broadcaster.core import follow_ups, ledger
 from broadcaster.core.config import DistrictConfig
-from broadcaster.core.errors import BadInput, Refused
+from broadcaster.core.errors import Refused
 from broadcaster.core.lifecycle import transition
 from broadcaster.core.models import Delivery, Message, User, utcnow
 from broadcaster.core.permissions import require
 from broadcaster.core.quiet_hours import HELD_CHANNELS
 from broadcaster.core.states import DeliveryStatus, MessageState
-from broadcaster.core.text_safety import check_text
+from broadcaster.core.text_safety import check_reason
 from broadcaster.delivery import scheduling
 from broadcaster.delivery.dispatch import Batch, dispatch, retry_failed
 from broadcaster.delivery.recording import finish_if_done
@@ -100,9 +100,7 @@ def retract(
     that went out, enqueued when the transaction commits, and one correction text per phone the
     original reached, written and enqueued by a worker after it. Returns the notice and the
     batches, for counting."""
-    reason = check_text("reason", reason.strip())
-    if not reason:
-        raise BadInput("say why the message is withdrawn: --reason TEXT")
+    reason = check_reason("reason", reason, "say why the message is withdrawn: --reason TEXT")
     require(actor, "retract", district)
     _withdraw_held(session, district, original)
     transition(session, original, "retract", actor, district, reason=reason)

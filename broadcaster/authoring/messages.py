@@ -32,7 +32,7 @@ from broadcaster.core.models import Rendition as RenditionRow
 from broadcaster.core.models import Target as TargetRow
 from broadcaster.core.permissions import require
 from broadcaster.core.states import REHEARSAL_KINDS, MessageKind, MessageState
-from broadcaster.core.text_safety import check_text
+from broadcaster.core.text_safety import check_reason
 from broadcaster.delivery import approvals, scheduling
 from broadcaster.delivery.dispatch import Batch
 from broadcaster.delivery.expansion import audience_size
@@ -344,9 +344,11 @@ def approve(
 def _override_reason(reason: str | None) -> str | None:
     if reason is None:
         return None
-    reason = check_text("quiet hours override", reason.strip())
-    if not reason:
-        raise BadInput("say why the texts and calls cannot wait for quiet hours to end")
+    reason = check_reason(
+        "quiet hours override",
+        reason,
+        "say why the texts and calls cannot wait for quiet hours to end",
+    )
     if len(reason) > QUIET_REASON_MAX:
         raise BadInput(f"the quiet hours override's reason is over {QUIET_REASON_MAX} characters")
     return reason
@@ -436,9 +438,7 @@ def trigger_and_dispatch(
 def reject(
     session: Session, district: DistrictConfig, message: Message, approver: User, reason: str
 ) -> None:
-    reason = check_text("reason", reason.strip())
-    if not reason:
-        raise BadInput("give the author a reason: --reason TEXT")
+    reason = check_reason("reason", reason, "give the author a reason: --reason TEXT")
     transition(session, message, "reject", approver, district, reason=reason)
     _record_approval(session, message, approver, "rejected", "second person", [], reason)
 

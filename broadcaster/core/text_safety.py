@@ -94,6 +94,15 @@ def check_text(field: str, value: str) -> str:
     return value
 
 
+def check_reason(field: str, value: str, missing: str) -> str:
+    """A reason a person gives (for a rejection, a retraction, a hold, ...): stripped and
+    checked like any typed text; BadInput saying `missing` when nothing is left."""
+    reason = check_text(field, value.strip())
+    if not reason:
+        raise BadInput(missing)
+    return reason
+
+
 def check_all(value: Any) -> Any:
     """For pydantic validators: every string in the value (list items, dict keys and values)
     checked; raises ValueError, which pydantic reports with the field's location."""

@@ -20,7 +20,7 @@ from broadcaster.core.config import DistrictConfig
 from broadcaster.core.errors import BadInput, NotFound, Refused
 from broadcaster.core.models import RecordHold, User, utcnow
 from broadcaster.core.permissions import require
-from broadcaster.core.text_safety import check_text
+from broadcaster.core.text_safety import check_reason
 
 
 def parse_day(value: str, option: str) -> dt.date:
@@ -56,9 +56,7 @@ def place(
     last: dt.date | None = None,
 ) -> RecordHold:
     require(actor, "manage_records", district)
-    reason = check_text("reason", reason.strip())
-    if not reason:
-        raise BadInput("say why the records are held: --reason TEXT")
+    reason = check_reason("reason", reason, "say why the records are held: --reason TEXT")
     ranged = first is not None or last is not None
     if (message_id is None) == (not ranged):
         raise BadInput("hold either one message (--message ID) or a range (--from DATE --to DATE)")
