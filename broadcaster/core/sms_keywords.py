@@ -18,13 +18,12 @@ from __future__ import annotations
 
 import tomllib
 import unicodedata
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import cache
 from pathlib import Path
 from typing import Literal
 
 Action = Literal["stop", "start", "help"]
-ACTIONS: tuple[Action, ...] = ("stop", "start", "help")
 REPLIES = Path(__file__).with_name("sms_replies.toml")
 MAX_KEYWORD = 40  # longer texts are messages, never keywords
 
@@ -62,6 +61,7 @@ _ARABIC_LETTERS = str.maketrans({"أ": "ا", "إ": "ا", "آ": "ا", "ٱ": "ا",
 class Keyword:
     action: Action
     language: str  # the language of the word texted
+    word: str = ""  # as texted, folded (what the ledger records)
 
 
 def fold(text: str) -> str:
@@ -98,18 +98,15 @@ def classify(body: str) -> Keyword | None:
     """The keyword a text is, or None for any other text."""
     if len(body) > MAX_KEYWORD:
         return None
-    return _index().get(fold(body))
+    word = fold(body)
+    found = _index().get(word)
+    return None if found is None else replace(found, word=word)
 
 
 @cache
 def _replies() -> dict[str, dict[str, object]]:
     with REPLIES.open("rb") as handle:
         return tomllib.load(handle)
-
-
-def languages() -> tuple[str, ...]:
-    """The languages replies are written in."""
-    return tuple(_replies())
 
 
 def unreviewed() -> list[str]:

@@ -26,7 +26,7 @@ from broadcaster.delivery.dispatch import Batch, batches, release_after_commit
 
 def release_due(session: Session, now: dt.datetime) -> list[Batch]:
     """Enqueue, once committed, the held texts and calls of every message whose quiet hours
-    have ended (a message taken back meanwhile has had them cancelled: nothing is left)."""
+    have ended (a message taken back meanwhile has had them expired: nothing is left)."""
     due = session.scalars(
         select(Message)
         .where(Message.quiet_until.is_not(None), Message.quiet_until <= now)
@@ -47,5 +47,5 @@ def release_due(session: Session, now: dt.datetime) -> list[Batch]:
             session, "dispatch.quiet_hours_ended", {"released": len(held)}, message_id=message.id
         )
         if message.state == MessageState.DISPATCHING:
-            planned += batches(message, [(i, c) for i, c in held])
+            planned += batches(message, [(row.id, row.channel) for row in held])
     return release_after_commit(session, planned)

@@ -33,14 +33,15 @@ def reached_by(channel: str, status: str) -> bool:
     return status in REACHES.get(channel, ())
 
 
-def reached(row: Any = Delivery) -> ColumnElement[bool]:
-    """A delivery row (of `deliveries`, or of `family_deliveries`) that reached its family."""
+def reached(row: Any) -> ColumnElement[bool]:
+    """A row of `family_deliveries` (its columns) that reached its family."""
     return or_(*(and_(row.channel == c, row.status.in_(s)) for c, s in REACHES.items()))
 
 
-def still_open(waited_since: dt.datetime, row: Any = Delivery) -> ColumnElement[bool]:
-    """A delivery row still going out, or sent after `waited_since` and waiting for a report
-    that may yet say it reached (one sent before then is, for the fallback, not delivered)."""
+def still_open(waited_since: dt.datetime, row: Any) -> ColumnElement[bool]:
+    """A row of `family_deliveries` still going out, or sent after `waited_since` and waiting
+    for a report that may yet say it reached (one sent before then is, for the fallback, not
+    delivered)."""
     return or_(
         row.status.in_(IN_HAND),
         and_(

@@ -266,7 +266,7 @@ def inbound() -> Response:
             return _twiml(reply)
         if keyword is None:
             return _twiml(reply)
-        word = sms_keywords.fold(body)
+        word = keyword.word
         answer = _keyword_reply(info, keyword, language_of(session, phone))
         opted_out = session.get(OptOut, phone) is not None
         if keyword.action == "stop":
