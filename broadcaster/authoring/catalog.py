@@ -73,6 +73,9 @@ class TemplateMeta(CheckedText):
     channels: list[str]
     cap: CapFields
     variables: list[VariableSpec] = []
+    # file name -> signed off by a district reviewer; every translated file has an entry, and a
+    # false one is a draft the preview warns about (machine-made text is never shown as reviewed).
+    reviewed: dict[str, bool] = {}
 
     @model_validator(mode="after")
     def _valid(self) -> TemplateMeta:
@@ -98,6 +101,14 @@ class Template:
         found = {locale for _, locale in self.sources}
         # English first: it is the fallback language.
         return sorted(found, key=lambda loc: (loc != "en", loc))
+
+    def unreviewed(self, locale: str) -> list[str]:
+        """The template's files in this language that no district reviewer has signed off."""
+        return sorted(
+            f"{channel}.{locale}.j2"
+            for channel, loc in self.sources
+            if loc == locale and loc != "en" and not self.meta.reviewed[f"{channel}.{loc}.j2"]
+        )
 
     @property
     def channels(self) -> list[str]:
@@ -182,6 +193,13 @@ def load_template(folder: Path) -> Template:
             raise BadInput(f"template {folder.name}: cannot read {path.name}: {exc}") from None
         check_text(f"template {folder.name}: {path.name}", source)
         sources[(match["channel"], match["locale"])] = source
+    for channel, locale in sources:
+        name = f"{channel}.{locale}.j2"
+        if locale != "en" and name not in meta.reviewed:
+            raise BadInput(
+                f"template {folder.name}: meta.toml [reviewed] has no entry for {name} "
+                f'(add "{name}" = false until a district reviewer signs it off)'
+            )
     for channel in dict.fromkeys([*meta.channels, *(c for c, _ in sources)]):
         if (channel, "en") not in sources:
             raise BadInput(f"template {folder.name}: missing {channel}.en.j2 (English is required)")
