@@ -54,7 +54,7 @@ def test_template_renders_clean_and_within_limits_with_the_longest_values(
     template = catalog.get(name)
     for longest in (False, True):
         values = parse_values(template, sample_values(template, district, longest), district)
-        for r in render_all(template, values, district, template.channels, ["en", "es"], kind):
+        for r in render_all(template, values, district, template.channels, template.locales, kind):
             assert district.district.alerts_url in r.text, (name, r.channel, r.locale)
             findings = check_rendition(
                 district, r.channel, r.locale, r.text, measure(r.channel, r.text)
