@@ -396,13 +396,23 @@ class HeldCallback(Base):
 
 class InboundText(Base):
     """An inbound text (Twilio's MessageSid) the web hook has applied: a replay of the same
-    signed request finds it here and changes nothing."""
+    signed request finds it here and changes nothing. A reply that is not a keyword is kept in
+    the inbox (records/inbox.py, migration 0019): its `body` is not NULL; a keyword's row, or a
+    kept text the retention schedule destroyed, keeps only the SID."""
 
     __tablename__ = "inbound_texts"
 
     message_sid: Mapped[str] = mapped_column(String(64), primary_key=True)
     account_sid: Mapped[str] = mapped_column(String(64))
-    received_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+    received_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
+    account: Mapped[str | None] = mapped_column(String(64))  # the district account it came to
+    phone: Mapped[str | None] = mapped_column(String(20))  # E.164 of the sender
+    household: Mapped[str | None] = mapped_column(String(64))  # the sender's family, if known
+    # The message it answers: the last one texted to this number before it came.
+    message_id: Mapped[int | None] = mapped_column(ForeignKey("messages.id"), index=True)
+    body: Mapped[str | None] = mapped_column(Text)
+    truncated: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    forwarded_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
 
 
 class RecordHold(Base):
