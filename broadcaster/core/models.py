@@ -302,6 +302,8 @@ class Delivery(Base):
         UniqueConstraint("message_id", "channel", "account", "recipient"),
         Index("ix_deliveries_message_status", "message_id", "status"),
         Index("ix_deliveries_status_lease", "status", "lease_until"),
+        # The last text sent to a number, which a reply from it answers (records/inbox.py).
+        Index("ix_deliveries_recipient_sent", "recipient", "sent_at"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -463,3 +465,40 @@ class WorkerHeartbeat(Base):
     broker_display: Mapped[str] = mapped_column(String(500))  # password masked
     started_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
     last_seen: Mapped[dt.datetime] = mapped_column(UTCDateTime, index=True)
+
+
+class ApproverPhone(Base):
+    """An approver's phone for approval by text reply (issue 14, item 5; migration 0020),
+    registered with `broadcaster users phone` and trusted once the code texted to it came back
+    (`verified_at`). The district file's `[users.NAME] phone` is not trusted for replies."""
+
+    __tablename__ = "approver_phones"
+
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id"), primary_key=True)
+    phone: Mapped[str] = mapped_column(String(20), unique=True)  # E.164; one user per number
+    verified_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    # The verification code waiting to be confirmed: argon2 of it, its end, wrong tries so far.
+    code_hash: Mapped[str | None] = mapped_column(String(200))
+    code_expires_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    code_tries: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    # Wrong approval replies in a row; at five, text approval is off (`locked_at`) until an
+    # admin turns it back on (`broadcaster users phone-unlock`).
+    wrong_replies: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    locked_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    registered_by: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class ApprovalCode(Base):
+    """A code texted to one approver for one message ("Reply YES 4821"): argon2 of it at rest,
+    used once, dead after `expires_at` (delivery/approver_phones.py)."""
+
+    __tablename__ = "approval_codes"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    message_id: Mapped[int] = mapped_column(ForeignKey("messages.id"), index=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id"), index=True)
+    code_hash: Mapped[str] = mapped_column(String(200))
+    expires_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
+    used_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)

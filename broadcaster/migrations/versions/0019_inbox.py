@@ -5,6 +5,7 @@ text adds, on the same row: the district account it came to, the sender's number
 that number (`household`), the message it answers (the last text sent to that number before it
 came; none if none), its body (checked, capped: `truncated` says it was cut) and when it was
 forwarded to the staff room. A keyword (STOP, START, HELP) keeps none of these: `body` is NULL.
+`deliveries` gains an index on (recipient, sent_at): the last text sent to the sender's number.
 
 Revision ID: 0019
 Revises: 0018
@@ -40,9 +41,11 @@ def upgrade() -> None:
         batch.add_column(sa.Column("forwarded_at", sa.DateTime(timezone=True), nullable=True))
     op.create_index("ix_inbound_texts_received_at", "inbound_texts", ["received_at"])
     op.create_index("ix_inbound_texts_message_id", "inbound_texts", ["message_id"])
+    op.create_index("ix_deliveries_recipient_sent", "deliveries", ["recipient", "sent_at"])
 
 
 def downgrade() -> None:
+    op.drop_index("ix_deliveries_recipient_sent", table_name="deliveries")
     op.drop_index("ix_inbound_texts_message_id", table_name="inbound_texts")
     op.drop_index("ix_inbound_texts_received_at", table_name="inbound_texts")
     with op.batch_alter_table("inbound_texts") as batch:
