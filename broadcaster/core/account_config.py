@@ -98,6 +98,9 @@ class Account(Strict):
     # for their approval (a staff account posts to each of its URLs, an SMS account texts each
     # approver who registered a phone).
     notify_approvals: bool = False
+    # Staff (apprise): each family's reply kept in the inbox is announced here, with a link to
+    # it in the console (delivery/inbox_forward.py).
+    forward_inbox: bool = False
 
     @property
     def staff_labels(self) -> list[str]:
@@ -192,6 +195,8 @@ class Account(Strict):
             raise ValueError(
                 f"account {self.name}: only an apprise or sms account has notify_approvals"
             )
+        if self.forward_inbox and self.channel != "apprise":
+            raise ValueError(f"account {self.name}: only an apprise account has forward_inbox")
         if self.channel != "apprise":
             return self
         if self.api_base_url is not None:

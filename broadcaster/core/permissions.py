@@ -25,6 +25,10 @@ ACTION_ROLES: dict[str, frozenset[str]] = {
     "export_records": frozenset({"records_officer", "admin"}),
     "include_recipients": frozenset({"records_officer"}),
     "include_student_data": frozenset({"records_officer"}),
+    # Families' replies (records/inbox.py) may say anything about a child: read by the staff who
+    # answer for the district and the records officer, not by authors or admins; their numbers
+    # shown unmasked only to whoever may include recipients in an export.
+    "read_inbox": frozenset({"approver", "incident_commander", "records_officer"}),
 }
 
 
@@ -43,3 +47,12 @@ def require(user: User, action: str, district: DistrictConfig) -> None:
         have = ", ".join(roles) or "no role"
         need = " or ".join(sorted(allowed))
         raise Refused(f"{user.name} ({have}) may not {action.replace('_', ' ')}: it takes {need}")
+
+
+def may(user: User, action: str, district: DistrictConfig) -> bool:
+    """Whether `require` would let the user do it."""
+    try:
+        require(user, action, district)
+    except Refused:
+        return False
+    return True

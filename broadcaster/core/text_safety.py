@@ -126,6 +126,12 @@ def clean_for_xml(text: str) -> str:
     return _XML_UNSAFE.sub(REPLACEMENT, text)
 
 
+def replace_refused(text: str) -> str:
+    """The text with every character a person may not type replaced by U+FFFD: for text from
+    outside that is kept rather than refused (a family's reply to a text)."""
+    return _REFUSED.sub(REPLACEMENT, text)
+
+
 class CheckedText(BaseModel):
     """A model whose every string (in lists and dicts too, keys included) is checked as typed
     text: the district config and template metadata."""

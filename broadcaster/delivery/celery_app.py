@@ -49,6 +49,8 @@ SWEEP = "broadcaster.sweep"
 DISPATCH_DUE = "broadcaster.dispatch_due"
 # Tells approvers a message waits for them (approvals.py): on the social queue, or urgent.
 NOTIFY_APPROVERS = "broadcaster.notify_approvers"
+# Tells the staff rooms a family replied (inbox_forward.py): on the social queue.
+FORWARD_INBOX = "broadcaster.forward_inbox"
 # Rewrites the public site's static files (its body is web/publish_task.py: delivery sends it by
 # name and never imports web).
 PUBLISH_SITE = "broadcaster.publish_site"
@@ -78,6 +80,7 @@ app = Celery(
     include=[
         "broadcaster.delivery.tasks",
         "broadcaster.delivery.approval_tasks",
+        "broadcaster.delivery.inbox_tasks",
         "broadcaster.web.publish_task",
     ],
 )

@@ -14,6 +14,7 @@ What a request must show before it changes anything (each refusal changes nothin
   sending numbers (`settings.from_number`, `sending_numbers`) or its `MessagingServiceSid` is the
   account's; otherwise 403. Each `MessageSid` (or `SmsSid`) is applied once: a replay is
   answered with an empty reply.
+- An inbound text that is no keyword is kept in the inbox (records/inbox.py), once.
 """
 
 from __future__ import annotations
@@ -44,6 +45,7 @@ from broadcaster.delivery.accounts import Signer, account_config, identity, twil
 from broadcaster.delivery.jobs import text_for
 from broadcaster.delivery.provider_callbacks import Reported
 from broadcaster.delivery.ratelimit import free_call_slot
+from broadcaster.records import inbox
 from channel_adapters import build
 
 hooks = Blueprint("twilio_hooks", __name__, url_prefix="/hooks/twilio")
@@ -260,12 +262,14 @@ def inbound() -> Response:
     reply = MessagingResponse()
     if phone is None:
         return _twiml(reply)
-    with db.session_scope(_settings().effective_database_url) as session:
-        if not _first_time(session, sid, key.signer.account_sid):
+    settings = _settings()
+    with db.session_scope(settings.effective_database_url, settings=settings) as session:
+        row = _first_time(session, sid, key.signer.account_sid)
+        if row is None:
             current_app.logger.info("ignored a replayed inbound text %s", sid)
             return _twiml(reply)
         if keyword is None:
-            return _twiml(reply)
+            return _twiml(_not_a_keyword(session, row, key, phone, body))
         word = keyword.word
         answer = _keyword_reply(info, keyword, language_of(session, phone))
         opted_out = session.get(OptOut, phone) is not None
@@ -284,6 +288,14 @@ def inbound() -> Response:
     return _twiml(reply)
 
 
+def _not_a_keyword(
+    session: Session, row: InboundText, key: HookKey, phone: str, body: str
+) -> MessagingResponse:
+    """Any other text from a family: kept in the inbox, answered with nothing."""
+    inbox.keep(session, _district(), row, key.account, phone, body)
+    return MessagingResponse()
+
+
 def _keyword_reply(info: DistrictInfo, keyword: sms_keywords.Keyword, known: str | None) -> str:
     """The reply in the keyword's language, or the contact's for an English keyword."""
     return sms_keywords.reply(
@@ -295,15 +307,16 @@ def _keyword_reply(info: DistrictInfo, keyword: sms_keywords.Keyword, known: str
     )
 
 
-def _first_time(session: Session, sid: str, account_sid: str) -> bool:
-    """Record an inbound text as applied; False if it was before (a replay, or a concurrent copy:
+def _first_time(session: Session, sid: str, account_sid: str) -> InboundText | None:
+    """Record an inbound text as applied; None if it was before (a replay, or a concurrent copy:
     the primary key decides, on SQLite and PostgreSQL alike)."""
+    row = InboundText(message_sid=sid, account_sid=account_sid)
     try:
         with session.begin_nested():
-            session.add(InboundText(message_sid=sid, account_sid=account_sid))
+            session.add(row)
     except IntegrityError:
-        return False
-    return True
+        return None
+    return row
 
 
 def _twiml(reply: MessagingResponse | VoiceResponse) -> Response:
