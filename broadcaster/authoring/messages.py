@@ -313,9 +313,11 @@ def approve(
     approver: User,
     ack_warnings: bool = False,
     quiet_override: str | None = None,
+    basis: str = "second person",
 ) -> None:
     """`quiet_override`: the approver's reason to send texts and calls at once, even in the
-    district's quiet hours (kept with the approval in the ledger)."""
+    district's quiet hours (kept with the approval in the ledger). `basis`: how the second
+    person approved, as the records show it ("text reply" for authoring/text_approval.py)."""
     override = _override_reason(quiet_override)
     _refuse_blocked(message)
     _refuse_unreachable(session, district, message)
@@ -337,7 +339,7 @@ def approve(
         **extra,
     )
     message.quiet_override = override
-    _record_approval(session, message, approver, "approved", "second person", acknowledged)
+    _record_approval(session, message, approver, "approved", basis, acknowledged)
     plan.record(session, district, message)
 
 
@@ -361,11 +363,12 @@ def approve_and_dispatch(
     approver: User,
     ack_warnings: bool = False,
     quiet_override: str | None = None,
+    basis: str = "second person",
 ) -> list[Batch]:
     """Approval is the go: approve and write the delivery rows in one transaction, so no caller
     can approve without dispatching; the commit enqueues the batches. With a
     future send_at the message is `scheduled` instead, and there are no batches yet."""
-    approve(session, district, message, approver, ack_warnings, quiet_override)
+    approve(session, district, message, approver, ack_warnings, quiet_override, basis)
     return scheduling.dispatch_or_schedule(session, district, message)
 
 
@@ -436,11 +439,16 @@ def trigger_and_dispatch(
 
 
 def reject(
-    session: Session, district: DistrictConfig, message: Message, approver: User, reason: str
+    session: Session,
+    district: DistrictConfig,
+    message: Message,
+    approver: User,
+    reason: str,
+    basis: str = "second person",
 ) -> None:
     reason = check_reason("reason", reason, "give the author a reason: --reason TEXT")
     transition(session, message, "reject", approver, district, reason=reason)
-    _record_approval(session, message, approver, "rejected", "second person", [], reason)
+    _record_approval(session, message, approver, "rejected", basis, [], reason)
 
 
 def cancel(session: Session, district: DistrictConfig, message: Message, actor: User) -> None:

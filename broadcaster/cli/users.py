@@ -18,6 +18,8 @@ from broadcaster.cli.app import (
 )
 from broadcaster.core import identity, login_throttle, sso
 from broadcaster.core.config_fields import ROLES
+from broadcaster.core.errors import BadInput
+from broadcaster.delivery import approver_phones
 
 
 @click.group("users", cls=BroadcasterGroup)
@@ -208,6 +210,55 @@ def users_unlock(app: App, name: str, as_user: str) -> None:
         by = app.actor(session, as_user, token)
         cleared = login_throttle.unlock(session, app.district, identity.get_user(session, name), by)
     click.echo(f"unlocked {name} ({cleared} address(es) cleared)")
+
+
+@users_group.command("phone")
+@click.argument("name")
+@click.argument("number", required=False)
+@click.option("--code", metavar="CODE", help="The code texted to the phone, to confirm it.")
+@click.option(
+    "--as", "as_user", metavar="USER", help="Who acts: NAME themself (default) or an admin."
+)
+@pass_app
+def users_phone(
+    app: App, name: str, number: str | None, code: str | None, as_user: str | None
+) -> None:
+    """Register approver NAME's phone for approval by text reply (a code is texted to it), or
+    confirm it with --code. Once confirmed, a message waiting for approval is texted to it
+    with a code: "Reply YES 4821 to send, NO 4821 to reject"."""
+    if (number is None) == (code is None):
+        raise BadInput(
+            f"give the number (broadcaster users phone {name} +1...) or the code texted to it "
+            f"(broadcaster users phone {name} --code 123456)"
+        )
+    as_user = as_user or name
+    token = read_token(as_user)
+    with app.session() as session:
+        by = app.actor(session, as_user, token)
+        user = identity.get_user(session, name)
+        if number is not None:
+            shown = approver_phones.register(session, app.settings, app.district, user, number, by)
+        else:
+            refused = approver_phones.confirm(session, app.district, user, code or "", by)
+    if number is not None:
+        click.echo(f"code texted to {shown}; confirm: broadcaster users phone {name} --code CODE")
+        return
+    if refused:  # the try is counted (committed) before the refusal
+        raise BadInput(refused)
+    click.echo(f"phone confirmed for {name}: approval requests will be texted to it")
+
+
+@users_group.command("phone-unlock")
+@click.argument("name")
+@as_option
+@pass_app
+def users_phone_unlock(app: App, name: str, as_user: str) -> None:
+    """Turn approval by text back on for NAME (admins), after wrong replies turned it off."""
+    token = read_token(as_user)
+    with app.session() as session:
+        by = app.actor(session, as_user, token)
+        approver_phones.unlock(session, app.district, identity.get_user(session, name), by)
+    click.echo(f"approval by text is on again for {name}")
 
 
 COMMANDS = [users_group]

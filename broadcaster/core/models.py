@@ -473,9 +473,10 @@ class ApproverPhone(Base):
     (`verified_at`). The district file's `[users.NAME] phone` is not trusted for replies."""
 
     __tablename__ = "approver_phones"
+    __table_args__ = (UniqueConstraint("phone", name="uq_approver_phones_phone"),)
 
     user_id: Mapped[int] = mapped_column(ForeignKey("users.id"), primary_key=True)
-    phone: Mapped[str] = mapped_column(String(20), unique=True)  # E.164; one user per number
+    phone: Mapped[str] = mapped_column(String(20))  # E.164; one user per number
     verified_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
     # The verification code waiting to be confirmed: argon2 of it, its end, wrong tries so far.
     code_hash: Mapped[str | None] = mapped_column(String(200))

@@ -1,6 +1,7 @@
 """Approvers hear the moment a message waits for them: a post to each URL of the district's staff
-(apprise) accounts with `notify_approvals`, and a text to each approver who registered a phone
-(`[users.NAME] phone`) from the SMS account with `notify_approvals`.
+(apprise) accounts with `notify_approvals`, and a text to each approver with a phone (a verified
+approval phone, or `[users.NAME] phone` in the district file) from the SMS account with
+`notify_approvals`.
 
 Why a Celery task and not delivery rows: a message's deliveries are what it sent to the public
 and to staff, and everything that reads them (the status, the tallies that finish a message,
@@ -17,8 +18,18 @@ runs in all. A worker lost mid-run, or a copy queued again while the first waite
 and run beside it, may send a target twice: a second notice is harmless, a missing one is not.
 A notice is not sent once the message no longer waits (approved, rejected, cancelled).
 
-The text names the template's title, the message's id, its author and the console's page for it
-(BROADCASTER_PUBLIC_URL), and nothing of the message's content: no student's personal data.
+The staff-chat post, and the text to a phone from the district file, name the template's title,
+the message's id, its author and the console's page for it (BROADCASTER_PUBLIC_URL), and nothing
+of the message's content. An approver with a verified approval phone (approver_phones.py) gets
+more, to decide by text reply (issue 14, item 5; authoring/text_approval.py): the message's SMS
+rendition (or, when it texts nobody, its first public post), the families it reaches, its
+channels, the names of its warnings' checks, and "Reply YES 4821 to send, NO 4821 to reject"
+with a code issued for that approver and that message. That rendition is what the public would
+read: it passed the checks for student data that anything posted publicly must pass (a blocking
+finding cannot be submitted), and warnings are named by their check, never quoted. The code is
+issued in the same transaction that reads the message, before the text leaves, so a reply cannot
+come before it exists; a retried or duplicated notice issues another code for the same approver
+and message (either is good, once).
 """
 
 from __future__ import annotations
@@ -27,7 +38,7 @@ import contextlib
 import datetime as dt
 import random
 from collections.abc import Iterable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -35,19 +46,20 @@ from sqlalchemy.orm import Session
 from broadcaster.core import db, ledger
 from broadcaster.core.config import DistrictConfig, Settings
 from broadcaster.core.errors import BroadcasterError
-from broadcaster.core.models import Message, User
-from broadcaster.core.permissions import ACTION_ROLES
+from broadcaster.core.models import ApproverPhone, Message, User
 from broadcaster.core.states import MessageState
-from broadcaster.delivery.accounts import account_config
+from broadcaster.delivery.approver_phones import issue_code, may_approve, notice_adapter, verified
 from broadcaster.delivery.celery_app import NOTIFY_APPROVERS, SOCIAL, URGENT, client_for
+from broadcaster.delivery.expansion import audience_size
 from broadcaster.delivery.sending import Worker, may_call
-from channel_adapters import Adapter, DeliveryError, Outcome, build
+from channel_adapters import DeliveryError, Outcome
 
 MAX_RUNS = 5
 MAX_RINGS = 3  # times a notice the broker lost is queued (ring_again)
 BACKOFF_BASE_S, BACKOFF_CAP_S = 5.0, 120.0
 # A notice is short: a text of one or two segments, a chat post of two lines.
 NOTICE = "Waiting for your approval: {title} (message {id}) by {author}."
+PUBLIC_CHANNELS = ("sms", "x", "facebook", "web")  # what a reply-by-text notice may quote
 
 
 @dataclass(frozen=True)
@@ -69,22 +81,18 @@ class Target:
 
 
 def approvers(session: Session, district: DistrictConfig, author: User) -> list[str]:
-    """The district file's users who may approve `author`'s message and registered a phone:
-    never the author (nobody approves their own message), never a disabled user."""
-    allowed = ACTION_ROLES["approve"]
-    listed = [
-        name
-        for name, entry in district.users.items()
-        if entry.phone and allowed & set(entry.roles) and name != author.name
-    ]
-    if not listed:
-        return []
-    disabled = set(
-        session.scalars(
-            select(User.name).where(User.name.in_(listed), User.disabled_at.is_not(None))
-        )
+    """The users who may approve `author`'s message and have a phone for its notice (a verified
+    approval phone, or one in the district file): never the author (nobody approves their own
+    message), never a disabled user."""
+    listed = {name for name, entry in district.users.items() if entry.phone}
+    with_phone = session.scalars(
+        select(User.name)
+        .join(ApproverPhone, ApproverPhone.user_id == User.id)
+        .where(ApproverPhone.verified_at.is_not(None))
     )
-    return [name for name in listed if name not in disabled]
+    names = sorted((listed | set(with_phone)) - {author.name})
+    users = session.scalars(select(User).where(User.name.in_(names))).all() if names else []
+    return sorted(u.name for u in users if may_approve(u, district))
 
 
 def targets(session: Session, district: DistrictConfig, message: Message) -> list[Target]:
@@ -175,16 +183,6 @@ def queue_for(message: Message) -> str:
     return URGENT if message.urgent else SOCIAL
 
 
-def notice_adapter(worker: Worker, account: str, kind: str) -> Adapter:
-    """The account's adapter, without a status callback: a notice's text is no delivery, so
-    Twilio has no report of it to make to the web hooks (which would refuse it as not ours)."""
-    config = account_config(worker.settings, worker.district, account, kind)
-    if "status_callback" in config.settings:
-        settings = {k: v for k, v in config.settings.items() if k != "status_callback"}
-        config = replace(config, settings=settings)
-    return build(config)
-
-
 @dataclass
 class Run:
     queue: str
@@ -212,20 +210,23 @@ def notify(worker: Worker, message_id: int, keys: Iterable[str], run: int) -> Ru
         text = notice_text(worker.settings, message)
         kind = message.kind
         outcome = Run(queue_for(message), [], {}, {})
+        # Each texted approver's number and text; its reply code committed before it is sent.
+        texts = {
+            key: _text_to(session, worker.district, message, Target.parse(key).recipient, text)
+            for key in keys
+            if key.startswith("sms:")
+        }
     for key in keys:
         target = Target.parse(key)
+        to, body = texts.get(key) or (target.recipient, text)
         try:
-            to = target.recipient
-            if target.channel == "sms":
-                entry = worker.district.users.get(target.recipient)
-                if entry is None or not entry.phone:
-                    raise DeliveryError(Outcome.PERMANENT, "no phone registered")
-                to = entry.phone
-            adapter = notice_adapter(worker, target.account, kind)
+            if not to:
+                raise DeliveryError(Outcome.PERMANENT, "no phone registered")
+            adapter = notice_adapter(worker.settings, worker.district, target.account, kind)
             if not may_call(worker, target.account, max_wait=5.0):
                 outcome.again[key] = "rate limited locally"
                 continue
-            adapter.send(text, to=to)
+            adapter.send(body, to=to)
         except DeliveryError as exc:
             bucket = outcome.failed if exc.outcome is Outcome.PERMANENT else outcome.again
             bucket[key] = exc.detail.replace(to, target.recipient) if to else exc.detail
@@ -248,3 +249,40 @@ def notify(worker: Worker, message_id: int, keys: Iterable[str], run: int) -> Ru
             message_id=message_id,
         )
     return outcome
+
+
+def _text_to(
+    session: Session, district: DistrictConfig, message: Message, name: str, plain: str
+) -> tuple[str, str]:
+    """Where an approver's notice is texted and what it says: to a verified approval phone the
+    message and a reply code (while text approval is on for them), else the plain notice; to the
+    district file's phone, the plain notice. ("", plain) when they have no phone now."""
+    user = session.scalar(select(User).where(User.name == name))
+    phone = verified(session, user.id) if user is not None else None
+    if user is not None and phone is not None:
+        if phone.locked_at is None and may_approve(user, district) and user.id != message.author_id:
+            code = issue_code(session, message.id, user.id)
+            return phone.phone, reply_notice(session, district, message, code)
+        return phone.phone, plain
+    entry = district.users.get(name)
+    return (entry.phone or "", plain) if entry is not None else ("", plain)
+
+
+def reply_notice(session: Session, district: DistrictConfig, message: Message, code: str) -> str:
+    """The notice an approver can answer by text (see the module's docstring for what it may
+    quote)."""
+    rendition = next(
+        (r for c in PUBLIC_CHANNELS for r in message.renditions if r.channel == c),
+        None,
+    )
+    quoted = f"\n\n{rendition.text}\n\n" if rendition is not None else "\n\n"
+    families = audience_size(session, district, message)
+    warned = [f.check for f in message.findings if f.severity == "warn"]  # checks.WARN
+    facts = f"Reaches {families} families by {', '.join(message.channels)}."
+    if warned:
+        facts += f" {len(warned)} warning(s): {', '.join(dict.fromkeys(warned))}."
+    answer = f"YES {code} OK" if warned else f"YES {code}"
+    return (
+        f"{district.district.short_name}: approve message {message.id}, {message.title}, "
+        f"by {message.author.name}?{quoted}{facts}\nReply {answer} to send, NO {code} to reject."
+    )
