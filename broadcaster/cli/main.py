@@ -12,6 +12,7 @@ import click
 from broadcaster.cli import (
     contacts,
     delivery,
+    inbox,
     messages,
     reach,
     records,
@@ -29,7 +30,7 @@ def cli() -> None:
     """Emergency and time-sensitive notifications for a school district."""
 
 
-for _module in (setup, messages, records, reach, users, delivery, contacts, serve, site):
+for _module in (setup, messages, records, reach, users, delivery, contacts, inbox, serve, site):
     for _command in _module.COMMANDS:
         cli.add_command(_command)
 

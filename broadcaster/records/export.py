@@ -34,6 +34,7 @@ from broadcaster.core.config import DistrictConfig
 from broadcaster.core.errors import BadInput, NotFound
 from broadcaster.core.models import Delivery, LedgerHead, Message, User, utcnow
 from broadcaster.core.permissions import require
+from broadcaster.records import inbox
 from broadcaster.records.export_files import (
     FORMAT,
     MANIFEST,
@@ -157,10 +158,11 @@ def build(
         if asked:
             require(actor, action, district)
     query = select(Message).order_by(Message.id)
+    window = None
     if first is not None or last is not None:
         if first is None or last is None:
             raise BadInput("an export by date needs both --from and --to")
-        start, end = day_range(district, first, last)
+        window = start, end = day_range(district, first, last)
         query = query.where(Message.created_at >= start, Message.created_at < end)
     elif message_id is None:
         raise BadInput("say what to export: --from DATE --to DATE, or --message ID")
@@ -179,6 +181,7 @@ def build(
     redact = Redactor(district, students, include_recipients, set(addressed))
     ids = [m.id for m in found]
     tables = read_tables(session, found, redact)
+    tables["inbox"] = inbox.export_rows(session, ids, window)
     head = session.get(LedgerHead, 1)
     # What was exported: said once in the ledger's record of the export and in the manifest.
     scope = {

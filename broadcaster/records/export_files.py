@@ -40,6 +40,12 @@ reach        one row per family of each message that texted, called or e-mailed 
              time (reached_at) of the first delivery that reached it, tried (each delivery:
              channel, recipient, status, error, at) and last_error; as the deliveries stood when
              the export was made. A row without a household (a rehearsal) is named by recipient.
+inbox        the texts families sent that were not STOP, START or HELP (records/inbox.py): those
+             answering these messages and, for an export by date, those received in it. Columns:
+             sid, received_at, account, from, household, answers (the message id), body (as
+             kept: characters no record may hold replaced by U+FFFD, cut at 1,600 characters
+             when truncated is true), forwarded_at; numbers masked and student data redacted
+             like every other table's. A text retention destroyed is not listed.
 ledger       the slice of the ledger's hash chain from the first to the last entry of these
              messages, then any destruction records that removed payloads in it. Columns: seq,
              created_at, event, message_id, actor, payload_sha256, prev_hash, entry_hash,

@@ -9,7 +9,9 @@ and its recipients' phone numbers and e-mail addresses. Past `retention.sms_reci
 only those go: in its texts', calls' and e-mails' deliveries and in the ledger payloads that
 name them. The message's row (template, category, kind, state, author, dates) stays as the
 index of what was destroyed. Opt-out entries (STOP, START) name a phone and no message; they go
-after the SMS period too.
+after the SMS period too. Families' replies kept in the inbox (records/inbox.py) count from their
+arrival: their numbers go after the SMS period, their text, number and family after the years of
+the category of the message they answer (`years` when none).
 
 Nothing covered by a legal hold is touched. Each purge writes one destruction record to the
 ledger: what (messages, scopes, entries), when, by which rule, by whom.
@@ -21,7 +23,7 @@ import datetime as dt
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from sqlalchemy import String, cast, func, literal, select, update
+from sqlalchemy import String, cast, func, literal, or_, select, update
 from sqlalchemy.orm import Session
 
 from broadcaster.core import db, ledger
@@ -31,10 +33,12 @@ from broadcaster.core.models import (
     Approval,
     Delivery,
     Finding,
+    InboundText,
     LedgerEntry,
     LedgerPayload,
     Message,
     RecordDestruction,
+    RecordHold,
     Rendition,
     User,
     WebAlert,
@@ -75,6 +79,10 @@ class Plan:
     due: list[Due] = field(default_factory=list)
     held: list[Held] = field(default_factory=list)
     opt_out_entries: list[int] = field(default_factory=list)
+    # Kept texts (MessageSids): their number goes, or their content; and those a hold keeps.
+    inbox_numbers: list[str] = field(default_factory=list)
+    inbox_content: list[str] = field(default_factory=list)
+    inbox_held: list[str] = field(default_factory=list)
     record: int | None = None  # the destruction record, once applied
 
     @property
@@ -83,13 +91,18 @@ class Plan:
 
     @property
     def empty(self) -> bool:
-        return not self.due and not self.opt_out_entries
+        return not (self.due or self.opt_out_entries or self.inbox_numbers or self.inbox_content)
 
     def as_dict(self) -> dict[str, Any]:
         return {
             "due": [asdict(d) for d in self.due],
             "held": [asdict(h) for h in self.held],
             "opt_out_entries": self.opt_out_entries,
+            "inbox": {
+                "numbers": len(self.inbox_numbers),
+                "content": len(self.inbox_content),
+                "held": len(self.inbox_held),
+            },
             "ledger_payloads": len(self.entries),
             "destruction_record": self.record,
         }
@@ -161,7 +174,43 @@ def plan(session: Session, district: DistrictConfig, now: dt.datetime | None = N
             moment = dt.datetime.fromisoformat(created_at)
             if moment <= cutoff and not any(covers_moment(h, moment) for h in holds):
                 result.opt_out_entries.append(seq)
+    _inbox_due(session, district, holds, now, result)
     return result
+
+
+def _inbox_due(
+    session: Session, district: DistrictConfig, holds: list[RecordHold], now: dt.datetime, out: Plan
+) -> None:
+    """The kept texts past a period; held while a hold covers the message they answer or the
+    moment they came."""
+    retention = district.retention
+    held_messages = {h.message_id for h in holds if h.message_id is not None}
+    rows = session.execute(
+        select(
+            InboundText.message_sid,
+            InboundText.received_at,
+            InboundText.message_id,
+            InboundText.phone,
+            InboundText.body,
+            Message.category,
+        )
+        .outerjoin(Message, Message.id == InboundText.message_id)
+        .where(or_(InboundText.body.is_not(None), InboundText.phone.is_not(None)))
+        .order_by(InboundText.received_at)
+    )
+    days = retention.sms_recipient_days
+    for sid, received, message_id, phone, body, category in rows:
+        years = retention.years_for(category) if category else retention.years
+        if body is not None and now >= add_years(received, years):
+            scope = out.inbox_content
+        elif phone is not None and days and now >= received + dt.timedelta(days=days):
+            scope = out.inbox_numbers
+        else:
+            continue
+        if message_id in held_messages or any(covers_moment(h, received) for h in holds):
+            out.inbox_held.append(sid)
+        else:
+            scope.append(sid)
 
 
 def _destroyed(session: Session) -> set[tuple[int, str]]:
@@ -214,6 +263,8 @@ def purge(
     rules = sorted({d.rule for d in result.due})
     if result.opt_out_entries:
         rules.append(f"opt-outs: {district.retention.sms_recipient_days} days after the request")
+    if result.inbox_numbers or result.inbox_content:
+        rules.append("families' texts: from their arrival")
     details = {
         "messages": [
             {
@@ -228,6 +279,8 @@ def purge(
             for d in result.due
         ],
         "opt_out_entries": len(result.opt_out_entries),
+        "inbox_numbers": len(result.inbox_numbers),
+        "inbox_texts": len(result.inbox_content),
         "by": actor.name,
     }
     record = ledger.purge_payloads(session, result.entries, "; ".join(rules), actor.name, details)
@@ -249,6 +302,7 @@ def purge(
                         destroyed_by=actor.name,
                     )
                 )
+    _destroy_inbox(session, result)
     session.flush()
     result.record = record
     _republish_after_commit(session, district)
@@ -279,6 +333,20 @@ def _redact_phones(session: Session, message_id: int) -> None:
     named = Delivery.error.contains("+") | Delivery.error.contains("@")
     for delivery in session.scalars(select(Delivery).where(*sms, named)):
         delivery.error = EMAIL.sub(REDACTED, PHONE.sub(REDACTED, delivery.error or ""))
+
+
+def _destroy_inbox(session: Session, result: Plan) -> None:
+    """Kept texts: their numbers, or their text, number and family; each row keeps its
+    MessageSid (a replay of it stays refused) and the message it answered."""
+    gone = {"phone": None, "body": None, "household": None, "truncated": False}
+    for sids, values in ((result.inbox_numbers, {"phone": None}), (result.inbox_content, gone)):
+        if sids:
+            session.execute(
+                update(InboundText)
+                .where(InboundText.message_sid.in_(sids))
+                .values(**values)
+                .execution_options(synchronize_session=False)
+            )
 
 
 def _destroy_content(session: Session, message_id: int, record: int) -> None:

@@ -1,0 +1,46 @@
+"""`broadcaster inbox`: the families' replies kept by the inbound hook (records/inbox.py)."""
+
+from __future__ import annotations
+
+import click
+from rich.markup import escape
+from rich.table import Table
+
+from broadcaster.cli.app import (
+    App,
+    as_option,
+    console,
+    emit_json,
+    json_option,
+    pass_app,
+    read_token,
+)
+from broadcaster.records import inbox
+
+
+@click.command("inbox")
+@as_option
+@json_option
+@pass_app
+def inbox_command(app: App, as_user: str, as_json: bool) -> None:
+    """List the texts families sent that were not STOP, START or HELP, newest first (numbers
+    masked unless you may see them)."""
+    token = read_token(as_user)
+    with app.session() as session:
+        rows = inbox.listing(session, app.district, app.actor(session, as_user, token))
+    if as_json:
+        return emit_json(rows)
+    table = Table("received", "from", "family", "answers", "text")
+    for row in rows:
+        cut = " [cut]" if row["truncated"] else ""
+        table.add_row(
+            row["received_at"][:16],
+            row["from"] or "",
+            escape(row["household"] or ""),
+            str(row["answers"] or ""),
+            escape(row["body"] or "") + cut,
+        )
+    console().print(table)
+
+
+COMMANDS = [inbox_command]
