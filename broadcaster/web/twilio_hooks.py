@@ -32,6 +32,7 @@ from twilio.request_validator import RequestValidator
 from twilio.twiml.messaging_response import MessagingResponse
 from twilio.twiml.voice_response import VoiceResponse
 
+from broadcaster.authoring import text_approval
 from broadcaster.core import db, ledger, sms_keywords
 from broadcaster.core.config import DistrictConfig, DistrictInfo, Settings
 from broadcaster.core.config_fields import to_e164
@@ -291,9 +292,16 @@ def inbound() -> Response:
 def _not_a_keyword(
     session: Session, row: InboundText, key: HookKey, phone: str, body: str
 ) -> MessagingResponse:
-    """Any other text from a family: kept in the inbox, answered with nothing."""
+    """Any other text: an approver's reply to an approval request is acted on and answered
+    (authoring/text_approval.py), not kept; a family's is kept in the inbox, answered with
+    nothing."""
+    reply = MessagingResponse()
+    answer = text_approval.answer(session, _district(), phone, body)
+    if answer is not None:
+        reply.message(answer)
+        return reply
     inbox.keep(session, _district(), row, key.account, phone, body)
-    return MessagingResponse()
+    return reply
 
 
 def _keyword_reply(info: DistrictInfo, keyword: sms_keywords.Keyword, known: str | None) -> str:
