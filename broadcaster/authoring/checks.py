@@ -38,28 +38,79 @@ from broadcaster.core.config import DistrictConfig
 
 BLOCK, WARN = "block", "warn"
 
-# Every pattern below reads folded text: lower case, ASCII digits, no accents.
-SSN = re.compile(r"\b(?!000|666|9\d\d)\d{3}[- ](?!00)\d{2}[- ](?!0000)\d{4}\b")
+# Every pattern below reads folded text: lower case, ASCII digits, no accents. Numbers are bounded
+# by what is not a Latin letter or digit rather than by \b: Chinese and Arabic letters are word
+# characters too, and "学号1234567" has no \b before its digits.
+START, END = r"(?<![a-z0-9])", r"(?![a-z0-9])"
+# The words that name a number or a date as a person's, in the district's other languages
+# (drafts, like the templates' translations); folded as the text they are matched against is.
+NAMING = {
+    "ssn": (
+        "số an sinh xã hội",
+        "社会安全号码",
+        "社会安全号",
+        "社会保障号",
+        "رقم الضمان الاجتماعي",
+        "lambarka sooshal sekyuuriti",
+        "lambarka ammaanka bulshada",
+    ),
+    "student_id": (
+        "mã số học sinh",
+        "mã học sinh",
+        "số học sinh",
+        "学号",
+        "学生证号",
+        "学生编号",
+        "学生号",
+        "رقم الطالب",
+        "رقم الطالبة",
+        "lambarka ardayga",
+        "aqoonsiga ardayga",
+    ),
+    "dob": (
+        "ngày sinh",
+        "sinh ngày",
+        "出生日期",
+        "出生于",
+        "生日",
+        "تاريخ الميلاد",
+        "تاريخ ميلاد",
+        "taariikhda dhalashada",
+        "dhashay",
+    ),
+}
+
+
+def _named(kind: str) -> str:
+    return "|".join(re.escape(folded(word)) for word in NAMING[kind])
+
+
+SSN = re.compile(START + r"(?!000|666|9\d\d)\d{3}[- ](?!00)\d{2}[- ](?!0000)\d{4}" + END)
 # Named as one, an SSN needs no dashes: "SSN 123456789", "SSN: 123-45-6789".
 NAMED_SSN = re.compile(
-    r"\b(?:ssn|s\.s\.n\.?|social security(?: number| no\.?)?|numero de seguro social)"
-    r"\W{0,3}(\d{3}[- ]?\d{2}[- ]?\d{4})\b"
+    r"(?:\b(?:ssn|s\.s\.n\.?|social security(?: number| no\.?)?|numero de seguro social)|"
+    + _named("ssn")
+    + r")\W{0,3}(\d{3}[- ]?\d{2}[- ]?\d{4})"
+    + END
 )
 # Named as one, any long number is a student ID: "Student #4567890", "student ID 4567890",
 # "ID# 4567890", "número de estudiante 4567890". Five digits or more, so that "student 12" and
 # a year stay numbers; a meeting's ID is not a student's.
 NAMED_STUDENT_ID = re.compile(
-    r"\b(?:student(?:'s)?(?: id| number| no\.?| num\.?)?|(?<!meeting )(?<!webinar )id"
+    r"(?:\b(?:student(?:'s)?(?: id| number| no\.?| num\.?)?|(?<!meeting )(?<!webinar )id"
     r"|(?:id|numero|n\.?o\.?|num\.?) del? (?:estudiante|alumn[oa])|estudiante|alumn[oa]"
-    r"|matricula)\s?(?:#|n\.?o\.?|num\.?|number)?\s?:?\s?(\d{5,})\b"
+    r"|matricula)|"
+    + _named("student_id")
+    + r")\s?(?:#|n\.?o\.?|num\.?|number)?\s?[:：]?\s?(\d{5,})"
+    + END
 )
 DATE = (
-    r"(?:\d{1,2}[/.-]\d{1,2}[/.-]\d{2,4}|\d{4}-\d{2}-\d{2}"
+    r"(?:\d{1,2}[/.-]\d{1,2}[/.-]\d{2,4}|\d{4}-\d{2}-\d{2}|\d{4} ?年 ?\d{1,2} ?月 ?\d{1,2} ?日"
     r"|[a-z]+\.? \d{1,2},? \d{4}|\d{1,2} (?:de )?[a-z]+ (?:de )?\d{4})"
 )
 DOB = re.compile(
-    r"\b(?:d\.?o\.?b\.?|date of birth|birth ?date|born(?: on)?|birthday|fecha de nacimiento|"
-    r"nacid[oa](?: el)?|f\.? ?de nac\.?)\W{0,3}" + DATE
+    r"(?:\b(?:d\.?o\.?b\.?|date of birth|birth ?date|born(?: on)?|birthday|fecha de nacimiento|"
+    r"nacid[oa](?: el)?|f\.? ?de nac\.?)|" + _named("dob") + r")\W{0,3}" + DATE
 )
 EMAIL = re.compile(r"[\w.+-]+@((?:[\w-]+\.)+[\w-]{2,})")
 PLAIN_DIGITS = re.compile(r"^\+?\d+$")

@@ -293,3 +293,27 @@ def test_the_cli_refuses_to_submit_a_disguised_draft(run, tokens, reason, check)
     assert result.exit_code == 2
     assert "blocking finding" in result.stderr and check in result.stderr
     assert run.json("show", str(draft["id"]))["state"] == "draft"
+
+
+OTHER_LANGUAGES = [
+    ("学生证号 1234567。", "student_id"),
+    ("学号：1234567", "student_id"),
+    ("Mã số học sinh 4567890", "student_id"),
+    ("رقم الطالب ٤٥٦٧٨٩٠", "student_id"),
+    ("Lambarka ardayga 4567890", "student_id"),
+    ("社会安全号码123-45-6789", "ssn"),  # no space between the word and the number
+    ("số an sinh xã hội 123456789", "ssn"),
+    ("出生日期2015年3月4日", "date_of_birth"),
+    ("Ngày sinh: 04/03/2015", "date_of_birth"),
+    ("تاريخ الميلاد ٠٤/٠٣/٢٠١٥", "date_of_birth"),
+    ("Taariikhda dhalashada 3/4/2015", "date_of_birth"),
+]
+
+
+@pytest.mark.parametrize(("text", "check"), OTHER_LANGUAGES, ids=ascii)
+def test_personal_numbers_are_found_in_the_districts_other_languages(district, text, check):
+    assert (check, "block") in findings(district, text)
+
+
+def test_a_school_year_in_chinese_is_not_a_date_of_birth(district):
+    assert findings(district, "2025年3月4日学校停课。") == []
