@@ -14,7 +14,9 @@ A reply whose code is not one of that approver's live codes (wrong, expired, use
 approver's, the author's own phone) is refused with one answer that does not say which part was
 wrong, counted, and written to the ledger; WRONG_REPLIES_MAX in a row turn text approval off
 for that approver until an admin turns it on again (approver_phones.unlock). A decision resets
-the count. Replays of the same MessageSid never reach here (the hook answers them empty).
+the count. Each reply is counted before its code is checked, in one statement (_take_try), so
+replies that race one another get no more guesses. Replays of the same MessageSid never reach
+here (the hook answers them empty).
 """
 
 from __future__ import annotations
@@ -23,8 +25,9 @@ import datetime as dt
 import re
 import unicodedata
 from dataclasses import dataclass
+from typing import Any, cast
 
-from sqlalchemy import update
+from sqlalchemy import CursorResult, update
 from sqlalchemy.orm import Session
 
 from broadcaster.authoring import messages
@@ -81,7 +84,7 @@ def answer(
         return None
     user, row = found
     now = now or utcnow()
-    if row.locked_at is not None:
+    if not _take_try(session, row):
         _refused(session, user, row, "text approval is turned off")
         return LOCKED
     live = [
@@ -91,6 +94,7 @@ def answer(
     ]
     if len(live) != 1:  # none, or (never issued so) two: refuse rather than guess
         return _wrong(session, user, row, now)
+    row.wrong_replies -= 1  # the code is right: this reply was no guess
     code = live[0]
     message = session.get_one(Message, code.message_id)
     if message.state != MessageState.SUBMITTED:  # decided another way (the CLI, the console)
@@ -139,8 +143,25 @@ def _decide(
     return f"Approved: message {message.id}, {message.title}, is going out now."
 
 
+def _take_try(session: Session, row: ApproverPhone) -> bool:
+    """Count the reply as a wrong guess before its code is checked, in one statement that holds
+    the approver's row until the hook's transaction ends: replies that race one another cannot
+    guess more than WRONG_REPLIES_MAX times between them. False when text approval is off."""
+    # cast: an UPDATE's result is a CursorResult, which counts the rows it changed
+    taken = cast(
+        "CursorResult[Any]",
+        session.execute(
+            update(ApproverPhone)
+            .where(ApproverPhone.user_id == row.user_id, ApproverPhone.locked_at.is_(None))
+            .values(wrong_replies=ApproverPhone.wrong_replies + 1)
+            .execution_options(synchronize_session=False)
+        ),
+    )
+    session.refresh(row)
+    return taken.rowcount == 1
+
+
 def _wrong(session: Session, user: User, row: ApproverPhone, now: dt.datetime) -> str:
-    row.wrong_replies += 1
     _refused(session, user, row, "no live code of theirs matched")
     if row.wrong_replies < WRONG_REPLIES_MAX:
         return REFUSED

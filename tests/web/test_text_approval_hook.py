@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import datetime as dt
 import re
+from concurrent.futures import ThreadPoolExecutor
 
 from sqlalchemy import select
 
-from broadcaster.authoring.text_approval import REFUSED
+from broadcaster.authoring.text_approval import LOCKED, REFUSED
 from broadcaster.core import db, ledger
 from broadcaster.core.models import Approval, ApproverPhone, InboundText, Message, User, utcnow
 from broadcaster.delivery import approver_phones
@@ -133,3 +134,25 @@ def test_reply_yes_from_the_approvers_phone_sends_the_message(
         recorded = ledger.entries_for(session, mid, ("approval.recorded",))
     assert [(p["by"], p["basis"]) for _, p in recorded] == [("ben", "text reply")]
     assert run("records", "verify").exit_code == 0
+
+
+@ON_POSTGRESQL
+def test_racing_wrong_replies_get_no_more_than_five_guesses(run, tokens, tmp_path, web_app):
+    """Twelve wrong replies at once from an approver's phone (a spoofed number, say): each is
+    counted before its code is checked, so four are refused, the fifth locks, the rest find the
+    lock; the count is exactly five."""
+    district = approval_district(run, tmp_path)
+    url = run.env["BROADCASTER_DATABASE_URL"]
+    verify_phones(url, ("ben",))
+    mid = submit(run, tokens)
+    code = issue(url, mid, "ben")
+    wrong = f"{(int(code) + 1) % 10000:04d}"
+    text = texter(web_app, district)
+    with ThreadPoolExecutor(max_workers=12) as pool:
+        answers = list(pool.map(lambda _: said(text(f"YES {wrong}", BEN)[0]), range(12)))
+    assert answers.count(REFUSED) == 4
+    assert answers.count(LOCKED) == 8
+    with db.session_scope(url) as session:
+        [row] = session.scalars(select(ApproverPhone)).all()
+        assert row.wrong_replies == 5 and row.locked_at is not None
+        assert session.get_one(Message, mid).state == "submitted"
