@@ -6,8 +6,15 @@ settings: `account_sid`, `from_number` (the caller id: a Twilio number of the ac
 family's "1" goes to hear the message again; without it the message is said twice and the call
 ends), `ring_seconds` (how long to let it ring, default 30), `language.LOCALE`, `voice.LOCALE`
 and `prompt.LOCALE` (the `<Say>` language and voice for a locale, and the "press 1" prompt in
-it; English and Spanish have defaults)
+it; English, Spanish, Vietnamese, Chinese and Arabic have defaults)
 credentials: `auth_token`
+
+Languages: `SPOKEN` names a Twilio `<Say>` language and voice for each language the district
+may publish in but Somali. No voice Twilio offers (Amazon Polly's or Google's) speaks Somali,
+and an English voice reading Somali words would be noise, so `say_language` knows none for `so`
+and a call in it is refused (a permanent failure naming the setting to add). Composing does not
+let it come to that: a Somali voice rendition is left out with a warning, and Somali-speaking
+families are called in English (broadcaster/authoring/targets.py `unspoken`).
 
 What is said: `send(text, to=..., locale="es", prompt="Oprima 1 ...")` reads `text` (the
 template's voice rendition, written to be heard) in the locale's language and voice, then, inside
@@ -23,6 +30,7 @@ back once it ended; `retract` cancels one still ringing and hangs up one in prog
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
@@ -32,18 +40,36 @@ from . import AccountConfig, DeliveryError, Outcome, Receipt, register
 from . import twilio_common as twilio
 
 TWIML_MAX = 4000  # Twilio's limit for inline TwiML (its error 32018)
-# Twilio's <Say> languages and Amazon Polly voices for the district's usual locales; a district
-# adds or changes them with `language.LOCALE` / `voice.LOCALE` settings.
-SPOKEN = {"en": ("en-US", "Polly.Joanna"), "es": ("es-US", "Polly.Lupe")}
-# The replay prompt for the district's usual locales (a district adds others as prompt.LOCALE).
+# Twilio's <Say> language and voice per locale (Twilio's text-to-speech voice list): Amazon
+# Polly's standard voices where Polly has the language (Mandarin `cmn-CN` Zhiyu, Modern Standard
+# Arabic `arb` Zeina), Google's for Vietnamese, which Polly lacks. None speaks Somali (see
+# above). A district adds or changes them with `language.LOCALE` / `voice.LOCALE` settings.
+SPOKEN = {
+    "en": ("en-US", "Polly.Joanna"),
+    "es": ("es-US", "Polly.Lupe"),
+    "vi": ("vi-VN", "Google.vi-VN-Standard-A"),
+    "zh": ("cmn-CN", "Polly.Zhiyu"),
+    "ar": ("arb", "Polly.Zeina"),
+}
+# The replay prompt per locale (a district adds or replaces one as prompt.LOCALE). Beyond
+# English and Spanish, drafts for the district's reviewer, like the template translations.
 PROMPTS = {
     "en": "To hear this message again, press 1.",
     "es": "Para escuchar este mensaje de nuevo, oprima 1.",
+    "vi": "Để nghe lại tin nhắn này, xin bấm phím 1.",
+    "zh": "如需再听一遍此消息，请按1。",
+    "ar": "لسماع هذه الرسالة مرة أخرى، اضغط 1.",
 }
 EVENTS = ["initiated", "ringing", "answered", "completed"]
 WRONG_STATE = 21220  # Twilio: the call is not in a state that change applies to
 _LOOKUP_PAGES = 4
 _PAGE_SIZE = 50
+
+
+def say_language(settings: Mapping[str, str], locale: str) -> str | None:
+    """The `<Say>` language for a locale on an account with these settings, or None when no
+    voice speaks it (Somali, unless the account names one)."""
+    return settings.get(f"language.{locale}") or SPOKEN.get(locale, (None, None))[0]
 
 
 @register
@@ -91,7 +117,7 @@ class VoiceAdapter:
     def spoken(self, locale: str) -> tuple[str, str | None]:
         """The `<Say>` language and voice for a locale."""
         settings = self.account.settings
-        language = settings.get(f"language.{locale}") or SPOKEN.get(locale, (None, None))[0]
+        language = say_language(settings, locale)
         if not language:
             raise DeliveryError(
                 Outcome.PERMANENT,

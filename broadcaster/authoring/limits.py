@@ -7,10 +7,11 @@
   One segment holds 160 septets or 70 UTF-16 units; a concatenated segment 153 or 67, and a
   two-septet character or a surrogate pair is never split across segments.
 - Facebook: 63,206 characters (UTF-16 units, as the Graph API counts them).
-- Voice: how long a speech engine takes to say it (`measure_voice`), at most 60 seconds; at most
-  1,500 characters as TwiML carries it (Twilio takes 4,000 for the whole call, which says the text
-  twice, then a replay prompt, in markup); and no web or e-mail address, which a call would read
-  out letter by letter and a listener cannot click.
+- Voice: how long a speech engine takes to say it (`measure_voice`: its words, and Chinese by
+  its characters), at most 60 seconds; at most 1,500 characters as TwiML carries it (Twilio
+  takes 4,000 for the whole call, which says the text twice, then a replay prompt, in markup);
+  and no web or e-mail address, which a call would read out letter by letter and a listener
+  cannot click.
 - E-mail: a first line `Subject: ...` and an empty line before the body; the subject at most 150
   characters (mail clients show only its start) with no control or invisible formatting
   character (a line break there would start another header: the adapter refuses it); the body
@@ -37,7 +38,9 @@ SMS_CONCAT = {"GSM-7": 153, "UCS-2": 67}
 # 150 words a minute: Amazon Polly's neural voices (Twilio's <Say voice="Polly.…">) read plain
 # text at their default rate at about 150 to 170 words a minute, pauses at sentence ends included;
 # the slow end of that keeps the estimate on the safe side of the limit. Spanish says the same
-# thing in more, but not slower, words, so one rate serves both languages.
+# thing in more, but not slower, words, so one rate serves both languages, and Arabic and Somali
+# too; a Vietnamese word is one syllable, said faster, so the rate overestimates it (the safe
+# side). Chinese has no spaces between words: it is counted by its characters (below).
 VOICE_WPM = 150
 VOICE_SECONDS = 60
 # Twilio's inline TwiML is at most 4,000 characters (channel_adapters/voice.py TWIML_MAX). The
@@ -57,6 +60,11 @@ _SPOKEN = re.compile(
 # A run of letters longer than this is not one word said in one breath (a name run together,
 # or a value typed without spaces); it counts at the average length of a written word.
 _LONG_WORD, _LETTERS_PER_WORD = 12, 6
+# Chinese is written without spaces, one syllable a character: a Mandarin voice says about four
+# to five characters a second, so each counts as 150 / 60 / 4 = 0.625 of a word (the slow end,
+# as above). Counted as words, a sentence of them would be one "long word" said in seconds.
+_HAN = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\U00020000-\U0003134f]")
+_WORDS_PER_HAN = 0.625
 _EMAIL = re.compile(r"[\w.+-]+@[\w-]+(?:\.[\w-]+)+")
 _SCHEME = re.compile(r"\b[a-z][a-z0-9+.-]*://\S+|\bwww\.\S+", re.IGNORECASE)
 
@@ -124,9 +132,10 @@ def spoken_words(text: str) -> float:
     run longer than 12 letters counts one word per 6 letters. A number counts one word per digit:
     generous for "2026" (three words said) and right for a phone number read digit by digit.
     A symbol a voice reads as a word (& % # @ $ € £ + = /) counts one; punctuation, none.
+    A Chinese character counts 0.625 (four a second).
     """
-    words = 0.0
-    for match in _SPOKEN.finditer(text):
+    words = len(_HAN.findall(text)) * _WORDS_PER_HAN
+    for match in _SPOKEN.finditer(_HAN.sub(" ", text)):
         if match["word"]:
             letters = len(match["word"])
             words += 1 if letters <= _LONG_WORD else letters / _LETTERS_PER_WORD

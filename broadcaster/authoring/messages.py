@@ -19,7 +19,7 @@ from broadcaster.authoring.catalog import Catalog
 from broadcaster.authoring.checks import BLOCK, WARN, Finding, check_rendition
 from broadcaster.authoring.limits import measure
 from broadcaster.authoring.render import KINDS, render_all
-from broadcaster.authoring.targets import resolve_targets, unserved
+from broadcaster.authoring.targets import resolve_targets, unserved, unspoken
 from broadcaster.authoring.variables import parse_values, untranslated
 from broadcaster.core import ledger
 from broadcaster.core.config import DistrictConfig, Settings
@@ -95,6 +95,8 @@ def build(
     valid_until, send_at = _timing(request, district, template.meta.default_valid_hours)
     renditions = render_all(template, values, district, channels, locales, kind)
     targets, findings = resolve_targets(district, channels, kind)
+    renditions, no_voice = unspoken(district, targets, renditions)
+    findings.extend(no_voice)
     for locale in locales:
         for name in untranslated(template, values, locale):
             findings.append(

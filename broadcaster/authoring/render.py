@@ -26,18 +26,44 @@ from broadcaster.core.config_fields import to_e164
 from broadcaster.core.errors import BadInput
 from broadcaster.core.states import MessageKind
 
-# A visible marker on every rendition of a message that is not for real.
-# Plain ASCII: one character outside the GSM alphabet (an en dash) would make every test SMS UCS-2.
+# A visible marker on every rendition of a message that is not for real, "TEST" first in every
+# language. Plain ASCII where the language allows: one character outside the GSM alphabet (an en
+# dash) would make every English, Spanish or Somali test SMS UCS-2. Beyond English and Spanish,
+# drafts for the district's reviewer, like the template translations.
 KIND_PREFIX: dict[str, dict[str, str]] = {
-    MessageKind.TEST: {"en": "[TEST]", "es": "[TEST - PRUEBA]"},
-    MessageKind.EXERCISE: {"en": "[TEST - EXERCISE]", "es": "[TEST - SIMULACRO]"},
+    MessageKind.TEST: {
+        "en": "[TEST]",
+        "es": "[TEST - PRUEBA]",
+        "vi": "[TEST - THỬ NGHIỆM]",
+        "zh": "[TEST - 测试]",
+        "ar": "[TEST - اختبار]",
+        "so": "[TEST - TIJAABO]",
+    },
+    MessageKind.EXERCISE: {
+        "en": "[TEST - EXERCISE]",
+        "es": "[TEST - SIMULACRO]",
+        "vi": "[TEST - DIỄN TẬP]",
+        "zh": "[TEST - 演习]",
+        "ar": "[TEST - تمرين]",
+        "so": "[TEST - LAYLI]",
+    },
 }
-# The same marker said aloud, first in every voice rendition of a rehearsal.
+# The same marker said aloud, first in every voice rendition of a rehearsal (no Somali: no voice
+# speaks it, channel_adapters/voice.py).
 SPOKEN_KIND_PREFIX: dict[str, dict[str, str]] = {
-    MessageKind.TEST: {"en": "This is a test.", "es": "Esto es una prueba."},
+    MessageKind.TEST: {
+        "en": "This is a test.",
+        "es": "Esto es una prueba.",
+        "vi": "Đây là tin nhắn thử nghiệm.",
+        "zh": "这是一条测试消息。",
+        "ar": "هذه رسالة تجريبية.",
+    },
     MessageKind.EXERCISE: {
         "en": "This is an exercise, only a test.",
         "es": "Este es un simulacro, solo una prueba.",
+        "vi": "Đây là một cuộc diễn tập, chỉ là thử nghiệm.",
+        "zh": "这是一次演习，仅为测试。",
+        "ar": "هذا تمرين، مجرد اختبار.",
     },
 }
 SPOKEN_CHANNELS = ("voice",)

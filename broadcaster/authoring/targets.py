@@ -1,13 +1,17 @@
-"""Which channel accounts a message goes to, and the blocking findings when it has nowhere to go.
+"""Which channel accounts a message goes to, the blocking findings when it has nowhere to go, and
+the voice renditions no voice can say.
 (The rule that a rehearsal never leaves the test allowlist is rehearsals.py, which the worker
 checks again at the last moment.)"""
 
 from __future__ import annotations
 
-from broadcaster.authoring.checks import BLOCK, Finding
+from broadcaster.authoring.checks import BLOCK, WARN, Finding
+from broadcaster.authoring.render import Rendition
 from broadcaster.core.config import DistrictConfig
+from broadcaster.core.languages import language
 from broadcaster.core.states import REHEARSAL_KINDS
 from broadcaster.delivery.accounts import SANDBOX_ONLY, uses_sandbox
+from channel_adapters.voice import say_language
 
 
 def resolve_targets(
@@ -58,3 +62,38 @@ def unserved(
         for channel, name in targets
         if uses_sandbox(accounts[name], kind)
     ]
+
+
+def unspoken(
+    district: DistrictConfig, targets: list[tuple[str, str]], renditions: list[Rendition]
+) -> tuple[list[Rendition], list[Finding]]:
+    """The renditions without the voice ones that the message's voice accounts cannot say, and a
+    warning for each: no Twilio voice speaks Somali, so a Somali voice rendition is left out and
+    the families of that language are called in English, the language a call falls back to
+    (their texts, e-mails and the web page stay in their language)."""
+    accounts = {a.name: a for a in district.accounts}
+    voices = [accounts[name] for channel, name in targets if channel == "voice"]
+    kept: list[Rendition] = []
+    findings: list[Finding] = []
+    for rendition in renditions:
+        if (
+            rendition.channel == "voice"
+            and voices
+            and not all(say_language(a.settings, rendition.locale) for a in voices)
+        ):
+            known = language(rendition.locale)
+            name = known.english if known else rendition.locale
+            findings.append(
+                Finding(
+                    "no_voice",
+                    WARN,
+                    "voice",
+                    rendition.locale,
+                    f"no text-to-speech voice speaks {name}: "
+                    f"families whose language is {rendition.locale} are called in English "
+                    "(their texts, e-mails and the web page stay in their language)",
+                )
+            )
+            continue
+        kept.append(rendition)
+    return kept, findings

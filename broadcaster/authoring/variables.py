@@ -13,16 +13,35 @@ from collections.abc import Callable, Mapping
 from typing import Any
 from urllib.parse import urlsplit
 
+from babel import Locale
 from babel.dates import format_date, format_time
 from babel.lists import format_list
 
 from broadcaster.authoring.catalog import Template, VariableSpec
 from broadcaster.core.config import DistrictConfig
 from broadcaster.core.errors import BadInput
+from broadcaster.core.languages import babel_locale
 from broadcaster.core.text_safety import check_text
 
-DATE_PATTERNS = {"en": "EEEE, MMMM d", "es": "EEEE d 'de' MMMM"}
-ALL_SCHOOLS = {"en": "all schools", "es": "todas las escuelas"}
+# A date without its year (a message is about this week). English and Spanish as the district
+# writes them; the others are CLDR's full date pattern without the year.
+DATE_PATTERNS = {
+    "en": "EEEE, MMMM d",
+    "es": "EEEE d 'de' MMMM",
+    "vi": "EEEE, d MMMM",
+    "zh": "M月d日EEEE",
+    "ar": "EEEE، d MMMM",
+    "so": "EEEE, MMMM d",
+}
+# Beyond English and Spanish, drafts for the district's reviewer, like the template files.
+ALL_SCHOOLS = {
+    "en": "all schools",
+    "es": "todas las escuelas",
+    "vi": "tất cả các trường",
+    "zh": "所有学校",
+    "ar": "جميع المدارس",
+    "so": "dhammaan dugsiyada",
+}
 DEFAULT_TEXT_MAX = 200
 DEFAULT = "*"  # key of the value typed without a language, in a translated text variable
 
@@ -227,19 +246,24 @@ def _split(value: str) -> list[str]:
 def _show_date(value: str, district: DistrictConfig, locale: str) -> str:
     day = dt.date.fromisoformat(value)
     pattern = DATE_PATTERNS.get(locale.split("-")[0])
-    return format_date(day, pattern or "long", locale=locale.replace("-", "_"))
+    return format_date(day, pattern or "long", locale=babel_locale(locale))
 
 
 def _show_time(value: str, district: DistrictConfig, locale: str) -> str:
-    shown = format_time(dt.time.fromisoformat(value), "short", locale=locale.replace("-", "_"))
-    # CLDR puts a narrow no-break space before "PM"; outside the GSM alphabet, it would turn
-    # every SMS that mentions a time into UCS-2 (67 characters a segment instead of 153).
+    shown = format_time(dt.time.fromisoformat(value), "short", locale=babel_locale(locale))
+    # CLDR puts a narrow no-break space before "PM" (and Somali's "GD"); outside the GSM
+    # alphabet, it would turn every SMS that mentions a time into UCS-2 (67 characters a segment
+    # instead of 153).
     return shown.replace("\u202f", " ").replace("\xa0", " ")
 
 
 def _show_datetime(value: str, district: DistrictConfig, locale: str) -> str:
     date_part, time_part = value.split("T")
-    return f"{_show_date(date_part, district, locale)}, {_show_time(time_part, district, locale)}"
+    # CLDR's order and joint: "{1}, {0}" in English, "{1} {0}" in Chinese, "{1}، {0}" in Arabic.
+    joint = str(Locale.parse(babel_locale(locale)).datetime_formats["medium"])
+    return joint.format(
+        _show_time(time_part, district, locale), _show_date(date_part, district, locale)
+    )
 
 
 def _show_school(value: str, district: DistrictConfig, locale: str) -> str:
@@ -251,7 +275,7 @@ def _show_schools(value: list[str], district: DistrictConfig, locale: str) -> st
     if value == ["all"]:
         return ALL_SCHOOLS.get(locale.split("-")[0], ALL_SCHOOLS["en"])
     names = [_show_school(slug, district, locale) for slug in value]
-    return format_list(names, locale=locale.replace("-", "_"))
+    return format_list(names, locale=babel_locale(locale))
 
 
 def _show_route(value: str, district: DistrictConfig, locale: str) -> str:
@@ -261,7 +285,7 @@ def _show_route(value: str, district: DistrictConfig, locale: str) -> str:
 
 def _show_routes(value: list[str], district: DistrictConfig, locale: str) -> str:
     names = [_show_route(r, district, locale) for r in value]
-    return format_list(names, locale=locale.replace("-", "_"))
+    return format_list(names, locale=babel_locale(locale))
 
 
 def _show_plain(value: Any, district: DistrictConfig, locale: str) -> str:
@@ -348,7 +372,8 @@ def _es_number(n: int) -> str:
 
 def spoken_time(value: str, locale: str) -> str | None:
     """A 24-hour "HH:MM" said as words on a 12-hour clock, or None for a language without
-    spoken forms here.
+    spoken forms here (Vietnamese, Chinese, Arabic, Somali: the voice reads Babel's written
+    time, "13:30", "1:30 م", which their speech engines say as a time).
 
     English: "noon", "midnight", "one o'clock in the afternoon", "nine oh five in the morning",
     "twelve thirty in the afternoon" (templates write "at {{ time }}").

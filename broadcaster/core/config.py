@@ -22,6 +22,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from broadcaster.core.account_config import Account
 from broadcaster.core.config_fields import ROLES, SLUG, Strict, to_address, to_e164
 from broadcaster.core.errors import BadInput
+from broadcaster.core.languages import check_locale
 from broadcaster.core.quiet_hours import QuietHours
 from broadcaster.core.web_config import WebConfig
 
@@ -91,10 +92,17 @@ class DistrictInfo(Strict):
     phone: str | None = None
     email: str | None = None
     phone_region: str = "US"
-    locales: list[str] = ["en", "es"]
+    locales: list[str] = ["en", "es"]  # of core/languages.py: en, es, vi, zh, ar, so
     # "HH:MM" district time: a closure should reach every family before then (the send-time
     # planner warns when it cannot). None: no such check.
     school_day_starts: str | None = None
+
+    @field_validator("locales")
+    @classmethod
+    def _known_locales(cls, value: list[str]) -> list[str]:
+        if not value:
+            raise ValueError('name at least one language (e.g. locales = ["en"])')
+        return [check_locale(locale) for locale in value]
 
     @field_validator("school_day_starts")
     @classmethod
@@ -125,6 +133,13 @@ class DistrictInfo(Strict):
 class _Named(Strict):
     name: str = Field(min_length=1, max_length=80)
     names: dict[str, str] = {}  # the name in other languages, e.g. {es = "Ruta 12"}
+
+    @field_validator("names")
+    @classmethod
+    def _known_languages(cls, value: dict[str, str]) -> dict[str, str]:
+        for locale in value:
+            check_locale(locale)
+        return value
 
     def display(self, locale: str) -> str:
         return self.names.get(locale, self.name)

@@ -17,13 +17,12 @@ from typing import Any, Final, Literal
 from sqlalchemy import or_, select, update
 from sqlalchemy.orm import Session
 
+from broadcaster.core.languages import direction, heading
 from broadcaster.core.models import Delivery, Message, utcnow
 from broadcaster.core.states import DeliveryStatus
 from broadcaster.delivery.dispatch import MULTILINGUAL
 from channel_adapters import Receipt
 from channel_adapters.email import html_document, split_rendition
-
-LANGUAGE_LABEL = {"en": "In English", "es": "En español"}
 
 
 @dataclass
@@ -112,7 +111,7 @@ def text_for(message: Message, channel: str, locale: str) -> str:
         return texts[locale]
     ordered = [loc for loc in message.locales if loc in texts]
     if channel == "web":
-        return "\n".join(f'<section lang="{loc}">\n{texts[loc]}\n</section>' for loc in ordered)
+        return "\n".join(_section(loc, texts[loc]) for loc in ordered)
     parts = [texts[ordered[0]]]
     parts += [_labelled(loc, texts[loc]) for loc in ordered[1:]]
     return "\n\n".join(parts)
@@ -124,7 +123,14 @@ def _after(message: Message, texts: dict[str, str], first: str) -> list[str]:
 
 
 def _labelled(locale: str, text: str) -> str:
-    return f"— {LANGUAGE_LABEL.get(locale, locale)} —\n\n{text}"
+    return f"— {heading(locale)} —\n\n{text}"
+
+
+def _section(locale: str, html: str) -> str:
+    """One language's part of an HTML page; a right-to-left one (Arabic) says so, the others
+    take the page's left to right."""
+    rtl = ' dir="rtl"' if direction(locale) == "rtl" else ""
+    return f'<section lang="{locale}"{rtl}>\n{html}\n</section>'
 
 
 def email_html(message: Message, locale: str, subject: str) -> str | None:
@@ -135,7 +141,7 @@ def email_html(message: Message, locale: str, subject: str) -> str | None:
     if not pages:
         return None
     ordered = ([locale] if locale in pages else []) + _after(message, pages, locale)
-    sections = "\n".join(f'<section lang="{loc}">\n{pages[loc]}\n</section>' for loc in ordered)
+    sections = "\n".join(_section(loc, pages[loc]) for loc in ordered)
     return html_document(subject, sections)
 
 

@@ -253,12 +253,24 @@ def check_templates(target: Deployment, district: DistrictConfig) -> Check:
             "templates", False, f"not a readable folder: {', '.join(unreadable)} (templates_dirs)"
         )
     try:
-        names = Catalog(district).names()
+        templates = Catalog(district).all()
     except (BroadcasterError, OSError) as exc:
         return Check("templates", False, _first_line(exc))
+    # Drafts are a warning, not a failure: they are sent, and the preview says so too.
+    files = {
+        locale: sum(len(t.unreviewed(locale)) for t in templates)
+        for locale in district.district.locales
+    }
+    counted = [f"{locale} {n} file{'s' if n != 1 else ''}" for locale, n in files.items() if n]
+    unsigned = (
+        f"; translations not yet reviewed ([reviewed] false in meta.toml): {', '.join(counted)}"
+        if counted
+        else ""
+    )
     drafts = sms_keywords.unreviewed()
-    unsigned = f"; replies to STOP, START and HELP not yet reviewed: {', '.join(drafts)}"
-    return Check("templates", True, f"{len(names)} templates{unsigned if drafts else ''}")
+    if drafts:
+        unsigned += f"; replies to STOP, START and HELP not yet reviewed: {', '.join(drafts)}"
+    return Check("templates", True, f"{len(templates)} templates{unsigned}")
 
 
 def check_public_site(target: Deployment, district: DistrictConfig) -> Check:

@@ -35,6 +35,7 @@ from sqlalchemy.orm import Session, aliased
 from broadcaster.authoring.catalog import CapFields, Catalog
 from broadcaster.core.config import DistrictConfig
 from broadcaster.core.errors import BroadcasterError
+from broadcaster.core.languages import direction, language
 from broadcaster.core.models import Delivery, Message, RecordDestruction, Rendition, WebAlert
 from broadcaster.core.text_safety import clean_for_xml
 from broadcaster.records.retention import CONTENT
@@ -398,15 +399,19 @@ def _cap_fields(catalog: Catalog, template: str, title: str) -> CapFields:
 
 def _version(locale: str, html: str, area: str) -> Version:
     info = cap.info_from_web(locale, html, area)
-    try:
-        language = Locale.parse(locale, sep="-")
-        name, direction = language.get_display_name(language) or locale, language.character_order
-    except (UnknownLocaleError, ValueError):
-        name, direction = locale, "left-to-right"
+    known = language(locale)
+    if known is not None and "-" not in locale:
+        name = known.label
+    else:  # a regional variant ("Español (México)") or a language a district added itself
+        try:
+            parsed = Locale.parse(locale, sep="-")
+            name = parsed.get_display_name(parsed) or locale
+        except (UnknownLocaleError, ValueError):
+            name = locale
     return Version(
         locale=locale,
         language=name[:1].upper() + name[1:],
-        direction="rtl" if direction == "right-to-left" else "ltr",
+        direction=direction(locale),
         html=html,
         headline=info.headline,
         description=info.description,

@@ -24,6 +24,7 @@ from broadcaster.web.public import ALERT_ID, absolute_url, safe_json
 feeds = Blueprint("feeds", __name__)
 
 CAP_TYPE = "application/cap+xml"
+XML_LANG = "{http://www.w3.org/XML/1998/namespace}lang"
 EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)  # `updated` of a store that never published
 
 
@@ -39,6 +40,33 @@ def _current() -> tuple[list[alerts.Alert], dt.datetime]:
 def _text(alert: alerts.Alert) -> str:
     """Every language, headline then text, as plain text."""
     return "\n\n".join(f"{v.headline}\n{v.description}" for v in alert.versions)
+
+
+def _html(alert: alerts.Alert) -> str:
+    """Every language as the alert's page shows it (each rendition is HTML in which every value
+    was escaped), each part marked with its language and direction, so that a reader shows the
+    Arabic right to left even in an entry that begins in English."""
+    return "\n".join(
+        f'<section lang="{v.locale}" dir="{v.direction}">\n{v.html}\n</section>'
+        for v in alert.versions
+    )
+
+
+def _language(alert: alerts.Alert) -> str:
+    return alert.versions[0].locale if alert.versions else "en"
+
+
+class _EntryLanguage(BaseEntryExtension):
+    """An Atom entry's `xml:lang`: the language it begins in (feedgen sets it on the feed
+    only)."""
+
+    def __init__(self) -> None:
+        self.lang: str | None = None
+
+    def extend_atom(self, entry: etree._Element) -> etree._Element:
+        if self.lang:
+            entry.set(XML_LANG, self.lang)
+        return entry
 
 
 class _TypedLinks(BaseEntryExtension):
@@ -67,6 +95,8 @@ def _generator(feed_endpoint: str, changed: dt.datetime, subject: str) -> FeedGe
     fg.description(f"{subject[:1].upper()}{subject[1:]} from {info.name}, most severe first.")
     fg.language("en")
     fg.updated(changed)
+    fg.register_extension("entry_language", BaseExtension, _EntryLanguage, rss=False)
+    fg.load_extension("dc", atom=False)  # an RSS item's dc:language
     return fg
 
 
@@ -80,7 +110,12 @@ def _add_alerts(fg: FeedGenerator, active: list[alerts.Alert]) -> None:
         entry.published(alert.published_at)
         entry.updated(alert.published_at)
         entry.category(term=alert.cap.severity, label=alert.label)
-        entry.description(_text(alert))
+        # Plain text as the RSS description and Atom summary; HTML marked with each language's
+        # direction as the Atom content and RSS content:encoded.
+        entry.description(_text(alert), isSummary=True)
+        entry.content(_html(alert), type="html")
+        entry.entry_language.lang = _language(alert)
+        entry.dc.dc_language(_language(alert))
 
 
 @feeds.get("/feeds/alerts.rss")
@@ -175,6 +210,7 @@ def cap_index() -> Response:
         entry.updated(alert.changed_at)
         entry.category(term=alert.msg_type)
         entry.content(_text(alert), type="text")
+        entry.entry_language.lang = _language(alert)
     return Response(fg.atom_str(pretty=True), mimetype="application/atom+xml")
 
 

@@ -38,9 +38,9 @@ def test_a_staff_post_has_a_title_and_a_body_within_the_limit(
     values = parse_values(template, sample_values(template, district, longest), district)
     texts = {
         r.locale: r.text
-        for r in render_all(template, values, district, ["apprise"], ["en", "es"], kind)
+        for r in render_all(template, values, district, ["apprise"], template.locales, kind)
     }
-    assert set(texts) == {"en", "es"}
+    assert {"en", "es"} <= set(texts) == set(template.locales)
     for locale, text in texts.items():
         where = (name, locale, text)
         title, body = split_title(text)

@@ -104,15 +104,35 @@ def test_what_is_said_is_text_never_markup(sandbox, text):
 
 
 def test_a_district_adds_a_language_and_an_unknown_one_is_refused_before_any_call(sandbox):
-    err = fails(lambda: voice(sandbox).send("Trường học đóng cửa hôm nay.", to=FAMILY, locale="vi"))
-    assert err.outcome is Outcome.PERMANENT and "language.vi" in str(err)
+    # No Twilio voice speaks Somali: refused, naming the setting, before any call.
+    somali = "Dugsiyada way xiran yihiin maanta."
+    err = fails(lambda: voice(sandbox).send(somali, to=FAMILY, locale="so"))
+    assert err.outcome is Outcome.PERMANENT and "language.so" in str(err)
     assert sandbox.requests("voice") == []
-    adapter = voice(sandbox, **{"language.vi": "vi-VN"})
-    adapter.send("Trường học đóng cửa hôm nay.", to=FAMILY, locale="vi")
-    assert said(sandbox)[0] == ("Trường học đóng cửa hôm nay.", "vi-VN", None)
+    voice(sandbox, **{"language.so": "so-SO"}).send(somali, to=FAMILY, locale="so")
+    assert said(sandbox)[0] == (somali, "so-SO", None)
     # A district's own voice for a locale wins over the default.
     voice(sandbox, **{"voice.en": "Polly.Matthew"}).send("Hello.", to="+19515550166")
     assert sandbox.posts("voice")[1]["said"][0]["voice"] == "Polly.Matthew"
+
+
+@pytest.mark.parametrize(
+    ("locale", "text", "language", "speaker", "prompt"),
+    [
+        ("vi", "Trường học đóng cửa hôm nay.", "vi-VN", "Google.vi-VN-Standard-A", "phím 1"),
+        ("zh", "今天学校停课。", "cmn-CN", "Polly.Zhiyu", "请按1"),
+        ("ar", "المدارس مغلقة اليوم.", "arb", "Polly.Zeina", "اضغط 1"),
+    ],
+)
+def test_vietnamese_chinese_and_arabic_have_a_voice_and_a_prompt(
+    sandbox, locale, text, language, speaker, prompt
+):
+    voice(sandbox, replay_url=REPLAY).send(text, to=FAMILY, locale=locale)
+    [call] = sandbox.posts("voice")
+    assert [(s["text"], s["language"], s["voice"]) for s in call["said"]][:2] == [
+        (text, language, speaker)
+    ] * 2
+    assert prompt in call["said"][-1]["text"] and call["said"][-1]["language"] == language
 
 
 def test_too_long_or_empty_is_refused_before_any_call(sandbox):

@@ -67,7 +67,15 @@ def test_feeds_list_the_current_alerts_and_keep_their_text_inert(site, cap_schem
     description = rss.findtext("channel/item/description")
     assert f"due to {PAYLOAD}." in description and f"Motivo: {PAYLOAD}." in description
     atom = etree.fromstring(site.get("/feeds/alerts.atom").content)
-    assert f"due to {PAYLOAD}." in atom.findtext("a:entry/a:content", namespaces=NS)
+    assert f"due to {PAYLOAD}." in atom.findtext("a:entry/a:summary", namespaces=NS)
+    # The HTML content (each language in a section with its direction) carries the value
+    # escaped, as the alert's page does: text, never markup, once a reader unescapes it.
+    for html in (
+        atom.findtext("a:entry/a:content[@type='html']", namespaces=NS),
+        rss.findtext("channel/item/{http://purl.org/rss/1.0/modules/content/}encoded"),
+    ):
+        assert '<section lang="es" dir="ltr">' in html
+        assert "due to &lt;script&gt;alert(1)&lt;/script&gt;." in html and PAYLOAD not in html
     feed = site.get("/feeds/alerts.json").json()
     assert feed["version"] == "https://jsonfeed.org/version/1.1"
     [item] = feed["items"]

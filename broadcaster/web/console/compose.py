@@ -14,6 +14,7 @@ from broadcaster.authoring import audience, messages, plan
 from broadcaster.authoring.views import preview_view
 from broadcaster.core.config_fields import FAMILY_CHANNELS
 from broadcaster.core.errors import BadInput, BroadcasterError
+from broadcaster.core.languages import direction
 from broadcaster.core.permissions import require
 from broadcaster.core.states import REHEARSAL_KINDS, MessageKind
 from broadcaster.web import context
@@ -149,6 +150,7 @@ def compose_preview() -> ResponseReturnValue:
                 "channel_name": channel_name(r["channel"]),
                 "locale": r["locale"],
                 "language": language_name(r["locale"]),
+                "dir": direction(r["locale"]),
                 "text": r["text"],
                 "counts": counts(r),
             }

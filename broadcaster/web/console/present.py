@@ -7,6 +7,7 @@ from typing import Any
 from babel import Locale, UnknownLocaleError
 
 from broadcaster.authoring.plan import summary as plan_summary
+from broadcaster.core.languages import direction
 
 CHANNEL_NAMES = {
     "x": "X",
@@ -59,6 +60,7 @@ def where(finding: dict[str, Any]) -> str:
 HELPERS = {
     "channel_name": channel_name,
     "language_name": language_name,
+    "text_direction": direction,  # a rendition's dir: "rtl" for Arabic
     "state_name": state_name,
     "counts": counts,
     "where": where,

@@ -43,6 +43,7 @@
     card.appendChild(el("p", r.counts, "counts"));
     var text = el("pre", r.text, "rendition");
     text.lang = r.locale;
+    text.dir = r.dir; // "rtl" for Arabic
     card.appendChild(text);
     return card;
   }
