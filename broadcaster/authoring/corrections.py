@@ -8,10 +8,11 @@ commander may send an update to a message from a pre-approved template at once, 
 update's own template is pre-approved too.
 
 A retraction moves the original to `retracting` and writes its notice: a message from the
-`retraction_notice` template whose deliveries delete each of the original's posts (X, Facebook,
-and the web alert, which becomes a CAP Cancel) and text the notice to the phones the original
-reached. They are claimed, retried and recorded like every delivery; the original is `retracted`
-once every post is down (follow_ups.settle_original), and `retry` sends again what failed.
+`retraction_notice` template whose deliveries delete each of the original's posts (X, every tweet
+of its thread included, Facebook, and the web alert, which becomes a CAP Cancel) and text the
+notice to the phones the original reached. They are claimed, retried and recorded like every
+delivery; the original is `retracted` once every post is down (follow_ups.settle_original), and
+`retry` sends again what failed.
 """
 
 from __future__ import annotations
@@ -191,7 +192,7 @@ def _deletions(notice: Message, original: Message, session: Session) -> list[dic
     return [
         {
             **_base(notice, post.channel, post.account),
-            "recipient": post.account,
+            "recipient": post.recipient,  # an X thread's tweets each have their own
             "locale": post.locale,
             "action": "delete",
             "refers_to": post.provider_id,

@@ -5,9 +5,10 @@ language's rendition times the phones that read that language, through the accou
 (`Account.rate`: rate_per_second, else the sender's published default) with the token bucket's
 own arithmetic (`ratelimit.seconds_for`): a second's worth at once, then the rate. That is what
 the workers do, on an account no other message is using. Each social or web account makes one
-post. A routine message's texts and calls that quiet hours hold start when they end. A message
-that cannot finish before its valid_until, or a closure before the school day starts
-(`[district] school_day_starts`), gets a warning with the numbers.
+post, an X account one per language of its thread. A routine message's texts and calls that
+quiet hours hold start when they end. A message that cannot finish before its valid_until, or a
+closure before the school day starts (`[district] school_day_starts`), gets a warning with the
+numbers.
 
 `make_plan` and `late` are pure (hand numbers in, plan out); `for_message` gathers the numbers
 for a message, and `record` writes the plan into the ledger at approval (`plan.recorded`),
@@ -31,6 +32,7 @@ from broadcaster.core.config import DistrictConfig
 from broadcaster.core.config_fields import FAMILY_CHANNELS
 from broadcaster.core.models import Message, utcnow
 from broadcaster.core.quiet_hours import HELD_CHANNELS, held_for
+from broadcaster.delivery import routing
 from broadcaster.delivery.expansion import audience_reach
 from broadcaster.delivery.ratelimit import seconds_for
 from broadcaster.delivery.scheduling import local_time
@@ -64,8 +66,8 @@ def make_plan(
     in order), with `renditions` (channel, locale) -> SMS segments (any number for a post) and
     `audience` channel -> locale -> numbers or addresses; its texts and calls start at
     `held_until` when quiet hours hold them. Like dispatch: one account of a channel reaches
-    every family, a phone whose language has no rendition reads English, a post goes only where
-    its language was rendered."""
+    every family, a phone whose language has no rendition reads English, and the posts are
+    routing.py's (an X account's thread a post per language)."""
     plan: Plan = {}
     for channel in FAMILY_CHANNELS:
         account = next((a for a in accounts if a.channel == channel), None)
@@ -89,19 +91,20 @@ def make_plan(
             waits or start,
             waits,
         )
-    posting: dict[str, list[Account]] = {}
-    for account in accounts:
-        locale = account.post_locale
-        a_post = account.channel not in FAMILY_CHANNELS
-        if a_post and (locale is None or (account.channel, locale) in renditions):
-            posting.setdefault(account.channel, []).append(account)
-    for channel, group in posting.items():
-        # One post from each account, each with a bucket of its own: the slowest decides.
-        slowest = min(group, key=lambda a: a.rate)
-        names, posts = ", ".join(a.name for a in group), len(group)
-        plan[channel] = _entry(
-            names, posts, posts, slowest.rate, seconds_for(1, slowest.rate), start
-        )
+    # The posts dispatch writes (routing.py): an X thread is a post per language.
+    by_name = {a.name: a for a in accounts}
+    locales = list(dict.fromkeys(loc for _, loc in renditions))  # in the message's order
+    posting: dict[str, dict[str, int]] = {}
+    for post in routing.posts(accounts, locales, renditions):
+        on = posting.setdefault(post.channel, {})
+        on[post.account] = on.get(post.account, 0) + 1
+    for channel, per_account in posting.items():
+        # Each account's posts through a bucket of its own: the slowest account decides.
+        seconds = max(seconds_for(n, by_name[a].rate) for a, n in per_account.items())
+        slowest = min((by_name[a] for a in per_account), key=lambda a: a.rate)
+        posts = sum(per_account.values())
+        names = ", ".join(per_account)
+        plan[channel] = _entry(names, posts, posts, slowest.rate, seconds, start)
     return {c: plan[c] for c in dict.fromkeys(a.channel for a in accounts) if c in plan}
 
 

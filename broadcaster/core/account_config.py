@@ -81,6 +81,10 @@ class Account(Strict):
     # (Facebook, web); an X post has no room for that, so an X account posts in English unless
     # it says otherwise (a district with a Spanish X account lists it with locale = "es").
     locale: str | None = None
+    # X: the message's languages that no X account of their own posts follow this account's
+    # post as a reply thread (delivery/routing.py). The first X account that threads carries
+    # them; with none, they are posted nowhere and the preview warns.
+    thread_other_languages: bool = True
     # SMS: the numbers this account texts from besides its Messaging Service (E.164). An inbound
     # text is believed only when it is addressed to one of these, to `settings.from_number` or
     # to the account's Messaging Service.
@@ -149,6 +153,12 @@ class Account(Strict):
     def _sms_numbers(self) -> Account:
         if self.sending_numbers and self.channel != "sms":
             raise ValueError(f"account {self.name}: only an sms account has sending_numbers")
+        return self
+
+    @model_validator(mode="after")
+    def _thread(self) -> Account:
+        if "thread_other_languages" in self.model_fields_set and self.channel != "x":
+            raise ValueError(f"account {self.name}: only an x account has thread_other_languages")
         return self
 
     @model_validator(mode="after")

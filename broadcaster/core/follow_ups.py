@@ -29,13 +29,22 @@ class Post:
     account: str
     provider_id: str
     locale: str
+    recipient: str  # its delivery's: the account, with the language for an X thread's reply
+    in_thread: bool = False  # a reply in the account's X thread, not its first post
 
 
 def posts(session: Session, original_id: int) -> list[Post]:
-    """The original's posts that went out (X, Facebook, web), one per account: not its texts
-    or calls."""
+    """The original's posts that went out (X, Facebook, web): one per account, and on X the
+    replies of its thread; not its texts or calls."""
     rows = session.execute(
-        select(Delivery.channel, Delivery.account, Delivery.provider_id, Delivery.locale)
+        select(
+            Delivery.channel,
+            Delivery.account,
+            Delivery.provider_id,
+            Delivery.locale,
+            Delivery.recipient,
+            Delivery.thread_parent,
+        )
         .where(
             Delivery.message_id == original_id,
             Delivery.action == "send",
@@ -47,14 +56,15 @@ def posts(session: Session, original_id: int) -> list[Post]:
     ).all()
     # cast: the query keeps only the posts that have a provider_id
     return [
-        Post(channel, account, cast(str, post_id), locale)
-        for channel, account, post_id, locale in rows
+        Post(channel, account, cast(str, post_id), locale, recipient, parent is not None)
+        for channel, account, post_id, locale, recipient, parent in rows
     ]
 
 
 def replies(session: Session, message: Message) -> dict[tuple[str, str], str]:
-    """(channel, account) -> the original's post a follow-up replies to. Refused once the
-    original is being retracted: a reply to a deleted post fails, or revives what was withdrawn."""
+    """(channel, account) -> the original's post a follow-up replies to (on X the first of its
+    thread). Refused once the original is being retracted: a reply to a deleted post fails, or
+    revives what was withdrawn."""
     if message.follows_id is None:
         return {}
     original = session.get(Message, message.follows_id)
@@ -63,7 +73,11 @@ def replies(session: Session, message: Message) -> dict[tuple[str, str], str]:
             f"message {original.id} is {original.state}: an update to it would reply to posts "
             "that are being taken down; compose a new message instead"
         )
-    return {(p.channel, p.account): p.provider_id for p in posts(session, message.follows_id)}
+    return {
+        (p.channel, p.account): p.provider_id
+        for p in posts(session, message.follows_id)
+        if not p.in_thread
+    }
 
 
 def reached(original_id: int, channel: str | None = None) -> Select[*tuple[Any, ...]]:

@@ -17,6 +17,7 @@ from sqlalchemy import (
     TypeDecorator,
     UniqueConstraint,
     false,
+    text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
@@ -304,6 +305,13 @@ class Delivery(Base):
         Index("ix_deliveries_status_lease", "status", "lease_until"),
         # The last text sent to a number, which a reply from it answers (records/inbox.py).
         Index("ix_deliveries_recipient_sent", "recipient", "sent_at"),
+        # Only a thread's replies have a parent: the index holds those few rows, not the texts.
+        Index(
+            "ix_deliveries_thread_parent",
+            "thread_parent",
+            postgresql_where=text("thread_parent IS NOT NULL"),
+            sqlite_where=text("thread_parent IS NOT NULL"),
+        ),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -319,6 +327,9 @@ class Delivery(Base):
     action: Mapped[str] = mapped_column(String(8), default="send", server_default="send")
     # The provider id acted on: the post a follow-up replies to, or the post to delete.
     refers_to: Mapped[str | None] = mapped_column(String(100))
+    # A reply in an X thread (delivery/threads.py): the delivery whose tweet it answers. It
+    # waits, never claimed, until that one has its provider id, which becomes `refers_to`.
+    thread_parent: Mapped[int | None] = mapped_column(Integer)
     attempts: Mapped[int] = mapped_column(Integer, default=0)  # provider calls made, no more
     # Provider lookups made to reconcile it; each inconclusive one puts the next further off.
     lookups: Mapped[int] = mapped_column(Integer, default=0, server_default="0")

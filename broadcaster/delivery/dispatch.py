@@ -31,14 +31,15 @@ from broadcaster.core.models import Delivery, Message, User, utcnow
 from broadcaster.core.quiet_hours import HELD_CHANNELS, held_for
 from broadcaster.core.rehearsals import ensure_allowed, ensure_allowed_recipient
 from broadcaster.core.states import REHEARSAL_KINDS, DeliveryStatus
+from broadcaster.delivery import routing, threads
 from broadcaster.delivery.celery_app import CHANNEL_QUEUE, EXPAND, SEND, URGENT, client_for
+from broadcaster.delivery.routing import MULTILINGUAL
 
 SMS_BATCH = 50
 # The order deliveries are enqueued in: the web first (it is the reference the posts link to),
 # then the posts and the staff rooms, then the texts, the calls and the e-mails.
 CHANNEL_ORDER = ("web", "x", "facebook", "apprise", "sms", "voice", "email")
 RELEASED = "broadcaster.released"  # session.info key: what the commit enqueued (Released)
-MULTILINGUAL = "mul"  # ISO 639 "multiple languages": one post carrying every language
 
 
 @dataclass(frozen=True)
@@ -55,6 +56,7 @@ class Planned:
 
     rows: list[dict[str, Any]]
     texts_later: bool = False
+    replies: list[routing.Post] = field(default_factory=list)  # X thread replies among the rows
 
 
 def texts_later(message: Message) -> bool:
@@ -70,17 +72,11 @@ def plan(session: Session, district: DistrictConfig, message: Message) -> Planne
     replies = follow_ups.replies(session, message)
     planned = Planned([])
     phones_done: set[str] = set()
+    accounts = {a.name: a for a in district.accounts}
     for target in message.targets:
-        account = next(a for a in district.accounts if a.name == target.account)
+        account = accounts[target.account]
         ensure_allowed(district, message.kind, account.name)
-        base = {
-            "message_id": message.id,
-            "channel": target.channel,
-            "account": account.name,
-            "status": DeliveryStatus.QUEUED,
-            "attempts": 0,
-            "refers_to": replies.get((target.channel, account.name)),
-        }
+        base = _row(message, target.channel, account.name, replies)
         if target.channel in FAMILY_CHANNELS:
             if target.channel in phones_done:  # one text (call) per phone: the first account's
                 continue
@@ -98,14 +94,29 @@ def plan(session: Session, district: DistrictConfig, message: Message) -> Planne
                 {**base, "recipient": label, "locale": MULTILINGUAL}
                 for label in account.staff_labels
             )
-        else:
-            post_locale = account.post_locale
-            if post_locale is not None and (target.channel, post_locale) not in rendered:
-                continue  # a Spanish account has nothing to post for an English-only message
-            planned.rows.append(
-                {**base, "recipient": account.name, "locale": post_locale or MULTILINGUAL}
-            )
+    posting = [accounts[t.account] for t in message.targets]
+    posting = [a for a in posting if a.channel not in FAMILY_CHANNELS + STAFF_CHANNELS]
+    for post in routing.posts(posting, message.locales, rendered):
+        row = _row(message, post.channel, post.account, replies)
+        if post.after is not None:  # a thread's reply answers its own thread's tweet
+            row["refers_to"] = None
+            planned.replies.append(post)
+        planned.rows.append({**row, "recipient": post.recipient, "locale": post.locale})
     return planned
+
+
+def _row(
+    message: Message, channel: str, account: str, replies: dict[tuple[str, str], str]
+) -> dict[str, Any]:
+    """What every delivery row of the message on this account starts from."""
+    return {
+        "message_id": message.id,
+        "channel": channel,
+        "account": account,
+        "status": DeliveryStatus.QUEUED,
+        "attempts": 0,
+        "refers_to": replies.get((channel, account)),  # a follow-up's post answers the original's
+    }
 
 
 def _test_recipients(district: DistrictConfig, message: Message, channel: str) -> tuple[str, ...]:
@@ -133,6 +144,7 @@ def dispatch(
         session.execute(
             insert(Delivery), [{**r, "created_at": now, "updated_at": now} for r in planned.rows]
         )
+        threads.link(session, message.id, planned.replies)
     counts: dict[str, int] = defaultdict(int)
     for row in planned.rows:
         action = row.get("action", "send")
@@ -151,7 +163,9 @@ def dispatch(
         message_id=message.id,
     )
     ids = session.execute(
-        select(Delivery.id, Delivery.channel).where(Delivery.message_id == message.id)
+        select(Delivery.id, Delivery.channel).where(
+            Delivery.message_id == message.id, threads.READY
+        )
     ).all()
     return release_after_commit(session, batches(message, ids) + expand)
 
@@ -279,7 +293,7 @@ def retry_failed(
     """Queue again the deliveries that failed; those that were sent are never touched, and an
     expired text stays expired."""
     failed = session.execute(
-        select(Delivery.id, Delivery.channel).where(
+        select(Delivery.id, Delivery.channel, Delivery.thread_parent, Delivery.refers_to).where(
             Delivery.message_id == message.id, Delivery.status == DeliveryStatus.FAILED
         )
     ).all()
@@ -299,4 +313,6 @@ def retry_failed(
         message_id=message.id,
         actor=actor.name,
     )
-    return release_after_commit(session, batches(message, [(d.id, d.channel) for d in failed]))
+    # A thread's reply goes again once the tweet it answers is sent (threads.py).
+    ready = [(d.id, d.channel) for d in failed if d.thread_parent is None or d.refers_to]
+    return release_after_commit(session, batches(message, ready))

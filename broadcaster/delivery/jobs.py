@@ -20,7 +20,8 @@ from sqlalchemy.orm import Session
 from broadcaster.core.languages import direction, heading
 from broadcaster.core.models import Delivery, Message, utcnow
 from broadcaster.core.states import DeliveryStatus
-from broadcaster.delivery.dispatch import MULTILINGUAL
+from broadcaster.delivery.routing import MULTILINGUAL
+from broadcaster.delivery.threads import READY
 from channel_adapters import Receipt
 from channel_adapters.email import html_document, split_rendition
 
@@ -83,6 +84,7 @@ def claim(session: Session, ids: Iterable[int], lease_s: float) -> list[int]:
             Delivery.id.in_(list(ids)),
             Delivery.status == DeliveryStatus.QUEUED,
             or_(Delivery.next_attempt_at.is_(None), Delivery.next_attempt_at <= now),
+            READY,  # an X thread's reply waits for the tweet it answers (threads.py)
         )
         .values(
             status=DeliveryStatus.SENDING,

@@ -24,7 +24,7 @@ from broadcaster.core.errors import Refused
 from broadcaster.core.lifecycle import transition
 from broadcaster.core.models import Delivery, Message, utcnow
 from broadcaster.core.states import OPEN, SUCCEEDED, DeliveryStatus, MessageState
-from broadcaster.delivery import metrics, provider_callbacks, tallies
+from broadcaster.delivery import metrics, provider_callbacks, tallies, threads
 from broadcaster.delivery.dispatch import Batch, batches
 from broadcaster.delivery.jobs import UNCONFIRMED, Result, awaiting_lookup_claim
 
@@ -158,6 +158,9 @@ def record(worker: Worker, results: list[Result]) -> list[Batch]:
                 # would wait for the sweep.
                 key = (r.job.message_id, math.ceil((r.retry_in or 0) * 10) / 10)
                 retry_ids[key].append((r.job.delivery_id, r.job.channel))
+        # The replies of an X thread go once the tweet they answer has its id.
+        for message_id, reply_id, channel in threads.settle(session, kept):
+            retry_ids[(message_id, 0.0)].append((reply_id, channel))
         planned: list[Batch] = []
         for (message_id, delay), ids in retry_ids.items():
             message = session.get(Message, message_id)

@@ -51,6 +51,7 @@ from broadcaster.delivery import (
     metrics,
     provider_callbacks,
     tallies,
+    threads,
 )
 from broadcaster.delivery.dispatch import Batch, batches
 from broadcaster.delivery.jobs import AWAITING_LOOKUP, UNCONFIRMED, Job, Result, load_jobs
@@ -172,6 +173,7 @@ def requeue_stale(session: Session, now: dt.datetime, after_s: float, limit: int
             Delivery.status == DeliveryStatus.QUEUED,
             Delivery.updated_at < now - dt.timedelta(seconds=after_s),
             or_(Delivery.next_attempt_at.is_(None), Delivery.next_attempt_at <= now),
+            threads.READY,  # an X thread's reply goes when the tweet it answers is sent
         )
         .order_by(Delivery.updated_at)
         .limit(limit)

@@ -34,7 +34,8 @@ def test_bilingual_closure_to_500_contacts_on_all_four_channels(
     assert all(len(texts) == 1 for texts in received.values())  # one text per phone
     for phone, texts in received.items():
         assert texts[0] == sms[expected[phone]]  # in the recipient's language
-    assert len(stack.sandbox.posts("x")) == 1
+    tweets = stack.sandbox.posts("x")  # English, then Spanish as a reply (one X account)
+    assert len(tweets) == 2 and tweets[1]["in_reply_to_tweet_id"] == tweets[0]["id"]
     assert len(stack.sandbox.posts("facebook")) == 1
     facebook = stack.sandbox.posts("facebook")[0]["message"]
     assert "Tuesday, March 3" in facebook and "martes 3 de marzo" in facebook
@@ -80,7 +81,7 @@ def test_faults_end_with_nothing_lost_or_duplicated(stack, run, tokens, compose_
     received = texts_by_phone(stack.sandbox)
     assert set(received) == set(expected)
     assert {p: len(t) for p, t in received.items() if len(t) > 1} == {}
-    assert len(stack.sandbox.posts("x")) == 1
+    assert len(stack.sandbox.posts("x")) == 2  # the English post and its Spanish reply
     assert len(stack.sandbox.posts("facebook")) == 1  # the timed-out post was found, not resent
     shown = run.json("show", str(draft["id"]))
     assert any(step["event"] == "message.finish_sent" for step in shown["timeline"])
@@ -139,7 +140,7 @@ def test_trigger_is_for_incident_commanders_and_pre_approved_templates(stack, ru
     assert result.exit_code == 0, result.output
     shown = run.json("show", str(run.json("list")[0]["id"]))
     assert shown["state"] == "sent" and shown["needs_review"] is True
-    assert len(stack.sandbox.posts("x")) == 1
+    assert len(stack.sandbox.posts("x")) == 2  # the English post and its Spanish reply
 
 
 def test_a_test_message_reaches_only_the_test_allowlist(
@@ -171,7 +172,7 @@ def test_nothing_goes_out_after_valid_until(
     assert view["state"] == "expired"  # every channel, not only texts
     assert view["deliveries"]["sms"]["expired"] == 9
     assert {c: view["deliveries"][c]["expired"] for c in ("x", "facebook", "web")} == {
-        "x": 1,
+        "x": 2,  # the Spanish reply expires with the post it would answer
         "facebook": 1,
         "web": 1,
     }

@@ -54,7 +54,8 @@ def test_a_worker_exports_its_deliveries_and_provider_latency(
     view = stack.wait_done(draft["id"])
     assert view["state"] == "sent", view
     sent = {channel: view["deliveries"][channel]["sent"] for channel in CHANNELS}
-    assert sent["sms"] == len(phones) and sent["x"] == sent["facebook"] == sent["web"] == 1
+    assert sent["sms"] == len(phones) and sent["x"] == 2  # English, and the Spanish reply
+    assert sent["facebook"] == sent["web"] == 1
 
     url = f"http://127.0.0.1:{port}"
 
@@ -77,7 +78,8 @@ def test_a_worker_exports_its_deliveries_and_provider_latency(
     # The post refused once with a 503 was retried, and both calls were timed.
     assert value(samples, "broadcaster_deliveries_total", channel="x", outcome="retry") == 1
     latency = "broadcaster_provider_latency_seconds_count"
-    assert value(samples, latency, channel="x", operation="send") == 2
+    # The post's two calls, and its Spanish reply's one.
+    assert value(samples, latency, channel="x", operation="send") == 3
     assert value(samples, "broadcaster_deliveries_total", channel="sms", outcome="failed") is None
     # The worker also reads the shared state: everything was delivered.
     assert value(samples, "broadcaster_broker_up") == 1

@@ -50,7 +50,7 @@ def test_a_closure_with_a_failed_text_and_retried_post(
     text = run("report", str(draft["id"]))
     assert text.exit_code == 0
     assert "sms: 3 deliveries" in text.stdout and "failed +1" in text.stdout
-    assert "x: 1 deliveries" in text.stdout and "2 retries" in text.stdout
+    assert "x: 2 deliveries" in text.stdout and "2 retries" in text.stdout  # and its reply
     assert INVALID not in text.stdout + str(report)  # numbers are masked, errors too
 
 

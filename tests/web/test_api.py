@@ -36,7 +36,8 @@ def test_compose_submit_approve_reject_cancel_list_show_status(serve, tokens, ru
     assert approved.json()["state"] == "dispatching"
     assert approved.json()["deliveries"]["web"]["queued"] == 1
     status = api("GET", f"/messages/{draft['id']}/status", ben).json()
-    assert status["state"] == "dispatching" and status["deliveries"]["x"]["queued"] == 1
+    # The X post, and its Spanish reply waiting for it.
+    assert status["state"] == "dispatching" and status["deliveries"]["x"]["queued"] == 2
     events = [
         step["event"] for step in api("GET", f"/messages/{draft['id']}", ben).json()["timeline"]
     ]
