@@ -24,7 +24,7 @@ from dataclasses import replace
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
-from sqlalchemy import select
+from sqlalchemy import delete, or_, select
 from sqlalchemy.orm import Session
 
 from broadcaster.core import ledger
@@ -224,8 +224,14 @@ def issue_code(
     session: Session, message_id: int, user_id: int, now: dt.datetime | None = None
 ) -> str:
     """A new reply code for this approver and message, unlike any other live code of theirs (a
-    reply must name one message)."""
+    reply must name one message). Their dead codes (used, expired) go: they prove nothing."""
     now = now or utcnow()
+    session.execute(
+        delete(ApprovalCode).where(
+            ApprovalCode.user_id == user_id,
+            or_(ApprovalCode.used_at.is_not(None), ApprovalCode.expires_at <= now),
+        )
+    )
     live = [c.code_hash for c in live_codes(session, user_id, now)]
     code = new_code(REPLY_DIGITS)
     while any(matches(h, code) for h in live):

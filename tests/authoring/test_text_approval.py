@@ -14,11 +14,10 @@ from sqlalchemy import select
 from broadcaster.authoring import text_approval
 from broadcaster.authoring.text_approval import LOCKED, REFUSED, parse
 from broadcaster.core import db, ledger
-from broadcaster.core.models import Approval, ApproverPhone, Message, User, utcnow
+from broadcaster.core.models import Approval, ApprovalCode, ApproverPhone, Message, User, utcnow
 from broadcaster.delivery import approvals, approver_phones
 from tests.conftest import closure_vars
 from tests.text_approval_setup import ANA, BEN, CARMEN, approval_district, verify_phones
-
 
 # Suite time: the approval and the refusals run on both databases, the rest on SQLite.
 ON_SQLITE = pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
@@ -266,3 +265,9 @@ def test_codes_are_random_hashed_and_unlike_the_approvers_other_live_codes(waiti
         ]
     assert stored and all(h.startswith("$argon2") for h in stored)
     assert not any(code in h for code in codes for h in stored)
+    # A new code clears the approver's dead ones (expired here); live ones stay.
+    issue(scope, mid, "ben", utcnow() - dt.timedelta(minutes=20))
+    issue(scope, mid, "ben")
+    with scope() as session:
+        rows = session.scalars(select(ApprovalCode)).all()
+    assert len(rows) == 21 and all(r.expires_at > utcnow() for r in rows)
