@@ -16,8 +16,10 @@ from zoneinfo import ZoneInfo
 from pydantic.json_schema import SkipJsonSchema
 from sqlalchemy.orm import Session
 
-from broadcaster.authoring import plan
+from broadcaster.authoring import plan, where
+from broadcaster.authoring.catalog import Catalog
 from broadcaster.authoring.render import KINDS
+from broadcaster.authoring.where import NoticeKind
 from broadcaster.core import ledger
 from broadcaster.core.config import DistrictConfig
 from broadcaster.core.config_fields import FAMILY_CHANNELS
@@ -50,11 +52,24 @@ class Rendition(View):
     ucs2_chars: list[str] | SkipJsonSchema[None] = absent_when_none()
     # voice only: about how long a call takes to say it, in seconds (limit 60)
     seconds: float | SkipJsonSchema[None] = absent_when_none()
+    # Before dispatch only: where it will be posted or whom it reaches (authoring/where.py),
+    # e.g. "@RiversideUSD", "reply thread on @RiversideUSD", "families whose language is es (3)".
+    where: str | SkipJsonSchema[None] = absent_when_none()
 
 
 class FindingView(View):
     check: str
     severity: Literal["block", "warn"]
+    channel: Channel | None
+    locale: str | None
+    detail: str
+
+
+class NoticeView(View):
+    """A warning of the preview that is not a policy finding: nobody acknowledges it and it
+    does not change the approval (authoring/where.py)."""
+
+    kind: NoticeKind
     channel: Channel | None
     locale: str | None
     detail: str
@@ -87,6 +102,8 @@ class Content(View):
     kind: Kind
     renditions: list[Rendition]
     findings: list[FindingView]
+    # A rendition posted nowhere, a draft translation: warnings no approver acknowledges.
+    notices: list[NoticeView] = []
     targets: list[TargetView]
     audience: str | None
     recipients: int  # families the message reaches (texts, calls or e-mails)
@@ -173,16 +190,30 @@ def rendition_view(row: RenditionRow) -> Rendition:
     )
 
 
-def preview_view(session: Session, district: DistrictConfig, message: Message) -> Preview:
+def preview_view(
+    session: Session, district: DistrictConfig, message: Message, catalog: Catalog | None = None
+) -> Preview:
+    """The message as it would go out; with the `catalog`, its draft translations named."""
     texting = any(channel in FAMILY_CHANNELS for channel in message.channels)
     shown = message.state in PLANNED_STATES
     reached = audience_reach(session, district, message) if texting else None
+    # Before dispatch only: after it, the deliveries say where each rendition went.
+    found = where.routes(district, message, reached.by_channel if reached else {}) if shown else []
+    renditions = [rendition_view(r) for r in message.renditions]
+    if found:
+        renditions = [
+            v.model_copy(update={"where": r.where}) for v, r in zip(renditions, found, strict=True)
+        ]
     return Preview(
         template=message.template,
         template_version=message.template_version,
         kind=message.kind,
-        renditions=[rendition_view(r) for r in message.renditions],
+        renditions=renditions,
         findings=[FindingView.model_validate(f, from_attributes=True) for f in message.findings],
+        notices=[
+            NoticeView.model_validate(n, from_attributes=True)
+            for n in where.notices(catalog, message, found)
+        ],
         targets=[TargetView.model_validate(t, from_attributes=True) for t in message.targets],
         audience=message.audience,
         recipients=reached.families if reached else 0,
@@ -200,10 +231,11 @@ def _plan_view(
     return {channel: ChannelPlanView(**entry) for channel, entry in planned.items()}
 
 
-def draft_view(session: Session, district: DistrictConfig, message: Message) -> Draft:
-    return Draft(
-        id=message.id, state=message.state, **dict(preview_view(session, district, message))
-    )
+def draft_view(
+    session: Session, district: DistrictConfig, message: Message, catalog: Catalog | None = None
+) -> Draft:
+    shown = preview_view(session, district, message, catalog)
+    return Draft(id=message.id, state=message.state, **dict(shown))
 
 
 def summary_view(message: Message) -> Summary:
@@ -219,8 +251,10 @@ def summary_view(message: Message) -> Summary:
     )
 
 
-def detail_view(session: Session, district: DistrictConfig, message: Message) -> Detail:
-    shown = dict(summary_view(message)) | dict(preview_view(session, district, message))
+def detail_view(
+    session: Session, district: DistrictConfig, message: Message, catalog: Catalog | None = None
+) -> Detail:
+    shown = dict(summary_view(message)) | dict(preview_view(session, district, message, catalog))
     return Detail(
         **shown,
         category=message.category,

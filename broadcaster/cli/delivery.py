@@ -186,7 +186,7 @@ def update(
         follow_up, _ = corrections.update(
             session, app.district, app.catalog, author, original, request, at_once=yes
         )
-        view = draft_view(session, app.district, follow_up)
+        view = draft_view(session, app.district, follow_up, app.catalog)
     if yes:
         report_dispatch(view.id, dispatch.released(session), quiet=as_json)
     if as_json:

@@ -94,7 +94,7 @@ def compose(app: App, template: str, as_user: str, as_json: bool, **options: Any
     with app.session() as session:
         author = app.actor(session, as_user, token)
         message = messages.compose(session, app.district, app.catalog, author, request)
-        view = draft_view(session, app.district, message)
+        view = draft_view(session, app.district, message, app.catalog)
     if as_json:
         return emit_json(view.model_dump(mode="json"))
     print_preview(view)
@@ -111,7 +111,8 @@ def compose(app: App, template: str, as_user: str, as_json: bool, **options: Any
 def preview(app: App, message_id: int, as_json: bool) -> None:
     """Show a message's renditions, counts and findings."""
     with app.session() as session:
-        view = draft_view(session, app.district, messages.get_message(session, message_id))
+        message = messages.get_message(session, message_id)
+        view = draft_view(session, app.district, message, app.catalog)
     emit_json(view.model_dump(mode="json")) if as_json else print_preview(view)
 
 
@@ -122,7 +123,8 @@ def preview(app: App, message_id: int, as_json: bool) -> None:
 def show(app: App, message_id: int, as_json: bool) -> None:
     """Show everything about a message: renditions, findings, approvals, timeline."""
     with app.session() as session:
-        view = detail_view(session, app.district, messages.get_message(session, message_id))
+        message = messages.get_message(session, message_id)
+        view = detail_view(session, app.district, message, app.catalog)
     if as_json:
         return emit_json(view.model_dump(mode="json"))
     print_preview(view)

@@ -27,6 +27,11 @@ def print_preview(view: Draft) -> None:
     for channel, planned in (view.plan or {}).items():
         out.print(Text(f"Delivery: {plan.summary(channel, planned.model_dump())}"))
     for r in view.renditions:
+        if r.where is not None:
+            out.print(Text(f"Where: {r.channel} {r.locale} → {r.where}"))
+    for notice in view.notices:  # warnings, not findings: nobody acknowledges them
+        out.print(Text(f"WARN  {notice.detail}", SEVERITY_STYLE["warn"]))
+    for r in view.renditions:
         if r.channel == "x":
             counts = f"{r.weighted_length}/280 weighted"
         elif r.channel == "sms":

@@ -224,7 +224,7 @@ def compose() -> Response:
     with acting() as (session, author):
         asked = _compose_request(body(ComposeBody))
         message = messages.compose(session, context.district(), context.catalog(), author, asked)
-        view = draft_view(session, context.district(), message)
+        view = draft_view(session, context.district(), message, context.catalog())
     return _created(view, view.id)
 
 
@@ -235,7 +235,7 @@ def preview() -> Response:
         author = session.get_one(User, author_id)
         asked = _compose_request(body(ComposeBody))
         message = messages.compose(session, context.district(), context.catalog(), author, asked)
-        view = preview_view(session, context.district(), message)  # no id: it never existed
+        view = preview_view(session, context.district(), message, context.catalog())  # no id
     return _json(view)
 
 
@@ -253,7 +253,7 @@ def list_messages() -> Response:
 def show(message_id: int) -> Response:
     with acting() as (session, _):
         message = messages.get_message(session, message_id)
-        return _json(detail_view(session, context.district(), message))
+        return _json(detail_view(session, context.district(), message, context.catalog()))
 
 
 @api.get(MESSAGE + "/status")
@@ -364,7 +364,7 @@ def update(message_id: int) -> Response:
             asked,
             at_once=fields.at_once,
         )
-        view = draft_view(session, context.district(), follow_up)
+        view = draft_view(session, context.district(), follow_up, context.catalog())
     if fields.at_once:
         return _created(UpdateDraft(**dict(view), warning=_warning(session)), view.id)
     return _created(view, view.id)

@@ -130,7 +130,7 @@ def compose_preview() -> ResponseReturnValue:
             message = messages.compose(
                 db, context.district(), context.catalog(), acting_user(db), wanted
             )
-            view = preview_view(db, context.district(), message).model_dump()
+            view = preview_view(db, context.district(), message, context.catalog()).model_dump()
         except BroadcasterError as exc:
             field = forms.error_field(str(exc), fields)
             problem = {
@@ -153,10 +153,12 @@ def compose_preview() -> ResponseReturnValue:
                 "dir": direction(r["locale"]),
                 "text": r["text"],
                 "counts": counts(r),
+                "goes_to": r.get("where"),
             }
             for r in view["renditions"]
         ],
         findings=[{**f, "where": where(f)} for f in view["findings"]],
+        notices=[n["detail"] for n in view["notices"]],
         plan=[plan.summary(c, p) for c, p in (view.get("plan") or {}).items()],
         send_at_local=view["send_at_local"],
         valid_until_local=view["valid_until_local"],

@@ -166,7 +166,7 @@ def approvals() -> ResponseReturnValue:
     with context.reading() as db:
         queue = [
             {
-                **draft_view(db, context.district(), m).model_dump(),
+                **draft_view(db, context.district(), m, context.catalog()).model_dump(),
                 "title": m.title,
                 "author": m.author.name,
                 "own": m.author_id == g.viewer.id,
@@ -184,7 +184,7 @@ def message_page(message_id: int, code: int = 200) -> ResponseReturnValue:
         view = status_view(db, message, context.district())
         page = render_template(
             "console/message.html",
-            m=detail_view(db, context.district(), message).model_dump(),
+            m=detail_view(db, context.district(), message, context.catalog()).model_dump(),
             progress=progress(view),
             retraction=view.retraction.model_dump() if view.retraction else None,
             actions=offered_actions(g.viewer, message),

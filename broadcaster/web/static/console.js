@@ -41,6 +41,7 @@
     var card = el("article", null, "rendition-card");
     card.appendChild(el("h3", r.channel_name + " · " + r.language));
     card.appendChild(el("p", r.counts, "counts"));
+    if (r.goes_to) card.appendChild(el("p", "Goes to: " + r.goes_to, "where"));
     var text = el("pre", r.text, "rendition");
     text.lang = r.locale;
     text.dir = r.dir; // "rtl" for Arabic
@@ -87,6 +88,12 @@
         (data.send_at_local ? " Sends at " + data.send_at_local + "." : "") +
         (data.valid_until_local ? " Valid until " + data.valid_until_local + "." : ""));
       findingsBox.replaceChildren(el("h3", "Findings"), findingsList(data.findings));
+      // Warnings that are not findings (posted nowhere, draft translations): never acknowledged.
+      if (data.notices.length) {
+        var notes = el("ul", null, "notices");
+        data.notices.forEach(function (line) { notes.appendChild(el("li", "Warning: " + line, "notice")); });
+        findingsBox.appendChild(notes);
+      }
       // How long delivery takes per channel, and when the last one is accepted (plan.py).
       var planList = el("ul", null, "plan");
       data.plan.forEach(function (line) { planList.appendChild(el("li", line)); });
