@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+from pathlib import Path
 
 from sqlalchemy import select
 from twilio.request_validator import RequestValidator
@@ -135,14 +136,8 @@ def test_the_console_masks_numbers_for_staff_without_the_right_and_refuses_autho
     assert refused.exit_code == 2
 
 
-def test_a_reply_is_forwarded_to_the_staff_rooms_that_ask_for_it(
-    console, run, session_factory, district, tmp_path
-):
-    reply(console.browser(), district, "not forwarded: no account asks")
-    with session_factory() as session:
-        assert not session.scalars(
-            select(LedgerEntry).where(LedgerEntry.event == "inbox.forward_queued")
-        ).all()
+def forwarding_district(tmp_path) -> Path:
+    """The sample district whose (sandbox-served) staff rooms forward the inbox."""
     text = SAMPLE_CONFIG.read_text(encoding="utf-8")
     text = text.replace('roster = "roster.csv"', f'roster = "{SAMPLE_DISTRICT / "roster.csv"}"')
     text = text.replace(
@@ -152,6 +147,18 @@ def test_a_reply_is_forwarded_to_the_staff_rooms_that_ask_for_it(
     )
     config = tmp_path / "district.toml"
     config.write_text(text, encoding="utf-8")
+    return config
+
+
+def test_a_reply_is_forwarded_to_the_staff_rooms_that_ask_for_it(
+    console, run, session_factory, district, tmp_path
+):
+    reply(console.browser(), district, "not forwarded: no account asks")
+    with session_factory() as session:
+        assert not session.scalars(
+            select(LedgerEntry).where(LedgerEntry.event == "inbox.forward_queued")
+        ).all()
+    config = forwarding_district(tmp_path)
     with sandboxed(run) as sandbox:
         run.env.update(
             BROADCASTER_CONFIG=str(config), BROADCASTER_PUBLIC_URL="https://alerts.example"
@@ -183,6 +190,24 @@ def test_a_reply_is_forwarded_to_the_staff_rooms_that_ask_for_it(
         assert inbox_forward.forward(worker, form["MessageSid"], targets, 1) is None  # once
 
 
+def test_a_worker_posts_the_forward_once_the_reply_is_kept(
+    stack, console, run, district, tmp_path, session_factory
+):
+    """The one real-worker test: the hook's commit rings the broker, a worker posts."""
+    run.env["BROADCASTER_CONFIG"] = str(forwarding_district(tmp_path))
+    console.app()  # with the stack's broker and sandbox
+    stack.start_worker()
+    reply(console.browser(), district, "Is school open tomorrow?")
+    stack.wait_for(lambda: len(stack.sandbox.posts("staff")) == 2, timeout=90)
+    [text] = kept(session_factory)
+    stack.wait_for(lambda: kept(session_factory)[0].forwarded_at is not None, timeout=30)
+    assert all("Is school open" not in p["message"] for p in stack.sandbox.posts("staff"))
+    assert "+1••••••0100" in stack.sandbox.posts("staff")[0]["message"]
+    with session_factory() as session:
+        entries = ledger.entries_for(session, None, ("inbox.forwarded",))  # type: ignore[arg-type]
+    assert [(p["text"], len(p["sent"])) for _, p in entries] == [(text.message_sid, 2)]
+
+
 def test_retention_purges_an_old_kept_text_unless_a_hold_covers_its_message(
     console, run, tokens, compose_closure, tmp_path, session_factory, district
 ):
@@ -202,10 +227,24 @@ def test_retention_purges_an_old_kept_text_unless_a_hold_covers_its_message(
         "dev",
         token=tokens["dev"],
     )
+    # With numbers kept 30 days: after 60, the stranger's number goes, its text stays.
+    short = district.retention.model_copy(update={"sms_recipient_days": 30})
+    with session_factory() as session:
+        dev = session.scalar(select(User).where(User.name == "dev"))
+        soon = utcnow() + dt.timedelta(days=60)
+        plan = retention.purge(
+            session, district.model_copy(update={"retention": short}), dev, now=soon
+        )
+        assert (len(plan.inbox_numbers), len(plan.inbox_held)) == (1, 1)
+    assert {t.phone: t.body for t in kept(session_factory)} == {
+        PARENT: "answering the closure",
+        None: "about nothing",
+    }
     with session_factory() as session:
         dev = session.scalar(select(User).where(User.name == "dev"))
         plan = retention.purge(session, district, dev, now=later)
         assert (len(plan.inbox_content), len(plan.inbox_held)) == (1, 1)
+        assert plan.record is not None  # the destruction record counts them
     texts = {t.phone: t.body for t in kept(session_factory)}
     assert texts == {PARENT: "answering the closure"}  # held; the other destroyed
     with session_factory() as session:
