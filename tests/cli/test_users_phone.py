@@ -15,7 +15,6 @@ from broadcaster.core.models import ApproverPhone, utcnow
 from provider_sandbox import Sandbox
 from tests.text_approval_setup import BEN, CARMEN, approval_district
 
-
 # Suite time: the registration runs on both databases, the refusals on SQLite.
 ON_SQLITE = pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
 
