@@ -50,10 +50,13 @@ def test_every_template_validates_against_the_cap_schema(catalog, district, sche
         assert schema.validate(xml), (name, schema.error_log)
         ns = {"cap": cap.NAMESPACE}
         assert xml.findtext("cap:status", namespaces=ns) == cap.STATUS[kind]
-        assert [
+        # One <info> per language the template has: English, Spanish, and each translation.
+        languages = [
             i.findtext("cap:language", namespaces=ns)
             for i in xml.findall("cap:info", namespaces=ns)
-        ] == ["en-US", "es-US"]
+        ]
+        assert languages[0] == "en-US" and "es-US" in languages
+        assert languages == [f"{locale}-US" for locale in catalog.get(name).locales]
 
 
 def test_updates_and_cancellations_reference_the_original(catalog, district, schema):
