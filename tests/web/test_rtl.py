@@ -1,6 +1,6 @@
-"""Arabic reads right to left wherever the public reads it: an alert whose Arabic rendition
-names a school by its Arabic name (the district file's `names`), on its page and in the Atom
-and RSS feeds, through the Flask test client. The template is the test's own, so the check
+"""Arabic reads right to left wherever it is read: an alert whose Arabic rendition names a
+school by its Arabic name (the district file's `names`), in the console, on its public page and in
+the Atom and RSS feeds, through the Flask test client. The template is the test's own, so the check
 does not wait on the library's translations."""
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ from lxml import etree
 
 from broadcaster.core.config import SAMPLE_DISTRICT, Settings, load_district
 from broadcaster.web import create_app
+from tests.console_client import Console, body
 from tests.public_site import Site
 
 SQLITE_ONLY = pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
@@ -49,7 +50,7 @@ def sections(html: str) -> dict[str, tuple[str | None, str]]:
 
 
 @SQLITE_ONLY
-def test_an_arabic_alert_reads_right_to_left_on_its_page_and_in_the_feeds(
+def test_an_arabic_alert_reads_right_to_left_in_the_console_on_its_page_and_in_feeds(
     run, tokens, db_url, tmp_path, monkeypatch
 ):
     folder = tmp_path / "district"
@@ -66,8 +67,24 @@ def test_an_arabic_alert_reads_right_to_left_on_its_page_and_in_the_feeds(
         monkeypatch.setenv(key, value)
     monkeypatch.delenv("BROADCASTER_PUBLIC_URL", raising=False)
     site = Site("", run, tokens, db_url, load_district(config))
-    alert_id = site.publish("closure_notice", "--var", "school=lincoln-hs", "--locales", "ar,en")
+    draft = run.json(
+        "compose",
+        "closure_notice",
+        *("--var", "school=lincoln-hs", "--locales", "ar,en", "--channels", "web"),
+        *("--as", "ana"),
+        token=tokens["ana"],
+    )
+    alert_id = site.post_web(draft["id"])
     client = create_app(Settings()).test_client()
+
+    # The console shows each rendition in its direction.
+    console = Console(run, dict(tokens), monkeypatch)
+    console.app()
+    shown = lxml.html.fromstring(
+        body(console.signed_in("ana").get(f"/console/messages/{draft['id']}"))
+    )
+    directions = {p.get("lang"): p.get("dir") for p in shown.xpath("//pre[@class='rendition']")}
+    assert directions == {"ar": "rtl", "en": "ltr"}
 
     page = client.get(f"/alerts/{alert_id}")
     assert page.status_code == 200
