@@ -7,7 +7,7 @@ from typing import Any
 from babel import Locale, UnknownLocaleError
 
 from broadcaster.authoring.plan import summary as plan_summary
-from broadcaster.core.languages import direction
+from broadcaster.core.languages import LANGUAGES, direction
 
 CHANNEL_NAMES = {
     "x": "X",
@@ -26,7 +26,11 @@ def channel_name(channel: str) -> str:
 
 
 def language_name(locale: str) -> str:
-    try:
+    """A language's name for staff, in English: "Spanish", "Chinese (Simplified)"."""
+    known = LANGUAGES.get(locale)
+    if known is not None:
+        return known.english
+    try:  # a regional variant ("Spanish (Mexico)") or a district's own language
         return Locale.parse(locale.replace("-", "_")).get_display_name("en") or locale
     except (UnknownLocaleError, ValueError):
         return locale
