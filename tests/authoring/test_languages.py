@@ -9,11 +9,14 @@ import unicodedata
 import pytest
 
 from broadcaster.authoring.limits import measure_sms, measure_voice, spoken_words
-from broadcaster.authoring.render import Rendition
+from broadcaster.authoring.render import SPOKEN_KIND_PREFIX, Rendition
 from broadcaster.authoring.targets import unspoken
 from broadcaster.authoring.variables import DISPLAY, SPOKEN, parse_values, spoken_time
 from broadcaster.core.errors import BadInput
+from broadcaster.core.languages import SUPPORTED
 from broadcaster.core.text_safety import check_text
+from channel_adapters.voice import PROMPTS, say_language
+from channel_adapters.voice import SPOKEN as SPOKEN_VOICES
 from tests.conftest import closure_vars
 
 SQLITE_ONLY = pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
@@ -210,3 +213,10 @@ def test_composing_leaves_the_somali_call_out_and_warns(run, tokens):
     assert made == {("sms", "en"), ("sms", "so"), ("voice", "en")}
     warned = [(f["check"], f["channel"], f["locale"]) for f in draft["findings"]]
     assert ("no_voice", "voice", "so") in warned
+
+
+def test_every_language_but_somali_has_a_voice_and_a_prompt():
+    """Adding a language to core/languages.py forces a decision here: a voice, or a warning."""
+    spoken = {code for code in SUPPORTED if say_language({}, code)}
+    assert spoken == set(SUPPORTED) - {"so"} == set(PROMPTS) == set(SPOKEN_VOICES)
+    assert set(SPOKEN_KIND_PREFIX["test"]) == spoken  # a rehearsal says so in each of them
