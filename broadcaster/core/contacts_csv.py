@@ -15,6 +15,7 @@ import phonenumbers
 from broadcaster.core.config import DistrictConfig
 from broadcaster.core.config_fields import FAMILY_CHANNELS
 from broadcaster.core.errors import BadInput
+from broadcaster.core.languages import language
 from broadcaster.core.text_safety import check_text
 from channel_adapters import DeliveryError
 from channel_adapters.email import check_address
@@ -119,6 +120,10 @@ def _row(
     locale = (record.get("language") or "en").strip() or "en"
     if not LOCALE.match(locale):
         raise BadInput(f"{where}: language {locale!r} should be a code such as en or es")
+    # Templates are written per language, not per region: a school system's "zh-CN" or "es-MX"
+    # family reads the zh or es rendition. A language not published here is kept as given.
+    if (known := language(locale)) is not None:
+        locale = known.code
     schools = _items(record.get("schools", ""))
     for slug in schools:
         if district.school(slug) is None:

@@ -190,7 +190,7 @@ def test_each_phone_is_texted_in_its_language_or_english(
     from broadcaster.core.models import Delivery
     from broadcaster.delivery import expansion
 
-    rows = "+14155550101,es\n+14155550102,fr\n+14155550103,en\n+14155550101,en\n"
+    rows = "+14155550101,es-MX\n+14155550102,fr\n+14155550103,en\n+14155550101,en\n"
     run("contacts", "import", write(tmp_path, "phone,language\n" + rows), "--as", "it", token=admin)
     draft = compose_closure("--channels", "sms")
     submit_and_approve(run, tokens, draft)
@@ -198,8 +198,12 @@ def test_each_phone_is_texted_in_its_language_or_english(
     assert expansion.expand(run.settings(), district, [draft["id"]], page=2) == []
     with session_factory() as session:
         frozen = dict(session.execute(select(Delivery.recipient, Delivery.locale)).all())
-    # One row per phone, first row's language; French falls back to English, the only other.
+    # One row per phone, first row's language (a region read as its language: es-MX is es);
+    # French falls back to English, the only other.
     assert frozen == {"+14155550101": "es", "+14155550102": "en", "+14155550103": "en"}
+    with session_factory() as session:
+        stored = set(session.execute(select(Contact.phone, Contact.locale)).all())
+    assert {("+14155550101", "es"), ("+14155550102", "fr")} <= stored
 
 
 @pytest.mark.parametrize("db_url", ["postgresql"], indirect=True)
