@@ -217,7 +217,12 @@ def test_a_disabled_user_can_do_nothing_anywhere(api_from, console, run, tokens,
         ("records", "purge"): (),
         ("records", "export"): ("--out", str(tmp_path / "export")),
         ("contacts", "import"): (str(tmp_path / "contacts.csv"),),
-        **{("users", verb): ("ana",) for verb in ("add", "passwd", "token", "unlock")},
+        **{
+            ("users", verb): ("ana",)
+            for verb in ("add", "passwd", "token", "unlock", "phone-unlock")
+        },
+        ("users", "phone"): ("ana", "+14155550123"),
+        ("inbox",): (),
         **{("users", verb): ("ben",) for verb in ("disable", "enable")},
         **{
             ("users", verb): ("ben", "--issuer", "https://id.example.org", "--subject", "s-1")
