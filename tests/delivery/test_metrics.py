@@ -106,9 +106,10 @@ def test_the_web_app_shows_the_queue_and_its_oldest_delivery_until_a_worker_send
     assert value(waiting, "broadcaster_database_up") == 1
     for queue in ("social", "sms", "web"):
         assert value(waiting, "broadcaster_queue_depth", queue=queue) > 0, queue
-    # The three posts; the texts are written after the approval by a worker (its task is what
-    # waits on the sms queue), and counted once written.
-    assert value(waiting, "broadcaster_open_deliveries", status="queued") == 3
+    # The three posts and the Spanish X reply (queued until its tweet is sent); the texts are
+    # written after the approval by a worker (its task is what waits on the sms queue), and
+    # counted once written.
+    assert value(waiting, "broadcaster_open_deliveries", status="queued") == 4
     assert value(waiting, "broadcaster_oldest_queued_delivery_age_seconds") > 0
     assert not [phone for phone in phones if phone in body]
 

@@ -94,7 +94,8 @@ def test_phone_numbers_then_content_go_on_schedule_and_the_ledger_still_verifies
             select(func.count()).where(LedgerEntry.event == "delivery.sent")
         )
     assert len(phones) == 6 and all(p.startswith("+1415") for p in phones)
-    assert sent_entries == 9  # six texts, one post each on X, Facebook and the web
+    # six texts, two tweets (English and its Spanish reply), one post on Facebook and the web
+    assert sent_entries == 10
 
     with at(30):
         assert purge(run, tokens)["due"] == []
