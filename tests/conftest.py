@@ -76,7 +76,7 @@ def pytest_collection_modifyitems(config, items) -> None:
     """Tests with real workers run on PostgreSQL, the production database, and not again on
     SQLite, unless marked `both_databases` (the crash and fan-out guarantees of the embedded
     install): their SQL is the same code the shorter tests run on both, and a worker test is
-    seconds of the suite's time where the rest are tenths."""
+    seconds of the suite's time where the rest are tenths. The `slow` tests go first."""
     kept, dropped = [], []
     for item in items:
         spec = getattr(item, "callspec", None)
@@ -88,7 +88,9 @@ def pytest_collection_modifyitems(config, items) -> None:
             kept.append(item)
     if dropped:
         config.hook.pytest_deselected(items=dropped)
-        items[:] = kept
+    # The long end-to-end tests first: xdist hands tests out in this order, so none of them is
+    # left running alone at the end while the other process has nothing to do.
+    items[:] = sorted(kept, key=lambda item: item.get_closest_marker("slow") is None)
 
 
 # The long end-to-end runs (faults, crashes, pacing, recalls) on the production database only:

@@ -45,6 +45,7 @@ def test_bilingual_closure_to_500_contacts_on_all_four_channels(
     assert run("records", "verify").exit_code == 0
 
 
+@pytest.mark.slow
 @pytest.mark.both_databases
 def test_a_worker_killed_mid_fanout_loses_and_duplicates_nothing(stack, tokens, compose_closure):
     expected, draft = stack.kill_a_worker_mid_fanout(tokens, compose_closure, families=1000)
@@ -196,6 +197,7 @@ def test_sending_threads_do_not_starve_each_other_of_a_full_bucket():
     assert buckets[0].take(1000 - 64 * GRAB_MAX) == 0  # nobody took more than a few ahead
 
 
+@pytest.mark.slow
 @ON_POSTGRESQL
 def test_a_text_twilio_creates_after_the_client_gave_up_is_not_sent_twice(
     stack, run, tokens, compose_closure, tmp_path, session_factory

@@ -16,6 +16,7 @@ import uuid
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import pytest
 import redis
 from sqlalchemy import func, select
 
@@ -197,6 +198,7 @@ def slow_sms_district(tmp_path: Path, rate: float) -> Path:
     return config
 
 
+@pytest.mark.slow
 @ON_POSTGRESQL
 def test_attempts_count_only_requests_that_reached_the_provider(
     stack, run, tokens, compose_closure, tmp_path, session_factory
@@ -245,6 +247,7 @@ def test_attempts_count_only_requests_that_reached_the_provider(
 NOTHING_LEARNED = ("lookup failed", "not at the provider yet", "lookup waits for the rate limit")
 
 
+@pytest.mark.slow
 @ON_POSTGRESQL
 def test_a_killed_workers_texts_are_each_looked_up_at_most_once(
     stack, tokens, compose_closure, session_factory

@@ -70,6 +70,7 @@ def test_a_bilingual_closure_calls_and_texts_each_phone_once_in_its_language(
     assert run("records", "verify").exit_code == 0
 
 
+@pytest.mark.slow
 @ON_POSTGRESQL
 def test_calls_survive_faults_and_a_killed_worker_with_nothing_lost_or_duplicated(
     quick_calls, stack, run, tokens, compose_closure, tmp_path
