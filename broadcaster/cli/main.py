@@ -2,7 +2,9 @@
 group, wired here.
 
 Exit codes: 0 success; 2 bad input or a refusal (one line on stderr says what and why);
-1 an internal error. A refused command changes nothing: each verb runs in one transaction.
+1 an internal error. With `--json`, the error is also printed on stdout as
+`{"error": ..., "exit": ...}`. A refused command changes nothing: each verb runs in one
+transaction.
 """
 
 from __future__ import annotations
