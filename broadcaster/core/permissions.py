@@ -16,6 +16,8 @@ ACTION_ROLES: dict[str, frozenset[str]] = {
     "cancel": frozenset({"author", "approver", "incident_commander"}),
     "manage_users": frozenset({"admin"}),
     "import_contacts": frozenset({"admin"}),
+    # A parent who calls the office: an admin opts their number out (or back in), with a reason.
+    "change_opt_outs": frozenset({"admin"}),
     "retry": frozenset({"approver", "incident_commander"}),
     "retract": frozenset({"approver", "incident_commander"}),
     # Records: destruction and legal holds are the records officer's alone; exports may also be

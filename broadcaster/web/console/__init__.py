@@ -10,4 +10,13 @@ from flask import Blueprint
 console = Blueprint("console", __name__, url_prefix="/console")
 
 # The view modules attach their routes to `console` when imported.
-from broadcaster.web.console import actions, auth, compose, inbox, oidc, pages  # noqa: E402, F401
+from broadcaster.web.console import (  # noqa: E402, F401
+    actions,
+    admin,
+    auth,
+    compose,
+    inbox,
+    oidc,
+    opt_outs,
+    pages,
+)
