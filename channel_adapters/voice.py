@@ -72,6 +72,16 @@ def say_language(settings: Mapping[str, str], locale: str) -> str | None:
     return settings.get(f"language.{locale}") or SPOKEN.get(locale, (None, None))[0]
 
 
+def say_voice(settings: Mapping[str, str], locale: str) -> str | None:
+    """The `<Say>` voice for a locale: the account's, or the default when the account keeps the
+    default language (None lets Twilio choose)."""
+    default = SPOKEN.get(locale)
+    language = say_language(settings, locale)
+    return settings.get(f"voice.{locale}") or (
+        default[1] if default and language == default[0] else None
+    )
+
+
 @register
 class VoiceAdapter:
     channel = "voice"
@@ -124,10 +134,7 @@ class VoiceAdapter:
                 f"voice: no spoken language for locale {locale!r} "
                 f"(set language.{locale} on account {self.account.name})",
             )
-        voice = settings.get(f"voice.{locale}") or (
-            SPOKEN[locale][1] if locale in SPOKEN and language == SPOKEN[locale][0] else None
-        )
-        return language, voice
+        return language, say_voice(settings, locale)
 
     def send(
         self,

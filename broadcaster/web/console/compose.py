@@ -5,7 +5,15 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import flash, jsonify, redirect, render_template, request, url_for
+from flask import (
+    flash,
+    jsonify,
+    redirect,
+    render_template,
+    render_template_string,
+    request,
+    url_for,
+)
 from flask.typing import ResponseReturnValue
 from sqlalchemy.orm import Session
 from werkzeug.datastructures import MultiDict
@@ -21,6 +29,12 @@ from broadcaster.web import context
 from broadcaster.web.console import console, forms
 from broadcaster.web.console.auth import acting_user, signed_in
 from broadcaster.web.console.present import channel_name, counts, language_name, where
+from broadcaster.web.console.previews import previews
+
+PREVIEW_FRAGMENT = (
+    '{% from "console/_previews.html" import renditions with context %}'
+    '{{ renditions(items, "preview") }}'
+)
 
 
 def audience_summary(db: Session, form: MultiDict[str, str]) -> dict[str, Any]:
@@ -131,6 +145,7 @@ def compose_preview() -> ResponseReturnValue:
                 db, context.district(), context.catalog(), acting_user(db), wanted
             )
             view = preview_view(db, context.district(), message, context.catalog()).model_dump()
+            shown = previews(context.district(), message, view["renditions"])
         except BroadcasterError as exc:
             field = forms.error_field(str(exc), fields)
             problem = {
@@ -157,6 +172,8 @@ def compose_preview() -> ResponseReturnValue:
             }
             for r in view["renditions"]
         ],
+        # The same cards as the message page, drawn by the same macros (console.js inserts them).
+        renditions_html=render_template_string(PREVIEW_FRAGMENT, items=shown),
         findings=[{**f, "where": where(f)} for f in view["findings"]],
         notices=[n["detail"] for n in view["notices"]],
         plan=[plan.summary(c, p) for c, p in (view.get("plan") or {}).items()],

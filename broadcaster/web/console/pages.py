@@ -32,6 +32,7 @@ from broadcaster.web import context
 from broadcaster.web.console import console
 from broadcaster.web.console.auth import Viewer, acting_user, signed_in, wants_json
 from broadcaster.web.console.present import HELPERS, channel_name, state_name
+from broadcaster.web.console.previews import previews
 
 # What the console offers on a message page; the incident path stays on the command line.
 OFFERED = ("submit", "approve", "reject", "cancel", "retry", "retract")
@@ -166,7 +167,7 @@ def approvals() -> ResponseReturnValue:
     with context.reading() as db:
         queue = [
             {
-                **draft_view(db, context.district(), m, context.catalog()).model_dump(),
+                **_shown(draft_view(db, context.district(), m, context.catalog()).model_dump(), m),
                 "title": m.title,
                 "author": m.author.name,
                 "own": m.author_id == g.viewer.id,
@@ -178,13 +179,21 @@ def approvals() -> ResponseReturnValue:
     return render_template("console/approvals.html", queue=queue)
 
 
+def _shown(view: dict[str, Any], message: Message) -> dict[str, Any]:
+    """A message's view with its renditions as their platforms show them."""
+    return {**view, "renditions": previews(context.district(), message, view["renditions"])}
+
+
 def message_page(message_id: int, code: int = 200) -> ResponseReturnValue:
     with context.reading() as db:
         message = messages.get_message(db, message_id)
         view = status_view(db, message, context.district())
         page = render_template(
             "console/message.html",
-            m=detail_view(db, context.district(), message, context.catalog()).model_dump(),
+            m=_shown(
+                detail_view(db, context.district(), message, context.catalog()).model_dump(),
+                message,
+            ),
             progress=progress(view),
             retraction=view.retraction.model_dump() if view.retraction else None,
             actions=offered_actions(g.viewer, message),
