@@ -188,3 +188,35 @@ def test_retracting_from_the_console_is_refused_as_the_cli_refuses(
     with session_factory() as session:
         assert session.get(Message, mid).state == "draft"
     assert ledger_events(session_factory, "message.retract") == []
+
+
+def test_an_update_is_refused_from_the_console_as_the_cli_refuses(
+    console, run, compose_closure, session_factory
+):
+    mid = compose_closure()["id"]
+    dev = console.signed_in("dev")  # a records officer composes nothing
+    assert dev.get(f"/console/messages/{mid}/update").status_code == 403
+    ana = console.signed_in("ana")
+    page = body(ana.get(f"/console/messages/{mid}/update?template=school_closure"))
+    assert 'id="var-date"' in page and 'name="audience"' not in page
+    assert 'id="at-once"' not in page  # neither the original nor ana may send at once
+    form = {
+        "template": "school_closure",
+        "schools": "all",
+        "date": "2026-03-04",
+        "reason": "the storm damage",
+        "channels": ["x", "sms"],
+        "locales": ["en"],
+    }
+    cli = run("update", str(mid), "school_closure", "--as", "ana", "--var", "schools=all",
+              "--var", "date=2026-03-04", "--var", "reason=the storm damage",
+              token=console.tokens["ana"])  # fmt: skip
+    refused = ana.post(f"/console/messages/{mid}/update", form)
+    assert refused.status_code == 403 and cli.exit_code == 2
+    shown = re.search(r"<p>Not saved: ([^<]*)</p>", body(refused))[1]
+    assert shown in cli.stderr and "an update follows a message that went out" in shown
+    assert dev.post(f"/console/messages/{mid}/update", form).status_code == 403
+    assert ana.post(f"/console/messages/{mid}/update", form, with_csrf=False).status_code == 400
+    assert ana.post("/console/messages/999999/update", form).status_code == 404
+    with session_factory() as session:
+        assert session.scalars(select(Message.id)).all() == [mid]  # no update was written

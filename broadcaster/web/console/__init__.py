@@ -15,6 +15,7 @@ from broadcaster.web.console import (  # noqa: E402, F401
     admin,
     auth,
     compose,
+    corrections,
     inbox,
     oidc,
     opt_outs,
