@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import click
-from rich.markup import escape
-from rich.table import Table
 
 from broadcaster.cli.app import (
     App,
@@ -15,6 +13,7 @@ from broadcaster.cli.app import (
     pass_app,
     read_token,
 )
+from broadcaster.cli.tables import print_table
 from broadcaster.records import inbox
 
 
@@ -30,17 +29,20 @@ def inbox_command(app: App, as_user: str, as_json: bool) -> None:
         rows = inbox.listing(session, app.district, app.actor(session, as_user, token))
     if as_json:
         return emit_json(rows)
-    table = Table("received", "from", "family", "answers", "text")
-    for row in rows:
-        cut = " [cut]" if row["truncated"] else ""
-        table.add_row(
-            row["received_at"][:16],
-            row["from"] or "",
-            escape(row["household"] or ""),
-            str(row["answers"] or ""),
-            escape(row["body"] or "") + cut,
-        )
-    console().print(table)
+    print_table(
+        console(),
+        ("received", "from", "family", "answers", "text"),
+        [
+            (
+                row["received_at"][:16],
+                row["from"] or "",
+                row["household"] or "",
+                str(row["answers"] or ""),
+                (row["body"] or "") + (" [cut]" if row["truncated"] else ""),
+            )
+            for row in rows
+        ],
+    )
 
 
 COMMANDS = [inbox_command]

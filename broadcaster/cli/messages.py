@@ -6,7 +6,6 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 import click
-from rich.table import Table
 from rich.text import Text
 
 from broadcaster.authoring import messages
@@ -24,6 +23,7 @@ from broadcaster.cli.app import (
     split_list,
 )
 from broadcaster.cli.printers import print_preview
+from broadcaster.cli.tables import print_table
 from broadcaster.core.states import MessageKind
 from broadcaster.delivery import dispatch, scheduling
 
@@ -144,17 +144,14 @@ def list_cmd(app: App, state: str | None, as_json: bool) -> None:
         rows = [summary_view(m) for m in messages.list_messages(session, state)]
     if as_json:
         return emit_json([row.model_dump(mode="json") for row in rows])
-    table = Table("id", "state", "kind", "template", "author", "created")
-    for row in rows:
-        table.add_row(
-            str(row.id),
-            row.state,
-            row.kind,
-            row.template,
-            row.author,
-            row.created_at[:19],
-        )
-    console().print(table)
+    print_table(
+        console(),
+        ("id", "state", "kind", "template", "author", "created"),
+        [
+            (str(row.id), row.state, row.kind, row.template, row.author, row.created_at[:19])
+            for row in rows
+        ],
+    )
 
 
 def _act(app: App, message_id: int, as_user: str, action: str, **kwargs: Any) -> str:

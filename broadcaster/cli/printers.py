@@ -5,12 +5,12 @@ from __future__ import annotations
 from typing import Any
 
 from rich.console import Console
-from rich.table import Table
 from rich.text import Text
 
 from broadcaster.authoring import audience, plan
 from broadcaster.authoring.views import Draft
 from broadcaster.cli.app import console
+from broadcaster.cli.tables import print_table
 from broadcaster.delivery import status
 from broadcaster.delivery.views import Retraction, Status, Timing
 
@@ -109,10 +109,14 @@ def print_status(view: Status) -> None:
     out = console()
     out.print(Text(f"Message {view.id} is {view.state}", "bold"))
     print_timing(out, view)
-    table = Table("channel", *status.STATUSES)
-    for channel, counts in view.deliveries.items():
-        table.add_row(channel, *(str(counts[s]) for s in status.STATUSES))
-    out.print(table)
+    print_table(
+        out,
+        ("channel", *status.STATUSES),
+        [
+            (channel, *(str(counts[s]) for s in status.STATUSES))
+            for channel, counts in view.deliveries.items()
+        ],
+    )
     if view.texts_being_written:
         out.print("its texts are still being written: their counts will grow")
     if view.quiet_until_local:

@@ -7,7 +7,6 @@ import sys
 from pathlib import Path
 
 import click
-from rich.table import Table
 
 from broadcaster.authoring import messages
 from broadcaster.cli.app import (
@@ -22,6 +21,7 @@ from broadcaster.cli.app import (
     read_token,
 )
 from broadcaster.cli.printers import print_report
+from broadcaster.cli.tables import print_table
 from broadcaster.core import db, ledger
 from broadcaster.records import export, export_verify, holds, report, retention
 
@@ -110,13 +110,13 @@ def records_holds(app: App, include_released: bool, as_json: bool) -> None:
         rows = [holds.view(app.district, h) for h in holds.list_holds(session, include_released)]
     if as_json:
         return emit_json(rows)
-    table = Table("hold", "covers", "reason", "placed", "released")
+    lines = []
     for row in rows:
         covers = f"message {row['message']}" if row["message"] else f"{row['from']}..{row['to']}"
         released = f"{row['released_by']} {row['released_at'][:10]}" if row["released_at"] else ""
         placed = f"{row['placed_by']} {row['placed_at'][:10]}"
-        table.add_row(str(row["hold"]), covers, row["reason"], placed, released)
-    console().print(table)
+        lines.append((str(row["hold"]), covers, row["reason"], placed, released))
+    print_table(console(), ("hold", "covers", "reason", "placed", "released"), lines)
 
 
 @records_group.command("purge")

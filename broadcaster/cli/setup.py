@@ -5,10 +5,10 @@ from __future__ import annotations
 from typing import Any
 
 import click
-from rich.table import Table
 from rich.text import Text
 
 from broadcaster.cli.app import App, BroadcasterGroup, console, emit_json, json_option, pass_app
+from broadcaster.cli.tables import print_table
 from broadcaster.core import db
 
 
@@ -49,17 +49,21 @@ def templates_list(app: App, as_json: bool) -> None:
     ]
     if as_json:
         return emit_json(rows)
-    table = Table("name", "title", "category", "pre-approved", "channels", "locales")
-    for row in rows:
-        table.add_row(
-            row["name"],
-            row["title"],
-            row["category"],
-            "yes" if row["pre_approved"] else "",
-            ",".join(row["channels"]),
-            ",".join(row["locales"]),
-        )
-    console().print(table)
+    print_table(
+        console(),
+        ("name", "title", "category", "pre-approved", "channels", "locales"),
+        [
+            (
+                row["name"],
+                row["title"],
+                row["category"],
+                "yes" if row["pre_approved"] else "",
+                ",".join(row["channels"]),
+                ",".join(row["locales"]),
+            )
+            for row in rows
+        ],
+    )
 
 
 @templates_group.command("show")
@@ -82,16 +86,20 @@ def templates_show(app: App, name: str, as_json: bool) -> None:
             + ("; pre-approved for incidents" if described["pre_approved"] else "")
         )
     )
-    table = Table("variable", "type", "required", "limit", "choices")
-    for var in described["variables"]:
-        table.add_row(
-            var["name"],
-            var["type"],
-            "yes" if var["required"] else "",
-            str(var["max_length"] or ""),
-            ", ".join(var["choices"] or []),
-        )
-    out.print(table)
+    print_table(
+        out,
+        ("variable", "type", "required", "limit", "choices"),
+        [
+            (
+                var["name"],
+                var["type"],
+                "yes" if var["required"] else "",
+                str(var["max_length"] or ""),
+                ", ".join(var["choices"] or []),
+            )
+            for var in described["variables"]
+        ],
+    )
 
 
 COMMANDS = [db_group, templates_group]

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import click
-from rich.table import Table
 
 from broadcaster.cli.app import (
     App,
@@ -16,6 +15,7 @@ from broadcaster.cli.app import (
     read_new_password,
     read_token,
 )
+from broadcaster.cli.tables import print_table
 from broadcaster.core import identity, login_throttle, sso
 from broadcaster.core.config_fields import ROLES
 from broadcaster.core.errors import BadInput
@@ -130,11 +130,19 @@ def users_list(app: App, as_json: bool) -> None:
         rows = identity.list_users(session, app.district)
     if as_json:
         return emit_json(rows)
-    table = Table("name", "roles", "added", "state")
-    for row in rows:
-        state = "disabled" if row["disabled"] else "enabled"
-        table.add_row(row["name"], ", ".join(row["roles"]), row["created_at"][:19], state)
-    console().print(table)
+    print_table(
+        console(),
+        ("name", "roles", "added", "state"),
+        [
+            (
+                row["name"],
+                ", ".join(row["roles"]),
+                row["created_at"][:19],
+                "disabled" if row["disabled"] else "enabled",
+            )
+            for row in rows
+        ],
+    )
 
 
 issuer_option = click.option(
@@ -191,12 +199,14 @@ def users_identities(app: App, as_json: bool) -> None:
         rows = sso.identities(session)
     if as_json:
         return emit_json(rows)
-    table = Table("name", "issuer", "subject", "linked by", "linked")
-    for row in rows:
-        table.add_row(
-            row["name"], row["issuer"], row["subject"], row["linked_by"], row["linked_at"][:19]
-        )
-    console().print(table)
+    print_table(
+        console(),
+        ("name", "issuer", "subject", "linked by", "linked"),
+        [
+            (row["name"], row["issuer"], row["subject"], row["linked_by"], row["linked_at"][:19])
+            for row in rows
+        ],
+    )
 
 
 @users_group.command("unlock")

@@ -21,7 +21,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from rich.console import Console
-from rich.table import Table
 from rich.text import Text
 from sqlalchemy import select
 
@@ -177,26 +176,26 @@ def _report(
             at, who = _ms(start, entry.created_at), entry.actor or "worker"
             out.print(Text(f"{at:>8} ms  {entry.event:<22} {who}"))
     out.rule("what each platform received")
-    table = Table("platform", "requests", "example")
+    # Lines, not a table: a piped demo (a CI log) keeps every example whole.
+    received = []
     for provider in ("x", "facebook", "twilio"):
-        received = [r for r in sandbox.requests(provider) if r["method"] == "POST"]
-        example = _text_of(received[0]) if received else ""
-        table.add_row(provider, str(len(received)), Text(example[:90]))
+        posts = [r for r in sandbox.requests(provider) if r["method"] == "POST"]
+        received.append((provider, len(posts), _text_of(posts[0]) if posts else ""))
     calls = sandbox.posts("voice")
     if calls:
         said = calls[0]["said"][0]
-        example = f"[{said['language']}] {said['text']}"
-        table.add_row("twilio calls", str(len(calls)), Text(example[:90]))
+        received.append(("twilio calls", len(calls), f"[{said['language']}] {said['text']}"))
     emails = sandbox.smtp_messages()
     if emails:
         first = emails[0]
-        example = f"[{_language(settings, message_id, first)}] {first['subject']}"
-        table.add_row("e-mail (SMTP)", str(len(emails)), Text(example[:90]))
+        language = _language(settings, message_id, first)
+        received.append(("e-mail (SMTP)", len(emails), f"[{language}] {first['subject']}"))
     rooms = sandbox.posts("staff")
     if rooms:
         example = f"[{rooms[0]['room']}] {rooms[0]['title']}"
-        table.add_row("staff chat (Apprise)", str(len(rooms)), Text(example[:90]))
-    out.print(table)
+        received.append(("staff chat (Apprise)", len(rooms), example))
+    for platform, count, example in received:
+        out.print(Text(f"{platform:<20} {count:>4}  {example[:90]}"))
     out.print(
         f"web alert store: {view.deliveries.get('web', {}).get('sent', 0)} alert(s) published"
     )
