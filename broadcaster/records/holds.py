@@ -24,10 +24,12 @@ from broadcaster.core.text_safety import check_reason
 
 
 def parse_day(value: str, option: str) -> dt.date:
+    # Said back to the user only when short: a day is 10 characters, a pasted page is not one.
+    typed = repr(value) if len(value) <= 40 else f"of {len(value)} characters"
     try:
         return dt.date.fromisoformat(value)
     except ValueError:
-        raise BadInput(f"{option} {value!r} is not a date (write YYYY-MM-DD)") from None
+        raise BadInput(f"{option} {typed} is not a date (write YYYY-MM-DD)") from None
 
 
 def day_range(
@@ -37,9 +39,15 @@ def day_range(
     if last < first:
         raise BadInput(f"--to {last} is before --from {first}")
     zone = ZoneInfo(district.district.time_zone)
-    start = dt.datetime.combine(first, dt.time(), zone)
-    end = dt.datetime.combine(last + dt.timedelta(days=1), dt.time(), zone)
-    return start.astimezone(dt.UTC), end.astimezone(dt.UTC)
+    try:
+        start = dt.datetime.combine(first, dt.time(), zone)
+        end = dt.datetime.combine(last + dt.timedelta(days=1), dt.time(), zone)
+        return start.astimezone(dt.UTC), end.astimezone(dt.UTC)
+    except OverflowError:  # the first or the last day of the calendar Python keeps
+        raise BadInput(
+            f"{first}..{last} reaches the end of the calendar; "
+            "use days from 0002-01-01 to 9998-12-31"
+        ) from None
 
 
 def local_day(district: DistrictConfig, moment: dt.datetime) -> str:
