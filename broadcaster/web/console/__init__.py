@@ -17,6 +17,7 @@ from broadcaster.web.console import (  # noqa: E402, F401
     compose,
     corrections,
     inbox,
+    incident,
     oidc,
     opt_outs,
     pages,
