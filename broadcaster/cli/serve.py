@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import sys
 import time
+import warnings
 
 import click
 
@@ -30,6 +31,7 @@ from broadcaster.operations import doctor
     help="Also run the periodic sweep (one per deployment is enough; more is harmless).",
 )
 @click.option("--loglevel", default="info", show_default=True)
+@click.option("--verbose/--quiet", default=False, help="Also print Celery's start-up banner.")
 @click.option(
     "--metrics-port",
     type=click.IntRange(1, 65535),
@@ -45,6 +47,7 @@ def worker(
     concurrency: int,
     beat: bool,
     loglevel: str,
+    verbose: bool,
     metrics_port: int | None,
     metrics_host: str,
 ) -> None:
@@ -57,7 +60,9 @@ def worker(
     doctor.check_at_start(app.settings, lambda line: click.echo(f"warning: {line}", err=True))
     celery = configure(app.settings)
     celery.conf.worker_concurrency = concurrency  # also sizes the provider call threads (tasks.py)
+    quiet_about_root()
     argv = [
+        *([] if verbose else ["--quiet"]),  # Celery's banner
         "worker",
         "--pool",
         "threads",
@@ -84,6 +89,21 @@ def worker(
         serve_worker_metrics(app.settings, celery.conf.broker_url, metrics_host, metrics_port)
     # Non-zero when the worker stopped on a fatal error, so systemd or compose restart it.
     sys.exit(run_worker(argv))
+
+
+def quiet_about_root() -> None:
+    """Celery's warning about running as root, said once in our words instead of its ten lines
+    (it is not silenced: running as root is still not recommended)."""
+    if os.geteuid() != 0:
+        return
+    from celery.exceptions import SecurityWarning
+
+    warnings.filterwarnings("ignore", category=SecurityWarning)
+    click.echo(
+        "warning: this worker runs as root, which is not recommended: run it as a dedicated "
+        "user, as deploy/ does (the `broadcaster` user in deploy/systemd and deploy/Dockerfile)",
+        err=True,
+    )
 
 
 @click.command()
@@ -134,12 +154,12 @@ def doctor_cmd(app: App, as_json: bool) -> None:
 
 
 @click.command()
-@pass_app
-def demo(app: App) -> None:
+@click.option("--verbose", is_flag=True, help="Also print the worker's Celery banner.")
+def demo(verbose: bool) -> None:
     """The whole flow on this machine: embedded Redis, SQLite, the sandbox and one worker."""
     from broadcaster.operations.demo import run_demo
 
-    sys.exit(run_demo())
+    sys.exit(run_demo(verbose))
 
 
 COMMANDS = [worker, sandbox, web, doctor_cmd, demo]

@@ -43,7 +43,7 @@ CHANNELS = ("x", "facebook", "sms", "voice", "email", "apprise", "web")
 TIMEOUT_S = 120
 
 
-def run_demo() -> int:
+def run_demo(verbose: bool = False) -> int:
     from provider_sandbox import Sandbox
 
     out = Console(highlight=False, soft_wrap=True)
@@ -60,7 +60,7 @@ def run_demo() -> int:
         out.print(Text(f"home {home}; provider sandbox {sandbox.url}", "dim"))
         embedded_redis.ensure_running(home)
         db.prepare(settings.effective_database_url, embedded=True)
-        worker = subprocess.Popen(
+        worker = subprocess.Popen(  # noqa: S603 (this interpreter; arguments are our own)
             [
                 sys.executable,
                 "-m",
@@ -70,8 +70,12 @@ def run_demo() -> int:
                 "8",
                 "--loglevel",
                 "warning",
+                "--verbose" if verbose else "--quiet",
             ],
             env=os.environ.copy(),
+            # Quiet, Celery's own lines (the banner, "Warm shutdown") go nowhere; its log and
+            # errors are on stderr.
+            stdout=None if verbose else subprocess.DEVNULL,
         )
         message_id = _author_and_approve(settings, out)
         view = _wait(settings, message_id)
@@ -195,7 +199,7 @@ def _report(
         example = f"[{rooms[0]['room']}] {rooms[0]['title']}"
         received.append(("staff chat (Apprise)", len(rooms), example))
     for platform, count, example in received:
-        out.print(Text(f"{platform:<20} {count:>4}  {example[:90]}"))
+        out.print(Text(f"{platform:<20} {count:>4}  {' '.join(example.split())[:90]}"))
     out.print(
         f"web alert store: {view.deliveries.get('web', {}).get('sent', 0)} alert(s) published"
     )

@@ -189,3 +189,9 @@ def test_the_demo_runs_on_a_fresh_install(tmp_path):
     assert "is sent" in result.stdout
     assert "twilio calls" in result.stdout and "Riverside Unified School District" in result.stdout
     assert "e-mail (SMTP)" in result.stdout and "staff chat (Apprise)" in result.stdout
+    # The project's own lines only: no Celery banner (that is `demo --verbose`), and Celery's
+    # ten-line warning about root said once in one line of ours.
+    said = result.stdout + result.stderr
+    assert "[queues]" not in said and "celery@" not in said and "Warm shutdown" not in said
+    assert "superuser privileges" not in said
+    assert result.stderr.count("runs as root, which is not recommended") == (os.geteuid() == 0)
