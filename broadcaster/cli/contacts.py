@@ -1,4 +1,4 @@
-"""`broadcaster contacts import`."""
+"""`broadcaster contacts import`, and staff opt-outs: `contacts find`, `opt-out`, `opt-in`."""
 
 from __future__ import annotations
 
@@ -8,15 +8,18 @@ from pathlib import Path
 import click
 
 from broadcaster.cli.app import (
+    ROW_ID,
     App,
     BroadcasterGroup,
     as_option,
+    console,
     emit_json,
     json_option,
     pass_app,
     read_token,
 )
-from broadcaster.core import contacts
+from broadcaster.cli.tables import print_table
+from broadcaster.core import contacts, opt_outs
 
 
 @click.group("contacts", cls=BroadcasterGroup)
@@ -39,6 +42,69 @@ def contacts_import(app: App, path: Path, as_user: str, as_json: bool) -> None:
     if as_json:
         return emit_json(data)
     click.echo(f"imported {result.summary()}")
+
+
+@contacts_group.command("find")
+@click.argument("digits")
+@as_option
+@json_option
+@pass_app
+def contacts_find(app: App, digits: str, as_user: str, as_json: bool) -> None:
+    """Families whose mobile number ends with DIGITS (4 or more), masked (admins), with the
+    FAMILY_ID that `contacts opt-out` and `opt-in` take.
+
+    Example: broadcaster contacts find 0101 --as it"""
+    token = read_token(as_user)
+    with app.session() as session:
+        actor = app.actor(session, as_user, token)
+        found = opt_outs.search(session, app.district, actor, digits)
+    if as_json:
+        return emit_json([dataclasses.asdict(f) for f in found])
+    rows = [
+        [str(f.contact_id), f.household, f.phone, f.language, ",".join(f.schools),
+         "opted out" if f.opted_out else "receives texts"]
+        for f in found
+    ]  # fmt: skip
+    print_table(
+        console(), ["family_id", "household", "phone", "language", "schools", "texts"], rows
+    )
+
+
+def _set_opted_out(app: App, family_id: int, as_user: str, reason: str, out: bool) -> None:
+    token = read_token(as_user)
+    with app.session() as session:
+        actor = app.actor(session, as_user, token)
+        shown = opt_outs.set_opted_out(session, app.district, actor, family_id, out, reason)
+    click.echo(f"{shown} is opted {'out of' if out else 'back in to'} texts (kept in the ledger)")
+
+
+reason_option = click.option(
+    "--reason", required=True, help="Why (the parent's request, who took it); kept in the ledger."
+)
+
+
+@contacts_group.command("opt-out")
+@click.argument("family_id", type=ROW_ID)
+@as_option
+@reason_option
+@pass_app
+def contacts_opt_out(app: App, family_id: int, as_user: str, reason: str) -> None:
+    """Stop texting the mobile number of FAMILY_ID (from `contacts find`), as a STOP would.
+
+    Example: broadcaster contacts opt-out 12 --reason "father called the office" --as it"""
+    _set_opted_out(app, family_id, as_user, reason, True)
+
+
+@contacts_group.command("opt-in")
+@click.argument("family_id", type=ROW_ID)
+@as_option
+@reason_option
+@pass_app
+def contacts_opt_in(app: App, family_id: int, as_user: str, reason: str) -> None:
+    """Text the mobile number of FAMILY_ID again, as a START would.
+
+    Example: broadcaster contacts opt-in 12 --reason "mother asked by phone" --as it"""
+    _set_opted_out(app, family_id, as_user, reason, False)
 
 
 COMMANDS = [contacts_group]
