@@ -12,6 +12,7 @@ from __future__ import annotations
 import click
 
 from broadcaster.cli import (
+    completion,
     contacts,
     delivery,
     inbox,
@@ -32,7 +33,19 @@ def cli() -> None:
     """Emergency and time-sensitive notifications for a school district."""
 
 
-for _module in (setup, messages, records, reach, users, delivery, contacts, inbox, serve, site):
+for _module in (
+    setup,
+    messages,
+    records,
+    reach,
+    users,
+    delivery,
+    contacts,
+    inbox,
+    serve,
+    site,
+    completion,
+):
     for _command in _module.COMMANDS:
         cli.add_command(_command)
 

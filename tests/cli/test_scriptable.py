@@ -112,3 +112,27 @@ def test_at_a_narrow_terminal_long_words_wrap_and_are_not_cut():
     assert "…" not in drawn and "[bold]" in drawn
     first_column = [line.split("│")[1].strip() for line in drawn.splitlines() if "│" in line]
     assert "".join(first_column) == "bus_route_disruption"  # folded, every letter kept
+
+
+def test_completion_scripts_for_bash_and_zsh_complete_the_verbs(tmp_path):
+    run = Cli({"BROADCASTER_HOME": str(tmp_path)})
+    bash = run("completion", "bash")
+    assert bash.exit_code == 0 and "_BROADCASTER_COMPLETE=bash_complete" in bash.stdout
+    assert "complete -o nosort -F _broadcaster_completion broadcaster" in bash.stdout
+    zsh = run("completion", "zsh")
+    assert zsh.exit_code == 0 and zsh.stdout.startswith("#compdef broadcaster")
+    assert run("completion", "fish").exit_code == 2
+    # What the bash script asks the installed command when TAB is pressed after `templates l`.
+    env = {
+        **os.environ,
+        "BROADCASTER_HOME": str(tmp_path),
+        "_BROADCASTER_COMPLETE": "bash_complete",
+    }
+    asked = subprocess.run(
+        [installed_script()],
+        env={**env, "COMP_WORDS": "broadcaster templates l", "COMP_CWORD": "2"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert asked.stdout.split() == ["plain,list"]
