@@ -8,7 +8,13 @@ from __future__ import annotations
 from playwright.sync_api import expect
 
 from broadcaster.core.models import Rendition
-from tests.web.test_browser import PASSWORD, Steps, browser  # noqa: F401 (the fixture)
+from tests.web.test_browser import (  # noqa: F401 (browser: the fixture)
+    COLOURS,
+    PASSWORD,
+    Steps,
+    browser,
+    contrast,
+)
 from tests.web.test_console_previews import SQLITE_ONLY, draft
 from tests.web_server import serving
 
@@ -52,6 +58,13 @@ def test_previews_render_in_sandboxed_frames_that_run_no_script(
         expect(email.locator("h2").first).to_contain_text("School closure")
         page.locator(".preview-sms details.raw summary").first.click()
         expect(page.locator(".preview-sms details.raw pre").first).to_be_visible()
+        # WCAG 2.1 AA: the cards' text, 4.5:1 on its background.
+        cards = page.locator("#renditions :is(h3, p, span, strong, summary, blockquote)")
+        shown = [e for e in cards.all() if e.is_visible() and e.inner_text().strip()]
+        assert len(shown) > 50
+        for element in shown:
+            ratio = contrast(*element.evaluate(COLOURS))
+            assert ratio >= 4.5, (element.inner_text()[:40], ratio)
         # Each web frame shows its page (scrolled to, so the screenshot has it painted).
         for web in page.locator(".preview-web iframe").all():
             web.scroll_into_view_if_needed()
