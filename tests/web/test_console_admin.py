@@ -101,6 +101,7 @@ def test_non_admins_forged_forms_and_unknown_users_change_nothing(console, run, 
     assert it.post("/console/users/" + "a" * 65 + "/disable").status_code == 404
     last = it.post("/console/users/it/disable")  # the last enabled admin
     assert last.status_code == 403 and "last enabled admin" in error_text(last)
+    assert error_text(it.get("/console/users")) == ""  # on that response only
     assert it.post("/console/users/ben/enable").status_code == 400  # already enabled
 
     assert ledger_events(session_factory, "user.") == before

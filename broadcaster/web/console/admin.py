@@ -24,11 +24,12 @@ Act = Callable[[Session, User, User], str]
 NAME = "<string(maxlength=64):name>"
 
 
-def users_page(code: int = 200) -> ResponseReturnValue:
+def users_page(error: str | None = None, code: int = 200) -> ResponseReturnValue:
+    """The users, or (for whoever may not manage them) the refusal, on the error page."""
     with context.reading() as db:
         require(acting_user(db), "manage_users", context.district())
         users = identity.list_users(db, context.district())
-    return render_template("console/users.html", users=users), code
+    return render_template("console/users.html", users=users, error=error), code
 
 
 @console.get("/users")
@@ -42,8 +43,7 @@ def _act(name: str, act: Act) -> ResponseReturnValue:
         with context.transaction() as db:
             note = act(db, identity.get_user(db, name), acting_user(db))
     except BroadcasterError as exc:
-        flash(str(exc), "error")
-        return users_page(context.http_status(exc))
+        return users_page(str(exc), context.http_status(exc))
     flash(note, "success")
     return redirect(url_for("console.users"))
 
@@ -90,7 +90,6 @@ def user_token(name: str) -> ResponseReturnValue:
             user = identity.get_user(db, name)
             token = identity.replace_token(db, context.district(), user, acting_user(db))
     except BroadcasterError as exc:
-        flash(str(exc), "error")
-        return users_page(context.http_status(exc))
+        return users_page(str(exc), context.http_status(exc))
     page = render_template("console/token.html", name=name, token=token)
     return page, 200, {"Cache-Control": "no-store"}
