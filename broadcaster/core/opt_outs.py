@@ -21,6 +21,7 @@ from broadcaster.core.redaction import mask
 from broadcaster.core.text_safety import check_reason
 
 DIGITS = re.compile(r"\d{4,15}")
+REASON_MAX = 300  # a sentence or two: who asked, and how
 LISTED = 20  # rows a search shows at most: enough to pick a family, too few to page through all
 SOURCE = "by staff"
 
@@ -74,6 +75,8 @@ def set_opted_out(
     """Opt a listed family's mobile number out of the district's texts (or back in); returns
     the number masked, for saying what was done."""
     reason = check_reason("reason", reason, "say why (the parent's request, who took it)")
+    if len(reason) > REASON_MAX:
+        raise BadInput(f"the reason is over {REASON_MAX} characters; say it in a sentence or two")
     require(actor, "change_opt_outs", district)
     contact = session.get(Contact, contact_id)
     if contact is None or contact.version != current_version(session) or not contact.phone:

@@ -121,9 +121,11 @@ def test_contacts_are_found_masked_and_opted_out_with_a_reason_in_the_ledger(
     contact_id = int(re.search(r'id="contact-(\d+)"', page)[1])
     refused = it.get("/console/contacts/find?digits=01")
     assert refused.status_code == 400 and "last 4 to 15 digits" in body(refused)
+    assert it.get("/console/contacts/find?digits=" + "1" * 100_000).status_code == 400
+    assert it.get("/console/contacts/find?digits=%25%5F%25").status_code == 400  # LIKE's % and _
 
     url = f"/console/contacts/{contact_id}/opt-out"
-    for reason in (BIDI, "  ", "zero\u200bwidth\u2066isolate"):
+    for reason in (BIDI, "  ", "zero\u200bwidth\u2066isolate", "x" * 301):
         refused = it.post(url, {"reason": reason, "digits": "0101"})
         assert refused.status_code == 400, reason
     assert "U+202E" in body(it.post(url, {"reason": BIDI}))
