@@ -119,6 +119,11 @@ def fail(ctx: click.Context, line: str, exit_code: int) -> NoReturn:
     ctx.exit(exit_code)
 
 
+def example(*lines: str) -> str:
+    """A verb's `--help` epilog: command lines to copy, printed as written (click's \\b)."""
+    return "\b\nExample:\n" + "\n".join(f"  {line}" for line in lines)
+
+
 def emit_json(data: Any) -> None:
     click.echo(json.dumps(data, ensure_ascii=False, indent=2))
 

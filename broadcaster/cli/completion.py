@@ -5,10 +5,18 @@ from __future__ import annotations
 import click
 from click.shell_completion import BashComplete, ShellComplete, ZshComplete
 
+from broadcaster.cli.app import example
+
 SHELLS: dict[str, type[ShellComplete]] = {"bash": BashComplete, "zsh": ZshComplete}
 
 
-@click.command("completion")
+@click.command(
+    "completion",
+    epilog=example(
+        "broadcaster completion bash > ~/.local/share/bash-completion/completions/broadcaster",
+        "broadcaster completion zsh > ~/.zfunc/_broadcaster",
+    ),
+)
 @click.argument("shell", type=click.Choice(list(SHELLS)))
 @click.pass_context
 def completion(ctx: click.Context, shell: str) -> None:

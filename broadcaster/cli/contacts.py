@@ -14,6 +14,7 @@ from broadcaster.cli.app import (
     as_option,
     console,
     emit_json,
+    example,
     json_option,
     pass_app,
     read_token,
@@ -22,12 +23,18 @@ from broadcaster.cli.tables import print_table
 from broadcaster.core import contacts, opt_outs
 
 
-@click.group("contacts", cls=BroadcasterGroup)
+@click.group(
+    "contacts",
+    cls=BroadcasterGroup,
+    epilog=example("broadcaster contacts import contacts.csv --as it"),
+)
 def contacts_group() -> None:
     """The district's contact list."""
 
 
-@contacts_group.command("import")
+@contacts_group.command(
+    "import", epilog=example("broadcaster contacts import contacts.csv --as it")
+)
 @click.argument("path", type=click.Path(path_type=Path))
 @as_option
 @json_option
@@ -44,16 +51,14 @@ def contacts_import(app: App, path: Path, as_user: str, as_json: bool) -> None:
     click.echo(f"imported {result.summary()}")
 
 
-@contacts_group.command("find")
+@contacts_group.command("find", epilog=example("broadcaster contacts find 0101 --as it"))
 @click.argument("digits")
 @as_option
 @json_option
 @pass_app
 def contacts_find(app: App, digits: str, as_user: str, as_json: bool) -> None:
     """Families whose mobile number ends with DIGITS (4 or more), masked (admins), with the
-    FAMILY_ID that `contacts opt-out` and `opt-in` take.
-
-    Example: broadcaster contacts find 0101 --as it"""
+    FAMILY_ID that `contacts opt-out` and `opt-in` take."""
     token = read_token(as_user)
     with app.session() as session:
         actor = app.actor(session, as_user, token)
@@ -83,27 +88,29 @@ reason_option = click.option(
 )
 
 
-@contacts_group.command("opt-out")
+@contacts_group.command(
+    "opt-out",
+    epilog=example('broadcaster contacts opt-out 12 --reason "father called the office" --as it'),
+)
 @click.argument("family_id", type=ROW_ID)
 @as_option
 @reason_option
 @pass_app
 def contacts_opt_out(app: App, family_id: int, as_user: str, reason: str) -> None:
-    """Stop texting the mobile number of FAMILY_ID (from `contacts find`), as a STOP would.
-
-    Example: broadcaster contacts opt-out 12 --reason "father called the office" --as it"""
+    """Stop texting the mobile number of FAMILY_ID (from `contacts find`), as a STOP would."""
     _set_opted_out(app, family_id, as_user, reason, True)
 
 
-@contacts_group.command("opt-in")
+@contacts_group.command(
+    "opt-in",
+    epilog=example('broadcaster contacts opt-in 12 --reason "mother asked by phone" --as it'),
+)
 @click.argument("family_id", type=ROW_ID)
 @as_option
 @reason_option
 @pass_app
 def contacts_opt_in(app: App, family_id: int, as_user: str, reason: str) -> None:
-    """Text the mobile number of FAMILY_ID again, as a START would.
-
-    Example: broadcaster contacts opt-in 12 --reason "mother asked by phone" --as it"""
+    """Text the mobile number of FAMILY_ID again, as a START would."""
     _set_opted_out(app, family_id, as_user, reason, False)
 
 

@@ -15,6 +15,7 @@ from broadcaster.cli.app import (
     as_option,
     console,
     emit_json,
+    example,
     json_option,
     parse_vars,
     pass_app,
@@ -73,7 +74,7 @@ def wait_done(app: App, message_id: int, timeout: float) -> Status:
         time.sleep(0.3)
 
 
-@click.command("status")
+@click.command("status", epilog=example("broadcaster status 12 --follow"))
 @click.argument("message_id", type=ROW_ID)
 @click.option("--follow", "follow_", is_flag=True, help="Watch until the message is done.")
 @click.option("--timeout", default=600.0, show_default=True, help="Seconds to follow at most.")
@@ -88,7 +89,9 @@ def status_cmd(app: App, message_id: int, follow_: bool, timeout: float, as_json
     emit_json(view.model_dump(mode="json")) if as_json else print_status(view)
 
 
-@click.command()
+@click.command(
+    epilog=example("broadcaster trigger lockdown --as carmen --var school=lincoln-hs --yes")
+)
 @compose_options
 @click.option("--yes", is_flag=True, help="Send at once: this is the incident path.")
 @click.option("--follow/--no-follow", "follow_", default=True, help="Watch delivery afterwards.")
@@ -121,7 +124,7 @@ def trigger(
         print_status(follow(app, message_id, 600))
 
 
-@click.command()
+@click.command(epilog=example("broadcaster retry 12 --as ben"))
 @click.argument("message_id", type=ROW_ID)
 @as_option
 @pass_app
@@ -137,7 +140,12 @@ def retry(app: App, message_id: int, as_user: str) -> None:
     report_dispatch(target_id, dispatch.released(session))
 
 
-@click.command()
+@click.command(
+    epilog=example(
+        "broadcaster update 12 all_clear --as carmen --var school=lincoln-hs "
+        "--var incident=lockdown --yes"
+    )
+)
 @click.argument("message_id", type=ROW_ID)
 @click.argument("template")
 @as_option
@@ -198,7 +206,9 @@ def update(
         )
 
 
-@click.command()
+@click.command(
+    epilog=example('broadcaster retract 12 --as ben --reason "sent for the wrong school"')
+)
 @click.argument("message_id", type=ROW_ID)
 @as_option
 @click.option("--reason", required=True, help="Why it is withdrawn (kept in the record).")

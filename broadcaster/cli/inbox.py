@@ -9,6 +9,7 @@ from broadcaster.cli.app import (
     as_option,
     console,
     emit_json,
+    example,
     json_option,
     pass_app,
     read_token,
@@ -17,7 +18,7 @@ from broadcaster.cli.tables import print_table
 from broadcaster.records import inbox
 
 
-@click.command("inbox")
+@click.command("inbox", epilog=example("broadcaster inbox --as dev"))
 @as_option
 @json_option
 @pass_app

@@ -24,10 +24,10 @@ from broadcaster.cli import (
     site,
     users,
 )
-from broadcaster.cli.app import BroadcasterGroup
+from broadcaster.cli.app import BroadcasterGroup, example
 
 
-@click.group(cls=BroadcasterGroup)
+@click.group(cls=BroadcasterGroup, epilog=example("broadcaster demo", "broadcaster templates list"))
 @click.version_option(package_name="broadcaster")
 def cli() -> None:
     """Emergency and time-sensitive notifications for a school district."""

@@ -16,6 +16,7 @@ from broadcaster.cli.app import (
     as_option,
     console,
     emit_json,
+    example,
     json_option,
     parse_vars,
     pass_app,
@@ -84,7 +85,12 @@ def compose_request(template: str, options: dict[str, Any]) -> messages.Request:
     )
 
 
-@click.command()
+@click.command(
+    epilog=example(
+        "broadcaster compose school_closure --as ana --var schools=all --var date=2026-03-03 "
+        '--var reason="a winter storm" --var reason.es="una tormenta invernal"'
+    )
+)
 @compose_options
 @pass_app
 def compose(app: App, template: str, as_user: str, as_json: bool, **options: Any) -> None:
@@ -104,7 +110,7 @@ def compose(app: App, template: str, as_user: str, as_json: bool, **options: Any
         click.echo(f"Next: broadcaster submit {view.id} --as {as_user}")
 
 
-@click.command()
+@click.command(epilog=example("broadcaster preview 12"))
 @click.argument("message_id", type=ROW_ID)
 @json_option
 @pass_app
@@ -116,7 +122,7 @@ def preview(app: App, message_id: int, as_json: bool) -> None:
     emit_json(view.model_dump(mode="json")) if as_json else print_preview(view)
 
 
-@click.command()
+@click.command(epilog=example("broadcaster show 12 --json"))
 @click.argument("message_id", type=ROW_ID)
 @json_option
 @pass_app
@@ -134,7 +140,7 @@ def show(app: App, message_id: int, as_json: bool) -> None:
         out.print(Text(f"{step.at}  {step.event:<32} {step.actor or ''}"))
 
 
-@click.command("list")
+@click.command("list", epilog=example("broadcaster list --state submitted"))
 @click.option("--state", help="Only messages in this state.")
 @json_option
 @pass_app
@@ -163,7 +169,7 @@ def _act(app: App, message_id: int, as_user: str, action: str, **kwargs: Any) ->
         return message.state
 
 
-@click.command()
+@click.command(epilog=example("broadcaster submit 12 --as ana"))
 @click.argument("message_id", type=ROW_ID)
 @as_option
 @pass_app
@@ -173,7 +179,7 @@ def submit(app: App, message_id: int, as_user: str) -> None:
     click.echo(f"message {message_id} is {state}; an approver must approve it")
 
 
-@click.command()
+@click.command(epilog=example("broadcaster approve 12 --as ben --ack-warnings"))
 @click.argument("message_id", type=ROW_ID)
 @as_option
 @click.option("--ack-warnings", is_flag=True, help="Acknowledge the message's warnings.")
@@ -225,7 +231,7 @@ def report_dispatch(
     )
 
 
-@click.command()
+@click.command(epilog=example('broadcaster reject 12 --as ben --reason "the date is wrong"'))
 @click.argument("message_id", type=ROW_ID)
 @as_option
 @click.option("--reason", required=True, help="Why, for the author.")
@@ -236,7 +242,7 @@ def reject(app: App, message_id: int, as_user: str, reason: str) -> None:
     click.echo(f"message {message_id} is {state}")
 
 
-@click.command()
+@click.command(epilog=example("broadcaster cancel 12 --as ana"))
 @click.argument("message_id", type=ROW_ID)
 @as_option
 @pass_app

@@ -13,6 +13,7 @@ from broadcaster.cli.app import (
     as_option,
     console,
     emit_json,
+    example,
     json_option,
     pass_app,
     read_token,
@@ -22,7 +23,12 @@ from broadcaster.records import reach as service
 from broadcaster.records.reach import Reach
 
 
-@click.command("reach")
+@click.command(
+    "reach",
+    epilog=example(
+        "broadcaster reach 12 --as ben", "broadcaster reach 12 --csv reach-12.csv --as ben"
+    ),
+)
 @click.argument("message_id", type=ROW_ID)
 @click.option(
     "--csv",

@@ -16,6 +16,7 @@ from broadcaster.cli.app import (
     as_option,
     console,
     emit_json,
+    example,
     json_option,
     pass_app,
     read_token,
@@ -26,12 +27,12 @@ from broadcaster.core import db, ledger
 from broadcaster.records import export, export_verify, holds, report, retention
 
 
-@click.group("records", cls=BroadcasterGroup)
+@click.group("records", cls=BroadcasterGroup, epilog=example("broadcaster records verify"))
 def records_group() -> None:
     """The public-records ledger."""
 
 
-@records_group.command("verify")
+@records_group.command("verify", epilog=example("broadcaster records verify --json"))
 @json_option
 @pass_app
 def records_verify(app: App, as_json: bool) -> None:
@@ -57,7 +58,13 @@ def records_verify(app: App, as_json: bool) -> None:
         sys.exit(1)
 
 
-@records_group.command("hold")
+@records_group.command(
+    "hold",
+    epilog=example(
+        'broadcaster records hold --message 12 --reason "records request 2026-041" --as dev',
+        'broadcaster records hold --from 2026-01-05 --to 2026-01-09 --reason "litigation" --as dev',
+    ),
+)
 @click.option("--message", "message_id", type=ROW_ID, help="Hold this message.")
 @click.option("--from", "first", metavar="YYYY-MM-DD", help="Hold messages active from this day.")
 @click.option("--to", "last", metavar="YYYY-MM-DD", help="... through this day (district time).")
@@ -88,7 +95,7 @@ def records_hold(
     click.echo(f"hold {view['hold']} placed on {what}")
 
 
-@records_group.command("release")
+@records_group.command("release", epilog=example("broadcaster records release 3 --as dev"))
 @click.argument("hold_id", type=ROW_ID)
 @as_option
 @pass_app
@@ -100,7 +107,7 @@ def records_release(app: App, hold_id: int, as_user: str) -> None:
     click.echo(f"hold {hold_id} released")
 
 
-@records_group.command("holds")
+@records_group.command("holds", epilog=example("broadcaster records holds --all"))
 @click.option("--all", "include_released", is_flag=True, help="Also the released ones.")
 @json_option
 @pass_app
@@ -119,7 +126,7 @@ def records_holds(app: App, include_released: bool, as_json: bool) -> None:
     print_table(console(), ("hold", "covers", "reason", "placed", "released"), lines)
 
 
-@records_group.command("purge")
+@records_group.command("purge", epilog=example("broadcaster records purge --dry-run --as dev"))
 @click.option("--dry-run", is_flag=True, help="List what would be destroyed; change nothing.")
 @as_option
 @json_option
@@ -150,7 +157,12 @@ def records_purge(app: App, dry_run: bool, as_user: str, as_json: bool) -> None:
         click.echo(f"destruction record: ledger entry {result.record}")
 
 
-@records_group.command("export")
+@records_group.command(
+    "export",
+    epilog=example(
+        "broadcaster records export --from 2026-01-01 --to 2026-03-31 --out ./export-q1 --as dev"
+    ),
+)
 @click.option("--from", "first", metavar="YYYY-MM-DD", help="Messages composed from this day.")
 @click.option("--to", "last", metavar="YYYY-MM-DD", help="... through this day (district time).")
 @click.option("--message", "message_id", type=ROW_ID, help="Only this message.")
@@ -205,7 +217,9 @@ def records_export(
     )
 
 
-@records_group.command("verify-export")
+@records_group.command(
+    "verify-export", epilog=example("broadcaster records verify-export ./export-q1")
+)
 @click.argument("folder", type=click.Path(path_type=Path))
 @json_option
 def records_verify_export(folder: Path, as_json: bool) -> None:
@@ -222,7 +236,7 @@ def records_verify_export(folder: Path, as_json: bool) -> None:
         sys.exit(1)
 
 
-@click.command("report")
+@click.command("report", epilog=example("broadcaster report 12"))
 @click.argument("message_id", type=ROW_ID)
 @json_option
 @pass_app

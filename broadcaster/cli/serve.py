@@ -9,14 +9,14 @@ import warnings
 
 import click
 
-from broadcaster.cli.app import App, emit_json, json_option, pass_app, split_list
+from broadcaster.cli.app import App, emit_json, example, json_option, pass_app, split_list
 from broadcaster.core import db, owner_only
 from broadcaster.core.errors import BadInput
 from broadcaster.delivery.celery_app import QUEUES, configure, run_worker
 from broadcaster.operations import doctor
 
 
-@click.command()
+@click.command(epilog=example("broadcaster worker --concurrency 16 --metrics-port 9808"))
 @click.option(
     "--queues",
     default=",".join(QUEUES),
@@ -106,7 +106,7 @@ def quiet_about_root() -> None:
     )
 
 
-@click.command()
+@click.command(epilog=example("broadcaster sandbox --port 8025"))
 @click.option("--port", default=8025, show_default=True)
 @click.option("--host", default="127.0.0.1", show_default=True)
 def sandbox(port: int, host: str) -> None:
@@ -124,7 +124,7 @@ def sandbox(port: int, host: str) -> None:
             pass
 
 
-@click.command()
+@click.command(epilog=example("broadcaster web --port 8000"))
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=8000, show_default=True)
 @pass_app
@@ -137,7 +137,7 @@ def web(app: App, host: str, port: int) -> None:
     create_app(app.settings).run(host=host, port=port)
 
 
-@click.command("doctor")
+@click.command("doctor", epilog=example("broadcaster doctor --json"))
 @json_option
 @pass_app
 def doctor_cmd(app: App, as_json: bool) -> None:
@@ -153,7 +153,7 @@ def doctor_cmd(app: App, as_json: bool) -> None:
         sys.exit(1)
 
 
-@click.command()
+@click.command(epilog=example("broadcaster demo"))
 @click.option("--verbose", is_flag=True, help="Also print the worker's Celery banner.")
 def demo(verbose: bool) -> None:
     """The whole flow on this machine: embedded Redis, SQLite, the sandbox and one worker."""

@@ -7,17 +7,25 @@ from typing import Any
 import click
 from rich.text import Text
 
-from broadcaster.cli.app import App, BroadcasterGroup, console, emit_json, json_option, pass_app
+from broadcaster.cli.app import (
+    App,
+    BroadcasterGroup,
+    console,
+    emit_json,
+    example,
+    json_option,
+    pass_app,
+)
 from broadcaster.cli.tables import print_table
 from broadcaster.core import db
 
 
-@click.group("db", cls=BroadcasterGroup)
+@click.group("db", cls=BroadcasterGroup, epilog=example("broadcaster db upgrade"))
 def db_group() -> None:
     """The database schema."""
 
 
-@db_group.command("upgrade")
+@db_group.command("upgrade", epilog=example("broadcaster db upgrade"))
 @pass_app
 def db_upgrade(app: App) -> None:
     """Migrate the database to the current schema."""
@@ -25,12 +33,19 @@ def db_upgrade(app: App) -> None:
     click.echo(f"database at revision {revision}")
 
 
-@click.group("templates", cls=BroadcasterGroup)
+@click.group("templates", cls=BroadcasterGroup, epilog=example("broadcaster templates list"))
 def templates_group() -> None:
     """The template library."""
 
 
-@templates_group.command("list")
+@templates_group.command(
+    "list",
+    epilog=example(
+        "broadcaster templates list",
+        "broadcaster templates list | cut -f1",
+        "broadcaster templates list --json",
+    ),
+)
 @json_option
 @pass_app
 def templates_list(app: App, as_json: bool) -> None:
@@ -66,7 +81,7 @@ def templates_list(app: App, as_json: bool) -> None:
     )
 
 
-@templates_group.command("show")
+@templates_group.command("show", epilog=example("broadcaster templates show lockdown"))
 @click.argument("name")
 @json_option
 @pass_app

@@ -4,16 +4,16 @@ from __future__ import annotations
 
 import click
 
-from broadcaster.cli.app import App, BroadcasterGroup, emit_json, json_option, pass_app
+from broadcaster.cli.app import App, BroadcasterGroup, emit_json, example, json_option, pass_app
 from broadcaster.web.publish import Publisher
 
 
-@click.group("site", cls=BroadcasterGroup)
+@click.group("site", cls=BroadcasterGroup, epilog=example("broadcaster site publish"))
 def site_group() -> None:
     """The public site as static files, in [web] publish_dir (and its bucket, if set)."""
 
 
-@site_group.command("publish")
+@site_group.command("publish", epilog=example("broadcaster site publish"))
 @json_option
 @pass_app
 def site_publish(app: App, as_json: bool) -> None:

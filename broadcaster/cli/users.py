@@ -10,6 +10,7 @@ from broadcaster.cli.app import (
     as_option,
     console,
     emit_json,
+    example,
     json_option,
     pass_app,
     read_new_password,
@@ -22,12 +23,14 @@ from broadcaster.core.errors import BadInput
 from broadcaster.delivery import approver_phones
 
 
-@click.group("users", cls=BroadcasterGroup)
+@click.group("users", cls=BroadcasterGroup, epilog=example("broadcaster users list"))
 def users_group() -> None:
     """Users, roles and personal tokens."""
 
 
-@users_group.command("add")
+@users_group.command(
+    "add", epilog=example("broadcaster users add it", "broadcaster users add ana --as it")
+)
 @click.argument("name")
 @click.option(
     "--role",
@@ -56,7 +59,7 @@ def users_add(
     click.echo(f"token (shown once; keep it secret): {token}")
 
 
-@users_group.command("passwd")
+@users_group.command("passwd", epilog=example("broadcaster users passwd ana"))
 @click.argument("name")
 @click.option(
     "--as", "as_user", metavar="USER", help="Who sets it: NAME themself (default) or an admin."
@@ -73,7 +76,7 @@ def users_passwd(app: App, name: str, as_user: str | None) -> None:
     click.echo(f"password set for {name}")
 
 
-@users_group.command("token")
+@users_group.command("token", epilog=example("broadcaster users token ana --as it"))
 @click.argument("name")
 @click.option(
     "--as", "as_user", metavar="USER", help="Who replaces it: NAME themself (default) or an admin."
@@ -102,7 +105,7 @@ def _set_disabled(app: App, name: str, as_user: str, disabled: bool) -> None:
     click.echo(f"{name} is {'disabled' if disabled else 'enabled'}")
 
 
-@users_group.command("disable")
+@users_group.command("disable", epilog=example("broadcaster users disable ana --as it"))
 @click.argument("name")
 @as_option
 @pass_app
@@ -112,7 +115,7 @@ def users_disable(app: App, name: str, as_user: str) -> None:
     _set_disabled(app, name, as_user, True)
 
 
-@users_group.command("enable")
+@users_group.command("enable", epilog=example("broadcaster users enable ana --as it"))
 @click.argument("name")
 @as_option
 @pass_app
@@ -121,7 +124,7 @@ def users_enable(app: App, name: str, as_user: str) -> None:
     _set_disabled(app, name, as_user, False)
 
 
-@users_group.command("list")
+@users_group.command("list", epilog=example("broadcaster users list --json"))
 @json_option
 @pass_app
 def users_list(app: App, as_json: bool) -> None:
@@ -155,7 +158,12 @@ subject_option = click.option(
 )
 
 
-@users_group.command("link")
+@users_group.command(
+    "link",
+    epilog=example(
+        "broadcaster users link ana --issuer https://login.example.org --subject 8d1c2f --as it"
+    ),
+)
 @click.argument("name")
 @issuer_option
 @subject_option
@@ -175,7 +183,12 @@ def users_link(app: App, name: str, issuer: str, subject: str, as_user: str, as_
     click.echo(f"linked {subject} at {issuer} to {name}")
 
 
-@users_group.command("unlink")
+@users_group.command(
+    "unlink",
+    epilog=example(
+        "broadcaster users unlink ana --issuer https://login.example.org --subject 8d1c2f --as it"
+    ),
+)
 @click.argument("name")
 @issuer_option
 @subject_option
@@ -190,7 +203,7 @@ def users_unlink(app: App, name: str, issuer: str, subject: str, as_user: str) -
     click.echo(f"unlinked {subject} at {issuer} from {name}")
 
 
-@users_group.command("identities")
+@users_group.command("identities", epilog=example("broadcaster users identities"))
 @json_option
 @pass_app
 def users_identities(app: App, as_json: bool) -> None:
@@ -209,7 +222,7 @@ def users_identities(app: App, as_json: bool) -> None:
     )
 
 
-@users_group.command("unlock")
+@users_group.command("unlock", epilog=example("broadcaster users unlock ana --as it"))
 @click.argument("name")
 @as_option
 @pass_app
@@ -222,7 +235,12 @@ def users_unlock(app: App, name: str, as_user: str) -> None:
     click.echo(f"unlocked {name} ({cleared} address(es) cleared)")
 
 
-@users_group.command("phone")
+@users_group.command(
+    "phone",
+    epilog=example(
+        "broadcaster users phone ben +15555550123", "broadcaster users phone ben --code 123456"
+    ),
+)
 @click.argument("name")
 @click.argument("number", required=False)
 @click.option("--code", metavar="CODE", help="The code texted to the phone, to confirm it.")
@@ -258,7 +276,7 @@ def users_phone(
     click.echo(f"phone confirmed for {name}: approval requests will be texted to it")
 
 
-@users_group.command("phone-unlock")
+@users_group.command("phone-unlock", epilog=example("broadcaster users phone-unlock ben --as it"))
 @click.argument("name")
 @as_option
 @pass_app
