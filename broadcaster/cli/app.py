@@ -3,13 +3,11 @@ group, JSON and console output, common options."""
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from functools import cached_property
-from typing import Any, NoReturn
 
 import click
 from rich.console import Console
@@ -18,7 +16,7 @@ from sqlalchemy.orm import Session
 from broadcaster.authoring.catalog import Catalog
 from broadcaster.core import db, identity
 from broadcaster.core.config import DistrictConfig, Settings, load_district
-from broadcaster.core.errors import BadInput, BroadcasterError
+from broadcaster.core.errors import BadInput
 from broadcaster.core.models import MAX_ID, User
 
 # Message and hold ids: out of range is bad input (exit 2), never a database overflow.
@@ -78,54 +76,6 @@ def read_new_password(name: str) -> str:
             f"New password for {name}", hide_input=True, confirmation_prompt=True, err=True
         )
     return sys.stdin.readline().rstrip("\r\n")
-
-
-class BroadcasterGroup(click.Group):
-    """Turns errors into exit codes, in one place: one line on stderr and, when the command
-    line asks for `--json`, the same error as JSON on stdout so scripts can parse it."""
-
-    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
-        if ctx.parent is None:  # the whole command line, before click consumes it
-            ctx.meta["broadcaster.json"] = "--json" in args[: _end_of_options(args)]
-        return super().parse_args(ctx, args)
-
-    def invoke(self, ctx: click.Context) -> Any:
-        try:
-            return super().invoke(ctx)
-        except BroadcasterError as exc:
-            fail(ctx, f"error: {exc}", exc.exit_code)
-        except click.ClickException as exc:  # usage errors: click prints them on stderr
-            if ctx.parent is None and ctx.meta.get("broadcaster.json"):
-                emit_json({"error": exc.format_message(), "exit": exc.exit_code})
-            raise
-        except (click.exceptions.Exit, click.Abort):
-            raise
-        except Exception as exc:  # an internal error: say so in one line, no secrets, exit 1
-            if os.environ.get("BROADCASTER_DEBUG"):
-                raise
-            first_line = (str(exc).splitlines() or [""])[0][:300]
-            fail(ctx, f"internal error: {type(exc).__name__}: {first_line}", 1)
-
-
-def _end_of_options(args: list[str]) -> int:
-    """Where `--` ends the options (after it, `--json` is an argument's value)."""
-    return args.index("--") if "--" in args else len(args)
-
-
-def fail(ctx: click.Context, line: str, exit_code: int) -> NoReturn:
-    click.echo(line, err=True)
-    if ctx.meta.get("broadcaster.json"):
-        emit_json({"error": line.removeprefix("error: "), "exit": exit_code})
-    ctx.exit(exit_code)
-
-
-def example(*lines: str) -> str:
-    """A verb's `--help` epilog: command lines to copy, printed as written (click's \\b)."""
-    return "\b\nExample:\n" + "\n".join(f"  {line}" for line in lines)
-
-
-def emit_json(data: Any) -> None:
-    click.echo(json.dumps(data, ensure_ascii=False, indent=2))
 
 
 def console() -> Console:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 from click.shell_completion import BashComplete, ShellComplete, ZshComplete
 
-from broadcaster.cli.app import example
+from broadcaster.cli.base import example
 
 SHELLS: dict[str, type[ShellComplete]] = {"bash": BashComplete, "zsh": ZshComplete}
 

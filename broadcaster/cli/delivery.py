@@ -14,14 +14,13 @@ from broadcaster.cli.app import (
     App,
     as_option,
     console,
-    emit_json,
-    example,
     json_option,
     parse_vars,
     pass_app,
     read_token,
     split_list,
 )
+from broadcaster.cli.base import emit_json, example
 from broadcaster.cli.messages import (
     compose_options,
     compose_request,

@@ -4,16 +4,8 @@ from __future__ import annotations
 
 import click
 
-from broadcaster.cli.app import (
-    App,
-    as_option,
-    console,
-    emit_json,
-    example,
-    json_option,
-    pass_app,
-    read_token,
-)
+from broadcaster.cli.app import App, as_option, console, json_option, pass_app, read_token
+from broadcaster.cli.base import emit_json, example
 from broadcaster.cli.tables import print_table
 from broadcaster.records import inbox
 

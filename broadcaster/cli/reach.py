@@ -7,17 +7,8 @@ from pathlib import Path
 import click
 from rich.text import Text
 
-from broadcaster.cli.app import (
-    ROW_ID,
-    App,
-    as_option,
-    console,
-    emit_json,
-    example,
-    json_option,
-    pass_app,
-    read_token,
-)
+from broadcaster.cli.app import ROW_ID, App, as_option, console, json_option, pass_app, read_token
+from broadcaster.cli.base import emit_json, example
 from broadcaster.core.config_fields import FAMILY_CHANNELS
 from broadcaster.records import reach as service
 from broadcaster.records.reach import Reach

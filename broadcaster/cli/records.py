@@ -9,18 +9,8 @@ from pathlib import Path
 import click
 
 from broadcaster.authoring import messages
-from broadcaster.cli.app import (
-    ROW_ID,
-    App,
-    BroadcasterGroup,
-    as_option,
-    console,
-    emit_json,
-    example,
-    json_option,
-    pass_app,
-    read_token,
-)
+from broadcaster.cli.app import ROW_ID, App, as_option, console, json_option, pass_app, read_token
+from broadcaster.cli.base import BroadcasterGroup, emit_json, example
 from broadcaster.cli.printers import print_report
 from broadcaster.cli.tables import print_table
 from broadcaster.core import db, ledger

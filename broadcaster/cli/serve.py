@@ -9,7 +9,8 @@ import warnings
 
 import click
 
-from broadcaster.cli.app import App, emit_json, example, json_option, pass_app, split_list
+from broadcaster.cli.app import App, json_option, pass_app, split_list
+from broadcaster.cli.base import emit_json, example
 from broadcaster.core import db, owner_only
 from broadcaster.core.errors import BadInput
 from broadcaster.delivery.celery_app import QUEUES, configure, run_worker

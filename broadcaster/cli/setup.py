@@ -7,15 +7,8 @@ from typing import Any
 import click
 from rich.text import Text
 
-from broadcaster.cli.app import (
-    App,
-    BroadcasterGroup,
-    console,
-    emit_json,
-    example,
-    json_option,
-    pass_app,
-)
+from broadcaster.cli.app import App, console, json_option, pass_app
+from broadcaster.cli.base import BroadcasterGroup, emit_json, example
 from broadcaster.cli.tables import print_table
 from broadcaster.core import db
 

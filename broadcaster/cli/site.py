@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import click
 
-from broadcaster.cli.app import App, BroadcasterGroup, emit_json, example, json_option, pass_app
+from broadcaster.cli.app import App, json_option, pass_app
+from broadcaster.cli.base import BroadcasterGroup, emit_json, example
 from broadcaster.web.publish import Publisher
 
 

@@ -6,16 +6,14 @@ import click
 
 from broadcaster.cli.app import (
     App,
-    BroadcasterGroup,
     as_option,
     console,
-    emit_json,
-    example,
     json_option,
     pass_app,
     read_new_password,
     read_token,
 )
+from broadcaster.cli.base import BroadcasterGroup, emit_json, example
 from broadcaster.cli.tables import print_table
 from broadcaster.core import identity, login_throttle, sso
 from broadcaster.core.config_fields import ROLES

@@ -12,9 +12,14 @@ from click.testing import CliRunner
 from broadcaster.cli.main import cli
 
 
+def subcommand(group: click.Group, name: str) -> click.Command | None:
+    return group.get_command(click.Context(group), name)  # the root imports its verbs lazily
+
+
 def commands(group: click.Group, path: tuple[str, ...] = ()) -> Iterator[tuple[str, ...]]:
     yield path
-    for name, command in group.commands.items():
+    for name in group.list_commands(click.Context(group)):
+        command = subcommand(group, name)
         if isinstance(command, click.Group):
             yield from commands(command, (*path, name))
         else:
@@ -28,8 +33,11 @@ def parse(line: str) -> click.Command:
     ends = [i for i, word in enumerate(words) if word in ("|", ">")]
     words = words[1 : ends[0] if ends else None]
     command: click.Command = cli
-    while isinstance(command, click.Group) and words and words[0] in command.commands:
-        command = command.commands[words.pop(0)]
+    while isinstance(command, click.Group) and words:
+        found = subcommand(command, words[0])
+        if found is None:
+            break
+        command, _ = found, words.pop(0)
     command.make_context("broadcaster", words)  # raises on an unknown option or a bad value
     return command
 

@@ -186,7 +186,9 @@ def test_users_token_replaces_a_token_at_once(api_from, run, tokens, session_fac
 
 def acting_verbs(group: click.Group = cli, prefix: tuple[str, ...] = ()) -> Iterator[tuple]:
     """Every command that acts as a user (`--as`)."""
-    for name, command in group.commands.items():
+    ctx = click.Context(group)
+    for name in group.list_commands(ctx):  # the root imports its verbs lazily: ask it for each
+        command = group.get_command(ctx, name)
         if isinstance(command, click.Group):
             yield from acting_verbs(command, (*prefix, name))
         elif any(param.name == "as_user" for param in command.params):
