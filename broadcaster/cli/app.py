@@ -1,5 +1,6 @@
-"""What every verb shares: the App (settings, district, sessions), tokens, the error-to-exit-code
-group, JSON and console output, common options."""
+"""What every verb shares: the App (settings, district, sessions), tokens, console output, common
+options. The database, the identity checks (argon2) and the template catalog are imported when
+first used, so a verb that needs none of them does not wait for them."""
 
 from __future__ import annotations
 
@@ -8,16 +9,19 @@ import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from functools import cached_property
+from typing import TYPE_CHECKING
 
 import click
 from rich.console import Console
-from sqlalchemy.orm import Session
 
-from broadcaster.authoring.catalog import Catalog
-from broadcaster.core import db, identity
 from broadcaster.core.config import DistrictConfig, Settings, load_district
 from broadcaster.core.errors import BadInput
 from broadcaster.core.models import MAX_ID, User
+
+if TYPE_CHECKING:
+    from sqlalchemy.orm import Session
+
+    from broadcaster.authoring.catalog import Catalog
 
 # Message and hold ids: out of range is bad input (exit 2), never a database overflow.
 ROW_ID = click.IntRange(1, MAX_ID)
@@ -36,6 +40,8 @@ class App:
 
     @cached_property
     def catalog(self) -> Catalog:
+        from broadcaster.authoring.catalog import Catalog
+
         return Catalog(self.district)
 
     @property
@@ -45,16 +51,22 @@ class App:
     def prepare(self) -> None:
         """The database, created and migrated if it is the embedded one."""
         if not self._prepared:
+            from broadcaster.core import db
+
             db.prepare(self.url, self.settings.is_embedded)
             self._prepared = True
 
     @contextmanager
     def session(self) -> Iterator[Session]:
+        from broadcaster.core import db
+
         self.prepare()
         with db.session_scope(self.url, settings=self.settings) as session:
             yield session
 
     def actor(self, session: Session, name: str, token: str) -> User:
+        from broadcaster.core import identity
+
         return identity.authenticate(session, name, token)
 
 

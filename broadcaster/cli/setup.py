@@ -10,7 +10,6 @@ from rich.text import Text
 from broadcaster.cli.app import App, console, json_option, pass_app
 from broadcaster.cli.base import BroadcasterGroup, emit_json, example
 from broadcaster.cli.tables import print_table
-from broadcaster.core import db
 
 
 @click.group("db", cls=BroadcasterGroup, epilog=example("broadcaster db upgrade"))
@@ -22,6 +21,8 @@ def db_group() -> None:
 @pass_app
 def db_upgrade(app: App) -> None:
     """Migrate the database to the current schema."""
+    from broadcaster.core import db  # Alembic: only for this verb
+
     revision = db.upgrade(app.url)
     click.echo(f"database at revision {revision}")
 
