@@ -219,6 +219,8 @@ def test_a_disabled_user_can_do_nothing_anywhere(api_from, console, run, tokens,
         ("records", "purge"): (),
         ("records", "export"): ("--out", str(tmp_path / "export")),
         ("contacts", "import"): (str(tmp_path / "contacts.csv"),),
+        ("contacts", "find"): ("0101",),
+        **{("contacts", verb): ("1", "--reason", "r") for verb in ("opt-out", "opt-in")},
         **{
             ("users", verb): ("ana",)
             for verb in ("add", "passwd", "token", "unlock", "phone-unlock")
