@@ -16,6 +16,7 @@ import signal
 import subprocess
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import pytest
 
@@ -103,6 +104,19 @@ def _subnet(pid: int) -> ipaddress.IPv4Network:
     return ipaddress.IPv4Network(f"10.{128 + (index >> 8)}.{index & 255}.0/24")
 
 
+# Linux 6.15+ lets a namespace cap TCP's retransmission backoff (120 s by default). After a test
+# reconnects a cut link, a hung connection resumes at its next retransmission: capped, within
+# seconds rather than the minutes a long cut backs off to. Older kernels just wait longer.
+_RTO_MAX = Path("/proc/sys/net/ipv4/tcp_rto_max_ms")
+
+
+def _cap_retransmission_backoff(netns: str) -> None:
+    if _RTO_MAX.exists():
+        subprocess.run(
+            ["ip", "netns", "exec", netns, "sh", "-c", f"echo 2000 > {_RTO_MAX}"], check=True
+        )
+
+
 def _remove(netns: list[str], bridge: str) -> None:
     for name in netns:  # deleting a namespace deletes its veth, and with it the bridge's end
         subprocess.run(["ip", "netns", "del", name], capture_output=True)
@@ -149,6 +163,7 @@ def network(names: Sequence[str]) -> Iterator[Network]:
             )
             ip("-n", host.netns, "link", "set", host.veth, "up")
             ip("-n", host.netns, "link", "set", "lo", "up")
+            _cap_retransmission_backoff(host.netns)
         yield Network(bridge, str(addresses[0]), subnet.prefixlen, hosts)
     finally:
         for host in hosts.values():

@@ -414,6 +414,7 @@ def _wait_for_ping(dep: Deployment, host: Host) -> None:
             name in hostname for reply in control.control.ping(timeout=1) for hostname in reply
         )
 
-    # After a long cut, TCP's retransmission backoff (up to 120 s on Linux) decides when the
-    # worker's hung broker connections notice the link is back; a loaded machine adds to it.
+    # After a long cut, TCP's retransmission backoff (up to 120 s, or the cap tests/netns.py
+    # sets) decides when the worker's hung broker connections notice the link is back; a loaded
+    # machine adds to it.
     _wait(answered, f"host {host.name}'s worker to answer a ping", timeout=180)
