@@ -269,6 +269,17 @@ class Escalation(Strict):
         return value
 
 
+class RecordsConfig(Strict):
+    """The transparency log (records/signing.py, records/checkpoints.py). `signing_key` names the
+    file holding the private key that signs checkpoints (relative to this file's folder): the key
+    itself is never in this file nor in the database, so whoever can write the database still
+    cannot sign. Unset, nothing is signed."""
+
+    signing_key: str | None = Field(default=None, min_length=1)
+    # While entries are added, a checkpoint is signed at least this often.
+    checkpoint_every_minutes: int = Field(default=5, ge=1, le=1440)
+
+
 # Emergencies: a text, then a call if the text is not delivered within 2 minutes or fails, then
 # an e-mail. A district file's `[escalation.emergency]` replaces it (`steps = []`: no fallback).
 DEFAULT_ESCALATION = {"emergency": Escalation(steps=["sms", "voice", "email"], wait_s=120)}
@@ -292,6 +303,7 @@ class DistrictConfig(Strict):
     sandbox: SandboxConfig = SandboxConfig()
     escalation: dict[str, Escalation] = {}  # template category -> its fallback
     quiet_hours: QuietHours = QuietHours()
+    records: RecordsConfig = RecordsConfig()
     source: Path | None = None
 
     @model_validator(mode="after")
@@ -330,6 +342,12 @@ class DistrictConfig(Strict):
     def site_dir(self) -> Path | None:
         """Where the public site is published, or None when it is not (`[web] publish_dir`)."""
         return self.base_dir / self.web.publish_dir if self.web.publish_dir else None
+
+    @property
+    def signing_key_path(self) -> Path | None:
+        """The checkpoint signing key's file, or None when none is configured."""
+        key = self.records.signing_key
+        return self.base_dir / key if key else None
 
     @property
     def template_dirs(self) -> list[Path]:

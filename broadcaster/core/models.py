@@ -514,3 +514,33 @@ class ApprovalCode(Base):
     expires_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
     used_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class LedgerKey(Base):
+    """A public key that signs the ledger's checkpoints (records/signing.py); the private half
+    is never in the database. `handover`: the signed note that introduced it, signed by the key
+    before it and by itself (None for the first key). Append-only, like the ledger."""
+
+    __tablename__ = "ledger_keys"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    key_id: Mapped[str] = mapped_column(String(8), unique=True)  # the signed-note key hash
+    verifier_key: Mapped[str] = mapped_column(String(300))
+    handover: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class LedgerCheckpoint(Base):
+    """A signed checkpoint of the ledger's Merkle tree (records/checkpoints.py): the note as
+    published, and the `records.checkpoint` ledger entry that names it, so a deleted row is
+    noticed. Append-only, like the ledger."""
+
+    __tablename__ = "ledger_checkpoints"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    tree_size: Mapped[int] = mapped_column(Integer, unique=True)
+    root_hash: Mapped[str] = mapped_column(String(64))  # hex
+    key_id: Mapped[str] = mapped_column(String(8))
+    signed_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
+    note: Mapped[str] = mapped_column(Text)
+    ledger_seq: Mapped[int] = mapped_column(Integer, unique=True)
