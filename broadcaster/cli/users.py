@@ -26,17 +26,20 @@ def users_group() -> None:
     """Users, roles and personal tokens."""
 
 
-@users_group.command(
-    "add", epilog=example("broadcaster users add it", "broadcaster users add ana --as it")
-)
-@click.argument("name")
-@click.option(
+role_option = click.option(
     "--role",
     "roles",
     multiple=True,
     metavar="ROLE",
     help=f"A role ({', '.join(ROLES)}); repeat for several.",
 )
+
+
+@users_group.command(
+    "add", epilog=example("broadcaster users add it", "broadcaster users add ana --as it")
+)
+@click.argument("name")
+@role_option
 @click.option(
     "--as", "as_user", metavar="ADMIN", help="The admin adding the user (once one exists)."
 )
@@ -55,6 +58,27 @@ def users_add(
         return emit_json(data)
     click.echo(f"added {data['name']} ({', '.join(data['roles'])})")
     click.echo(f"token (shown once; keep it secret): {token}")
+
+
+@users_group.command(
+    "roles",
+    epilog=example("broadcaster users roles zoe --role author --role approver --as it"),
+)
+@click.argument("name")
+@role_option
+@as_option
+@json_option
+@pass_app
+def users_roles(app: App, name: str, roles: tuple[str, ...], as_user: str, as_json: bool) -> None:
+    """Replace NAME's roles (admins), for a user the district file does not list."""
+    token = read_token(as_user)
+    with app.session() as session:
+        by = app.actor(session, as_user, token)
+        user = identity.get_user(session, name)
+        now = identity.set_roles(session, app.district, user, list(roles), by)
+    if as_json:
+        return emit_json({"name": name, "roles": now})
+    click.echo(f"{name} now has the roles {', '.join(now)}")
 
 
 @users_group.command("passwd", epilog=example("broadcaster users passwd ana"))

@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import re
 import secrets
+import unicodedata
 from typing import Any
 
 from argon2 import PasswordHasher
@@ -26,8 +27,10 @@ from broadcaster.core.config_fields import ROLES
 from broadcaster.core.errors import BadInput, NotFound, Refused
 from broadcaster.core.models import User, utcnow
 from broadcaster.core.permissions import effective_roles, require
+from broadcaster.core.text_safety import check_text
 
-USER_NAME = re.compile(r"^[a-z][a-z0-9._-]{0,63}$")
+MAX_NAME = 64
+USER_NAME = re.compile(rf"[a-z][a-z0-9._-]{{0,{MAX_NAME - 1}}}")
 TOKEN = re.compile(r"bc_([0-9a-f]{24})_([A-Za-z0-9_-]{43})")  # bc_<lookup>_<secret>
 _hasher = PasswordHasher()
 # Verified against when the user does not exist, so a wrong name costs as long as a wrong password.
@@ -80,11 +83,19 @@ def add_user(
     The first admin can be created by anyone with access to the database (bootstrap); after that
     only an admin adds users.
     """
-    if not USER_NAME.match(name):
-        raise BadInput(f"{name!r} is not a user name (lower-case letters, digits, . _ -)")
-    for role in roles:
-        if role not in ROLES:
-            raise BadInput(f"unknown role {role!r} (roles: {', '.join(ROLES)})")
+    if len(name) > MAX_NAME:  # not echoed: a line, not a page
+        raise BadInput(f"a user name has at most {MAX_NAME} characters")
+    check_text("user name", name)  # names a bidi control or a control character
+    # fullmatch: `$` would let a trailing newline through, a second "ana" that looks the same.
+    if not USER_NAME.fullmatch(name):
+        foreign = next((c for c in name if not c.isascii()), None)
+        why = (
+            f": U+{ord(foreign):04X} {unicodedata.name(foreign, '')} is not an ASCII letter"
+            if foreign
+            else ""
+        )  # a look-alike "а" (Cyrillic) shows as the Latin one it imitates
+        raise BadInput(f"{name!r} is not a user name{why} (lower-case letters a-z, digits, . _ -)")
+    _check_roles(roles)
     listed = district.users.get(name)
     if listed and roles and sorted(set(roles)) != sorted(set(listed.roles)):
         raise Refused(
@@ -111,6 +122,46 @@ def add_user(
         actor=by.name if by else None,
     )
     return user, token
+
+
+def _check_roles(roles: list[str]) -> None:
+    for role in roles:
+        if role not in ROLES:
+            shown = repr(role) if len(role) <= 40 else "given"
+            raise BadInput(f"unknown role {shown} (roles: {', '.join(ROLES)})")
+
+
+def set_roles(
+    session: Session, district: DistrictConfig, user: User, roles: list[str], by: User
+) -> list[str]:
+    """Replace the roles of a user the district file does not list, by an admin; returns them.
+    Roles are read on every request, so the change holds at once. The last enabled admin keeps
+    the admin role: without one nobody could manage users again."""
+    require(by, "manage_users", district)
+    _check_roles(roles)
+    listed = district.users.get(user.name)
+    if listed:
+        raise Refused(
+            f"{user.name}'s roles are set in the district config ({', '.join(listed.roles)}); "
+            "change them there"
+        )
+    roles = sorted(set(roles), key=ROLES.index)
+    if not roles:
+        raise BadInput(f"give {user.name} at least one role (roles: {', '.join(ROLES)})")
+    if roles == user.roles:
+        raise BadInput(f"{user.name} already has the roles {', '.join(roles)}")
+    if "admin" not in roles and _is_admin(user, district) and user.disabled_at is None:
+        others = [u for u in _enabled_admins(session, district) if u.id != user.id]
+        if not others:
+            raise Refused(f"{user.name} is the last enabled admin; add or enable another first")
+    before, user.roles = user.roles, roles
+    ledger.append(
+        session,
+        "user.roles_changed",
+        {"name": user.name, "roles": roles, "before": before, "by": by.name},
+        actor=by.name,
+    )
+    return roles
 
 
 def _admins_exist(session: Session, district: DistrictConfig) -> bool:

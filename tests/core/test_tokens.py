@@ -226,6 +226,7 @@ def test_a_disabled_user_can_do_nothing_anywhere(api_from, console, run, tokens,
             for verb in ("add", "passwd", "token", "unlock", "phone-unlock")
         },
         ("users", "phone"): ("ana", "+14155550123"),
+        ("users", "roles"): ("ben", "--role", "author"),
         ("inbox",): (),
         **{("users", verb): ("ben",) for verb in ("disable", "enable")},
         **{

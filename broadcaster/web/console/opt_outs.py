@@ -4,8 +4,9 @@ the ledger keeps. The forms post the contact's row id, never the number."""
 
 from __future__ import annotations
 
-from flask import flash, redirect, render_template, request, url_for
+from flask import render_template, request, url_for
 from flask.typing import ResponseReturnValue
+from sqlalchemy.orm import Session
 
 from broadcaster.core import opt_outs
 from broadcaster.core.errors import BroadcasterError
@@ -13,6 +14,7 @@ from broadcaster.core.permissions import require
 from broadcaster.web import context
 from broadcaster.web.console import console
 from broadcaster.web.console.auth import acting_user, signed_in
+from broadcaster.web.console.outcome import act_and_show
 
 
 def search_page(error: str | None = None, code: int = 200) -> ResponseReturnValue:
@@ -46,16 +48,16 @@ def contacts_find() -> ResponseReturnValue:
 
 def _change(contact_id: int, opted_out: bool) -> ResponseReturnValue:
     reason = request.form.get("reason", "")
-    try:
-        with context.transaction() as db:
-            shown = opt_outs.set_opted_out(
-                db, context.district(), acting_user(db), contact_id, opted_out, reason
-            )
-    except BroadcasterError as exc:
-        return search_page(f"Nothing changed: {exc}", context.http_status(exc))
-    done = "opted out: it gets no more texts" if opted_out else "opted back in to texts"
-    flash(f"{shown} is {done}; the reason is kept in the record.", "success")
-    return redirect(url_for("console.contacts_find", digits=request.form.get("digits", "")))
+
+    def act(db: Session) -> str:
+        shown = opt_outs.set_opted_out(
+            db, context.district(), acting_user(db), contact_id, opted_out, reason
+        )
+        done = "opted out: it gets no more texts" if opted_out else "opted back in to texts"
+        return f"{shown} is {done}; the reason is kept in the record."
+
+    back = url_for("console.contacts_find", digits=request.form.get("digits", ""))
+    return act_and_show(act, search_page, back)
 
 
 @console.post(f"/contacts/<{context.ID}:contact_id>/opt-out")
