@@ -65,43 +65,39 @@ def contacts_find(app: App, digits: str, as_user: str, as_json: bool) -> None:
     )
 
 
-def _set_opted_out(app: App, family_id: int, as_user: str, reason: str, out: bool) -> None:
-    token = read_token(as_user)
-    with app.session() as session:
-        actor = app.actor(session, as_user, token)
-        shown = opt_outs.set_opted_out(session, app.district, actor, family_id, out, reason)
-    click.echo(f"{shown} is opted {'out of' if out else 'back in to'} texts (kept in the ledger)")
+def _opt_verb(verb: str, out: bool, help: str, sample: str) -> None:
+    """`contacts opt-out` and `contacts opt-in`: one body, the direction given."""
+
+    @contacts_group.command(verb, help=help, epilog=example(sample))
+    @click.argument("family_id", type=ROW_ID)
+    @as_option
+    @click.option(
+        "--reason",
+        required=True,
+        help="Why (the parent's request, who took it); kept in the ledger.",
+    )
+    @pass_app
+    def opt(app: App, family_id: int, as_user: str, reason: str) -> None:
+        token = read_token(as_user)
+        with app.session() as session:
+            actor = app.actor(session, as_user, token)
+            shown = opt_outs.set_opted_out(session, app.district, actor, family_id, out, reason)
+        done = "out of" if out else "back in to"
+        click.echo(f"{shown} is opted {done} texts (kept in the ledger)")
 
 
-reason_option = click.option(
-    "--reason", required=True, help="Why (the parent's request, who took it); kept in the ledger."
-)
-
-
-@contacts_group.command(
+_opt_verb(
     "opt-out",
-    epilog=example('broadcaster contacts opt-out 12 --reason "father called the office" --as it'),
+    True,
+    "Stop texting the mobile number of FAMILY_ID (from `contacts find`), as a STOP would.",
+    'broadcaster contacts opt-out 12 --reason "father called the office" --as it',
 )
-@click.argument("family_id", type=ROW_ID)
-@as_option
-@reason_option
-@pass_app
-def contacts_opt_out(app: App, family_id: int, as_user: str, reason: str) -> None:
-    """Stop texting the mobile number of FAMILY_ID (from `contacts find`), as a STOP would."""
-    _set_opted_out(app, family_id, as_user, reason, True)
-
-
-@contacts_group.command(
+_opt_verb(
     "opt-in",
-    epilog=example('broadcaster contacts opt-in 12 --reason "mother asked by phone" --as it'),
+    False,
+    "Text the mobile number of FAMILY_ID again, as a START would.",
+    'broadcaster contacts opt-in 12 --reason "mother asked by phone" --as it',
 )
-@click.argument("family_id", type=ROW_ID)
-@as_option
-@reason_option
-@pass_app
-def contacts_opt_in(app: App, family_id: int, as_user: str, reason: str) -> None:
-    """Text the mobile number of FAMILY_ID again, as a START would."""
-    _set_opted_out(app, family_id, as_user, reason, False)
 
 
 COMMANDS = [contacts_group]
