@@ -17,6 +17,7 @@ from typing import Any, cast
 from sqlalchemy import Table, func, insert, or_, select
 from sqlalchemy.orm import Session
 
+from broadcaster.core import ledger_tree
 from broadcaster.core.models import LedgerEntry, LedgerHead, LedgerPayload
 
 GENESIS = "0" * 64
@@ -114,10 +115,17 @@ def append_many(session: Session, entries: list[Entry]) -> list[int]:
         prev_hash = entry_hash
     session.execute(insert(_ENTRIES), links)
     session.execute(insert(_PAYLOADS), bodies)
+    # The Merkle tree grows in the same transaction: a checkpoint can only sign what committed.
+    frontier = ledger_tree.grow(
+        session,
+        head.seq if head else 0,
+        head.tree_frontier if head else b"",
+        [link["entry_hash"] for link in links],
+    )
     if head is None:
-        session.add(LedgerHead(id=1, seq=seq, entry_hash=prev_hash))
+        session.add(LedgerHead(id=1, seq=seq, entry_hash=prev_hash, tree_frontier=frontier))
     else:
-        head.seq, head.entry_hash = seq, prev_hash
+        head.seq, head.entry_hash, head.tree_frontier = seq, prev_hash, frontier
     session.flush()
     return [link["seq"] for link in links]
 

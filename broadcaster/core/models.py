@@ -12,6 +12,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     String,
     Text,
     TypeDecorator,
@@ -241,6 +242,19 @@ class LedgerHead(Base):
     id: Mapped[int] = mapped_column(primary_key=True)
     seq: Mapped[int] = mapped_column(Integer)
     entry_hash: Mapped[str] = mapped_column(String(64))
+    # The Merkle tree's compact range at `seq` leaves (core/ledger_tree.py): 32-byte hashes.
+    tree_frontier: Mapped[bytes | None] = mapped_column(LargeBinary)
+
+
+class LedgerTreeNode(Base):
+    """A complete subtree of the ledger's Merkle tree (2^level leaves from idx << level), from
+    the level core/ledger_tree.py stores up. Never updated or deleted (a trigger enforces it)."""
+
+    __tablename__ = "ledger_tree_nodes"
+
+    level: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    idx: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    hash: Mapped[bytes] = mapped_column(LargeBinary(32))
 
 
 class ContactList(Base):

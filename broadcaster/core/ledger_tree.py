@@ -1,0 +1,210 @@
+"""The ledger's Merkle tree (RFC 9162), stored beside the chain and grown in the same transaction.
+
+Leaf `seq - 1` is ledger entry `seq`, its data the 32 bytes of the entry's hash: the entry hash
+commits to every field and to the payload's hash, so a purged payload leaves the tree as it was.
+
+What is stored, so that appending and proving stay O(log n) without a rebuild:
+- `ledger_head.tree_frontier`: the compact range (the complete subtrees the tree ends in, one
+  per bit of its size), updated with the head; an append hashes from it alone.
+- `ledger_tree_nodes`: every complete subtree of 2^STORED_LEVEL leaves and up, written as an
+  append completes it (about one row per 8 entries). A proof's lower hashes, inside one block of
+  16 leaves, are hashed from those entries' rows when asked for.
+The stored rows are only a cache of what the entries determine: `recompute` rebuilds the tree
+from the entries alone, which is how `records verify` notices stored nodes that were rewritten.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import cast
+
+from sqlalchemy import Table, and_, insert, or_, select, tuple_
+from sqlalchemy.orm import Session
+
+from broadcaster.core import merkle
+from broadcaster.core.models import LedgerEntry, LedgerHead, LedgerTreeNode
+
+STORED_LEVEL = 4
+_NODES = cast(Table, LedgerTreeNode.__table__)
+_STREAM = 10_000
+
+
+class TreeError(ValueError):
+    """A size or entry outside the tree, or a stored node that is missing."""
+
+
+def decode_frontier(size: int, frontier: bytes | None) -> list[bytes]:
+    hashes = [
+        (frontier or b"")[i : i + merkle.HASH_SIZE]
+        for i in range(0, len(frontier or b""), merkle.HASH_SIZE)
+    ]
+    if len(hashes) != len(merkle.frontier_levels(size)):
+        raise TreeError(f"the stored tree's right edge does not fit its {size} entries")
+    return hashes
+
+
+def grow(session: Session, size: int, frontier: bytes | None, entry_hashes: list[str]) -> bytes:
+    """Add the leaves of new entries (their hex hashes, in order) to the tree of `size` leaves,
+    in the caller's transaction; returns the new compact range for the ledger head."""
+    hashes, completed = merkle.append_leaves(
+        size,
+        decode_frontier(size, frontier),
+        [bytes.fromhex(h) for h in entry_hashes],
+        STORED_LEVEL,
+    )
+    if completed:
+        session.execute(
+            insert(_NODES), [{"level": lv, "idx": i, "hash": h} for lv, i, h in completed]
+        )
+    return b"".join(hashes)
+
+
+def tree_size(session: Session) -> int:
+    head = session.get(LedgerHead, 1)
+    return head.seq if head else 0
+
+
+def root(session: Session) -> tuple[int, bytes]:
+    """Today's size and root, from the compact range the head keeps."""
+    head = session.get(LedgerHead, 1)
+    if head is None or head.seq == 0:
+        return 0, merkle.EMPTY_ROOT
+    return head.seq, merkle.fold(decode_frontier(head.seq, head.tree_frontier))
+
+
+def root_at(session: Session, size: int) -> bytes:
+    """The root of the tree's first `size` leaves (0 < size <= tree size), from stored nodes."""
+    _check_sizes(session, size)
+    return merkle.fold(_hashes(session, merkle.complete_parts(0, size)))
+
+
+def inclusion_proof(session: Session, seq: int, size: int) -> list[bytes]:
+    """The audit path of entry `seq` in the tree of its first `size` entries."""
+    _check_sizes(session, size)
+    if not 1 <= seq <= size:
+        raise TreeError(f"entry {seq} is not in a tree of {size} entries")
+    return _proof(session, merkle.inclusion_ranges(seq - 1, size))
+
+
+def consistency_proof(session: Session, old_size: int, new_size: int) -> list[bytes]:
+    """The proof that the tree of `old_size` entries is a prefix of that of `new_size`."""
+    _check_sizes(session, new_size)
+    if not 0 < old_size <= new_size:
+        raise TreeError(f"no consistency proof from {old_size} to {new_size} entries")
+    return _proof(session, merkle.consistency_ranges(old_size, new_size))
+
+
+def _check_sizes(session: Session, size: int) -> None:
+    have = tree_size(session)
+    if not 0 < size <= have:
+        raise TreeError(f"the tree has {have} entries, not {size}")
+
+
+def _proof(session: Session, ranges: list[tuple[int, int]]) -> list[bytes]:
+    parts = [merkle.complete_parts(a, b) for a, b in ranges]
+    flat = [p for ps in parts for p in ps]
+    known = dict(zip(flat, _hashes(session, flat), strict=True))
+    return [merkle.fold([known[p] for p in ps]) for ps in parts]
+
+
+def _hashes(session: Session, parts: list[tuple[int, int]]) -> list[bytes]:
+    """The hashes of complete subtrees (level, index): stored ones in one query, the lower ones
+    hashed from their entries (in one query too)."""
+    stored = [p for p in parts if p[0] >= STORED_LEVEL]
+    found: dict[tuple[int, int], bytes] = {}
+    if stored:
+        nodes = session.execute(
+            select(LedgerTreeNode.level, LedgerTreeNode.idx, LedgerTreeNode.hash).where(
+                tuple_(LedgerTreeNode.level, LedgerTreeNode.idx).in_(stored)
+            )
+        )
+        found = {(lv, i): h for lv, i, h in nodes}
+    low = [p for p in parts if p[0] < STORED_LEVEL]
+    if low:
+        spans = [(i << lv, (i + 1) << lv) for lv, i in low]
+        entries = session.execute(
+            select(LedgerEntry.seq, LedgerEntry.entry_hash).where(
+                or_(*(and_(LedgerEntry.seq > a, LedgerEntry.seq <= b) for a, b in spans))
+            )
+        )
+        leaves = {seq: entry_hash for seq, entry_hash in entries}
+        for (lv, i), (a, b) in zip(low, spans, strict=True):
+            data = [bytes.fromhex(leaves[s]) for s in range(a + 1, b + 1) if s in leaves]
+            if len(data) == b - a:
+                found[(lv, i)] = merkle.root_of(data)
+    missing = [p for p in parts if p not in found]
+    if missing:
+        level, i = missing[0]
+        raise TreeError(
+            f"the tree's node for entries {(i << level) + 1}..{(i + 1) << level} is missing"
+        )
+    return [found[p] for p in parts]
+
+
+@dataclass
+class Recomputed:
+    """The tree as the entries alone make it, and the first stored node that disagrees."""
+
+    size: int
+    root: bytes
+    roots_at: dict[int, bytes] = field(default_factory=dict)
+    bad_seq: int | None = None  # the first entry under a stored node that differs or is missing
+    problem: str | None = None
+
+
+def recompute(session: Session, at: Iterable[int] = ()) -> Recomputed:
+    """Rebuild the tree from the entry rows (streamed), compare every stored node and the head's
+    compact range with it, and keep the roots at the sizes `at` (a checkpoint's, say)."""
+    wanted = set(at)
+    stored = {
+        (lv, i): h
+        for lv, i, h in session.execute(
+            select(LedgerTreeNode.level, LedgerTreeNode.idx, LedgerTreeNode.hash)
+        )
+    }
+    result = Recomputed(0, merkle.EMPTY_ROOT)
+    size, frontier = 0, list[bytes]()
+    rows = session.execute(
+        select(LedgerEntry.entry_hash)
+        .order_by(LedgerEntry.seq)
+        .execution_options(yield_per=_STREAM)
+    ).scalars()
+    for batch in rows.partitions(_STREAM):
+        leaves = [bytes.fromhex(h) for h in batch]
+        cuts = sorted(n - size for n in wanted if size < n <= size + len(leaves))
+        start = 0
+        for end in [*cuts, len(leaves)]:
+            frontier, completed = merkle.append_leaves(
+                size, frontier, leaves[start:end], STORED_LEVEL
+            )
+            size += end - start
+            start = end
+            for level, i, h in completed:
+                if result.bad_seq is None and stored.pop((level, i), None) != h:
+                    result.bad_seq = (i << level) + 1
+                    result.problem = (
+                        f"the stored tree node for entries {result.bad_seq}..{(i + 1) << level}"
+                        " does not match the entries: it was rewritten or removed"
+                    )
+            if size in wanted:
+                result.roots_at[size] = merkle.fold(frontier)
+    result.size = size
+    result.root = merkle.fold(frontier) if size else merkle.EMPTY_ROOT
+    if result.bad_seq is None and stored:
+        result.bad_seq = size + 1
+        result.problem = (
+            f"the tree has nodes for entries up to {max((i + 1) << lv for lv, i in stored)} "
+            f"but the ledger ends at {size}: entries after {size} were removed"
+        )
+    head = session.get(LedgerHead, 1)
+    if result.bad_seq is None and head is not None and head.tree_frontier != b"".join(frontier):
+        result.bad_seq = size
+        result.problem = "the tree's right edge kept in the ledger head does not match the entries"
+    return result
+
+
+def recompute_root(session: Session) -> tuple[int, bytes]:
+    """Size and root of the tree rebuilt from the entry rows alone."""
+    result = recompute(session)
+    return result.size, result.root
