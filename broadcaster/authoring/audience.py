@@ -10,9 +10,10 @@ from sqlalchemy.orm import Session
 from broadcaster.core.config import DistrictConfig
 from broadcaster.core.config_fields import FAMILY_CHANNELS
 from broadcaster.core.contacts import Reach, parse_audience
-from broadcaster.core.errors import BadInput
+from broadcaster.core.errors import BadInput, Needed
 from broadcaster.core.models import Message
 from broadcaster.core.states import REHEARSAL_KINDS
+from broadcaster.core.wording import count
 from broadcaster.delivery.expansion import audience_reach
 
 
@@ -27,16 +28,17 @@ def choose(district: DistrictConfig, channels: list[str], kind: str, raw: str | 
     if not any(channel in FAMILY_CHANNELS for channel in channels):
         if raw:
             raise BadInput(
-                "--audience selects who is texted or called; add sms or voice to --channels "
-                "or drop it"
+                "an audience says who is texted or called: choose SMS or voice too, or leave "
+                "the audience out"
             )
         return None
     if not raw:
         if kind in REHEARSAL_KINDS:
             return None
         raise MissingAudience(
-            "texting or calling needs --audience: all, or terms such as school:lincoln-hs "
-            "route:12 grade:5"
+            "texting or calling needs an audience: all, or terms such as school:lincoln-hs "
+            "route:12 grade:5",
+            Needed("audience", shape="TERMS"),
         )
     return parse_audience(raw, district).describe()
 
@@ -50,10 +52,16 @@ def reach(
     return audience_reach(session, district, unsaved, channels)
 
 
-REACH_WORDS = {"sms": "numbers texted", "voice": "numbers called", "email": "addresses e-mailed"}
+REACH_WORDS = {
+    "sms": ("number texted", "numbers texted"),
+    "voice": ("number called", "numbers called"),
+    "email": ("address e-mailed", "addresses e-mailed"),
+}
 
 
 def summary(families: int, by_channel: Mapping[str, int]) -> str:
-    """`120 families: 130 numbers texted, 12 numbers called, 95 addresses e-mailed`."""
-    parts = [f"{n} {REACH_WORDS.get(channel, channel)}" for channel, n in by_channel.items()]
-    return f"{families} families" + (f": {', '.join(parts)}" if parts else "")
+    """`120 families: 130 numbers texted, 1 number called, 95 addresses e-mailed`."""
+    parts = [
+        count(n, *REACH_WORDS.get(channel, (channel, channel))) for channel, n in by_channel.items()
+    ]
+    return count(families, "family", "families") + (f": {', '.join(parts)}" if parts else "")

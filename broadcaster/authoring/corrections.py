@@ -101,7 +101,7 @@ def retract(
     that went out, enqueued when the transaction commits, and one correction text per phone the
     original reached, written and enqueued by a worker after it. Returns the notice and the
     batches, for counting."""
-    reason = check_reason("reason", reason, "say why the message is withdrawn: --reason TEXT")
+    reason = check_reason("reason", reason, "a retraction needs a reason", messages.REASON)
     require(actor, "retract", district)
     _withdraw_held(session, district, original)
     transition(session, original, "retract", actor, district, reason=reason)

@@ -24,7 +24,8 @@ from broadcaster.authoring.variables import parse_values, untranslated
 from broadcaster.core import ledger
 from broadcaster.core.config import DistrictConfig, Settings
 from broadcaster.core.config_fields import CHANNELS, FAMILY_CHANNELS
-from broadcaster.core.errors import BadInput, NotFound, Refused
+from broadcaster.core.errors import BadInput, Needed, NotFound, Refused
+from broadcaster.core.languages import language
 from broadcaster.core.lifecycle import STATES, transition
 from broadcaster.core.models import Approval, Message, User, utcnow
 from broadcaster.core.models import Finding as FindingRow
@@ -33,11 +34,13 @@ from broadcaster.core.models import Target as TargetRow
 from broadcaster.core.permissions import require
 from broadcaster.core.states import REHEARSAL_KINDS, MessageKind, MessageState
 from broadcaster.core.text_safety import check_reason
+from broadcaster.core.wording import a_or_an, count
 from broadcaster.delivery import approvals, scheduling
 from broadcaster.delivery.dispatch import Batch
 from broadcaster.delivery.expansion import audience_size
 
 QUIET_REASON_MAX = 300  # messages.quiet_override's length
+REASON = Needed("reason", shape="TEXT")  # what a rejection or retraction without a reason lacks
 
 
 @dataclass(frozen=True)
@@ -105,8 +108,8 @@ def build(
                     WARN,
                     None,
                     locale,
-                    f"{name!r} is shown as typed in the {locale} renditions; "
-                    f"add --var {name}.{locale}=... to translate it",
+                    f"{name!r} is shown as typed in the {_language_name(locale)} messages; "
+                    f"give its translation as {name}.{locale} to translate it",
                 )
             )
     measured = []
@@ -201,7 +204,7 @@ def unreachable(session: Session, district: DistrictConfig, message: Message) ->
     phoning = [t.channel for t in message.targets if t.channel in FAMILY_CHANNELS]
     if phoning and message.follows_id is None and not audience_size(session, district, message):
         if message.kind in REHEARSAL_KINDS:
-            detail = f"no phone number is on the test allowlist for a {message.kind} message"
+            detail = f"no phone number is on the test allowlist for {a_or_an(message.kind)} message"
         else:
             detail = f"no phone number matches {message.audience}"
         findings.append(Finding("no_recipients", BLOCK, phoning[0], None, detail))
@@ -273,7 +276,7 @@ def _choose(
 def get_message(session: Session, message_id: int) -> Message:
     message = session.get(Message, message_id)
     if message is None:
-        raise NotFound(f"no message {message_id}; `broadcaster list` shows the messages")
+        raise NotFound(f"no message {message_id}", Needed("message"))
     return message
 
 
@@ -326,8 +329,10 @@ def approve(
     pending = warnings(message)
     if pending and not ack_warnings:
         raise Refused(
-            f"message {message.id} has {len(pending)} warning(s), first: {pending[0].check}: "
-            f"{pending[0].detail}; review them and approve with --ack-warnings"
+            f"message {message.id} has {count(len(pending), 'warning')} to review and "
+            f"acknowledge before it is approved, the first {pending[0].check}: "
+            f"{pending[0].detail}",
+            Needed("ack_warnings"),
         )
     acknowledged = [f"{f.check}: {f.detail}" for f in pending]
     extra = {"quiet_hours_override": override} if override else {}
@@ -448,7 +453,7 @@ def reject(
     reason: str,
     basis: str = "second person",
 ) -> None:
-    reason = check_reason("reason", reason, "give the author a reason: --reason TEXT")
+    reason = check_reason("reason", reason, "a rejection needs a reason for the author", REASON)
     transition(session, message, "reject", approver, district, reason=reason)
     _record_approval(session, message, approver, "rejected", basis, [], reason)
 
@@ -499,3 +504,8 @@ def list_messages(session: Session, state: str | None = None) -> list[Message]:
     if state:
         query = query.where(Message.state == state)
     return list(session.scalars(query))
+
+
+def _language_name(locale: str) -> str:
+    known = language(locale)
+    return known.english if known else locale

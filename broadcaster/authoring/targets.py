@@ -10,6 +10,7 @@ from broadcaster.authoring.render import Rendition
 from broadcaster.core.config import DistrictConfig
 from broadcaster.core.languages import language
 from broadcaster.core.states import REHEARSAL_KINDS
+from broadcaster.core.wording import a_or_an
 from broadcaster.delivery.accounts import SANDBOX_ONLY, uses_sandbox
 from channel_adapters.voice import say_language
 
@@ -26,7 +27,7 @@ def resolve_targets(
         accounts = [a.name for a in district.accounts_for(channel)]
         if kind in REHEARSAL_KINDS:
             chosen = [a for a in accounts if a in allowlist]
-            missing = f"no {channel} account on the test allowlist for a {kind} message"
+            missing = f"no {channel} account on the test allowlist for {a_or_an(kind)} message"
         else:
             chosen = [a for a in accounts if a not in allowlist]
             missing = f"the district has no {channel} account configured"

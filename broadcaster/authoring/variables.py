@@ -19,7 +19,7 @@ from babel.lists import format_list
 
 from broadcaster.authoring.catalog import Template, VariableSpec
 from broadcaster.core.config import DistrictConfig
-from broadcaster.core.errors import BadInput
+from broadcaster.core.errors import BadInput, Needed
 from broadcaster.core.languages import babel_locale
 from broadcaster.core.text_safety import check_text
 
@@ -76,9 +76,9 @@ def parse_values(template: Template, raw: Mapping[str, str], district: DistrictC
         text = raw.get(spec.name)
         if text is None or text.strip() == "":
             if spec.required:
-                raise BadInput(
-                    f"missing variable {spec.name!r}: add --var {spec.name}={_hint(spec)}"
-                )
+                # Each front door says how to give it; a choice lists its choices.
+                needed = Needed(f"variables.{spec.name}", tuple(spec.choices or ()), _hint(spec))
+                raise BadInput(f"missing variable {spec.name!r}", needed)
             if spec.name in translations:
                 raise BadInput(f"variable {spec.name!r}: give the main value with its translations")
             values[spec.name] = None

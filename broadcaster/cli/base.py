@@ -10,7 +10,7 @@ from typing import Any, NoReturn
 
 import click
 
-from broadcaster.core.errors import BroadcasterError
+from broadcaster.core.errors import BroadcasterError, Needed
 
 
 class BroadcasterGroup(click.Group):
@@ -26,7 +26,7 @@ class BroadcasterGroup(click.Group):
         try:
             return super().invoke(ctx)
         except BroadcasterError as exc:
-            fail(ctx, f"error: {exc}", exc.exit_code)
+            fail(ctx, f"error: {said(exc)}", exc.exit_code)
         except click.ClickException as exc:  # usage errors: click prints them on stderr
             if ctx.parent is None and ctx.meta.get("broadcaster.json"):
                 emit_json({"error": exc.format_message(), "exit": exc.exit_code})
@@ -43,6 +43,24 @@ class BroadcasterGroup(click.Group):
 def _end_of_options(args: list[str]) -> int:
     """Where `--` ends the options (after it, `--json` is an argument's value)."""
     return args.index("--") if "--" in args else len(args)
+
+
+# How the command line asks for a field that is not given as `--FIELD VALUE`.
+_ASKED = {"message": "`broadcaster list` shows the messages"}
+
+
+def said(exc: BroadcasterError) -> str:
+    """The error as the command line says it: what happened, then the option to add."""
+    return f"{exc}; {_ask(exc.needed)}" if exc.needed else str(exc)
+
+
+def _ask(needed: Needed) -> str:
+    value = "|".join(needed.choices) or needed.shape
+    if needed.variable is not None:
+        return f"add --var {needed.variable}={value or 'VALUE'}"
+    if needed.field in _ASKED:
+        return _ASKED[needed.field]
+    return f"add --{needed.field.replace('_', '-')} {value}".rstrip()
 
 
 def fail(ctx: click.Context, line: str, exit_code: int) -> NoReturn:

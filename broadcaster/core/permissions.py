@@ -34,6 +34,17 @@ ACTION_ROLES: dict[str, frozenset[str]] = {
 }
 
 
+# How a refusal names an action, where its key does not read as words ("approve pre approved").
+ACTION_WORDS = {
+    "approve_pre_approved": "send a pre-approved template at once",
+    "change_opt_outs": "opt a family out of texts or back in",
+    "manage_records": "manage records (holds and purges)",
+    "include_recipients": "include recipients' phone numbers in an export",
+    "include_student_data": "include student data in an export",
+    "read_inbox": "read families' replies",
+}
+
+
 def effective_roles(user: User, district: DistrictConfig) -> list[str]:
     """The district file is authoritative for the users it lists; others keep their stored roles."""
     listed = district.users.get(user.name)
@@ -41,14 +52,15 @@ def effective_roles(user: User, district: DistrictConfig) -> list[str]:
 
 
 def require(user: User, action: str, district: DistrictConfig) -> None:
+    words = ACTION_WORDS.get(action) or action.replace("_", " ")
     if user.disabled_at is not None:  # each way in refuses them first; this holds for every action
-        raise Refused(f"{user.name} is disabled and may not {action.replace('_', ' ')}")
+        raise Refused(f"{user.name} is disabled and may not {words}")
     allowed = ACTION_ROLES[action]
     roles = effective_roles(user, district)
     if not allowed & set(roles):
         have = ", ".join(roles) or "no role"
         need = " or ".join(sorted(allowed))
-        raise Refused(f"{user.name} ({have}) may not {action.replace('_', ' ')}: it takes {need}")
+        raise Refused(f"{user.name} ({have}) may not {words}: that takes the {need} role")
 
 
 def may(user: User, action: str, district: DistrictConfig) -> bool:

@@ -7,22 +7,29 @@ from broadcaster.core.config import DistrictConfig
 from broadcaster.core.config_fields import PHONE_CHANNELS, to_address
 from broadcaster.core.errors import Refused
 from broadcaster.core.states import REHEARSAL_KINDS
+from broadcaster.core.wording import a_or_an
 
 
 def ensure_allowed(district: DistrictConfig, kind: str, account: str) -> None:
     """The last guard before anything is sent: a rehearsal goes only to allowlisted accounts."""
     if kind in REHEARSAL_KINDS and account not in district.test_allowlist.accounts:
-        raise Refused(f"a {kind} message may not go to {account}: it is not on the test allowlist")
+        raise Refused(
+            f"{a_or_an(kind)} message may not go to {account}: it is not on the test allowlist"
+        )
 
 
 def ensure_allowed_phone(district: DistrictConfig, kind: str, phone_e164: str) -> None:
     if kind in REHEARSAL_KINDS and phone_e164 not in district.test_phones:
-        raise Refused(f"a {kind} message may not be texted to a number off the test allowlist")
+        raise Refused(
+            f"{a_or_an(kind)} message may not be texted to a number off the test allowlist"
+        )
 
 
 def ensure_allowed_email(district: DistrictConfig, kind: str, address: str) -> None:
     if kind in REHEARSAL_KINDS and to_address(address) not in district.test_emails:
-        raise Refused(f"a {kind} message may not be e-mailed to an address off the test allowlist")
+        raise Refused(
+            f"{a_or_an(kind)} message may not be e-mailed to an address off the test allowlist"
+        )
 
 
 def ensure_allowed_recipient(

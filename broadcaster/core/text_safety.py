@@ -32,7 +32,7 @@ from typing import Any
 
 from pydantic import BaseModel, field_validator
 
-from broadcaster.core.errors import BadInput
+from broadcaster.core.errors import BadInput, Needed
 
 Ranges = tuple[tuple[int, int], ...]
 
@@ -94,12 +94,13 @@ def check_text(field: str, value: str) -> str:
     return value
 
 
-def check_reason(field: str, value: str, missing: str) -> str:
+def check_reason(field: str, value: str, missing: str, needed: Needed | None = None) -> str:
     """A reason a person gives (for a rejection, a retraction, a hold, ...): stripped and
-    checked like any typed text; BadInput saying `missing` when nothing is left."""
+    checked like any typed text; BadInput saying `missing` (and `needed`, the field each front
+    door asks for) when nothing is left."""
     reason = check_text(field, value.strip())
     if not reason:
-        raise BadInput(missing)
+        raise BadInput(missing, needed)
     return reason
 
 

@@ -14,7 +14,7 @@ def count(n: int, singular: str, plural: str | None = None) -> str:
     return f"{n} {singular if n == 1 else plural or singular + 's'}"
 
 
-def a(word: str) -> str:
+def a_or_an(word: str) -> str:
     """The word after its indefinite article: "a test", "an exercise", "an SMS", "a Facebook".
     By the first letter, or for an initialism (all capitals) by how that letter is said."""
     if word.isupper() and len(word) <= 3:  # spelt out; longer ones (FERPA) are said as words

@@ -24,7 +24,7 @@ from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 from broadcaster.authoring import corrections, messages
 from broadcaster.authoring.views import detail_view, draft_view, preview_view, summary_view
 from broadcaster.core import identity, login_throttle
-from broadcaster.core.errors import BadInput, BroadcasterError, Refused
+from broadcaster.core.errors import BadInput, BroadcasterError, Needed, Refused
 from broadcaster.core.models import User
 from broadcaster.delivery import dispatch
 from broadcaster.delivery.views import Status, View, status_view
@@ -56,11 +56,34 @@ class ApiError(Exception):
         self.code, self.headers = code, headers or {}
 
 
-def _error(code: int, text: str, headers: dict[str, str] | None = None) -> Response:
-    response = jsonify(error=text)
+def _error(
+    code: int, text: str, headers: dict[str, str] | None = None, needed: Needed | None = None
+) -> Response:
+    extra = _needed_keys(needed) if needed else {}
+    response = jsonify(error=f"{text}; {_ask(needed)}" if needed else text, **extra)
     response.status_code = code
     response.headers.update(headers or {})
     return response
+
+
+def _ask(needed: Needed) -> str:
+    """How an API caller gives what is missing: its place in the JSON body."""
+    if needed.field == "message":
+        return "GET /api/v1/messages lists them"
+    if needed.variable is not None:
+        shown = json.dumps(needed.choices[0] if needed.choices else needed.shape or "...")
+        place = f'"variables": {{"{needed.variable}": {shown}}}'
+    elif needed.choices or needed.shape:
+        place = f'"{needed.field}": {json.dumps((needed.choices or (needed.shape,))[0])}'
+    else:
+        place = f'"{needed.field}": true'
+    allowed = ", ".join(json.dumps(c) for c in needed.choices)
+    return f"send {place}" + (f" (one of {allowed})" if len(needed.choices) > 1 else "")
+
+
+def _needed_keys(needed: Needed) -> dict[str, Any]:
+    """The same, for a program: the body field (variables.NAME for a variable) and its values."""
+    return {"field": needed.field} | ({"choices": list(needed.choices)} if needed.choices else {})
 
 
 @api.errorhandler(ApiError)
@@ -77,7 +100,7 @@ def _service_error(exc: BroadcasterError) -> Response:
         code = 422  # 404 is for the message in the path; a name in the body is a wrong value
     elif code == 400:
         code = 422  # the request was well formed (checked here first); its values are not
-    return _error(code, str(exc))
+    return _error(code, str(exc), needed=exc.needed)
 
 
 @api.errorhandler(HTTPException)

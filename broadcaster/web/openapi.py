@@ -16,7 +16,7 @@ from broadcaster.authoring.views import Detail, Draft, Kind, Preview, Summary
 from broadcaster.core.config_fields import CHANNELS
 from broadcaster.core.lifecycle import STATES
 from broadcaster.core.states import MessageKind
-from broadcaster.delivery.views import Status, View, without_default
+from broadcaster.delivery.views import Status, View, absent_when_none, without_default
 from broadcaster.records.reach import FAMILY_STATUSES, Reach
 
 # A value may be this long before it is malformed; the templates' own limits are lower and
@@ -146,6 +146,10 @@ class UpdateDraft(Draft):
 
 class Error(View):
     error: str
+    # When the request lacked a value: its body field (variables.NAME for a template variable)
+    # and, when they are few, the values it takes.
+    field: str | None = absent_when_none()
+    choices: list[str] | None = absent_when_none()
 
 
 # --- the document ---------------------------------------------------------------------------

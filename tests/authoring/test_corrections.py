@@ -143,7 +143,9 @@ def test_an_authors_update_goes_through_approval(
         "update", str(closure["id"]), "school_closure", "--as", "ana", *extended, "--yes",
         token=tokens["ana"],
     )  # fmt: skip
-    assert refused.exit_code == 2 and "may not approve pre approved" in refused.stderr
+    assert (
+        refused.exit_code == 2 and "may not send a pre-approved template at once" in refused.stderr
+    )
     draft = run.json(
         "update", str(closure["id"]), "school_closure", "--as", "ana", *extended,
         token=tokens["ana"],

@@ -93,9 +93,9 @@ def test_a_rehearsal_with_no_allowlisted_phone_blocks(run, tokens, tmp_path, dis
     config.write_text(text.replace('phones = ["+1 951-555-0199"]', "phones = []"), "utf-8")
     (tmp_path / "roster.csv").write_text("first_name,last_name\n", encoding="utf-8")
     run.env["BROADCASTER_CONFIG"] = str(config)
-    for kind in ("test", "exercise"):
+    for kind, said in (("test", "a test"), ("exercise", "an exercise")):
         [finding] = nobody(compose(run, tokens, "--kind", kind))
-        assert finding["detail"] == f"no phone number is on the test allowlist for a {kind} message"
+        assert finding["detail"] == f"no phone number is on the test allowlist for {said} message"
         assert nobody(compose(run, tokens, "--kind", kind, "--channels", "web")) == []
 
 

@@ -79,7 +79,10 @@ def test_an_author_cannot_approve_at_all(run, tokens, compose_closure):
     run("submit", str(draft["id"]), "--as", "ana", token=tokens["ana"])
     result = run("approve", str(draft["id"]), "--as", "olga", token=other)
     assert result.exit_code == 2
-    assert result.stderr.strip() == "error: olga (author) may not approve: it takes approver"
+    assert (
+        result.stderr.strip()
+        == "error: olga (author) may not approve: that takes the approver role"
+    )
     assert run.json("show", str(draft["id"]))["state"] == "submitted"
 
 
@@ -205,7 +208,9 @@ def test_pre_approval_is_refused_for_other_templates_and_other_roles(
             messages.approve_pre_approved(
                 session, district, catalog, session.get(Message, closure["id"]), carmen
             )
-        with pytest.raises(Refused, match="ana \\(author\\) may not approve pre approved"):
+        with pytest.raises(
+            Refused, match="ana \\(author\\) may not send a pre-approved template at once"
+        ):
             messages.approve_pre_approved(
                 session, district, catalog, session.get(Message, lockdown["id"]), ana
             )

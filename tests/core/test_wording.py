@@ -1,6 +1,6 @@
 """The small words of messages: counts in the right number, "a" or "an"."""
 
-from broadcaster.core.wording import a, count
+from broadcaster.core.wording import a_or_an, count
 
 
 def test_a_count_says_its_noun_in_the_right_number():
@@ -11,13 +11,13 @@ def test_a_count_says_its_noun_in_the_right_number():
 
 
 def test_the_article_follows_the_sound_of_the_word():
-    assert [a(w) for w in ("exercise", "actual", "test", "voice")] == [
+    assert [a_or_an(w) for w in ("exercise", "actual", "test", "voice")] == [
         "an exercise",
         "an actual",
         "a test",
         "a voice",
     ]
-    assert [a(w) for w in ("SMS", "X", "Facebook", "FERPA")] == [
+    assert [a_or_an(w) for w in ("SMS", "X", "Facebook", "FERPA")] == [
         "an SMS",
         "an X",
         "a Facebook",

@@ -120,7 +120,9 @@ def test_trigger_is_for_incident_commanders_and_pre_approved_templates(stack, ru
     lockdown = ("--var", "school=lincoln-hs", "--audience", "school:lincoln-hs", "--yes")
     before = run.json("list")
     refused = run("trigger", "lockdown", "--as", "ana", *lockdown, token=tokens["ana"])
-    assert refused.exit_code == 2 and "may not approve pre approved" in refused.stderr
+    assert (
+        refused.exit_code == 2 and "may not send a pre-approved template at once" in refused.stderr
+    )
     refused = run(
         "trigger",
         "school_closure",

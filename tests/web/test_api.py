@@ -79,9 +79,12 @@ def test_refusals_are_403_and_change_nothing(serve, tokens, run, session_factory
 
     refused = api("POST", f"/messages/{draft['id']}/approve", tokens["ana"], {"ack_warnings": True})
     assert refused.status_code == 403
-    assert refused.json() == {"error": "ana (author) may not approve: it takes approver"}
+    assert refused.json() == {"error": "ana (author) may not approve: that takes the approver role"}
     refused = api("POST", f"/messages/{draft['id']}/approve", tokens["ben"])
-    assert refused.status_code == 403 and "warning(s)" in refused.json()["error"]
+    assert refused.status_code == 403 and "1 warning to review" in refused.json()["error"]
+    # The API names its own body field, never the command line's option.
+    assert refused.json()["field"] == "ack_warnings" and "--" not in refused.json()["error"]
+    assert refused.json()["error"].endswith('; send "ack_warnings": true')
     # An approver who is also an author may not approve their own message.
     refused = api("POST", f"/messages/{own['id']}/approve", pat, {"ack_warnings": True})
     assert refused.status_code == 403 and "two-person rule" in refused.json()["error"]
@@ -173,7 +176,7 @@ def test_bad_requests_are_one_line_and_write_nothing(serve, tokens, session_fact
         (dict(body={**CLOSURE, "channels": ["fax"]}), 422, "unknown channel 'fax'"),
         (dict(body={**CLOSURE, "variables": {**variables, "colour": "red"}}), 422, "'colour'"),
         (dict(body={**CLOSURE, "variables": {**variables, "date": "someday"}}), 422, "'date'"),
-        (dict(body={**CLOSURE, "audience": None}), 422, "texting or calling needs --audience"),
+        (dict(body={**CLOSURE, "audience": None}), 422, "texting or calling needs an audience"),
         (dict(body={**CLOSURE, "valid_until": "2001-01-01T08:00"}), 422, "already past"),
     ]
     for value, limit in (("x" * 6000, 400), ("x" * 300, 422), ("snow \u202e", 422)):

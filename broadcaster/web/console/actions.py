@@ -16,7 +16,7 @@ from broadcaster.core.errors import BroadcasterError
 from broadcaster.core.models import Message, User
 from broadcaster.delivery import dispatch, scheduling
 from broadcaster.web import context
-from broadcaster.web.console import console
+from broadcaster.web.console import console, forms
 from broadcaster.web.console.auth import acting_user, signed_in
 from broadcaster.web.console.pages import message_page
 
@@ -32,7 +32,7 @@ def _act(message_id: int, act: Act, done: str | Callable[[Message], str]) -> Res
             act(db, message, acting_user(db))
             note = done(message) if callable(done) else done
     except BroadcasterError as exc:
-        flash(str(exc), "error")
+        flash(forms.say(exc), "error")
         return message_page(message_id, context.http_status(exc))
     warning = dispatch.released(db).warning
     if warning:

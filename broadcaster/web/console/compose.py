@@ -120,7 +120,7 @@ def compose_post() -> ResponseReturnValue:
             )
             message_id, blocked = message.id, bool(messages.blocking(message))
     except BroadcasterError as exc:
-        return compose_page(name, request.form, str(exc), context.http_status(exc))
+        return compose_page(name, request.form, forms.say(exc, fields), context.http_status(exc))
     if blocked:
         flash(f"Draft {message_id} has blocking findings and cannot be submitted.", "error")
     else:
@@ -150,7 +150,7 @@ def compose_preview() -> ResponseReturnValue:
             field = forms.error_field(str(exc), fields)
             problem = {
                 "ok": False,
-                "error": str(exc),
+                "error": forms.say(exc, fields),
                 "field": field,
                 "target": forms.dom_id(field, fields),
                 "audience": audience,

@@ -85,6 +85,7 @@ def update_form(message_id: int) -> ResponseReturnValue:
 def update(message_id: int) -> ResponseReturnValue:
     name = request.form.get("template", "")
     at_once = request.form.get("at_once") == "yes"
+    fields: list[forms.Field] = []
     try:
         described = context.catalog().get(name).describe(context.district())
         fields = forms.variable_fields(described, context.district())
@@ -103,7 +104,8 @@ def update(message_id: int) -> ResponseReturnValue:
             follow_up_id = follow_up.id
     except BroadcasterError as exc:
         code = context.http_status(exc)
-        return update_page(message_id, name or None, request.form, str(exc), code)
+        said = forms.say(exc, fields)
+        return update_page(message_id, name or None, request.form, said, code)
     if at_once:
         warning = dispatch.released(db).warning
         if warning:

@@ -5,15 +5,17 @@ line uses. Checking the values is the services' job, not this module's."""
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from babel.lists import format_list
 from werkzeug.datastructures import MultiDict
 
 from broadcaster.authoring import messages
 from broadcaster.core.config import DistrictConfig
 from broadcaster.core.config_fields import FAMILY_CHANNELS
-from broadcaster.core.errors import BadInput
+from broadcaster.core.errors import BadInput, BroadcasterError
 from broadcaster.web.console.present import language_name
 
 # Template variable type -> how it is typed in a browser.
@@ -185,3 +187,25 @@ def error_field(message: str, fields: list[Field]) -> str | None:
         if any(w in message for w in words):
             return name
     return None
+
+
+# The console's labels of the fields a service error may say are missing (beside variables).
+LABELS = {
+    "reason": "Reason",
+    "ack_warnings": "I have reviewed the warnings",
+    "audience": "Who is texted (SMS audience)",
+}
+
+
+def say(exc: BroadcasterError, fields: Sequence[Field] = ()) -> str:
+    """A service error as the console says it: what happened, then the field to fill in by its
+    label on the page (the command line names an option there, the API a body field)."""
+    needed = exc.needed
+    if needed is None or needed.field not in LABELS and needed.variable is None:
+        return str(exc)
+    label = LABELS.get(needed.field) or next(
+        (f.label for f in fields if f.name == needed.variable), str(needed.variable)
+    )
+    if needed.choices:
+        return f"{exc}; choose {format_list(list(needed.choices), style='or')} in “{label}”"
+    return f"{exc}; {'fill in' if needed.shape else 'tick'} “{label}”"

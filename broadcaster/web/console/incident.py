@@ -108,7 +108,7 @@ def incident_review(name: str) -> ResponseReturnValue:
             )
             texts = {r.channel: r.text for r in message.renditions if r.locale == "en"}
     except BroadcasterError as exc:
-        return _form_page(name, request.form, str(exc), context.http_status(exc))
+        return _form_page(name, request.form, forms.say(exc, fields), context.http_status(exc))
     school = _school_variable(described)
     picked = context.district().school(wanted.values[school]) if school else None
     return render_template(
@@ -138,7 +138,7 @@ def incident_send(name: str) -> ResponseReturnValue:
             )
             message_id = message.id
     except BroadcasterError as exc:
-        return _form_page(name, request.form, str(exc), context.http_status(exc))
+        return _form_page(name, request.form, forms.say(exc, fields), context.http_status(exc))
     warning = dispatch.released(db).warning
     if warning:
         flash(warning, "error")

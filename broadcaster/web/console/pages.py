@@ -29,7 +29,7 @@ from broadcaster.delivery import heartbeat, status, tallies
 from broadcaster.delivery.views import Status, status_view, timing_view
 from broadcaster.records import reach as family_reach
 from broadcaster.web import context
-from broadcaster.web.console import console
+from broadcaster.web.console import console, forms
 from broadcaster.web.console.auth import Viewer, acting_user, signed_in, wants_json
 from broadcaster.web.console.present import HELPERS, channel_name, state_name
 from broadcaster.web.console.previews import previews
@@ -48,9 +48,10 @@ def _helpers() -> dict[str, Any]:
 @console.errorhandler(BroadcasterError)
 def _service_error(exc: BroadcasterError) -> ResponseReturnValue:
     code = context.http_status(exc)
+    said = forms.say(exc)
     if wants_json():
-        return jsonify(error=str(exc)), code
-    return render_template("console/error.html", error=str(exc), code=code), code
+        return jsonify(error=said), code
+    return render_template("console/error.html", error=said, code=code), code
 
 
 @console.errorhandler(CSRFError)
