@@ -10,70 +10,23 @@ pages from the keyboard alone and measures the text's contrast (WCAG 2.1 AA).
 from __future__ import annotations
 
 import json
-import os
-import shutil
-from pathlib import Path
 
 import pytest
 import requests
-from playwright.sync_api import Browser, Page, expect, sync_playwright
+from playwright.sync_api import expect
 
-from tests.conftest import IN_CI
+# browser is the fixture; the other browser tests import COLOURS and contrast from here too.
+from tests.browser import (  # noqa: F401
+    COLOURS,
+    PASSWORD,
+    Steps,
+    assert_text_contrast,
+    browser,
+    contrast,
+    sign_in,
+    sign_out,
+)
 from tests.public_site import PAYLOAD, closure
-
-PASSWORD = "correct horse battery staple"
-CHROMIUM = os.environ.get("BROADCASTER_TEST_CHROMIUM") or shutil.which("chromium")
-# Without these, Chromium reaches for Google's services, which this machine's network refuses.
-CHROMIUM_ARGS = [
-    "--headless=new",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
-
-
-@pytest.fixture(scope="module")
-def browser() -> Browser:
-    if not CHROMIUM:
-        if IN_CI:
-            pytest.fail("chromium is not installed and CI=true (apt-get install chromium)")
-        pytest.skip("chromium is not installed (apt-get install chromium)")
-    with sync_playwright() as playwright:
-        launched = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        yield launched
-        launched.close()
-
-
-class Steps:
-    """Numbered screenshots of each step."""
-
-    def __init__(self, folder: Path) -> None:
-        self.folder = folder
-        self.folder.mkdir(parents=True, exist_ok=True)
-        self.taken: list[Path] = []
-
-    def shot(self, page: Page, name: str) -> None:
-        path = self.folder / f"{len(self.taken) + 1:02d}-{name}.png"
-        page.screenshot(path=str(path), full_page=True)
-        self.taken.append(path)
-
-
-def sign_in(page: Page, url: str, name: str, steps: Steps) -> None:
-    page.goto(f"{url}/console/login")
-    page.get_by_label("User name").fill(name)
-    page.get_by_label("Password").fill(PASSWORD)
-    steps.shot(page, f"sign-in-{name}")
-    page.get_by_role("button", name="Sign in").click()
-    expect(page.locator("#signed-in-as")).to_contain_text(name)
-
-
-def sign_out(page: Page) -> None:
-    page.get_by_role("button", name="Sign out").click()
-    expect(page.get_by_role("heading", level=1)).to_have_text("Sign in to the staff console")
 
 
 @pytest.fixture
@@ -92,7 +45,11 @@ def people(run, tokens, tmp_path):
 
 
 def test_author_composes_approver_approves_and_the_public_sees_it(
-    stack, site, people, browser, tmp_path
+    stack,
+    site,
+    people,
+    browser,  # noqa: F811 (the fixture)
+    tmp_path,
 ):
     steps = Steps(tmp_path / "screenshots")
     stack.start_worker()
@@ -163,35 +120,11 @@ def test_author_composes_approver_approves_and_the_public_sees_it(
     context.close()
 
 
-# The effective colours of an element: its own text colour, and the first opaque background
-# found walking up from it (what the text is drawn on).
-COLOURS = """el => {
-    let bg = el, back = 'rgba(0, 0, 0, 0)';
-    while (bg) {
-        back = getComputedStyle(bg).backgroundColor;
-        if (!back.startsWith('rgba(0, 0, 0, 0)') && back !== 'transparent') break;
-        bg = bg.parentElement;
-    }
-    return [getComputedStyle(el).color, bg ? back : 'rgb(255, 255, 255)'];
-}"""
-
-
-def luminance(css: str) -> float:
-    red, green, blue = (int(part) for part in css[css.index("(") + 1 : -1].split(",")[:3])
-
-    def linear(channel: int) -> float:
-        c = channel / 255
-        return c / 12.92 if c <= 0.03928 else ((c + 0.055) / 1.055) ** 2.4
-
-    return 0.2126 * linear(red) + 0.7152 * linear(green) + 0.0722 * linear(blue)
-
-
-def contrast(foreground: str, background: str) -> float:
-    light, dark = sorted((luminance(foreground), luminance(background)), reverse=True)
-    return (light + 0.05) / (dark + 0.05)
-
-
-def test_pages_work_from_the_keyboard_and_text_meets_aa_contrast(site, browser, tmp_path):
+def test_pages_work_from_the_keyboard_and_text_meets_aa_contrast(
+    site,
+    browser,  # noqa: F811 (the fixture)
+    tmp_path,
+):
     site.publish(*closure("a power outage"))
     context = browser.new_context(viewport={"width": 1280, "height": 900})
     page = context.new_page()
@@ -222,12 +155,6 @@ def test_pages_work_from_the_keyboard_and_text_meets_aa_contrast(site, browser, 
     pages = ("/", "/console/login", "/console/", "/console/compose?template=school_closure")
     for path in pages:
         page.goto(site.url + path)
-        for element in page.locator("main :is(h1, h2, p, a, li, span, label, button, time)").all():
-            if not element.is_visible() or not element.inner_text().strip():
-                continue
-            foreground, background = element.evaluate(COLOURS)
-            ratio = contrast(foreground, background)
-            assert ratio >= 4.5, (path, element.inner_text()[:40], foreground, background, ratio)
-            checked += 1
+        checked += assert_text_contrast(page, path)
     assert checked > 10
     context.close()
