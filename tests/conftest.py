@@ -37,6 +37,7 @@ pytest_plugins = [
     "tests.public_site",
     "tests.web_server",
     "tests.api_client",
+    "tests.signed_ledger",
 ]
 
 ROOT = Path(__file__).resolve().parent.parent

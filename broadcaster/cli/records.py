@@ -13,6 +13,7 @@ from broadcaster.cli.app import ROW_ID, App, as_option, console, json_option, pa
 from broadcaster.cli.base import BroadcasterGroup, emit_json, example
 from broadcaster.cli.printers import print_report
 from broadcaster.cli.tables import print_table
+from broadcaster.cli.transparency import records_keygen, records_witness
 from broadcaster.core import db, ledger
 from broadcaster.records import export, export_verify, holds, report, retention
 
@@ -237,4 +238,6 @@ def report_cmd(app: App, message_id: int, as_json: bool) -> None:
     emit_json(view) if as_json else print_report(view)
 
 
+records_group.add_command(records_keygen)
+records_group.add_command(records_witness)
 COMMANDS = [records_group, report_cmd]

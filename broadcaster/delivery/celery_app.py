@@ -54,6 +54,8 @@ FORWARD_INBOX = "broadcaster.forward_inbox"
 # Rewrites the public site's static files (its body is web/publish_task.py: delivery sends it by
 # name and never imports web).
 PUBLISH_SITE = "broadcaster.publish_site"
+# Signs a checkpoint of the ledger (records/checkpoint_task.py; sent by name, as PUBLISH_SITE).
+SIGN_CHECKPOINT = "broadcaster.sign_checkpoint"
 
 CONFIG = dict(
     task_acks_late=True,
@@ -68,6 +70,7 @@ CONFIG = dict(
         SWEEP: {"queue": DEFAULT},
         DISPATCH_DUE: {"queue": DEFAULT},
         PUBLISH_SITE: {"queue": WEB},
+        SIGN_CHECKPOINT: {"queue": DEFAULT},
     },
     # A task still unacknowledged after this long is handed out again; ours take seconds.
     broker_transport_options={"visibility_timeout": 600},
@@ -82,6 +85,7 @@ app = Celery(
         "broadcaster.delivery.approval_tasks",
         "broadcaster.delivery.inbox_tasks",
         "broadcaster.web.publish_task",
+        "broadcaster.records.checkpoint_task",
     ],
 )
 app.conf.update(CONFIG)
@@ -102,7 +106,14 @@ def configure(settings: Settings | None = None) -> Celery:
         # Scheduled messages go out at most this long after their send_at (plus the task's run).
         "dispatch-due": {"task": DISPATCH_DUE, "schedule": settings.schedule_every},
     }
-    if load_district(settings.config_path).site_dir is not None:
+    district = load_district(settings.config_path)
+    if district.signing_key_path is not None:
+        # At least this often while entries are added (a run with nothing new signs nothing).
+        app.conf.beat_schedule["checkpoint"] = {
+            "task": SIGN_CHECKPOINT,
+            "schedule": district.records.checkpoint_every_minutes * 60.0,
+        }
+    if district.site_dir is not None:
         # Pages that list current alerts change when one expires: a cheap check of the store's
         # state, which republishes only when it changed (web/publish_task.py).
         app.conf.beat_schedule["publish-site"] = {

@@ -111,7 +111,7 @@ def expand(
             with session_scope(settings.effective_database_url) as session:
                 carry_on.append(expansion_task(session.get_one(Message, message_id)))
             continue
-        with session_scope(settings.effective_database_url) as session:
+        with session_scope(settings.effective_database_url, settings=settings) as session:
             # After the last page's commit, so that a worker that settled the last open row
             # meanwhile, and found the message still expanding, is not left unanswered.
             finish_if_done(session, district, message_id)

@@ -158,7 +158,7 @@ def _sweep(worker: Worker) -> list[Batch]:
         provider_callbacks.apply_held(session, worker.district)
         contacts.drop_unused_versions(session)  # replaced contact lists no message reads
         tallies.fold(session)
-    with session_scope(url) as session:
+    with session_scope(url, settings=worker.settings) as session:
         for message_id in dispatching:
             finish_if_done(session, worker.district, message_id)
     return planned

@@ -340,6 +340,25 @@ def check_sandbox(target: Deployment, district: DistrictConfig) -> Check:
     return Check("sandbox", True, f"sandbox-served (no credentials_env): {', '.join(served)}")
 
 
+def check_signing_key(target: Deployment, district: DistrictConfig) -> Check:
+    """The key that signs the ledger's checkpoints (records/signing.py): its file must be there,
+    owner-only, on every host that runs workers."""
+    from broadcaster.records import signing
+
+    if district.signing_key_path is None:
+        return Check(
+            "signing key",
+            True,
+            "none: the ledger's checkpoints are not signed (set [records] signing_key in the "
+            "district file and run `broadcaster records keygen`)",
+        )
+    try:
+        signer = signing.load_signer(district)
+    except BroadcasterError as exc:
+        return Check("signing key", False, str(exc))
+    return Check("signing key", True, f"key {signer.key_id} in {district.signing_key_path}")
+
+
 CHECKS: tuple[Callable[[Deployment], Check], ...] = (
     check_district,
     check_database,
@@ -354,6 +373,7 @@ DISTRICT_CHECKS: tuple[Callable[[Deployment, DistrictConfig], Check], ...] = (
     check_public_site,
     check_public_url,
     check_sandbox,
+    check_signing_key,
 )
 
 

@@ -55,6 +55,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     from broadcaster.web.console import console
     from broadcaster.web.feeds import feeds
     from broadcaster.web.health import health
+    from broadcaster.web.ledger import ledger_site
     from broadcaster.web.metrics import metrics
     from broadcaster.web.public import public
     from broadcaster.web.twilio_hooks import hooks, trust
@@ -92,7 +93,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     # CSRF), and Twilio's hooks by its signature.
     csrf.exempt(api)
     csrf.exempt(hooks)
-    for blueprint in (public, feeds, console, api, hooks, metrics):
+    for blueprint in (public, feeds, ledger_site, console, api, hooks, metrics):
         app.register_blueprint(blueprint)
     app.register_blueprint(health)  # /healthz and /readyz: no sign-in, no CSRF (GET only)
 

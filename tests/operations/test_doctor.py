@@ -181,6 +181,7 @@ def test_a_sound_deployment_passes_every_check(stack, tmp_path):
         "public site",
         "public url",
         "sandbox",
+        "signing key",
     ]
     assert "beat on" in checks["workers"]["detail"]
     assert "district-sms" in checks["credentials"]["detail"]
