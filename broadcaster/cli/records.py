@@ -14,8 +14,17 @@ from broadcaster.cli.base import BroadcasterGroup, emit_json, example
 from broadcaster.cli.printers import print_report
 from broadcaster.cli.tables import print_table
 from broadcaster.cli.transparency import records_keygen, records_witness
-from broadcaster.core import db, ledger
-from broadcaster.records import export, export_verify, holds, report, retention
+from broadcaster.core import db
+from broadcaster.core.errors import BadInput
+from broadcaster.records import (
+    export,
+    export_verify,
+    holds,
+    report,
+    retention,
+    signing,
+    verification,
+)
 
 
 @click.group("records", cls=BroadcasterGroup, epilog=example("broadcaster records verify"))
@@ -23,26 +32,44 @@ def records_group() -> None:
     """The public-records ledger."""
 
 
-@records_group.command("verify", epilog=example("broadcaster records verify --json"))
+@records_group.command(
+    "verify",
+    epilog=example("broadcaster records verify --json", "broadcaster records verify --key KEY"),
+)
+@click.option(
+    "--key",
+    "key_texts",
+    multiple=True,
+    metavar="PUBKEY",
+    help="Trust checkpoints signed by this key only (NAME+HASH+KEY, as /ledger/key gives it; "
+    "repeat for rotated keys); default: the key history in the database.",
+)
 @json_option
 @pass_app
-def records_verify(app: App, as_json: bool) -> None:
-    """Check the ledger's hash chain; exit 1 naming the first bad entry."""
+def records_verify(app: App, key_texts: tuple[str, ...], as_json: bool) -> None:
+    """Check the ledger's hash chain, its Merkle tree and the newest signed checkpoint; exit 1
+    naming the first entry affected."""
+    try:
+        keys = [signing.parse_verifier_key(text) for text in key_texts] or None
+    except signing.NoteError as exc:
+        raise BadInput(f"--key: {exc}") from None
     app.prepare()
     # One snapshot: entries that workers append while the walk runs are not "removed" ones.
     with db.read_scope(app.url, snapshot=True) as session:
-        result = ledger.verify(session)
+        result = verification.verify_records(session, keys)
     if as_json:
-        emit_json(
-            {
-                "ok": result.ok,
-                "entries": result.entries,
-                "bad_entry": result.bad_seq,
-                "problem": result.problem,
-            }
-        )
+        emit_json(result.view)
     elif result.ok:
         click.echo(f"ledger intact: {result.entries} entries verified")
+        checkpoint = result.checkpoint
+        if checkpoint is not None:
+            click.echo(
+                f"the tree of {result.tree_size} entries extends the checkpoint of "
+                f"{checkpoint.size} signed {checkpoint.view['signed_at']} by key "
+                f"{checkpoint.key_id}"
+            )
+        for note in result.notes:
+            click.echo(note)
     else:
         click.echo(f"ledger BROKEN: {result.problem}", err=True)
     if not result.ok:
