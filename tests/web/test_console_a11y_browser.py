@@ -22,6 +22,7 @@ from tests.conftest import submit_and_approve
 __all__ = ["browser"]  # the module's Chromium, a fixture
 
 
+@pytest.mark.slow  # about 12 s: eight pages walked key by key
 @pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)  # the pages, not the database
 def test_admin_and_records_pages_work_by_keyboard_with_aa_contrast_and_target_size(
     site, browser, compose_closure, tmp_path
