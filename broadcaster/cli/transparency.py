@@ -23,9 +23,14 @@ from broadcaster.core.errors import BadInput
     is_flag=True,
     help="Start a new key in place of the current one; the old key signs the handover.",
 )
+@click.option(
+    "--lost",
+    is_flag=True,
+    help="The key's file is lost (no copy): start a new key, without a handover.",
+)
 @json_option
 @pass_app
-def records_keygen(app: App, rotate: bool, as_json: bool) -> None:
+def records_keygen(app: App, rotate: bool, lost: bool, as_json: bool) -> None:
     """Create the key that signs the ledger's checkpoints, in the owner-only file that the
     district file's [records] signing_key names (never overwritten)."""
     from broadcaster.records import signing
@@ -36,12 +41,14 @@ def records_keygen(app: App, rotate: bool, as_json: bool) -> None:
             'no key file named: add [records] signing_key = "ledger.key" to the district file '
             "(a path beside it, outside the database's backups)"
         )
+    if rotate and lost:
+        raise BadInput("--rotate needs the current key and --lost says it is gone: give one")
     old = None
     with app.session() as session:
         if rotate:
             old, signer = signing.rotate_key(session, path)
         else:
-            signer = signing.create_key(session, path, signing.origin(app.district))
+            signer = signing.create_key(session, path, signing.origin(app.district), lost=lost)
     view = {
         "key_file": str(path),
         "key_id": signer.key_id,

@@ -362,13 +362,23 @@ def _install(session: Session, path: Path, pending: Path, record: KeyRecord) -> 
     db.after_commit(session, install)
 
 
-def create_key(session: Session, path: Path, name: str) -> Signer:
+def create_key(session: Session, path: Path, name: str, *, lost: bool = False) -> Signer:
     """A new key at `path` (refused if a file is there), recorded in the database and, once
-    that commits, in the public-key history next to it."""
+    that commits, in the public-key history next to it. A log that had a key already takes a
+    new one without a handover only when told the old one is `lost`."""
     if path.exists() or path.is_symlink():
         raise BadInput(
             f"{path} exists: keygen never overwrites a key (use --rotate to start a new one)"
         )
+    known = key_records(session)
+    if known and not lost:
+        raise BadInput(
+            f"the ledger's key {known[-1].key_id} has no file at {path}: restore it from its "
+            "offline copy, or, if it is lost, run `broadcaster records keygen --lost` "
+            "(witnesses must then be given the new key with --key)"
+        )
+    if lost and not known:
+        raise BadInput("there is no earlier key to replace: run `broadcaster records keygen`")
     path.parent.mkdir(parents=True, exist_ok=True)
     signer = generate(name)
     _install(
@@ -408,15 +418,18 @@ def key_records(session: Session) -> list[KeyRecord]:
     ]
 
 
-def chain_keys(records: list[KeyRecord]) -> list[VerifierKey]:
+def chain_keys(records: list[KeyRecord], *, restarts: bool = False) -> list[VerifierKey]:
     """The keys of a history, oldest first, each after the first accepted only through a
-    handover signed by the key before it (NoteError naming the first that is not)."""
+    handover signed by the key before it (NoteError naming the first that is not). With
+    `restarts`, a key recorded without a handover (`keygen --lost`: the key before it was lost)
+    is accepted too: the district's own verifier trusts its database's account of a loss; a
+    witness does not, and takes a new key only from its operator."""
     keys: list[VerifierKey] = []
     for record in records:
         key = parse_verifier_key(record.verifier_key)
-        if keys:
-            if record.handover is None:
-                raise NoteError(f"key {key.key_id} has no handover from key {keys[-1].key_id}")
+        if keys and record.handover is None and not restarts:
+            raise NoteError(f"key {key.key_id} has no handover from key {keys[-1].key_id}")
+        if keys and record.handover is not None:
             opened = open_note(record.handover, [keys[-1], key])
             expected = {keys[-1].key_id, key.key_id}
             if {k.key_id for k in opened.signed_by} != expected or (
@@ -428,9 +441,19 @@ def chain_keys(records: list[KeyRecord]) -> list[VerifierKey]:
 
 
 def public_keys(session: Session) -> dict[str, Ed25519PublicKey]:
-    """The log's public keys by key id, as the database records them (their handovers
-    checked). The database is not the root of trust: a witness pins the key it first saw."""
-    return {k.key_id: k.key for k in chain_keys(key_records(session))}
+    """The log's public keys by key id, as the database records them: the first, then each one
+    handed over to, or started after a loss, up to the first handover that does not verify (a
+    checkpoint signed by a key past it is then refused as unknown, which is what a verifier
+    should report). The database is not the root of trust: a witness pins the key it first
+    saw, and the `.pub-history` file beside the key is kept apart from the database."""
+    records = key_records(session)
+    trusted: list[VerifierKey] = []
+    for end in range(1, len(records) + 1):
+        try:
+            trusted = chain_keys(records[:end], restarts=True)
+        except NoteError:
+            break
+    return {k.key_id: k.key for k in trusted}
 
 
 def read_history(path: Path) -> list[KeyRecord]:

@@ -6,7 +6,9 @@ consistency proof joins the two.
 The store is a folder of append-only files:
 - `keys`: the log's public keys this witness trusts, one JSON record a line (records/signing.py's
   KeyRecord): the first pinned on first use (or given with --key), each later one accepted only
-  through a handover signed by the key before it (the site's /ledger/key/history).
+  through a handover signed by the key before it (the site's /ledger/key/history), or given
+  with --key by the witness's operator. Whatever the key, a new checkpoint must still extend
+  the last one kept.
 - `checkpoints`: every checkpoint kept, one JSON object a line, with the note as published.
 """
 
@@ -92,14 +94,17 @@ def _locked(store: Path) -> Iterator[None]:
 
 
 def _pinned(store: Path, base: str, key_text: str | None) -> list[VerifierKey]:
-    records = [KeyRecord(**r) for r in _lines(store / "keys")]
+    """The keys this witness trusts. Each was checked as it joined the store (the store is this
+    witness's own); `--key` adds one by the operator's decision, e.g. the district's new key
+    after it lost the old one. The log's own key is taken on trust only by an empty store."""
+    keys = [_parse_key(r["verifier_key"]) for r in _lines(store / "keys")]
     given = _parse_key(key_text) if key_text else None
-    if records:
-        keys = signing.chain_keys(records)
-        if given is not None and given.key_id not in {k.key_id for k in keys}:
-            raise BadInput(f"this store trusts key {keys[-1].key_id}, not {given.key_id}")
+    if given is not None and given.key_id not in {k.key_id for k in keys}:
+        _append(store / "keys", KeyRecord(given.key_id, given.text, _now()).__dict__)
+        return [*keys, given]
+    if keys:
         return keys
-    key = given or _parse_key(_fetch(f"{base}/ledger/key").decode("ascii", errors="replace"))
+    key = _parse_key(_fetch(f"{base}/ledger/key").decode("ascii", errors="replace"))
     _append(store / "keys", KeyRecord(key.key_id, key.text, _now()).__dict__)
     return [key]
 

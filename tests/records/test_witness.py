@@ -111,6 +111,9 @@ def test_forgeries_and_replays_are_refused_and_a_rotation_is_followed(
             },
         )
         connection.commit()
+    with db.read_scope(db_url) as session:  # the forged handover does not make it trusted
+        assert impostor.key_id not in signing.public_keys(session)
+        assert rotated.key_id in signing.public_keys(session)
     run.json("users", "add", "ben")
     sign(db_url, key)  # the real newest checkpoint
     forged_note = signing.sign_note(
@@ -149,3 +152,60 @@ def test_forgeries_and_replays_are_refused_and_a_rotation_is_followed(
 
 def rotated_verifier(key) -> signing.VerifierKey:
     return signing.load_signer(key).verifier
+
+
+@ON_SQLITE
+def test_a_witness_given_the_wrong_key_or_address_says_so(
+    run, signed_district, web_app, db_url, tmp_path
+):
+    site = web_app()
+    run.json("users", "add", "ana")
+    sign(db_url, tmp_path / KEY_FILE)
+    witness_cli = Cli({"BROADCASTER_HOME": str(tmp_path / "clerk")})
+    store = str(tmp_path / "clerk" / "store")
+    stranger = signing.generate("www.riversideusd.org/ledger").public_key
+    wrong = witness_cli("records", "witness", site, "--store", store, "--key", stranger)
+    assert wrong.exit_code == 1 and "not signed by a known key" in wrong.stderr
+    # The key given is pinned: the log's own key is not taken on trust afterwards.
+    again = witness_cli("records", "witness", site, "--store", store)
+    assert again.exit_code == 1 and "not signed by a known key" in again.stderr
+    for address, said in (
+        ("ftp://example.org", "is not a web address"),
+        ("http://127.0.0.1:9", "cannot fetch http://127.0.0.1:9/ledger/key"),
+        (f"{site}/nowhere", "answered 404"),
+    ):
+        fresh = str(tmp_path / "clerk" / address.rsplit("/", 1)[-1].replace(":", "-"))
+        result = witness_cli("records", "witness", address, "--store", fresh)
+        assert result.exit_code == 2 and said in result.stderr, result.output
+        assert len(result.stderr.strip().splitlines()) == 1
+
+
+@ON_SQLITE
+def test_after_a_key_is_lost_a_witness_still_proves_nothing_it_kept_was_rewritten(
+    run, signed_district, web_app, db_url, clerk, tmp_path
+):
+    site = web_app()
+    key = tmp_path / KEY_FILE
+    run.json("users", "add", "ana")
+    lost = sign(db_url, key)
+    assert clerk(site).exit_code == 0
+    key.unlink()  # the disk died, and there was no offline copy
+    refused = run("records", "keygen")
+    assert refused.exit_code == 2 and "records keygen --lost" in refused.stderr
+    new = run.json("records", "keygen", "--lost")
+    run.json("users", "add", "ben")
+    restarted = sign(db_url, key)
+    with db.read_scope(db_url) as session:
+        assert set(signing.public_keys(session)) == {lost.key_id, new["key_id"]}
+    # The site alone cannot move a witness to a key that no old key handed over to ...
+    unknown = clerk(site)
+    assert unknown.exit_code == 1 and "has no handover" in unknown.stdout
+    # ... its operator can, and the new key's checkpoints must still extend what it kept.
+    store = str(tmp_path / "clerk" / "witness")
+    told = Cli({"BROADCASTER_HOME": str(tmp_path / "clerk")})(
+        "records", "witness", site, "--store", store, "--key", new["public_key"], "--json"
+    )
+    assert told.exit_code == 0, told.output
+    assert json.loads(told.stdout) | {"size": restarted.size, "previous_size": lost.size} == (
+        json.loads(told.stdout)
+    )
