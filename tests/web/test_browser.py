@@ -15,14 +15,11 @@ import pytest
 import requests
 from playwright.sync_api import expect
 
-# browser is the fixture; the other browser tests import COLOURS and contrast from here too.
-from tests.browser import (  # noqa: F401
-    COLOURS,
+from tests.browser import (  # noqa: F401 (browser: the fixture)
     PASSWORD,
     Steps,
     assert_text_contrast,
     browser,
-    contrast,
     sign_in,
     sign_out,
 )

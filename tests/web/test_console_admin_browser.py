@@ -8,8 +8,8 @@ from __future__ import annotations
 import pytest
 from playwright.sync_api import Page, expect
 
+from tests.browser import PASSWORD, Steps, browser, sign_in, sign_out
 from tests.conftest import submit_and_approve
-from tests.web.test_browser import PASSWORD, Steps, browser, sign_in, sign_out
 
 __all__ = ["browser"]  # the module's Chromium, a fixture
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from playwright.sync_api import Page, expect
 
-from tests.web.test_browser import PASSWORD, Steps, browser  # noqa: F401 (the fixture)
+from tests.browser import PASSWORD, Steps, browser  # noqa: F401 (the fixture)
 
 PHONE = {"width": 375, "height": 812}
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 from playwright.sync_api import expect
 
 from broadcaster.core.models import Rendition
-from tests.web.test_browser import (  # noqa: F401 (browser: the fixture)
+from tests.browser import (  # noqa: F401 (browser: the fixture)
     COLOURS,
     PASSWORD,
     Steps,

@@ -10,8 +10,8 @@ import zipfile
 import pytest
 from playwright.sync_api import expect
 
+from tests.browser import PASSWORD, Steps, browser, sign_in  # noqa: F401 (the fixture)
 from tests.conftest import submit_and_approve
-from tests.web.test_browser import PASSWORD, Steps, browser, sign_in  # noqa: F401 (the fixture)
 
 
 @pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)  # one is enough for the pages

@@ -15,8 +15,8 @@ from playwright.sync_api import expect
 
 from broadcaster.core.config import SAMPLE_CONFIG, SAMPLE_DISTRICT
 from broadcaster.core.languages import LANGUAGES
+from tests.browser import Steps, browser  # noqa: F401 (a fixture)
 from tests.conftest import ON_POSTGRESQL, submit_and_approve
-from tests.web.test_browser import Steps, browser  # noqa: F401 (a fixture)
 
 pytestmark = [pytest.mark.slow, ON_POSTGRESQL]
 
