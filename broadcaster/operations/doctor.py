@@ -355,7 +355,11 @@ def check_signing_key(target: Deployment, district: DistrictConfig) -> Check:
     try:
         signer = signing.load_signer(district)
     except BroadcasterError as exc:
-        return Check("signing key", False, str(exc))
+        return Check(
+            "signing key",
+            False,
+            f"{exc} (every host whose workers take the default queue signs, so needs it)",
+        )
     return Check("signing key", True, f"key {signer.key_id} in {district.signing_key_path}")
 
 
