@@ -14,7 +14,7 @@ from broadcaster.core import db, ledger, ledger_tree, merkle
 from broadcaster.core.models import LedgerCheckpoint, LedgerEntry
 from broadcaster.records import checkpoints, signing
 from broadcaster.records.signing import NoteError
-from tests.signed_ledger import unprotect
+from tests.signed_ledger import signed_config, unprotect
 
 
 def sign(db_url, district):
@@ -88,3 +88,18 @@ def test_checkpoint_rows_are_append_only_and_a_deleted_one_is_noticed(run, signe
         assert checkpoints.latest(session) is None
         assert checkpoints.unrecorded(session) == seq
         assert ledger.verify(session).ok  # the chain alone cannot tell
+
+
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+def test_the_task_signs_only_with_a_key_and_only_what_is_new(run, tmp_path, monkeypatch, db_url):
+    from broadcaster.records.checkpoint_task import sign_checkpoint
+
+    for name, value in run.env.items():
+        monkeypatch.setenv(name, value)
+    run.json("users", "add", "ana")
+    assert sign_checkpoint() is None  # the sample district configures no key
+    run.env["BROADCASTER_CONFIG"] = str(signed_config(tmp_path))
+    monkeypatch.setenv("BROADCASTER_CONFIG", run.env["BROADCASTER_CONFIG"])
+    assert run("records", "keygen").exit_code == 0
+    assert sign_checkpoint() == 2
+    assert sign_checkpoint() is None
