@@ -236,18 +236,54 @@ def records_export(
 
 
 @records_group.command(
-    "verify-export", epilog=example("broadcaster records verify-export ./export-q1")
+    "verify-export",
+    epilog=example(
+        "broadcaster records verify-export ./export-q1",
+        "broadcaster records verify-export ./export-q1 --witness ~/ledger-witness",
+    ),
 )
 @click.argument("folder", type=click.Path(path_type=Path))
+@click.option(
+    "--key",
+    "key_texts",
+    multiple=True,
+    metavar="PUBKEY",
+    help="The district's public key (NAME+HASH+KEY, as /ledger/key gives it; repeat for "
+    "rotated keys): the export must be signed by it.",
+)
+@click.option(
+    "--witness",
+    "witness_store",
+    type=click.Path(path_type=Path, file_okay=False),
+    help="A witness's folder (records witness --store): its keys are trusted, and it must have "
+    "kept the export's checkpoint.",
+)
 @json_option
-def records_verify_export(folder: Path, as_json: bool) -> None:
-    """Check an export's files against its manifest and its ledger slice; exit 1 naming the
-    first bad file."""
-    result = export_verify.verify_export(folder)
+def records_verify_export(
+    folder: Path, key_texts: tuple[str, ...], witness_store: Path | None, as_json: bool
+) -> None:
+    """Check an export's signature, its files against the signed list and its manifest, its
+    ledger slice and every entry's inclusion proof; exit 1 naming the first bad file."""
+    if key_texts and witness_store:
+        raise BadInput("give --key or --witness, not both")
+    if witness_store is not None and not (witness_store / "keys").is_file():
+        raise BadInput(f"--witness {witness_store}: not a witness folder (no keys file in it)")
+    try:
+        keys = [signing.parse_verifier_key(text) for text in key_texts] or None
+    except signing.NoteError as exc:
+        raise BadInput(f"--key: {exc}") from None
+    result = export_verify.verify_export(folder, keys, witness_store)
     if as_json:
         emit_json(dataclasses.asdict(result))
     elif result.ok:
         click.echo(f"export intact: {result.files} files, {result.entries} ledger entries verified")
+        if result.signed_by:
+            click.echo(
+                f"signed by key {result.signed_by}; every entry's inclusion proof verified "
+                f"against the checkpoint of {result.checkpoint_size} entries"
+            )
+        for note in result.notes:
+            click.echo(note)
     else:
         click.echo(f"export BROKEN: {result.problem}", err=True)
     if not result.ok:

@@ -19,7 +19,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import cast
 
-from sqlalchemy import Table, and_, insert, or_, select, tuple_
+from sqlalchemy import Table, insert, select, tuple_
 from sqlalchemy.orm import Session
 
 from broadcaster.core import merkle
@@ -28,6 +28,7 @@ from broadcaster.core.models import LedgerEntry, LedgerHead, LedgerTreeNode
 STORED_LEVEL = 4
 _NODES = cast(Table, LedgerTreeNode.__table__)
 _STREAM = 10_000
+_KEYS_PER_QUERY = 500
 
 
 class TreeError(ValueError):
@@ -84,7 +85,21 @@ def inclusion_proof(session: Session, seq: int, size: int) -> list[bytes]:
     _check_sizes(session, size)
     if not 1 <= seq <= size:
         raise TreeError(f"entry {seq} is not in a tree of {size} entries")
-    return _proof(session, merkle.inclusion_ranges(seq - 1, size))
+    return inclusion_proofs(session, [seq], size)[seq]
+
+
+def inclusion_proofs(session: Session, seqs: list[int], size: int) -> dict[int, list[bytes]]:
+    """The audit paths of many entries at once (an export's slice): every hash they need is
+    read in a few queries, not a few per entry."""
+    _check_sizes(session, size)
+    bad = next((seq for seq in seqs if not 1 <= seq <= size), None)
+    if bad is not None:
+        raise TreeError(f"entry {bad} is not in a tree of {size} entries")
+    ranges = {seq: merkle.inclusion_ranges(seq - 1, size) for seq in seqs}
+    parts = {seq: [merkle.complete_parts(a, b) for a, b in r] for seq, r in ranges.items()}
+    flat = list(dict.fromkeys(p for ps in parts.values() for pp in ps for p in pp))
+    known = dict(zip(flat, _hashes(session, flat), strict=True))
+    return {seq: [merkle.fold([known[p] for p in pp]) for pp in ps] for seq, ps in parts.items()}
 
 
 def consistency_proof(session: Session, old_size: int, new_size: int) -> list[bytes]:
@@ -109,30 +124,33 @@ def _proof(session: Session, ranges: list[tuple[int, int]]) -> list[bytes]:
 
 
 def _hashes(session: Session, parts: list[tuple[int, int]]) -> list[bytes]:
-    """The hashes of complete subtrees (level, index): stored ones in one query, the lower ones
-    hashed from their entries (in one query too)."""
+    """The hashes of complete subtrees (level, index): stored ones read by key, the lower ones
+    hashed from their entries (read as a few runs of consecutive entries)."""
     stored = [p for p in parts if p[0] >= STORED_LEVEL]
     found: dict[tuple[int, int], bytes] = {}
-    if stored:
+    for start in range(0, len(stored), _KEYS_PER_QUERY):
         nodes = session.execute(
             select(LedgerTreeNode.level, LedgerTreeNode.idx, LedgerTreeNode.hash).where(
-                tuple_(LedgerTreeNode.level, LedgerTreeNode.idx).in_(stored)
+                tuple_(LedgerTreeNode.level, LedgerTreeNode.idx).in_(
+                    stored[start : start + _KEYS_PER_QUERY]
+                )
             )
         )
-        found = {(lv, i): h for lv, i, h in nodes}
+        found.update({(lv, i): h for lv, i, h in nodes})
     low = [p for p in parts if p[0] < STORED_LEVEL]
-    if low:
-        spans = [(i << lv, (i + 1) << lv) for lv, i in low]
+    spans = [(i << lv, (i + 1) << lv) for lv, i in low]
+    leaves: dict[int, str] = {}
+    for a, b in _runs(spans):
         entries = session.execute(
             select(LedgerEntry.seq, LedgerEntry.entry_hash).where(
-                or_(*(and_(LedgerEntry.seq > a, LedgerEntry.seq <= b) for a, b in spans))
+                LedgerEntry.seq > a, LedgerEntry.seq <= b
             )
         )
-        leaves = {seq: entry_hash for seq, entry_hash in entries}
-        for (lv, i), (a, b) in zip(low, spans, strict=True):
-            data = [bytes.fromhex(leaves[s]) for s in range(a + 1, b + 1) if s in leaves]
-            if len(data) == b - a:
-                found[(lv, i)] = merkle.root_of(data)
+        leaves.update({seq: entry_hash for seq, entry_hash in entries})
+    for (lv, i), (a, b) in zip(low, spans, strict=True):
+        data = [bytes.fromhex(leaves[s]) for s in range(a + 1, b + 1) if s in leaves]
+        if len(data) == b - a:
+            found[(lv, i)] = merkle.root_of(data)
     missing = [p for p in parts if p not in found]
     if missing:
         level, i = missing[0]
@@ -140,6 +158,17 @@ def _hashes(session: Session, parts: list[tuple[int, int]]) -> list[bytes]:
             f"the tree's node for entries {(i << level) + 1}..{(i + 1) << level} is missing"
         )
     return [found[p] for p in parts]
+
+
+def _runs(spans: list[tuple[int, int]]) -> list[tuple[int, int]]:
+    """Leaf intervals merged where they touch or overlap."""
+    runs: list[tuple[int, int]] = []
+    for a, b in sorted(spans):
+        if runs and a <= runs[-1][1]:
+            runs[-1] = (runs[-1][0], max(b, runs[-1][1]))
+        else:
+            runs.append((a, b))
+    return runs
 
 
 @dataclass

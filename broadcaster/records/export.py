@@ -34,7 +34,7 @@ from broadcaster.core.config import DistrictConfig
 from broadcaster.core.errors import BadInput, NotFound
 from broadcaster.core.models import Delivery, LedgerHead, Message, User, utcnow
 from broadcaster.core.permissions import require
-from broadcaster.records import inbox
+from broadcaster.records import export_signing, inbox, signing
 from broadcaster.records.export_files import (
     FORMAT,
     MANIFEST,
@@ -203,6 +203,9 @@ def build(
         student_data_found=None if include_student_data else students.found(),
     )
     slice_seqs = [row["seq"] for row in tables["ledger"]]
+    signer = signing.configured_signer(district)
+    if signer is not None:
+        files.update(export_signing.evidence(session, signer, tables["ledger"]))
     manifest = {
         "format": FORMAT,
         "created_at": utcnow().isoformat(),
@@ -214,7 +217,10 @@ def build(
             "head_seq": head.seq if head else 0,
             "head_hash": head.entry_hash if head else ledger.GENESIS,
         },
+        "signed_by": signer.key_id if signer else None,
         "files": {name: file_sha256(data) for name, data in sorted(files.items())},
     }
     files[MANIFEST] = manifest_bytes(manifest)
+    if signer is not None:
+        files[export_signing.SIGNATURE] = export_signing.signature(signer, files)
     return Export(files, ids, scope)

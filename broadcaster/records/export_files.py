@@ -82,6 +82,18 @@ Student data: {student_data}
 manifest.json lists every other file with its SHA-256 and carries manifest_sha256, the SHA-256
 of its own canonical JSON without that key. Check everything with:
   broadcaster records verify-export THIS_FOLDER
+
+When the district signs its ledger (manifest.json's signed_by names the key), the folder also has:
+checkpoint.txt  a signed checkpoint of the ledger's Merkle tree (RFC 9162; the C2SP
+                tlog-checkpoint signed-note format: origin, tree size, base64 root hash, time)
+                that covers every entry of the ledger slice;
+proofs.jsonl    for each entry of the slice, {{"seq", "proof"}}: its inclusion proof (base64
+                hashes, RFC 9162 2.1.3) in that tree, whose leaf for entry seq is leaf seq - 1
+                and whose data is the 32 bytes of the entry's entry_hash;
+keys.txt        the district's public keys (Ed25519 verifier keys, one a line);
+signature.txt   a signed note listing the SHA-256 and name of every other file.
+Whose key it is, the export cannot say: give the district's published key (its /ledger/key page)
+with --key PUBKEY, or --witness DIR for a witness that kept the checkpoint.
 """
 REDACTION_NOTE = (
     "phone numbers are masked (+1•••••••0100: the country code's first digit and the last four)"

@@ -38,8 +38,10 @@ def test_roots_and_proofs_are_those_of_the_entries(session_factory):
         roots = {n: ledger_tree.root_at(session, n) for n in range(1, SIZE + 1)}
         assert roots == {n: merkle.root_of(leaves[:n]) for n in range(1, SIZE + 1)}
         for size in (SIZE, 37, 16, 1):
+            every = ledger_tree.inclusion_proofs(session, list(range(1, size + 1)), size)
             for seq in range(1, size + 1):
                 proof = ledger_tree.inclusion_proof(session, seq, size)
+                assert every[seq] == proof
                 assert merkle.verify_inclusion(seq - 1, size, leaves[seq - 1], proof, roots[size])
         for new in (SIZE, 33):
             for old in range(1, new + 1):
