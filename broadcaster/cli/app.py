@@ -16,12 +16,13 @@ from rich.console import Console
 
 from broadcaster.core.config import DistrictConfig, Settings, load_district
 from broadcaster.core.errors import BadInput
-from broadcaster.core.models import MAX_ID, User
+from broadcaster.core.ids import MAX_ID
 
 if TYPE_CHECKING:
     from sqlalchemy.orm import Session
 
     from broadcaster.authoring.catalog import Catalog
+    from broadcaster.core.models import User
 
 # Message and hold ids: out of range is bad input (exit 2), never a database overflow.
 ROW_ID = click.IntRange(1, MAX_ID)

@@ -8,16 +8,16 @@ its `[web]` section in web_config.py, and the field rules they share are in conf
 from __future__ import annotations
 
 import csv
+import os
 import re
 import tomllib
 import zoneinfo
 from functools import cached_property
 from importlib import resources
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import ConfigDict, Field, ValidationError, field_validator, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from broadcaster.core.account_config import Account
 from broadcaster.core.config_fields import ROLES, SLUG, Strict, to_address, to_e164
@@ -34,10 +34,15 @@ SAMPLE_CONFIG = SAMPLE_DISTRICT / "district.toml"
 BUILTIN_TEMPLATES = _PACKAGE / "template_library"
 
 
-class Settings(BaseSettings):
-    """Where the broadcaster keeps things; read from `BROADCASTER_*` environment variables."""
+class Settings(BaseModel):
+    """Where the broadcaster keeps things: each field from its `BROADCASTER_<FIELD>` environment
+    variable (`BROADCASTER_HOME`, ...) unless it is given as an argument.
 
-    model_config = SettingsConfigDict(env_prefix="BROADCASTER_")
+    A plain model, not pydantic-settings' BaseSettings: importing that package (asyncio, its
+    dotenv and cloud secret sources) took a third of every command's start, for this one rule.
+    """
+
+    model_config = ConfigDict(extra="forbid", validate_default=True)
 
     home: Path = Path(".broadcaster")
     config: Path | None = None
@@ -67,6 +72,16 @@ class Settings(BaseSettings):
     db_lost_client_seconds: int = Field(default=30, ge=1)
     # Prometheus's bearer token for the web app's /metrics; unset, /metrics is not served.
     metrics_token: str | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _from_environment(cls, data: Any) -> Any:
+        """The environment fills in what the arguments leave out (every field is a scalar, so
+        a variable's text is the value, validated like an argument)."""
+        if not isinstance(data, dict):
+            return data
+        found = {name: os.environ.get(f"BROADCASTER_{name.upper()}") for name in cls.model_fields}
+        return {**{k: v for k, v in found.items() if v is not None}, **data}
 
     @property
     def config_path(self) -> Path:

@@ -22,10 +22,6 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
-# Row ids are 32-bit INTEGER columns: a larger number names no row, and the CLI, API and console
-# refuse it as such rather than let the database driver overflow.
-MAX_ID = 2**31 - 1
-
 
 class UTCDateTime(TypeDecorator[dt.datetime]):
     """Timezone-aware UTC on the way in and out, also on SQLite (which stores naive values)."""

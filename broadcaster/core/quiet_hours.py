@@ -17,13 +17,16 @@ from __future__ import annotations
 
 import datetime as dt
 import re
+from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo
 
 from pydantic import field_validator, model_validator
 
 from broadcaster.core.config_fields import NEVER_ROUTINE, Strict
-from broadcaster.core.models import Message
 from broadcaster.core.states import REHEARSAL_KINDS
+
+if TYPE_CHECKING:  # the settings read this module's QuietHours; they need no ORM
+    from broadcaster.core.models import Message
 
 HELD_CHANNELS: tuple[str, ...] = ("sms", "voice")  # what quiet hours hold back: texts and calls
 CLOCK = re.compile(r"^([01]\d|2[0-3]):([0-5]\d)$")

@@ -13,7 +13,7 @@ from broadcaster.authoring.catalog import Catalog
 from broadcaster.core import db
 from broadcaster.core.config import DistrictConfig, Settings
 from broadcaster.core.errors import BroadcasterError, NotFound, Refused
-from broadcaster.core.models import MAX_ID
+from broadcaster.core.ids import MAX_ID
 
 # A URL segment that is a row id: anything out of range is a 404, like an id that names nothing.
 ID = f"int(min=1, max={MAX_ID})"

@@ -1,6 +1,7 @@
 """The command line starts fast: the root command imports no verb module, so `--version` and
-`--help` load neither Celery, SQLAlchemy, Alembic, the SDKs nor argon2 (benchmarks/cli_startup.py
-times it; no timing is asserted here)."""
+`--help` load neither Celery, SQLAlchemy, Alembic, the SDKs nor argon2, and the template verbs
+load no more than the settings and the library need (benchmarks/cli_startup.py times it; no
+timing is asserted here)."""
 
 from __future__ import annotations
 
@@ -31,6 +32,19 @@ def test_the_root_command_imports_no_service_or_sdk():
     assert {m.split(".")[0] for m in loaded_after(help_run)} & set(HEAVY) == set()
     # The check itself can fail: a verb's module does import them.
     assert "sqlalchemy" in loaded_after("import broadcaster.cli.messages")
+
+
+def test_the_template_verbs_import_no_database_queue_or_sdk(tmp_path):
+    # The library is files and the district file: listing or showing it needs no ORM, no Celery.
+    for verb in (["templates", "list"], ["templates", "show", "lockdown"]):
+        run = (
+            f"import os\nos.environ['BROADCASTER_HOME'] = {str(tmp_path)!r}\n"
+            "from broadcaster.cli.main import cli\n"
+            f"cli.main({verb!r}, standalone_mode=False)"
+        )
+        loaded = loaded_after(run)
+        assert {m.split(".")[0] for m in loaded} & set(HEAVY) == set(), verb
+        assert "broadcaster.authoring.catalog" in loaded, verb  # it did read the library
 
 
 def test_the_root_help_is_each_verbs_own():

@@ -18,7 +18,7 @@ from flask.typing import ResponseReturnValue
 
 from broadcaster.authoring import messages, plan
 from broadcaster.core.errors import BadInput, BroadcasterError
-from broadcaster.core.models import MAX_ID
+from broadcaster.core.ids import MAX_ID
 from broadcaster.core.permissions import require
 from broadcaster.records import export, holds, report, retention
 from broadcaster.web import context
