@@ -35,6 +35,7 @@ from broadcaster.authoring.skeleton import (
     visible,
 )
 from broadcaster.core.config import DistrictConfig
+from broadcaster.core.wording import count
 
 BLOCK, WARN = "block", "warn"
 
@@ -398,7 +399,9 @@ def blocklisted(district: DistrictConfig, content: Content) -> Result:
 
 def images(district: DistrictConfig, content: Content) -> Result:
     if content.images_without_alt:
-        yield Hit("image_alt", BLOCK, f"{content.images_without_alt} image(s) without alt text")
+        yield Hit(
+            "image_alt", BLOCK, f"{count(content.images_without_alt, 'image')} without alt text"
+        )
 
 
 RENDITION_CHECKS: list[Callable[[DistrictConfig, Content], Result]] = [

@@ -294,7 +294,8 @@ def _refuse_blocked(message: Message) -> None:
         first = blocks[0]
         where = "/".join(filter(None, [first.channel, first.locale]))
         raise Refused(
-            f"message {message.id} has {len(blocks)} blocking finding(s), first: {first.check} "
+            f"message {message.id} has {count(len(blocks), 'blocking finding')}, the first "
+            f"{first.check} "
             f"({where}): {first.detail}; compose a corrected message"
         )
 

@@ -32,6 +32,7 @@ from broadcaster.core.config import DistrictConfig
 from broadcaster.core.config_fields import FAMILY_CHANNELS
 from broadcaster.core.models import Message, utcnow
 from broadcaster.core.quiet_hours import HELD_CHANNELS, held_for
+from broadcaster.core.wording import count
 from broadcaster.delivery import routing
 from broadcaster.delivery.expansion import audience_reach
 from broadcaster.delivery.ratelimit import seconds_for
@@ -228,10 +229,10 @@ def _detail(district: DistrictConfig, miss: Late) -> str:
 
 def _what(channel: str, recipients: int, segments: int) -> str:
     if channel == "sms":
-        return f"{recipients} phones, {segments} SMS segments"
+        return f"{count(recipients, 'phone')}, {count(segments, 'SMS segment')}"
     if channel == "voice":
-        return f"{recipients} calls"
-    return f"{recipients} post(s)"
+        return count(recipients, "call")
+    return count(recipients, "post")
 
 
 def duration(seconds: float) -> str:

@@ -38,6 +38,7 @@ from broadcaster.core.models import ApprovalCode, ApproverPhone, Message, User, 
 from broadcaster.core.redaction import mask
 from broadcaster.core.sms_keywords import fold
 from broadcaster.core.states import MessageState
+from broadcaster.core.wording import count
 from broadcaster.delivery import approver_phones
 from broadcaster.delivery.approver_phones import WRONG_REPLIES_MAX
 
@@ -100,9 +101,9 @@ def answer(
     if message.state != MessageState.SUBMITTED:  # decided another way (the CLI, the console)
         return f"Message {message.id} no longer waits for approval: it is {message.state}."
     if reply.approve and messages.warnings(message) and not reply.ok:
-        count = len(messages.warnings(message))
+        warned = count(len(messages.warnings(message)), "warning")
         return (
-            f"Message {message.id} has {count} warning(s). To send it anyway, reply "
+            f"Message {message.id} has {warned}. To send it anyway, reply "
             f"YES {reply.code} OK; to reject it, NO {reply.code}."
         )
     return _decide(session, district, message, user, row, code, reply, now)

@@ -25,6 +25,7 @@ from broadcaster.cli.base import emit_json, example
 from broadcaster.cli.printers import print_preview
 from broadcaster.cli.tables import print_table
 from broadcaster.core.states import MessageKind
+from broadcaster.core.wording import count
 from broadcaster.delivery import dispatch, scheduling
 
 Command = TypeVar("Command", bound=Callable[..., Any])
@@ -223,7 +224,8 @@ def report_dispatch(
     if done.warning:
         click.echo(f"warning: {done.warning}", err=True)
     click.echo(
-        f"message {message_id} approved and dispatching: {done.total} deliveries queued"
+        f"message {message_id} approved and dispatching: "
+        f"{count(done.total, 'delivery', 'deliveries')} queued"
         f"{', its texts being written' if done.expanding else ''}; "
         f"follow with `broadcaster status {message_id} --follow`",
         err=quiet,

@@ -11,6 +11,7 @@ from broadcaster.authoring import audience, plan
 from broadcaster.authoring.views import Draft
 from broadcaster.cli.app import console
 from broadcaster.cli.tables import print_table
+from broadcaster.core.wording import count
 from broadcaster.delivery import status
 from broadcaster.delivery.views import Retraction, Status, Timing
 
@@ -35,7 +36,7 @@ def print_preview(view: Draft) -> None:
         if r.channel == "x":
             counts = f"{r.weighted_length}/280 weighted"
         elif r.channel == "sms":
-            counts = f"{r.segments} segment(s) {r.encoding}"
+            counts = f"{count(r.segments or 0, 'segment')} {r.encoding}"
             if r.ucs2_chars:
                 counts += f" (UCS-2 because of {''.join(r.ucs2_chars)})"
         elif r.channel == "voice" and r.seconds is not None:
@@ -84,9 +85,9 @@ def print_report(view: dict[str, Any]) -> None:
         first, last = channel["first_delivery"] or "-", channel["last_delivery"] or "-"
         out.print(
             Text(
-                f"{name}: {channel['deliveries']} deliveries ({statuses}); "
+                f"{name}: {count(channel['deliveries'], 'delivery', 'deliveries')} ({statuses}); "
                 f"first {first}, last {last}; "
-                f"{channel['retried']} retries, {channel['failed']} failed"
+                f"{count(channel['retried'], 'retry', 'retries')}, {channel['failed']} failed"
             )
         )
         if channel["planned"]:
@@ -133,7 +134,7 @@ def print_retraction(out: Console, retraction: Retraction) -> None:
     out.print(
         Text(
             f"Retraction (notice {retraction.notice}, {retraction.state}): "
-            f"{len(retraction.deleted)} post(s) deleted; correction texts sent "
+            f"{count(len(retraction.deleted), 'post')} deleted; correction texts sent "
             f"{texts['sent'] + texts['delivered']}, failed {texts['failed']}, "
             f"waiting {texts['queued'] + texts['sending']}"
         )

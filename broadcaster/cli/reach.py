@@ -10,6 +10,7 @@ from rich.text import Text
 from broadcaster.cli.app import ROW_ID, App, as_option, console, json_option, pass_app, read_token
 from broadcaster.cli.base import emit_json, example
 from broadcaster.core.config_fields import FAMILY_CHANNELS
+from broadcaster.core.wording import count
 from broadcaster.records import reach as service
 from broadcaster.records.reach import Reach
 
@@ -53,7 +54,7 @@ def reach_cmd(
     else:
         print_reach(view)
     if csv_path is not None and not as_json:
-        click.echo(f"wrote {view.families} families to {csv_path}")
+        click.echo(f"wrote {count(view.families, 'family', 'families')} to {csv_path}")
 
 
 def print_reach(view: Reach) -> None:
@@ -62,7 +63,8 @@ def print_reach(view: Reach) -> None:
     if view.expanding:
         out.print("its texts, calls and e-mails are still being written: the counts will grow")
     out.print(
-        f"{view.families} families: {view.reached} reached, {view.pending} pending, "
+        f"{count(view.families, 'family', 'families')}: {view.reached} reached, "
+        f"{view.pending} pending, "
         f"{view.not_reached} not reached"
     )
     by_channel = ", ".join(f"{c} {view.by_channel.get(c, 0)}" for c in FAMILY_CHANNELS)

@@ -6,6 +6,7 @@ import click
 
 from broadcaster.cli.app import App, json_option, pass_app
 from broadcaster.cli.base import BroadcasterGroup, emit_json, example
+from broadcaster.core.wording import count
 from broadcaster.web.publish import Publisher
 
 
@@ -28,7 +29,7 @@ def site_publish(app: App, as_json: bool) -> None:
     if outcome.busy:
         click.echo("a worker is publishing now; it publishes everything once more when done")
         return
-    line = f"published to {app.district.site_dir}: {len(outcome.written)} files written"
+    line = f"published to {app.district.site_dir}: {count(len(outcome.written), 'file')} written"
     line += f", {len(outcome.removed)} removed"
     if outcome.uploaded is not None:
         line += f", {len(outcome.uploaded)} uploaded"

@@ -18,6 +18,7 @@ from broadcaster.cli.tables import print_table
 from broadcaster.core import identity, login_throttle, sso
 from broadcaster.core.config_fields import ROLES
 from broadcaster.core.errors import BadInput
+from broadcaster.core.wording import count
 from broadcaster.delivery import approver_phones
 
 
@@ -254,7 +255,7 @@ def users_unlock(app: App, name: str, as_user: str) -> None:
     with app.session() as session:
         by = app.actor(session, as_user, token)
         cleared = login_throttle.unlock(session, app.district, identity.get_user(session, name), by)
-    click.echo(f"unlocked {name} ({cleared} address(es) cleared)")
+    click.echo(f"unlocked {name} ({count(cleared, 'address', 'addresses')} cleared)")
 
 
 @users_group.command(

@@ -36,6 +36,7 @@ from broadcaster.core.contacts_csv import EMERGENCY_CATEGORIES, GRADE, parse_csv
 from broadcaster.core.errors import BadInput
 from broadcaster.core.models import Contact, ContactList, Message, OptOut, User, utcnow
 from broadcaster.core.permissions import require
+from broadcaster.core.wording import count
 
 # Imports take this PostgreSQL advisory lock, so that two at once write two versions one after
 # the other (SQLite's BEGIN IMMEDIATE serializes them already). Approvals take no lock: see
@@ -60,9 +61,10 @@ class ImportResult:
 
     def summary(self) -> str:
         return (
-            f"{self.rows} rows: {self.households} families, {self.phones} mobile numbers, "
-            f"{self.landlines} landlines, {self.emails} e-mail addresses, {self.opted_out} "
-            f"opted out (replaced {self.replaced} rows)"
+            f"{count(self.rows, 'row')}: {count(self.households, 'family', 'families')}, "
+            f"{count(self.phones, 'mobile number')}, {count(self.landlines, 'landline')}, "
+            f"{count(self.emails, 'e-mail address', 'e-mail addresses')}, {self.opted_out} "
+            f"opted out (replaced {count(self.replaced, 'row')})"
         )
 
 

@@ -48,6 +48,7 @@ from broadcaster.core.config import DistrictConfig, Settings
 from broadcaster.core.errors import BroadcasterError
 from broadcaster.core.models import ApproverPhone, Message, User
 from broadcaster.core.states import MessageState
+from broadcaster.core.wording import count
 from broadcaster.delivery.approver_phones import issue_code, may_approve, notice_adapter, verified
 from broadcaster.delivery.celery_app import NOTIFY_APPROVERS, SOCIAL, URGENT, client_for
 from broadcaster.delivery.expansion import audience_size
@@ -278,9 +279,9 @@ def reply_notice(session: Session, district: DistrictConfig, message: Message, c
     quoted = f"\n\n{rendition.text}\n\n" if rendition is not None else "\n\n"
     families = audience_size(session, district, message)
     warned = [f.check for f in message.findings if f.severity == "warn"]  # checks.WARN
-    facts = f"Reaches {families} families by {', '.join(message.channels)}."
+    facts = f"Reaches {count(families, 'family', 'families')} by {', '.join(message.channels)}."
     if warned:
-        facts += f" {len(warned)} warning(s): {', '.join(dict.fromkeys(warned))}."
+        facts += f" {count(len(warned), 'warning')}: {', '.join(dict.fromkeys(warned))}."
     answer = f"YES {code} OK" if warned else f"YES {code}"
     return (
         f"{district.district.short_name}: approve message {message.id}, {message.title}, "

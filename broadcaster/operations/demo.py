@@ -30,6 +30,7 @@ from broadcaster.core import db, identity, ledger
 from broadcaster.core.config import SAMPLE_DISTRICT, Settings, load_district
 from broadcaster.core.contacts import import_csv
 from broadcaster.core.models import Delivery, Message
+from broadcaster.core.wording import count
 from broadcaster.delivery import dispatch, embedded_redis
 from broadcaster.delivery.views import Status, status_view
 
@@ -85,7 +86,7 @@ def run_demo(verbose: bool = False) -> int:
         verdict = "intact" if verified.ok else "BROKEN"
         out.print(
             Text(
-                f"records verify: {verdict}, {verified.entries} entries",
+                f"records verify: {verdict}, {count(verified.entries, 'entry', 'entries')}",
                 "bold green" if verified.ok else "bold red",
             )
         )
@@ -119,7 +120,7 @@ def _author_and_approve(settings: Settings, out: Console) -> int:
         }
         result = import_csv(session, district, CONTACTS, users["it"])
         out.print(
-            f"contacts: {result.rows} rows, {result.phones} phone numbers, "
+            f"contacts: {count(result.rows, 'row')}, {count(result.phones, 'phone number')}, "
             f"{result.opted_out} opted out"
         )
         message = messages.compose(
@@ -198,11 +199,10 @@ def _report(
     if rooms:
         example = f"[{rooms[0]['room']}] {rooms[0]['title']}"
         received.append(("staff chat (Apprise)", len(rooms), example))
-    for platform, count, example in received:
-        out.print(Text(f"{platform:<20} {count:>4}  {' '.join(example.split())[:90]}"))
-    out.print(
-        f"web alert store: {view.deliveries.get('web', {}).get('sent', 0)} alert(s) published"
-    )
+    for platform, times, example in received:
+        out.print(Text(f"{platform:<20} {times:>4}  {' '.join(example.split())[:90]}"))
+    published = view.deliveries.get("web", {}).get("sent", 0)
+    out.print(f"web alert store: {count(published, 'alert')} published")
     out.print(Text(f"message {message_id} is {view.state}", "bold"))
 
 

@@ -26,6 +26,7 @@ from broadcaster.authoring.views import detail_view, draft_view, preview_view, s
 from broadcaster.core import identity, login_throttle
 from broadcaster.core.errors import BadInput, BroadcasterError, Needed, Refused
 from broadcaster.core.models import User
+from broadcaster.core.wording import count
 from broadcaster.delivery import dispatch
 from broadcaster.delivery.views import Status, View, status_view
 from broadcaster.records import reach as family_reach
@@ -142,7 +143,7 @@ def _caller_id() -> int:
     if wait:
         raise ApiError(
             429,
-            f"too many wrong bearer tokens from this address; try again in {wait} seconds",
+            f"too many wrong bearer tokens from this address; try again in {count(wait, 'second')}",
             {"Retry-After": str(wait)},
         )
     try:

@@ -122,7 +122,7 @@ def test_the_notice_quotes_the_texts_counts_and_warnings_and_asks_for_the_code(w
         warned = {f.check for f in message.findings if f.severity == "warn"}
     assert text.startswith(f"Riverside USD: approve message {mid}, School closure, by ana?")
     assert sms in text
-    assert "Reaches 1 families by sms, web." in text
+    assert "Reaches 1 family by sms, web." in text
     assert warned and all(check in text for check in warned)
     assert text.endswith("Reply YES 4821 OK to send, NO 4821 to reject.")
 

@@ -25,6 +25,7 @@ from broadcaster.core.errors import BadInput, BroadcasterError
 from broadcaster.core.languages import direction
 from broadcaster.core.permissions import require
 from broadcaster.core.states import REHEARSAL_KINDS, MessageKind
+from broadcaster.core.wording import count
 from broadcaster.web import context
 from broadcaster.web.console import console, forms
 from broadcaster.web.console.auth import acting_user, signed_in
@@ -156,6 +157,8 @@ def compose_preview() -> ResponseReturnValue:
                 "audience": audience,
             }
             return jsonify(problem), context.http_status(exc)
+    blocking = sum(f["severity"] == "block" for f in view["findings"])
+    warned = sum(f["severity"] == "warn" for f in view["findings"])
     return jsonify(
         ok=True,
         audience=audience,
@@ -179,6 +182,9 @@ def compose_preview() -> ResponseReturnValue:
         plan=[plan.summary(c, p) for c, p in (view.get("plan") or {}).items()],
         send_at_local=view["send_at_local"],
         valid_until_local=view["valid_until_local"],
-        blocking=sum(f["severity"] == "block" for f in view["findings"]),
-        warnings=sum(f["severity"] == "warn" for f in view["findings"]),
+        blocking=blocking,
+        warnings=warned,
+        # The status line (console.js), its counts in the right number.
+        summary=f"{count(len(view['renditions']), 'message')}, "
+        f"{count(blocking, 'blocking finding')}, {count(warned, 'warning')}.",
     )

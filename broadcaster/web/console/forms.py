@@ -192,7 +192,7 @@ def error_field(message: str, fields: list[Field]) -> str | None:
 # The console's labels of the fields a service error may say are missing (beside variables).
 LABELS = {
     "reason": "Reason",
-    "ack_warnings": "I have reviewed the warnings",
+    "ack_warnings": "I have reviewed the … warnings",
     "audience": "Who is texted (SMS audience)",
 }
 

@@ -18,7 +18,7 @@ from werkzeug.utils import secure_filename
 
 from broadcaster.authoring import messages
 from broadcaster.authoring.views import detail_view, draft_view, summary_view
-from broadcaster.core import contacts
+from broadcaster.core import contacts, wording
 from broadcaster.core.errors import BadInput, BroadcasterError
 from broadcaster.core.lifecycle import TRANSITIONS
 from broadcaster.core.models import Contact, Message, OptOut, utcnow
@@ -43,6 +43,11 @@ RECENT = dt.timedelta(hours=24)
 @console.context_processor
 def _helpers() -> dict[str, Any]:
     return HELPERS
+
+
+# {{ n | counted("family", "families") }}: "1 family", "2 families" (core/wording.count; named
+# apart from Jinja's own `count`, an alias of `length`).
+console.add_app_template_filter(wording.count, "counted")
 
 
 @console.errorhandler(BroadcasterError)

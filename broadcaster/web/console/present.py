@@ -8,6 +8,7 @@ from babel import Locale, UnknownLocaleError
 
 from broadcaster.authoring.plan import summary as plan_summary
 from broadcaster.core.languages import LANGUAGES, direction
+from broadcaster.core.wording import count
 
 CHANNEL_NAMES = {
     "x": "X",
@@ -45,7 +46,7 @@ def counts(rendition: dict[str, Any]) -> str:
     if rendition["channel"] == "x":
         return f"{rendition['weighted_length']}/280 weighted characters"
     if rendition["channel"] == "sms":
-        text = f"{rendition['segments']} segment(s), {rendition['encoding']}"
+        text = f"{count(rendition['segments'], 'segment')}, {rendition['encoding']}"
         if rendition["ucs2_chars"]:
             text += f" (UCS-2 because of {' '.join(rendition['ucs2_chars'])})"
         return text

@@ -83,8 +83,7 @@
         return;
       }
       markInvalid(null);
-      setText(status, data.renditions.length + " messages, " + data.blocking + " blocking finding(s), " +
-        data.warnings + " warning(s)." +
+      setText(status, data.summary +
         (data.send_at_local ? " Sends at " + data.send_at_local + "." : "") +
         (data.valid_until_local ? " Valid until " + data.valid_until_local + "." : ""));
       findingsBox.replaceChildren(el("h3", "Findings"), findingsList(data.findings));
@@ -153,7 +152,8 @@
         done += c.done;
       });
       setText(state, data.state_name);
-      var text = done + " of " + total + " deliveries finished; the message is " + data.state_name + ".";
+      var text = done + " of " + total + (total === 1 ? " delivery" : " deliveries") +
+        " finished; the message is " + data.state_name + ".";
       if (!data.active) text += " Reload the page for the timeline.";
       setText(summary, text);
       failures.replaceChildren.apply(failures, data.failures.map(function (f) {
