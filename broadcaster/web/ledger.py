@@ -91,7 +91,9 @@ def checkpoints_feed() -> Response:
         entry.updated(item.signed_at)
         entry.published(item.signed_at)
         entry.content(item.note, type="text")
-    return Response(fg.atom_str(pretty=True), mimetype="application/atom+xml")
+    response = Response(fg.atom_str(pretty=True), mimetype="application/atom+xml")
+    response.headers["Cache-Control"] = CACHE_CONTROL
+    return response
 
 
 class _BadQuery(ValueError):
