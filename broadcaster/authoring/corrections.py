@@ -60,7 +60,7 @@ def update(
     if original.state not in UPDATABLE:
         raise Refused(
             f"message {original.id} is {original.state}; an update follows a message that went "
-            "out (sent or partially_sent)"
+            "out (sent or partially sent)"
         )
     if at_once:
         require(author, "approve_pre_approved", district)

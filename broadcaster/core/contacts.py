@@ -207,23 +207,21 @@ class Audience:
 def parse_audience(expression: str, district: DistrictConfig) -> Audience:
     words = expression.split()
     if not words:
-        raise BadInput("--audience is empty: use all, or terms like school:lincoln-hs route:12")
+        raise BadInput("the audience is empty: use all, or terms like school:lincoln-hs route:12")
     if words == ["all"]:
         return Audience(True, {})
     terms: dict[str, set[str]] = {}
     for word in words:
         kind, sep, value = word.partition(":")
         if not sep or kind not in AUDIENCE_KINDS or not value:
-            raise BadInput(
-                f"--audience term {word!r}: write all, or school:SLUG, route:ID, grade:N"
-            )
+            raise BadInput(f"audience term {word!r}: write all, or school:SLUG, route:ID, grade:N")
         if kind == "school" and district.school(value) is None:
-            raise BadInput(f"--audience: unknown school {value!r}")
+            raise BadInput(f"the audience names an unknown school {value!r}")
         if kind == "route" and district.route(value) is None:
-            raise BadInput(f"--audience: unknown route {value!r}")
+            raise BadInput(f"the audience names an unknown route {value!r}")
         if kind == "grade":
             if not GRADE.match(value):
-                raise BadInput(f"--audience: grade {value!r} should be PK, TK, K or 1 to 12")
+                raise BadInput(f"the audience's grade {value!r} should be PK, TK, K or 1 to 12")
             value = value.upper()
         terms.setdefault(kind, set()).add(value)
     return Audience(False, {k: frozenset(v) for k, v in terms.items()})

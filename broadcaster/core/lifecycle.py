@@ -17,7 +17,7 @@ from broadcaster.core import ledger
 from broadcaster.core.config import DistrictConfig
 from broadcaster.core.errors import Refused
 from broadcaster.core.models import Message, User, utcnow
-from broadcaster.core.permissions import effective_roles, require
+from broadcaster.core.permissions import action_words, effective_roles, require
 from broadcaster.core.states import MessageState
 
 S = MessageState  # short, for the table below
@@ -95,14 +95,15 @@ def transition(
 ) -> Transition:
     step = _BY_KEY.get((action, message.state))
     if step is None:
-        sources = sorted(t.source for t in TRANSITIONS if t.action == action)
+        sources = sorted(t.source.replace("_", " ") for t in TRANSITIONS if t.action == action)
+        needed = " or ".join(sources) or "in another state"
         raise Refused(
-            f"message {message.id} is {message.state}; {action.replace('_', ' ')} needs a "
-            f"message that is {' or '.join(sources) or 'in another state'}"
+            f"message {message.id} is {message.state.replace('_', ' ')}; to "
+            f"{action_words(action)}, a message must be {needed}"
         )
     if step.permission is not None:
         if actor is None:
-            raise Refused(f"{action} needs a signed-in user")
+            raise Refused(f"to {action_words(action)}, sign in first")
         require(actor, step.permission, district)
         _check_ownership(step, message, actor, district)
     # cast: an UPDATE's result is a CursorResult, which counts the rows it changed
@@ -134,12 +135,13 @@ def _check_ownership(
     own = message.author_id == actor.id
     if step.ownership == "not_own" and own:
         raise Refused(
-            f"{actor.name} wrote message {message.id} and cannot {step.action} it: "
+            f"{actor.name} wrote message {message.id} and cannot {action_words(step.action)} it: "
             "a second person must (two-person rule)"
         )
     if step.ownership == "own" and not own:
         if step.exempt_role and step.exempt_role in effective_roles(actor, district):
             return
         raise Refused(
-            f"only the author ({message.author.name}) may {step.action} message {message.id}"
+            f"only the author ({message.author.name}) may {action_words(step.action)} message "
+            f"{message.id}"
         )

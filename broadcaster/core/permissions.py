@@ -45,6 +45,11 @@ ACTION_WORDS = {
 }
 
 
+def action_words(action: str) -> str:
+    """An action as a refusal names it: "send a pre-approved template at once", "approve"."""
+    return ACTION_WORDS.get(action) or action.replace("_", " ")
+
+
 def effective_roles(user: User, district: DistrictConfig) -> list[str]:
     """The district file is authoritative for the users it lists; others keep their stored roles."""
     listed = district.users.get(user.name)
@@ -52,7 +57,7 @@ def effective_roles(user: User, district: DistrictConfig) -> list[str]:
 
 
 def require(user: User, action: str, district: DistrictConfig) -> None:
-    words = ACTION_WORDS.get(action) or action.replace("_", " ")
+    words = action_words(action)
     if user.disabled_at is not None:  # each way in refuses them first; this holds for every action
         raise Refused(f"{user.name} is disabled and may not {words}")
     allowed = ACTION_ROLES[action]
