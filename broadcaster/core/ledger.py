@@ -14,7 +14,7 @@ import json
 from dataclasses import dataclass
 from typing import Any, cast
 
-from sqlalchemy import Table, func, insert, or_, select
+from sqlalchemy import Row, Table, func, insert, or_, select
 from sqlalchemy.orm import Session
 
 from broadcaster.core import ledger_tree
@@ -29,6 +29,7 @@ _ADVISORY_LOCK = 0x6C656467  # "ledg"
 # Appended through Core: the ORM's bulk insert cost the recorder more than hashing the chain.
 _ENTRIES = cast(Table, LedgerEntry.__table__)
 _PAYLOADS = cast(Table, LedgerPayload.__table__)
+_PAYLOAD_FIELDS = (LedgerPayload.body, LedgerPayload.purged_by)
 
 
 def canonical(payload: dict[str, Any]) -> str:
@@ -161,16 +162,17 @@ class Verification:
 def verify(session: Session) -> Verification:
     """Walk the chain from the first entry; stop at the first one that was changed, removed or
     reordered, and say which."""
+    # Plain rows, not ORM objects: a million-entry walk spends its time building those.
     rows = session.execute(
-        select(LedgerEntry, LedgerPayload)
+        select(*_ENTRIES.c, LedgerPayload.seq.label("payload_seq"), *_PAYLOAD_FIELDS)
         .outerjoin(LedgerPayload, LedgerPayload.seq == LedgerEntry.seq)
         .order_by(LedgerEntry.seq)
         .execution_options(yield_per=1000)
     )
     prev_hash, expected_seq, count = GENESIS, 1, 0
     purges = _destruction_records(session)
-    for entry, payload in rows:
-        problem = _check_link(entry, payload, expected_seq, prev_hash, purges)
+    for entry in rows:
+        problem = _check_link(entry, expected_seq, prev_hash, purges)
         if problem:
             return Verification(False, count, problem, entry.seq)
         prev_hash, expected_seq, count = entry.entry_hash, entry.seq + 1, count + 1
@@ -200,12 +202,12 @@ def _destruction_records(session: Session) -> dict[int, set[int]]:
 
 
 def _check_link(
-    entry: LedgerEntry,
-    payload: LedgerPayload | None,
+    entry: Row[*tuple[Any, ...]],
     expected_seq: int,
     prev_hash: str,
     purges: dict[int, set[int]],
 ) -> str | None:
+    """One entry row with its payload's columns (payload_seq None: no payload row)."""
     if entry.seq != expected_seq:
         return f"entry {expected_seq} is missing (the chain jumps to {entry.seq}): it was deleted"
     if entry.prev_hash != prev_hash:
@@ -221,12 +223,12 @@ def _check_link(
     )
     if recomputed != entry.entry_hash:
         return f"entry {entry.seq} was changed: its hash does not match its contents"
-    if payload is None:
+    if entry.payload_seq is None:
         return f"the payload of entry {entry.seq} was deleted"
-    if payload.body is None:
-        if payload.purged_by is None or entry.seq not in purges.get(payload.purged_by, set()):
+    if entry.body is None:
+        if entry.purged_by is None or entry.seq not in purges.get(entry.purged_by, set()):
             return f"the payload of entry {entry.seq} was removed without a destruction record"
-    elif sha256(payload.body) != entry.payload_sha256:
+    elif sha256(entry.body) != entry.payload_sha256:
         return f"the payload of entry {entry.seq} was changed: it no longer matches its hash"
     return None
 
