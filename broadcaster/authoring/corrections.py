@@ -59,7 +59,8 @@ def update(
     require(author, "compose", district)
     if original.state not in UPDATABLE:
         raise Refused(
-            f"message {original.id} is {original.state}; an update follows a message that went "
+            f"message {original.id} is {original.state.replace('_', ' ')}; an update follows a "
+            "message that went "
             "out (sent or partially sent)"
         )
     if at_once:

@@ -54,9 +54,9 @@ def unserved(
             None,
             f"{name} is served by the provider sandbox ("
             + (
-                f"a {kind} message never leaves it"
+                f"{a_or_an(kind)} message never leaves it"
                 if kind == SANDBOX_ONLY
-                else "no credentials_env"
+                else "the account has no credentials_env in the district file"
             )
             + "), which this deployment does not run (BROADCASTER_SANDBOX_URL is not set)",
         )

@@ -29,6 +29,7 @@ from broadcaster.cli.messages import (
 from broadcaster.cli.printers import print_preview, print_status
 from broadcaster.core.errors import BadInput
 from broadcaster.core.states import OPEN
+from broadcaster.core.wording import count
 from broadcaster.delivery import dispatch, scheduling
 from broadcaster.delivery.views import Status, status_view
 
@@ -228,7 +229,7 @@ def retract(app: App, message_id: int, as_user: str, reason: str, as_json: bool)
     if as_json:
         return emit_json({"id": message_id, "notice": notice_id})
     click.echo(
-        f"message {message_id} is retracting: {done.total} deletions and "
+        f"message {message_id} is retracting: {count(done.total, 'deletion')} and "
         f"correction texts queued (notice {notice_id}); follow with "
         f"`broadcaster status {message_id} --follow`"
     )

@@ -42,7 +42,7 @@ def print_preview(view: Draft) -> None:
         elif r.channel == "voice" and r.seconds is not None:
             counts = f"about {r.seconds:g}/60 seconds spoken"
         else:
-            counts = f"{r.length} characters"
+            counts = count(r.length, "character")
         out.rule(Text(f"{r.channel} · {r.locale} · {counts}"))
         out.print(Text(r.text))
     if view.findings:

@@ -27,6 +27,7 @@ from broadcaster.core.account_config import Account
 from broadcaster.core.config import DistrictConfig, Settings
 from broadcaster.core.errors import BroadcasterError
 from broadcaster.core.states import MessageKind
+from broadcaster.core.wording import count
 from broadcaster.delivery.alert_store import WebAlertStore
 from channel_adapters import AccountConfig
 
@@ -108,8 +109,8 @@ def identity(account: Account, kind: str) -> tuple[dict[str, str], dict[str, str
     missing = [account.credentials_env[k] for k, v in credentials.items() if not v]
     if missing:
         raise BroadcasterError(
-            f"account {account.name} has no credentials: set the environment variable(s) "
-            f"{', '.join(missing)} for the workers"
+            f"account {account.name} has no credentials: set "
+            f"{count(len(missing), 'environment variable')} for the workers: {', '.join(missing)}"
         )
     return dict(account.settings), credentials
 
