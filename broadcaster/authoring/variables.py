@@ -44,6 +44,7 @@ ALL_SCHOOLS = {
 }
 DEFAULT_TEXT_MAX = 200
 DEFAULT = "*"  # key of the value typed without a language, in a translated text variable
+LISTED_CHOICES = 12  # a missing variable's hint lists its choices up to this many
 
 
 def parse_values(template: Template, raw: Mapping[str, str], district: DistrictConfig) -> dict:
@@ -77,7 +78,7 @@ def parse_values(template: Template, raw: Mapping[str, str], district: DistrictC
         if text is None or text.strip() == "":
             if spec.required:
                 # Each front door says how to give it; a choice lists its choices.
-                needed = Needed(f"variables.{spec.name}", tuple(spec.choices or ()), _hint(spec))
+                needed = Needed(f"variables.{spec.name}", _choices(spec, district), _hint(spec))
                 raise BadInput(f"missing variable {spec.name!r}", needed)
             if spec.name in translations:
                 raise BadInput(f"variable {spec.name!r}: give the main value with its translations")
@@ -126,6 +127,17 @@ def display_values(
         show = (SPOKEN if spoken else {}).get(spec.type) or DISPLAY[spec.type]
         shown[spec.name] = None if value is None else show(value, district, locale)
     return shown
+
+
+def _choices(spec: VariableSpec, district: DistrictConfig) -> tuple[str, ...]:
+    """The values a missing variable takes, when they are a short list to show."""
+    if spec.type == "school":
+        found = [s.slug for s in district.schools]
+    elif spec.type == "route":
+        found = [r.id for r in district.routes]
+    else:
+        found = list(spec.choices or ())
+    return tuple(found) if len(found) <= LISTED_CHOICES else ()
 
 
 def _hint(spec: VariableSpec) -> str:

@@ -28,6 +28,12 @@ def test_the_cli_names_the_option_and_the_choices(run, tokens):
     assert refused.stderr.strip() == (
         "error: missing variable 'after_school'; add --var after_school=canceled|open"
     )
+    # A school is a choice too: the district's schools, by the slugs the command line takes.
+    refused = run("trigger", "lockdown", "--as", "carmen", "--yes", token=tokens["carmen"])
+    assert refused.exit_code == 2 and refused.stderr.strip() == (
+        "error: missing variable 'school'; "
+        "add --var school=lincoln-hs|washington-ms|jefferson-es|roosevelt-es"
+    )
 
 
 def test_the_api_names_its_body_field_and_the_choices(serve, tokens):
@@ -68,3 +74,15 @@ def test_the_console_names_the_field_by_its_label_and_the_choices(console):
         headers={"Accept": "application/json", "X-CSRFToken": ana.token},
     )
     assert preview.get_json()["audience"]["text"] == "1 family: 1 number texted."
+
+
+def test_the_incident_page_lists_the_schools_by_their_names(console):
+    carmen = console.signed_in("carmen")
+    carmen.get("/console/incident/lockdown")
+    form = {"school": "", "confirm": "yes", "csrf_token": carmen.token}
+    refused = carmen.post("/console/incident/lockdown/send", form)
+    assert refused.status_code == 400
+    assert (
+        "missing variable 'school'; choose Lincoln High School, Washington Middle School, "
+        "Jefferson Elementary School, or Roosevelt Elementary School in “School in lockdown”"
+    ) in html.unescape(body(refused))

@@ -203,9 +203,10 @@ def say(exc: BroadcasterError, fields: Sequence[Field] = ()) -> str:
     needed = exc.needed
     if needed is None or needed.field not in LABELS and needed.variable is None:
         return str(exc)
-    label = LABELS.get(needed.field) or next(
-        (f.label for f in fields if f.name == needed.variable), str(needed.variable)
-    )
-    if needed.choices:
-        return f"{exc}; choose {format_list(list(needed.choices), style='or')} in “{label}”"
+    found = next((f for f in fields if f.name == needed.variable), None)
+    label = LABELS.get(needed.field) or (found.label if found else str(needed.variable))
+    if needed.choices:  # by the names the page shows them with (a school's, not its slug)
+        shown = {c.value: c.label for c in found.choices} if found else {}
+        choices = [shown.get(c, c) for c in needed.choices]
+        return f"{exc}; choose {format_list(choices, style='or')} in “{label}”"
     return f"{exc}; {'fill in' if needed.shape else 'tick'} “{label}”"
