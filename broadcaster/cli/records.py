@@ -42,7 +42,8 @@ def records_group() -> None:
     multiple=True,
     metavar="PUBKEY",
     help="Trust checkpoints signed by this key only (NAME+HASH+KEY, as /ledger/key gives it; "
-    "repeat for rotated keys); default: the key history in the database.",
+    "repeat for rotated keys); default: the .pub-history file beside the signing key, else the "
+    "key history in the database.",
 )
 @json_option
 @pass_app
@@ -54,6 +55,7 @@ def records_verify(app: App, key_texts: tuple[str, ...], as_json: bool) -> None:
     except signing.NoteError as exc:
         raise BadInput(f"--key: {exc}") from None
     app.prepare()
+    keys = keys or verification.trusted_keys(app.district)
     # One snapshot: entries that workers append while the walk runs are not "removed" ones.
     with db.read_scope(app.url, snapshot=True) as session:
         result = verification.verify_records(session, keys)

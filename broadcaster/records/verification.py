@@ -21,10 +21,12 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from broadcaster.core import ledger, ledger_tree, merkle
+from broadcaster.core.config import DistrictConfig
+from broadcaster.core.errors import BadInput
 from broadcaster.core.models import LedgerCheckpoint
 from broadcaster.records import checkpoints, signing
 from broadcaster.records.checkpoints import Checkpoint, Keys
-from broadcaster.records.signing import NoteError
+from broadcaster.records.signing import NoteError, VerifierKey
 
 NO_CHECKPOINT = "no checkpoint has been signed yet: the ledger is checked against itself only"
 
@@ -61,6 +63,18 @@ class RecordsVerification:
             "bad_entry": self.bad_seq,
             "notes": self.notes,
         }
+
+
+def trusted_keys(district: DistrictConfig) -> list[VerifierKey] | None:
+    """The public keys in the `.pub-history` file beside the configured signing key (outside the
+    database, so an insider who rewrites `ledger_keys` does not change them), or None."""
+    path = district.signing_key_path
+    if path is None or not signing.history_path(path).is_file():
+        return None
+    try:
+        return signing.chain_keys(signing.read_history(signing.history_path(path)))
+    except NoteError as exc:
+        raise BadInput(f"the key history {signing.history_path(path)}: {exc}") from None
 
 
 def verify_records(session: Session, keys: Keys | None = None) -> RecordsVerification:
@@ -127,7 +141,7 @@ def _all_checkpoints(session: Session) -> list[Checkpoint]:
     return [
         Checkpoint(
             r.tree_size,
-            bytes.fromhex(r.root_hash),
+            _hex(r.root_hash),
             r.signed_at,
             r.key_id,
             r.note,
@@ -145,6 +159,14 @@ def _matches(row: Checkpoint, roots_at: dict[int, bytes], keys: Keys) -> bool:
     except NoteError:
         return False
     return signed.size == row.size and signed.root == row.root
+
+
+def _hex(text: str) -> bytes:
+    """A row's root as bytes; an edited one that is not hex matches nothing."""
+    try:
+        return bytes.fromhex(text)
+    except ValueError:
+        return b""
 
 
 def _when(checkpoint: Checkpoint) -> str:

@@ -12,7 +12,7 @@ import pytest
 import sqlalchemy
 
 from broadcaster.core import db, ledger, merkle
-from broadcaster.records import checkpoints, signing
+from broadcaster.records import checkpoints, signing, verification
 from tests.signed_ledger import unprotect
 
 pytestmark = pytest.mark.usefixtures("signed_district")
@@ -85,8 +85,11 @@ def test_a_cut_tail_with_the_head_and_tree_rewritten_is_caught(run, signed, db_u
     assert f"ends at {keep}: entries {keep + 1}..{second.size} were removed" in view["problem"]
 
 
-def test_an_approval_rewritten_with_every_later_hash_recomputed_is_caught(run, signed, db_url):
-    first, second = signed
+def rewrite_last_approval(db_url) -> int:
+    """Message 2's last approval made to say someone else approved: it and every entry after it
+    are appended again by the application's own code, so every later hash, the head and the
+    tree's nodes are recomputed (the checkpoints' entries too: the ledger names every stored
+    one). Returns the approval's seq."""
     with unprotect(db_url) as conn:
         rows = conn.execute(
             sqlalchemy.text(
@@ -97,9 +100,6 @@ def test_an_approval_rewritten_with_every_later_hash_recomputed_is_caught(run, s
         approval = max(seq for seq, event, *_ in rows if event == "approval.recorded")
         cut(conn, approval - 1)
         conn.commit()
-    # Message 2's last approval now says someone else approved; it and every entry after it are
-    # appended again by the application's own code, so every later hash, the head and the tree's
-    # nodes are recomputed (the checkpoints' entries too: the ledger names every stored one).
     entries = [
         ledger.Entry(
             event,
@@ -112,6 +112,12 @@ def test_an_approval_rewritten_with_every_later_hash_recomputed_is_caught(run, s
     ]
     with db.session_scope(db_url) as session:
         ledger.append_many(session, entries)
+    return approval
+
+
+def test_an_approval_rewritten_with_every_later_hash_recomputed_is_caught(run, signed, db_url):
+    first, second = signed
+    approval = rewrite_last_approval(db_url)
     code, view = verify(run)
     assert code == 1
     # The first checkpoint still matches: the rewrite is after it, and before the second.
@@ -119,6 +125,34 @@ def test_an_approval_rewritten_with_every_later_hash_recomputed_is_caught(run, s
     assert view["bad_seq"] == first.size + 1
     assert f"first {second.size} entries are not those the checkpoint signed" in view["problem"]
     assert f"entries after {first.size} were rewritten" in view["problem"]
+
+
+def test_a_key_swapped_in_the_database_does_not_vouch_for_a_rewrite(run, signed, db_url):
+    """The insider rewrites an approval, replaces the database's key list with a key of their
+    own and signs the rewritten tree with it: the database's keys are fooled, the .pub-history
+    file beside the real key (what `records verify` trusts) is not."""
+    _, second = signed
+    rewrite_last_approval(db_url)
+    impostor = signing.generate(second.origin)
+    with unprotect(db_url) as conn:
+        conn.execute(sqlalchemy.text("DELETE FROM ledger_keys"))
+        conn.execute(
+            sqlalchemy.text(
+                "INSERT INTO ledger_keys (key_id, verifier_key, created_at) "
+                "VALUES (:k, :v, CURRENT_TIMESTAMP)"
+            ),
+            {"k": impostor.key_id, "v": impostor.public_key},
+        )
+        conn.commit()
+    add(db_url, "message.composed")
+    with db.session_scope(db_url) as session:
+        forged = checkpoints.sign_checkpoint(session, impostor)
+    assert forged is not None
+    with db.read_scope(db_url) as session:
+        assert verification.verify_records(session).ok  # the database's own keys: fooled
+    code, view = verify(run)
+    assert code == 1 and view["bad_seq"] == forged.size
+    assert "does not verify: the note is not signed by a known key" in view["problem"]
 
 
 def test_a_deleted_checkpoint_is_caught(run, signed, db_url):
