@@ -3,10 +3,12 @@ same permission checks hold. The contract (bodies, responses, document) is in op
 
 A caller is a user with a personal token (`Authorization: Bearer <token>`, the token `broadcaster
 users add` prints). Each request is one transaction: a refused request changes nothing. Errors are
-{"error": "<one line>"}: 400 a malformed request (not JSON, a wrong type, an unknown field), 401 no
-or a wrong token, 403 a refusal by policy, 404 no such message, 415 a body that is not JSON, 422 a
-well-formed request whose values the services refuse (an unknown template or variable, say), 429
-too many wrong tokens from the caller's address (`Retry-After` says how many seconds to wait).
+{"error": "<one line>"}, with "field" and "choices" when a value is missing (the line says where
+in the body to give it, never a command-line option): 400 a malformed request (not JSON, a wrong
+type, an unknown field), 401 no or a wrong token, 403 a refusal by policy, 404 no such message,
+415 a body that is not JSON, 422 a well-formed request whose values the services refuse (an
+unknown template or variable, say), 429 too many wrong tokens from the caller's address
+(`Retry-After` says how many seconds to wait).
 """
 
 from __future__ import annotations

@@ -438,7 +438,8 @@ def document() -> dict[str, Any]:
                 "Emergency and time-sensitive notifications for a school district: the same "
                 "services and permission checks as the `broadcaster` command line. Each request "
                 "is one transaction: a refused request changes nothing. Errors are "
-                '{"error": "<one line>"}.'
+                '{"error": "<one line>"}; when the request lacked a value, also "field" (its '
+                'place in the body, variables.NAME for a template variable) and "choices".'
             ),
         },
         "servers": [{"url": "/api/v1"}],
