@@ -311,7 +311,7 @@ def test_the_console_shows_the_plan_in_the_live_preview_and_to_the_approver(cons
     assert texts.startswith("sms (district-sms): 4 phones, ")
     assert " SMS segments at 100 a second: 0 s, the last accepted at " in texts
     assert any(
-        line.startswith("web (district-web): 1 post(s) at 10 a second: 0 s, ")
+        line.startswith("web (district-web): 1 post at 10 a second: 0 s, ")
         for line in preview["plan"]
     )
     message_id = submitted(ana)
