@@ -349,7 +349,7 @@ def test_site_publish_rewrites_the_folder_on_demand(published, run):
     assert (published.root / "alerts" / alert).read_bytes() == b"edited by hand"
     again = run("site", "publish")
     assert again.exit_code == 0, again.output
-    assert "1 files written, 0 removed" in again.output
+    assert "1 file written, 0 removed" in again.output
     assert_same_as_flask(published)
     run.env["BROADCASTER_CONFIG"] = str(SAMPLE_CONFIG)  # which publishes nothing
     sample = run("site", "publish")
