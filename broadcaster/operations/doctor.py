@@ -31,6 +31,7 @@ from broadcaster.core import db, sms_keywords
 from broadcaster.core.config import DistrictConfig, Settings, load_district
 from broadcaster.core.errors import BroadcasterError
 from broadcaster.core.models import utcnow
+from broadcaster.core.wording import count
 from broadcaster.delivery import embedded_redis, heartbeat, split_brain
 from broadcaster.delivery.accounts import uses_sandbox
 from broadcaster.delivery.celery_app import QUEUES
@@ -112,7 +113,7 @@ def check_district(target: Deployment) -> Check:
     except BroadcasterError as exc:
         return Check("district", False, str(exc))
     accounts = len(target.district.accounts)
-    return Check("district", True, f"{path} loads ({accounts} accounts)")
+    return Check("district", True, f"{path} loads ({count(accounts, 'account')})")
 
 
 def check_database(target: Deployment) -> Check:
@@ -214,7 +215,8 @@ def check_workers(target: Deployment) -> Check:
             "no live worker runs the beat (the sweep and scheduled sends): start one worker "
             f"with --beat (live: {listed})",
         )
-    return Check("workers", True, f"{len(rows)} live: {listed}; beat on {', '.join(beats)}")
+    running = f"{count(len(rows), 'worker')} live"
+    return Check("workers", True, f"{running}: {listed}; beat on {', '.join(beats)}")
 
 
 def check_credentials(target: Deployment, district: DistrictConfig) -> Check:
@@ -270,7 +272,7 @@ def check_templates(target: Deployment, district: DistrictConfig) -> Check:
     drafts = sms_keywords.unreviewed()
     if drafts:
         unsigned += f"; replies to STOP, START and HELP not yet reviewed: {', '.join(drafts)}"
-    return Check("templates", True, f"{len(templates)} templates{unsigned}")
+    return Check("templates", True, f"{count(len(templates), 'template')}{unsigned}")
 
 
 def check_public_site(target: Deployment, district: DistrictConfig) -> Check:
