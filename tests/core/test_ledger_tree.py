@@ -94,3 +94,18 @@ def test_stored_nodes_refuse_update_and_delete(session_factory):
     with session_factory() as session:
         assert session.get(LedgerHead, 1).seq == 20
         assert session.scalar(select(LedgerTreeNode.hash)) is not None
+
+
+def test_appends_go_on_when_the_heads_copy_of_the_tree_edge_is_lost(session_factory):
+    """An insider (or a bad restore) nulls the head's compact range: the next append takes it
+    from the stored nodes and entries, and the tree is as the entries make it."""
+    fill(session_factory, [37])
+    with session_factory() as session:
+        session.execute(text("UPDATE ledger_head SET tree_frontier = NULL"))
+    with session_factory() as session:
+        assert ledger_tree.root(session)[0] == 37  # from the nodes and entries meanwhile
+    leaves = fill(session_factory, [2, 1])
+    with session_factory() as session:
+        assert ledger_tree.root(session) == (40, merkle.root_of(leaves))
+        assert ledger_tree.root_at(session, 39) == merkle.root_of(leaves[:39])
+        assert ledger_tree.recompute(session).bad_seq is None
