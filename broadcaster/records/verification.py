@@ -115,6 +115,8 @@ def verify_records(session: Session, keys: Keys | None = None) -> RecordsVerific
             f"ends at {tree.size}: entries {tree.size + 1}..{newest.size} were removed",
             tree.size + 1,
         )
+    if newest.size not in tree.roots_at:  # the row's copy of the size was edited
+        tree.roots_at.update(ledger_tree.recompute(session, at=[newest.size]).roots_at)
     if tree.roots_at.get(newest.size) != newest.root:
         # The newest checkpoint that still matches bounds where the rewrite starts.
         good = next((c.size for c in signed if _matches(c, tree.roots_at, trusted)), 0)

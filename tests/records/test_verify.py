@@ -218,3 +218,21 @@ def test_checkpoints_are_checked_with_the_key_given(run, signed, signed_district
     assert bad.stderr.strip().splitlines() == [
         "error: --key: not a verifier key (expected NAME+HASH+BASE64KEY)"
     ]
+
+
+def test_the_signed_note_counts_not_the_rows_copy_of_it(run, signed, db_url):
+    """A checkpoint row whose size and root columns were edited: the signed note in it still
+    says what was signed, and the ledger still matches that."""
+    _, second = signed
+    with unprotect(db_url) as conn:
+        conn.execute(
+            sqlalchemy.text(
+                "UPDATE ledger_checkpoints SET tree_size = tree_size + 100, root_hash = 'zz' "
+                "WHERE tree_size = :s"
+            ),
+            {"s": second.size},
+        )
+        conn.commit()
+    code, view = verify(run)
+    assert code == 0, view
+    assert view["checkpoint"]["size"] == second.size
