@@ -46,7 +46,10 @@ def _end_of_options(args: list[str]) -> int:
 
 
 # How the command line asks for a field that is not given as `--FIELD VALUE`.
-_ASKED = {"message": "`broadcaster list` shows the messages"}
+_ASKED = {
+    "message": "`broadcaster list` shows the messages",
+    "user": "`broadcaster users list` shows the users",
+}
 
 
 def said(exc: BroadcasterError) -> str:

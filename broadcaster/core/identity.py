@@ -24,7 +24,7 @@ from sqlalchemy.orm import Session
 from broadcaster.core import ledger
 from broadcaster.core.config import DistrictConfig
 from broadcaster.core.config_fields import ROLES
-from broadcaster.core.errors import BadInput, NotFound, Refused
+from broadcaster.core.errors import BadInput, Needed, NotFound, Refused
 from broadcaster.core.models import User, utcnow
 from broadcaster.core.permissions import effective_roles, require
 from broadcaster.core.text_safety import check_text
@@ -100,14 +100,18 @@ def add_user(
     if listed and roles and sorted(set(roles)) != sorted(set(listed.roles)):
         raise Refused(
             f"{name}'s roles are set in the district config ({', '.join(listed.roles)}); "
-            "change them there, or leave out --role"
+            "change them there, or give no roles"
         )
     roles = sorted(set(roles or (listed.roles if listed else [])), key=ROLES.index)
     if not roles:
-        raise BadInput(f"{name} has no role: add --role ROLE (roles: {', '.join(ROLES)})")
+        raise BadInput(
+            f"{name} has no role (roles: {', '.join(ROLES)})", Needed("role", shape="ROLE")
+        )
     if _admins_exist(session, district):
         if by is None:
-            raise Refused("users are added by an admin once one exists: add --as ADMIN")
+            raise Refused(
+                "users are added by an admin once one exists", Needed("as", shape="ADMIN")
+            )
         require(by, "manage_users", district)
     if session.scalar(select(User).where(User.name == name)):
         raise BadInput(f"user {name} already exists")
@@ -186,8 +190,8 @@ def authenticate_bearer(session: Session, token: str) -> User:
     user = session.scalar(select(User).where(User.token_lookup == token_lookup(token)))
     if user is None or user.disabled_at is not None or not _proves(user, token):
         raise Refused(
-            "the bearer token is not a valid personal token (unknown, replaced by "
-            "`broadcaster users token`, or its user is disabled)"
+            "the bearer token is not a valid personal token (unknown, replaced by a new one, "
+            "or its user is disabled)"
         )
     return user
 
@@ -277,7 +281,7 @@ def verify_password(session: Session, name: str, password: str) -> User:
 def get_user(session: Session, name: str) -> User:
     user = session.scalar(select(User).where(User.name == name))
     if user is None:
-        raise NotFound(f"no user {name!r}; `broadcaster users list` shows the users")
+        raise NotFound(f"no user {name!r}", Needed("user"))
     return user
 
 
