@@ -41,7 +41,7 @@ from broadcaster.web.console import console
 WRONG = "Wrong user name or password."
 THROTTLED = (
     "Too many failed sign-ins from this address. Try again in {wait}, "
-    "or ask an admin to run `broadcaster users unlock` for your user name."
+    "or ask an admin to clear your sign-in delays (on the Users page)."
 )
 
 
