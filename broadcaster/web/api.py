@@ -200,7 +200,7 @@ def _first_problem(exc: ValidationError, model: type[BaseModel]) -> str:
     else:
         text = f"{where}: {first['msg']}"
     more = exc.error_count() - 1
-    return text + (f" (and {more} more problem{'s' * (more > 1)})" if more else "")
+    return text + (f" (and {count(more, 'more problem')})" if more else "")
 
 
 def _compose_request(fields: ComposeBody) -> messages.Request:

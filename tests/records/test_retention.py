@@ -106,7 +106,7 @@ def test_phone_numbers_then_content_go_on_schedule_and_the_ledger_still_verifies
 
     with at(100):
         refused = run("records", "purge", "--as", "ana", token=tokens["ana"])
-        assert refused.exit_code == 2 and "takes records_officer" in refused.stderr
+        assert refused.exit_code == 2 and "takes the records_officer role" in refused.stderr
         planned = purge(run, tokens, "--dry-run")
         assert [(d["message"], d["scope"]) for d in planned["due"]] == [(mid, "recipients")]
         assert planned["destruction_record"] is None
