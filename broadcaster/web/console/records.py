@@ -20,9 +20,10 @@ from broadcaster.authoring import messages, plan
 from broadcaster.core.errors import BadInput, BroadcasterError
 from broadcaster.core.ids import MAX_ID
 from broadcaster.core.permissions import require
+from broadcaster.core.wording import count
 from broadcaster.records import export, holds, report, retention
 from broadcaster.web import context
-from broadcaster.web.console import console
+from broadcaster.web.console import console, forms
 from broadcaster.web.console.auth import acting_user, signed_in
 
 # What a zip entry may be called: the export's own flat file names, nothing with a path in it.
@@ -87,7 +88,7 @@ def records_hold() -> ResponseReturnValue:
             hold = holds.place(db, district, acting_user(db), reason, message_id, first, last)
             view = holds.view(district, hold)
     except BroadcasterError as exc:
-        return records_page(str(exc), context.http_status(exc))
+        return records_page(forms.say(exc), context.http_status(exc))
     what = f"message {view['message']}" if view["message"] else f"{view['from']} to {view['to']}"
     return _changed(f"Hold {view['hold']} placed on {what}: no purge touches it until released.")
 
@@ -99,7 +100,7 @@ def records_release(hold_id: int) -> ResponseReturnValue:
         with context.transaction() as db:
             holds.release(db, context.district(), acting_user(db), hold_id)
     except BroadcasterError as exc:
-        return records_page(str(exc), context.http_status(exc))
+        return records_page(forms.say(exc), context.http_status(exc))
     return _changed(f"Hold {hold_id} released.")
 
 
@@ -112,12 +113,13 @@ def records_purge() -> ResponseReturnValue:
         with context.transaction() as db:
             done = retention.purge(db, context.district(), acting_user(db))
     except BroadcasterError as exc:
-        return records_page(str(exc), context.http_status(exc))
+        return records_page(forms.say(exc), context.http_status(exc))
     if done.empty:
         return _changed("Nothing is past retention; nothing was destroyed.")
     return _changed(
-        f"Destroyed what was past retention ({len(done.due)} messages, "
-        f"{len(done.entries)} ledger payloads); destruction record: ledger entry {done.record}."
+        f"Destroyed what was past retention ({count(len(done.due), 'message')}, "
+        f"{count(len(done.entries), 'ledger payload')}); destruction record: ledger entry "
+        f"{done.record}."
     )
 
 
@@ -165,7 +167,7 @@ def records_export() -> ResponseReturnValue:
             export.publish(db, actor, result, out)
         archive = zipped(out)
     except BroadcasterError as exc:
-        return export_page(str(exc), context.http_status(exc))
+        return export_page(forms.say(exc), context.http_status(exc))
     finally:
         shutil.rmtree(folder, ignore_errors=True)
     response = send_file(
