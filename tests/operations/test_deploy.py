@@ -65,6 +65,11 @@ def paths_the_district_file_names(
     return named
 
 
+def signing_key_named(config: PurePosixPath, district: dict) -> PurePosixPath | None:
+    key = district.get("records", {}).get("signing_key")
+    return config.parent / key if key else None
+
+
 def volume_entries(service: dict) -> list[dict]:
     """The service's volumes in the long syntax (short `src:dst[:ro]` entries converted)."""
     entries = []
@@ -101,6 +106,25 @@ def test_every_path_the_district_file_names_is_mounted_in_every_broadcaster_serv
             if not is_mounted(path, targets):
                 missing.append(f"{name}: {what} ({path}) is not mounted")
     assert not missing, "\n".join(missing)
+
+
+# The services that sign: beat's worker takes the checkpoint task, web signs the console's exports.
+SIGNERS = {"beat": "writable", "web": "read-only"}
+
+
+def test_the_signing_key_is_mounted_only_where_it_signs_and_writable_only_in_beat():
+    services = broadcaster_services(compose())
+    config = PurePosixPath(services["web"]["environment"]["BROADCASTER_CONFIG"])
+    district = tomllib.loads((DEPLOY / mounts(services["web"])[config]).read_text())
+    key = signing_key_named(config, district)
+    assert key is not None, "production.toml names no [records] signing_key: nothing is signed"
+    found = {}
+    for name, service in services.items():
+        for volume in volume_entries(service):
+            if PurePosixPath(volume["target"]) in key.parents or volume["target"] == str(key):
+                found[name] = "read-only" if volume.get("read_only") else "writable"
+                assert volume.get("bind", {}).get("create_host_path") is False, name
+    assert found == SIGNERS
 
 
 def test_the_public_site_is_a_volume_the_workers_write_and_nginx_only_reads(tmp_path):
