@@ -8,6 +8,7 @@ from __future__ import annotations
 import html
 
 from tests.api_client import CLOSURE
+from tests.conftest import closure_vars
 from tests.console_client import body
 
 # An early dismissal without its choice variable `after_school` (canceled or open).
@@ -34,6 +35,14 @@ def test_the_cli_names_the_option_and_the_choices(run, tokens):
         "error: missing variable 'school'; "
         "add --var school=lincoln-hs|washington-ms|jefferson-es|roosevelt-es"
     )
+    # A count of one in the singular, and the option that acknowledges it.
+    closure = closure_vars("snow")  # its reason is not translated: one warning
+    draft = run.json("compose", "school_closure", "--as", "ana", *closure, token=tokens["ana"])
+    run("submit", str(draft["id"]), "--as", "ana", token=tokens["ana"])
+    refused = run("approve", str(draft["id"]), "--as", "ben", token=tokens["ben"])
+    assert refused.exit_code == 2
+    assert f"message {draft['id']} has 1 warning to review" in refused.stderr
+    assert refused.stderr.strip().endswith("; add --ack-warnings")
 
 
 def test_the_api_names_its_body_field_and_the_choices(serve, tokens):
