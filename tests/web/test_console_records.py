@@ -6,12 +6,14 @@ are one clear line, and the zip writes nowhere but into its one folder."""
 
 from __future__ import annotations
 
+import datetime as dt
 import html
 import io
 import json
 import re
 import zipfile
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import pytest
 from sqlalchemy import func, select
@@ -129,7 +131,10 @@ def test_the_export_downloads_a_zip_that_verifies_masked_unless_a_records_office
     console, dev, run, tokens, compose_closure, tmp_path
 ):
     dispatched_texts(run, tokens, compose_closure, tmp_path)
-    today = run.json("list")[0]["created_at"][:10]
+    # The range is in district days: from midnight UTC to the district's midnight, the UTC date
+    # of created_at is the district's next day.
+    created = dt.datetime.fromisoformat(run.json("list")[0]["created_at"])
+    today = created.astimezone(ZoneInfo("America/Los_Angeles")).date().isoformat()
     response = dev.post("/console/records/export", {"from": today, "to": today})
     assert response.status_code == 200, body(response)
     assert response.mimetype == "application/zip"
