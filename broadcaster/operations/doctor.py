@@ -343,11 +343,14 @@ def check_sandbox(target: Deployment, district: DistrictConfig) -> Check:
 
 
 def check_signing_key(target: Deployment, district: DistrictConfig) -> Check:
-    """The key that signs the ledger's checkpoints (records/signing.py): its file must be there,
-    owner-only, on every host that runs workers."""
+    """The key that signs the ledger's checkpoints (records/signing.py). Only the hosts that
+    sign hold it (the beat's worker, which takes the checkpoint task on the default queue, and
+    the web app, which signs exports): missing here is sound, and check_checkpoints notices
+    when no host signs. A file that is here must be a key, readable by its owner only."""
     from broadcaster.records import signing
 
-    if district.signing_key_path is None:
+    path = district.signing_key_path
+    if path is None:
         return Check(
             "signing key",
             True,
@@ -355,14 +358,56 @@ def check_signing_key(target: Deployment, district: DistrictConfig) -> Check:
             "district file and run `broadcaster records keygen`)",
         )
     try:
-        signer = signing.load_signer(district)
-    except BroadcasterError as exc:
+        os.lstat(path)  # not followed: load_signer refuses a link
+    except FileNotFoundError:
         return Check(
             "signing key",
-            False,
-            f"{exc} (every host whose workers take the default queue signs, so needs it)",
+            True,
+            f"{path} is not on this host: only the hosts that sign (the beat's worker on the "
+            "default queue, the web app for exports) need it; run doctor there",
         )
-    return Check("signing key", True, f"key {signer.key_id} in {district.signing_key_path}")
+    except OSError:
+        pass  # load_signer says why it cannot be read
+    try:
+        signer = signing.load_signer(district)
+    except BroadcasterError as exc:
+        return Check("signing key", False, str(exc))
+    return Check("signing key", True, f"key {signer.key_id} in {path}")
+
+
+def check_checkpoints(target: Deployment, district: DistrictConfig) -> Check:
+    """With a key configured, the newest checkpoint is no older than the entries it leaves out
+    by more than two beat periods (`[records] checkpoint_every_minutes`): otherwise no host is
+    signing. Two index probes (the newest checkpoint by its size, the first entry after it),
+    however long the ledger."""
+    from broadcaster.records import checkpoints
+
+    if district.signing_key_path is None:
+        return Check("checkpoints", True, "none: no signing key is configured")
+    try:
+        with db.read_scope(target.url) as session:
+            newest = checkpoints.latest(session)
+            waiting = checkpoints.first_uncovered(session, newest.size if newest else 0)
+    except SQLAlchemyError as exc:
+        return Check("checkpoints", False, f"cannot read the ledger: {_first_line(exc)}")
+    waited = utcnow() - waiting if waiting else dt.timedelta(0)
+    minutes = count(int(waited.total_seconds() // 60), "minute")
+    if waited > dt.timedelta(minutes=2 * district.records.checkpoint_every_minutes):
+        return Check(
+            "checkpoints",
+            False,
+            f"none signed for {minutes} while entries were added: is the beat's host holding "
+            "the signing key?",
+        )
+    if newest is None:
+        added = "the ledger is empty" if waiting is None else f"the first entry is {minutes} old"
+        return Check("checkpoints", True, f"none signed yet ({added})")
+    signed_at = newest.signed_at.strftime(checkpoints.TIME_FORMAT)
+    return Check(
+        "checkpoints",
+        True,
+        f"newest covers {count(newest.size, 'entry', 'entries')}, signed at {signed_at}",
+    )
 
 
 CHECKS: tuple[Callable[[Deployment], Check], ...] = (
@@ -381,12 +426,15 @@ DISTRICT_CHECKS: tuple[Callable[[Deployment, DistrictConfig], Check], ...] = (
     check_sandbox,
     check_signing_key,
 )
+# Those that need the district and a database that answers.
+LEDGER_CHECKS: tuple[Callable[[Deployment, DistrictConfig], Check], ...] = (check_checkpoints,)
 
 
 # Not run by a process that is starting: it refuses a split brain itself (split_brain.py), is
-# not yet a live worker, and does not yet serve its public URL.
+# not yet a live worker, does not yet serve its public URL, and may be the beat that signs the
+# checkpoints still due.
 NOT_AT_START: frozenset[Callable[..., Check]] = frozenset(
-    {check_split_brain, check_workers, check_public_url}
+    {check_split_brain, check_workers, check_public_url, check_checkpoints}
 )
 
 
@@ -401,6 +449,8 @@ def run(settings: Settings, at_start: bool = False) -> list[Check]:
     if target.district is not None:
         district = target.district
         found += [check(target, district) for check in DISTRICT_CHECKS if check not in skipped]
+        if target.database_ok:
+            found += [check(target, district) for check in LEDGER_CHECKS if check not in skipped]
     return found
 
 

@@ -69,7 +69,7 @@ def sign_checkpoint(session: Session, signer: Signer) -> Checkpoint | None:
     the ledger is empty or nothing but checkpoints was added since the last one."""
     size = ledger_tree.tree_size(session)
     last = latest(session)
-    if size == 0 or (last is not None and not _grew_since(session, last.size)):
+    if size == 0 or (last is not None and first_uncovered(session, last.size) is None):
         return None
     root = ledger_tree.root_at(session, size)
     signed_at = utcnow().replace(microsecond=0)
@@ -90,12 +90,17 @@ def sign_checkpoint(session: Session, signer: Signer) -> Checkpoint | None:
     return checkpoint
 
 
-def _grew_since(session: Session, size: int) -> bool:
-    # Leaf i is entry i + 1: entries past `size` other than checkpoints' own records.
-    other = session.scalar(
-        select(LedgerEntry.seq).where(LedgerEntry.seq > size, LedgerEntry.event != EVENT).limit(1)
+def first_uncovered(session: Session, size: int) -> dt.datetime | None:
+    """When the first entry that a checkpoint of `size` entries does not cover was added, or
+    None: entries past `size` (leaf i is entry i + 1) other than checkpoints' own records. A walk
+    of the primary key from `size` that stops at the first one, however long the ledger."""
+    added = session.scalar(
+        select(LedgerEntry.created_at)
+        .where(LedgerEntry.seq > size, LedgerEntry.event != EVENT)
+        .order_by(LedgerEntry.seq)
+        .limit(1)
     )
-    return other is not None
+    return dt.datetime.fromisoformat(added) if added is not None else None
 
 
 def _from_row(row: LedgerCheckpoint) -> Checkpoint:

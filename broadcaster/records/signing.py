@@ -181,8 +181,12 @@ def load_signer(source: DistrictConfig | Path) -> Signer:
     except OSError as exc:
         hint = " (create it with `broadcaster records keygen`)" if exc.errno == 2 else ""
         raise BadInput(f"cannot read the signing key {path}: {exc.strerror}{hint}") from None
+    found = os.fstat(fd)
+    if not stat.S_ISREG(found.st_mode):  # a folder opens too, and fails only when read
+        os.close(fd)
+        raise BadInput(f"the signing key {path} is not a file: name the key file itself")
     with os.fdopen(fd, encoding="ascii", errors="replace") as handle:
-        mode = stat.S_IMODE(os.fstat(handle.fileno()).st_mode)
+        mode = stat.S_IMODE(found.st_mode)
         if mode & 0o077:
             raise BadInput(
                 f"the signing key {path} may be read by others (mode {mode:o}): "

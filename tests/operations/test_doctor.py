@@ -16,6 +16,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
+import time_machine
 from alembic import command
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
@@ -27,6 +28,7 @@ from broadcaster.core import db
 from broadcaster.core.config import SAMPLE_DISTRICT, Settings
 from broadcaster.core.models import WorkerHeartbeat
 from broadcaster.delivery import heartbeat
+from broadcaster.records import checkpoints, signing
 from broadcaster.web import create_app
 from tests.conftest import Cli
 from tests.delivery_stack import REDIS_DB, REDIS_SERVER
@@ -68,6 +70,16 @@ def doctor_env(run: Cli, tmp_path: Path) -> Cli:
     run.env.setdefault("BROADCASTER_BROKER_URL", f"{REDIS_SERVER}/{REDIS_DB}")
     run.env["BROADCASTER_SANDBOX_URL"] = "http://127.0.0.1:8025"
     return run
+
+
+def with_signing_key(run: Cli) -> Path:
+    """The doctor_env district signs its ledger; its key made by `records keygen` (the ledger's
+    first entry). Returns the key file."""
+    path = Path(run.env["BROADCASTER_CONFIG"])
+    path.write_text(path.read_text() + '\n[records]\nsigning_key = "keys/ledger.key"\n')
+    result = run("records", "keygen")
+    assert result.exit_code == 0, result.output
+    return path.parent / "keys" / "ledger.key"
 
 
 def doctor(run: Cli, **env: str) -> tuple[int, dict[str, dict]]:
@@ -182,6 +194,7 @@ def test_a_sound_deployment_passes_every_check(stack, tmp_path):
         "public url",
         "sandbox",
         "signing key",
+        "checkpoints",
     ]
     assert "beat on" in checks["workers"]["detail"]
     assert "district-sms" in checks["credentials"]["detail"]
@@ -352,3 +365,70 @@ def test_a_clock_far_from_the_databases(doctor_env):
     checks = {c["name"]: c for c in json.loads(result.stdout)["checks"]}
     assert not checks["clock"]["ok"]
     assert "s ahead of the database's" in checks["clock"]["detail"]
+
+
+@SQLITE_ONLY
+def test_a_signing_key_kept_on_the_hosts_that_sign_only(doctor_env):
+    key = with_signing_key(doctor_env)
+    _, checks = doctor(doctor_env)
+    assert checks["signing key"]["ok"] and str(key) in checks["signing key"]["detail"]
+    # A worker-only host: no key file, and nothing wrong with that.
+    kept = key.read_bytes()
+    key.unlink()
+    _, checks = doctor(doctor_env)
+    assert checks["signing key"] == {
+        "name": "signing key",
+        "ok": True,
+        "detail": f"{key} is not on this host: only the hosts that sign (the beat's worker on "
+        "the default queue, the web app for exports) need it; run doctor there",
+    }
+    # A file that is there must be the key, readable by its owner only.
+    key.mkdir()
+    assert "is not a file" in failing(doctor_env, "signing key")
+    key.rmdir()
+    key.write_text("not a key\n")
+    key.chmod(0o600)
+    assert "is not a signing key" in failing(doctor_env, "signing key")
+    key.write_bytes(kept)
+    key.chmod(0o644)
+    assert f"run `chmod 600 {key}`" in failing(doctor_env, "signing key")
+
+
+def test_checkpoints_not_signed_while_entries_are_added(doctor_env, db_url):
+    """The sample's checkpoint_every_minutes is 5: entries left uncovered for more than 10
+    minutes mean that no host signs."""
+    key = with_signing_key(doctor_env)
+    signer = signing.load_signer(key)
+
+    def later(minutes: int) -> time_machine.travel:
+        return time_machine.travel(
+            dt.datetime.now(dt.UTC) + dt.timedelta(minutes=minutes), tick=True
+        )
+
+    def checkpoints_check() -> dict:
+        return doctor(doctor_env)[1]["checkpoints"]
+
+    found = checkpoints_check()
+    assert found["ok"] and found["detail"].startswith("none signed yet (the first entry is")
+    with later(11):
+        assert checkpoints_check()["detail"] == (
+            "none signed for 11 minutes while entries were added: is the beat's host holding "
+            "the signing key?"
+        )
+    with db.session_scope(db_url) as session:
+        signed = checkpoints.sign_checkpoint(session, signer)
+    with later(60):  # only the checkpoint's own entry since: nothing is waiting
+        found = checkpoints_check()
+    stamp = signed.signed_at.strftime("%Y-%m-%dT%H:%M:%SZ")
+    assert found == {
+        "name": "checkpoints",
+        "ok": True,
+        "detail": f"newest covers 1 entry, signed at {stamp}",
+    }
+    doctor_env.json("users", "add", "ana")
+    with later(11):
+        assert not checkpoints_check()["ok"]
+    with db.session_scope(db_url) as session:
+        checkpoints.sign_checkpoint(session, signer)
+    with later(11):
+        assert checkpoints_check()["detail"].startswith("newest covers 3 entries")
