@@ -1,13 +1,21 @@
 """An incident commander triggers a lockdown from a phone: the console at 375 x 812 in headless
 Chromium, tapped through from the menu to the message's delivery page, every target measured
-(WCAG 2.2 AA asks for 24 x 24 CSS px; the page's buttons are at least 44 px tall). Screenshots
+(WCAG 2.2 AA asks for 24 x 24 CSS px; the page's buttons are at least 44 px tall), the text's
+contrast measured and every control reached by the keyboard with a visible focus and a name
+(tests/browser.py). Screenshots
 of each step are left under the test's folder (`screenshots/`); docs/screenshots/ has the best."""
 
 from __future__ import annotations
 
 from playwright.sync_api import Page, expect
 
-from tests.browser import PASSWORD, Steps, browser  # noqa: F401 (the fixture)
+from tests.browser import (  # noqa: F401 (the fixture)
+    PASSWORD,
+    Steps,
+    assert_keyboard_walk,
+    assert_text_contrast,
+    browser,
+)
 
 PHONE = {"width": 375, "height": 812}
 
@@ -42,17 +50,23 @@ def test_commander_triggers_a_lockdown_on_a_phone(site, browser, tmp_path):  # n
     page.get_by_role("button", name="Sign in").tap()
     page.get_by_role("link", name="Incident").tap()
     expect(page.get_by_role("heading", level=1)).to_have_text("Incident")
+    page.wait_for_load_state("load")  # measured with its stylesheets applied
     assert small_targets(page, "main a, main button", 44) == []
     assert page.evaluate("document.documentElement.scrollWidth") <= PHONE["width"]
+    assert assert_text_contrast(page, "incident: choose") > 3
+    assert assert_keyboard_walk(page, "incident: choose") > 3
     steps.shot(page, "incident-choose")
 
     page.get_by_role("link", name="Lockdown").tap()
-    page.get_by_label("Lincoln High School").tap()
+    page.get_by_label("Lincoln High School").tap()  # on the school page: its load is awaited
+    page.wait_for_load_state("load")
     # The radio's whole row is the target; every control is at least 44 px tall.
     assert (
         small_targets(page, "main label.big-choice, main input[type=text], main button", 44) == []
     )
     assert small_targets(page, "header nav a, header nav button", 24) == []
+    assert assert_text_contrast(page, "incident: school") > 3
+    assert assert_keyboard_walk(page, "incident: school") > 3
     steps.shot(page, "incident-school")
     # From the keyboard: the reason field, then the review button.
     page.get_by_label("Reason", exact=False).focus()
@@ -65,6 +79,7 @@ def test_commander_triggers_a_lockdown_on_a_phone(site, browser, tmp_path):  # n
     expect(page.locator("#review-audience")).to_contain_text("1 famil")
     send = page.get_by_role("button", name="Send lockdown now")
     assert send.bounding_box()["height"] >= 44
+    assert assert_text_contrast(page, "incident: review") > 3
     steps.shot(page, "incident-confirm")
     send.tap()
 
