@@ -13,7 +13,7 @@ from pydantic import ConfigDict, Field, ValidationError, model_validator
 
 from broadcaster.core.config import DistrictConfig
 from broadcaster.core.config_fields import CHANNELS
-from broadcaster.core.errors import BadInput, NotFound
+from broadcaster.core.errors import BadInput, Needed, NotFound
 from broadcaster.core.text_safety import CheckedText, check_text
 
 VariableType = Literal[
@@ -225,7 +225,7 @@ class Catalog:
     def get(self, name: str) -> Template:
         folder = self._folders.get(name)
         if folder is None:
-            raise NotFound(f"no template named {name!r}; `broadcaster templates list` shows them")
+            raise NotFound(f"no template named {name!r}", Needed("template", tuple(self.names())))
         return load_template(folder)
 
     def all(self) -> list[Template]:

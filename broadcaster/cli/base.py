@@ -48,7 +48,9 @@ def _end_of_options(args: list[str]) -> int:
 # How the command line asks for a field that is not given as `--FIELD VALUE`.
 _ASKED = {
     "message": "`broadcaster list` shows the messages",
+    "hold": "`broadcaster records holds` lists them",
     "user": "`broadcaster users list` shows the users",
+    "template": "`broadcaster templates list` shows them",
 }
 
 

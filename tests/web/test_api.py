@@ -187,6 +187,10 @@ def test_bad_requests_are_one_line_and_write_nothing(serve, tokens, session_fact
         assert response.status_code == status, (request, response.text)
         assert says in response.json()["error"], response.json()
         assert len(response.json()["error"]) < 400
+    # An unknown template: the API names the body field and the templates there are, no CLI verb.
+    unknown = api("POST", "/messages", ana, body={**CLOSURE, "template": "nope"}).json()
+    assert unknown["field"] == "template" and "school_closure" in unknown["choices"]
+    assert "broadcaster" not in unknown["error"], unknown
     mid = draft["id"]
     assert api(
         "POST", f"/messages/{mid}/approve", tokens["ben"], {"ack_warnings": "yes"}
