@@ -36,7 +36,7 @@ from broadcaster.core.permissions import require
 from broadcaster.core.quiet_hours import HELD_CHANNELS
 from broadcaster.core.states import DeliveryStatus, MessageState
 from broadcaster.core.text_safety import check_reason
-from broadcaster.delivery import scheduling
+from broadcaster.delivery import checkpointing, scheduling
 from broadcaster.delivery.dispatch import Batch, dispatch, retry_failed
 from broadcaster.delivery.recording import finish_if_done
 
@@ -129,6 +129,7 @@ def retract(
     if not rows and not texts:  # nothing went out anywhere: nothing to take down
         transition(session, notice, "finish_sent", None, district, deliveries={})
         follow_ups.settle_original(session, district, notice)
+        checkpointing.sign_after_commit(session, district)
     return notice, planned
 
 

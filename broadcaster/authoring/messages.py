@@ -35,7 +35,7 @@ from broadcaster.core.permissions import require
 from broadcaster.core.states import REHEARSAL_KINDS, MessageKind, MessageState
 from broadcaster.core.text_safety import check_reason
 from broadcaster.core.wording import a_or_an, count
-from broadcaster.delivery import approvals, scheduling
+from broadcaster.delivery import approvals, checkpointing, scheduling
 from broadcaster.delivery.dispatch import Batch
 from broadcaster.delivery.expansion import audience_size
 
@@ -457,10 +457,12 @@ def reject(
     reason = check_reason("reason", reason, "a rejection needs a reason for the author", REASON)
     transition(session, message, "reject", approver, district, reason=reason)
     _record_approval(session, message, approver, "rejected", basis, [], reason)
+    checkpointing.sign_after_commit(session, district)
 
 
 def cancel(session: Session, district: DistrictConfig, message: Message, actor: User) -> None:
     transition(session, message, "cancel", actor, district)
+    checkpointing.sign_after_commit(session, district)
 
 
 def _record_approval(

@@ -9,7 +9,6 @@ it up again.
 
 from __future__ import annotations
 
-import contextlib
 import datetime as dt
 import math
 from collections import defaultdict
@@ -18,15 +17,14 @@ from typing import TYPE_CHECKING, Any, cast
 from sqlalchemy import Table, bindparam, select, update
 from sqlalchemy.orm import Session
 
-from broadcaster.core import db, follow_ups, ledger
+from broadcaster.core import follow_ups, ledger
 from broadcaster.core.config import DistrictConfig
 from broadcaster.core.db import session_scope
 from broadcaster.core.errors import Refused
 from broadcaster.core.lifecycle import transition
 from broadcaster.core.models import Delivery, Message, utcnow
 from broadcaster.core.states import OPEN, SUCCEEDED, DeliveryStatus, MessageState
-from broadcaster.delivery import metrics, provider_callbacks, tallies, threads
-from broadcaster.delivery.celery_app import DEFAULT, SIGN_CHECKPOINT, client_for
+from broadcaster.delivery import checkpointing, metrics, provider_callbacks, tallies, threads
 from broadcaster.delivery.dispatch import Batch, batches
 from broadcaster.delivery.jobs import UNCONFIRMED, Result, awaiting_lookup_claim
 
@@ -199,23 +197,8 @@ def finish_if_done(session: Session, district: DistrictConfig, message_id: int) 
     except Refused:
         return None  # another worker finished it first
     follow_ups.settle_original(session, district, message)
-    _checkpoint_after_commit(session, district)
+    checkpointing.sign_after_commit(session, district)
     return message.state
-
-
-def _checkpoint_after_commit(session: Session, district: DistrictConfig) -> None:
-    """Once the final state commits, a worker signs a checkpoint of the ledger that covers it
-    (by task name: delivery does not import records). Without the session's settings, or with
-    the broker down, the beat's checkpoint covers it within `[records] checkpoint_every_minutes`."""
-    settings = session.info.get(db.SETTINGS)
-    if settings is None or district.signing_key_path is None:
-        return
-
-    def ring() -> None:
-        with contextlib.suppress(Exception):
-            client_for(settings).send_task(SIGN_CHECKPOINT, queue=DEFAULT)
-
-    db.after_commit(session, ring)
 
 
 def finish_action(counts: dict[str, int]) -> str:

@@ -21,6 +21,7 @@ from broadcaster.core.errors import Refused
 from broadcaster.core.lifecycle import transition
 from broadcaster.core.models import Message, utcnow
 from broadcaster.core.states import MessageState
+from broadcaster.delivery import checkpointing
 from broadcaster.delivery.dispatch import Batch, dispatch
 
 log = logging.getLogger(__name__)
@@ -79,5 +80,6 @@ def _go(
             f"be sent (send at {local_time(message.send_at, district)}); nothing was sent"
         )
         transition(session, message, "expire", None, district, reason=reason)
+        checkpointing.sign_after_commit(session, district)
         return []
     return dispatch(session, district, message)
