@@ -376,10 +376,10 @@ def check_signing_key(target: Deployment, district: DistrictConfig) -> Check:
 
 
 def check_checkpoints(target: Deployment, district: DistrictConfig) -> Check:
-    """With a key configured, the newest checkpoint is no older than the entries it leaves out
-    by more than two beat periods (`[records] checkpoint_every_minutes`): otherwise no host is
-    signing. Two index probes (the newest checkpoint by its size, the first entry after it),
-    however long the ledger."""
+    """With a key configured, no ledger entry waits for a checkpoint longer than two beat
+    periods (`[records] checkpoint_every_minutes`): one that does means no host is signing. Two
+    index probes (the newest checkpoint by its size, the first entry after it), however long
+    the ledger."""
     from broadcaster.records import checkpoints
 
     if district.signing_key_path is None:
