@@ -28,6 +28,7 @@ from broadcaster.core import db
 from broadcaster.core.config import SAMPLE_DISTRICT, Settings
 from broadcaster.core.models import WorkerHeartbeat
 from broadcaster.delivery import heartbeat
+from broadcaster.operations.doctor import check_at_start
 from broadcaster.records import checkpoints, signing
 from broadcaster.web import create_app
 from tests.conftest import Cli
@@ -382,6 +383,9 @@ def test_a_signing_key_kept_on_the_hosts_that_sign_only(doctor_env):
         "detail": f"{key} is not on this host: only the hosts that sign (the beat's worker on "
         "the default queue, the web app for exports) need it; run doctor there",
     }
+    warned: list[str] = []  # what a worker-only host's worker says as it starts
+    check_at_start(doctor_env.settings(), warned.append)
+    assert not [line for line in warned if "signing key" in line or "checkpoints" in line]
     # A file that is there must be the key, readable by its owner only.
     key.mkdir()
     assert "is not a file" in failing(doctor_env, "signing key")
