@@ -31,7 +31,7 @@ from sqlalchemy.orm import Session
 
 from broadcaster.core import ledger
 from broadcaster.core.config import DistrictConfig
-from broadcaster.core.errors import BadInput, NotFound
+from broadcaster.core.errors import BadInput, Needed, NotFound
 from broadcaster.core.models import Delivery, LedgerHead, Message, User, utcnow
 from broadcaster.core.permissions import require
 from broadcaster.records import export_signing, inbox, signing
@@ -46,7 +46,7 @@ from broadcaster.records.export_files import (
 )
 from broadcaster.records.export_redaction import Redactor, StudentData
 from broadcaster.records.export_tables import read_tables
-from broadcaster.records.holds import day_range
+from broadcaster.records.holds import days_asked
 
 
 @dataclass
@@ -69,7 +69,9 @@ class Export:
             # Owner-only (0700), as the export stays: it may hold recipients and student data.
             partial = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=parent))
         except OSError as exc:
-            raise BadInput(f"--out {out}: cannot write there ({exc.strerror}); {_CHOOSE}") from None
+            raise BadInput(
+                f"cannot write the export to {out} ({exc.strerror}); {_CHOOSE}"
+            ) from None
         try:
             for name, data in self.files.items():
                 _write_synced(partial / name, data)
@@ -80,9 +82,7 @@ class Export:
             _fsync(parent)
         except OSError as exc:
             shutil.rmtree(partial, ignore_errors=True)
-            raise BadInput(
-                f"--out {out}: could not write the export there ({exc}); {_CHOOSE}"
-            ) from None
+            raise BadInput(f"could not write the export to {out} ({exc}); {_CHOOSE}") from None
         except BaseException:
             shutil.rmtree(partial, ignore_errors=True)
             raise
@@ -108,17 +108,20 @@ def _fsync(folder: Path) -> None:
 
 
 def check_target(out: Path) -> None:
-    """Refuse an --out that is a symbolic link (the export would land where the link points),
+    """Refuse a target folder that is a symbolic link (the export would land where the link points),
     that holds anything, or that cannot be written."""
     if out.is_symlink():
-        raise BadInput(f"--out {out} is a symbolic link; {_CHOOSE}")
+        raise BadInput(f"the folder {out} is a symbolic link; {_CHOOSE}")
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
-        raise BadInput(f"--out {out} exists and is not an empty folder; {_CHOOSE}")
+        raise BadInput(f"{out} exists and is not an empty folder; {_CHOOSE}")
     existing = out.absolute().parent
     while not existing.exists() and existing != existing.parent:
         existing = existing.parent
     if not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
-        raise BadInput(f"--out {out}: {existing} is not a folder you can write to; {_CHOOSE}")
+        raise BadInput(
+            f"cannot write the export to {out}: {existing} is not a folder you can write to; "
+            f"{_CHOOSE}"
+        )
 
 
 def publish(session: Session, actor: User, export: Export, out: Path) -> int:
@@ -158,20 +161,21 @@ def build(
         if asked:
             require(actor, action, district)
     query = select(Message).order_by(Message.id)
-    window = None
-    if first is not None or last is not None:
-        if first is None or last is None:
-            raise BadInput("an export by date needs both --from and --to")
-        window = start, end = day_range(district, first, last)
+    window = days_asked(district, "an export of a range of days", first, last)
+    if window is not None:
+        start, end = window
         query = query.where(Message.created_at >= start, Message.created_at < end)
     elif message_id is None:
-        raise BadInput("say what to export: --from DATE --to DATE, or --message ID")
+        raise BadInput(
+            "say what to export: a range of days (the first and the last), or one message"
+        )
     if message_id is not None:
         query = query.where(Message.id == message_id)
     found = list(session.scalars(query))
     if not found:
-        what = f"message {message_id}" if message_id is not None else "no message"
-        raise NotFound(f"{what} in the range asked for; `broadcaster list` shows the messages")
+        what = f"no message {message_id}" if message_id is not None else "no message"
+        where = " in the range of days asked for" if window is not None else ""
+        raise NotFound(f"{what}{where}", Needed("message"))
     students = StudentData(district, found, include_student_data)
     addressed = session.scalars(
         select(Delivery.recipient).where(

@@ -17,10 +17,12 @@ from sqlalchemy.orm import Session
 from broadcaster.authoring.messages import get_message
 from broadcaster.core import ledger
 from broadcaster.core.config import DistrictConfig
-from broadcaster.core.errors import BadInput, NotFound, Refused
+from broadcaster.core.errors import BadInput, Needed, NotFound, Refused
 from broadcaster.core.models import RecordHold, User, utcnow
 from broadcaster.core.permissions import require
 from broadcaster.core.text_safety import check_reason
+
+DAY = "YYYY-MM-DD"  # how a day is written
 
 
 def parse_day(value: str, option: str) -> dt.date:
@@ -29,7 +31,7 @@ def parse_day(value: str, option: str) -> dt.date:
     try:
         return dt.date.fromisoformat(value)
     except ValueError:
-        raise BadInput(f"{option} {typed} is not a date (write YYYY-MM-DD)") from None
+        raise BadInput(f"{option} {typed} is not a date (write {DAY})") from None
 
 
 def day_range(
@@ -37,7 +39,7 @@ def day_range(
 ) -> tuple[dt.datetime, dt.datetime]:
     """The district's days first..last (inclusive) as UTC bounds [start, end)."""
     if last < first:
-        raise BadInput(f"--to {last} is before --from {first}")
+        raise BadInput(f"the last day ({last}) is before the first ({first})")
     zone = ZoneInfo(district.district.time_zone)
     try:
         start = dt.datetime.combine(first, dt.time(), zone)
@@ -48,6 +50,19 @@ def day_range(
             f"{first}..{last} reaches the end of the calendar; "
             "use days from 0002-01-01 to 9998-12-31"
         ) from None
+
+
+def days_asked(
+    district: DistrictConfig, what: str, first: dt.date | None, last: dt.date | None
+) -> tuple[dt.datetime, dt.datetime] | None:
+    """The UTC bounds of the days first..last, None when neither is given; BadInput naming the
+    missing one (each front door says how to give it: an option, a form field)."""
+    if first is None and last is None:
+        return None
+    if first is None or last is None:
+        end, field = ("first", "from") if first is None else ("last", "to")
+        raise BadInput(f"{what} needs its {end} day", Needed(field, shape=DAY))
+    return day_range(district, first, last)
 
 
 def local_day(district: DistrictConfig, moment: dt.datetime) -> str:
@@ -64,17 +79,19 @@ def place(
     last: dt.date | None = None,
 ) -> RecordHold:
     require(actor, "manage_records", district)
-    reason = check_reason("reason", reason, "say why the records are held: --reason TEXT")
-    ranged = first is not None or last is not None
-    if (message_id is None) == (not ranged):
-        raise BadInput("hold either one message (--message ID) or a range (--from DATE --to DATE)")
+    reason = check_reason(
+        "reason", reason, "say why the records are held", Needed("reason", shape="TEXT")
+    )
+    days = days_asked(district, "a hold on a range of days", first, last)
+    if message_id is not None and days is not None:
+        raise BadInput("hold one message or a range of days, not both")
     hold = RecordHold(reason=reason, placed_by=actor.name)
     if message_id is not None:
         hold.message_id = get_message(session, message_id).id
+    elif days is not None:
+        hold.starts_at, hold.ends_at = days
     else:
-        if first is None or last is None:
-            raise BadInput("a hold on a range needs both --from and --to")
-        hold.starts_at, hold.ends_at = day_range(district, first, last)
+        raise BadInput("say what to hold: one message, or a range of days (the first and the last)")
     session.add(hold)
     session.flush()
     # Not tied to the message (message_id=None), so purging the message never erases its holds.
@@ -91,7 +108,7 @@ def release(session: Session, district: DistrictConfig, actor: User, hold_id: in
     require(actor, "manage_records", district)
     hold = session.get(RecordHold, hold_id)
     if hold is None:
-        raise NotFound(f"no hold {hold_id}; `broadcaster records holds` lists them")
+        raise NotFound(f"no hold {hold_id}", Needed("hold"))
     if hold.released_at is not None:
         raise Refused(f"hold {hold_id} was already released by {hold.released_by}")
     hold.released_by, hold.released_at = actor.name, utcnow()

@@ -36,7 +36,7 @@ from sqlalchemy.orm import Session
 from broadcaster.core import ledger
 from broadcaster.core.config import DistrictConfig
 from broadcaster.core.config_fields import FAMILY_CHANNELS
-from broadcaster.core.errors import BadInput, NotFound
+from broadcaster.core.errors import BadInput, Needed, NotFound
 from broadcaster.core.models import Delivery, Message, User
 from broadcaster.core.permissions import require
 from broadcaster.core.redaction import mask_contacts, mask_recipient
@@ -140,7 +140,7 @@ def reach(
     shown = check_status(status)
     message = session.get(Message, message_id)
     if message is None:
-        raise NotFound(f"no message {message_id}; `broadcaster list` shows the messages")
+        raise NotFound(f"no message {message_id}", Needed("message"))
     check_reaches_families(session, message)
     if unmasked:
         # Families' numbers and addresses shown as they are: on the record, like an export
@@ -165,7 +165,8 @@ def check_reaches_families(session: Session, message: Message) -> None:
         )
     if message.state in NOT_OUT and not _has_rows(session, message.id):
         raise BadInput(
-            f"message {message.id} is {message.state} and has not gone out: nobody to report on yet"
+            f"message {message.id} is {message.state.replace('_', ' ')} and has not gone out: "
+            "nobody to report on yet"
         )
 
 

@@ -283,7 +283,7 @@ def test_an_out_that_is_a_link_not_empty_or_not_writable_is_refused_and_not_reco
             "--as", "dev", token=tokens["dev"],
         )  # fmt: skip
         assert result.exit_code == 2, (out, result.output)
-        assert why in result.stderr and "--out" in result.stderr, result.stderr
+        assert why in result.stderr and str(out) in result.stderr, result.stderr
         assert len(result.stderr.strip().splitlines()) == 1, result.stderr
     assert exports_recorded(db_url) == []
     assert sorted(p.name for p in tmp_path.iterdir()) == before  # no partial folder left

@@ -203,12 +203,18 @@ def test_other_roles_are_refused_and_change_nothing(
         ({"message": "1", "reason": "Request \u202e41-6202"}, "U+202E"),
         ({"message": "1", "reason": "Request \u2066hidden\u2069"}, "U+2066"),
         ({"message": "1", "reason": "Request\x00"}, "U+0000"),
-        ({"message": "1", "reason": "  "}, "say why the records are held"),
+        ({"message": "1", "reason": "  "}, "say why the records are held; fill in “Reason”"),
         ({"from": "2026-02-30", "to": "2026-03-01", "reason": "R"}, "From '2026-02-30' is not"),
         ({"from": "2026-03-01", "to": "9" * 100_000, "reason": "R"}, "To of 100000 characters"),
         ({"from": "0001-01-01", "to": "9999-12-31", "reason": "R"}, "end of the calendar"),
-        ({"from": "2026-03-31", "to": "2026-03-01", "reason": "R"}, "is before"),
-        ({"from": "2026-03-01", "reason": "R"}, "needs both"),
+        (
+            {"from": "2026-03-31", "to": "2026-03-01", "reason": "R"},
+            "last day (2026-03-01) is before",
+        ),
+        ({"from": "2026-03-01", "reason": "R"}, "needs its last day; fill in “To”"),
+        ({"to": "2026-03-01", "reason": "R"}, "needs its first day; fill in “From”"),
+        ({"message": "1", "from": "2026-03-01", "to": "2026-03-02", "reason": "R"}, "not both"),
+        ({"reason": "R"}, "say what to hold: one message, or a range of days"),
         ({"message": "1/../../2", "reason": "R"}, "is not a message number"),
         ({"message": "99999999999", "reason": "R"}, "is not a message number"),
         ({"message": "１", "reason": "R"}, "is not a message number"),
@@ -223,6 +229,31 @@ def test_a_bad_hold_is_one_clear_line_and_changes_nothing(
     assert response.status_code == 400
     line = error_line(body(response))
     assert said in line and "\n" not in line and len(line) < 300, line
+    assert "--" not in line and "broadcaster " not in line, line  # the CLI's words stay there
+    assert counts(session_factory) == before
+
+
+@pytest.mark.parametrize(
+    ("form", "code", "said"),
+    [
+        ({}, 400, "say what to export: a range of days (the first and the last), or one message"),
+        (
+            {"to": "2026-03-01"},
+            400,
+            "an export of a range of days needs its first day; fill in “From”",
+        ),
+        ({"message": "99"}, 404, "no message 99"),
+    ],
+)
+def test_a_bad_export_names_the_form_fields_not_the_command_line(
+    dev, compose_closure, session_factory, form, code, said
+):
+    compose_closure()
+    before = counts(session_factory)
+    response = dev.post("/console/records/export", form)
+    assert response.status_code == code
+    line = error_line(body(response))
+    assert said in line and "--" not in line and "broadcaster " not in line, line
     assert counts(session_factory) == before
 
 

@@ -194,6 +194,8 @@ LABELS = {
     "reason": "Reason",
     "ack_warnings": "I have reviewed the … warnings",
     "audience": "Who is texted (SMS audience)",
+    "from": "From",  # a range of days (records holds, export)
+    "to": "To",
 }
 
 
