@@ -16,6 +16,7 @@ from broadcaster.cli.tables import print_table
 from broadcaster.cli.transparency import records_keygen, records_witness
 from broadcaster.core import db
 from broadcaster.core.errors import BadInput
+from broadcaster.core.wording import count
 from broadcaster.records import (
     export,
     export_verify,
@@ -62,12 +63,12 @@ def records_verify(app: App, key_texts: tuple[str, ...], as_json: bool) -> None:
     if as_json:
         emit_json(result.view)
     elif result.ok:
-        click.echo(f"ledger intact: {result.entries} entries verified")
+        click.echo(f"ledger intact: {count(result.entries, 'entry', 'entries')} verified")
         checkpoint = result.checkpoint
         if checkpoint is not None:
             click.echo(
-                f"the tree of {result.tree_size} entries extends the checkpoint of "
-                f"{checkpoint.size} signed {checkpoint.view['signed_at']} by key "
+                f"the tree of {count(result.tree_size, 'entry', 'entries')} extends the "
+                f"checkpoint of {checkpoint.size} signed {checkpoint.view['signed_at']} by key "
                 f"{checkpoint.key_id}"
             )
         for note in result.notes:
@@ -164,13 +165,14 @@ def records_purge(app: App, dry_run: bool, as_user: str, as_json: bool) -> None:
         what = "content" if due.scope == retention.CONTENT else "recipients' phone numbers"
         click.echo(
             f"{verb} message {due.message} {what} ({due.rule}; communicated "
-            f"{due.communicated[:10]}): {len(due.entries)} ledger payloads, "
-            f"{due.phone_numbers} phone numbers"
+            f"{due.communicated[:10]}): {count(len(due.entries), 'ledger payload')}, "
+            f"{count(due.phone_numbers, 'phone number')}"
         )
     for held in result.held:
         click.echo(f"kept message {held.message}: on hold {', '.join(map(str, held.holds))}")
     if result.opt_out_entries:
-        click.echo(f"{verb} {len(result.opt_out_entries)} opt-out entries' phone numbers")
+        entries = count(len(result.opt_out_entries), "opt-out entry", "opt-out entries")
+        click.echo(f"{verb} the phone numbers in {entries}")
     if result.empty:
         click.echo("nothing is past retention")
     elif result.record:
@@ -232,7 +234,8 @@ def records_export(
     if as_json:
         return emit_json({"out": str(out), "messages": result.messages, "files": len(result.files)})
     click.echo(
-        f"exported {len(result.messages)} messages to {out} ({len(result.files)} files); "
+        f"exported {count(len(result.messages), 'message')} to {out} "
+        f"({count(len(result.files), 'file')}); "
         f"check it with `broadcaster records verify-export {out}`"
     )
 
@@ -278,11 +281,12 @@ def records_verify_export(
     if as_json:
         emit_json(dataclasses.asdict(result))
     elif result.ok:
-        click.echo(f"export intact: {result.files} files, {result.entries} ledger entries verified")
-        if result.signed_by:
+        entries = count(result.entries, "ledger entry", "ledger entries")
+        click.echo(f"export intact: {count(result.files, 'file')}, {entries} verified")
+        if result.signed_by and result.checkpoint_size is not None:  # signed: at a checkpoint
             click.echo(
                 f"signed by key {result.signed_by}; every entry's inclusion proof verified "
-                f"against the checkpoint of {result.checkpoint_size} entries"
+                f"against the checkpoint of {count(result.checkpoint_size, 'entry', 'entries')}"
             )
         for note in result.notes:
             click.echo(note)

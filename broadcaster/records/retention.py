@@ -46,6 +46,7 @@ from broadcaster.core.models import (
 )
 from broadcaster.core.permissions import require
 from broadcaster.core.redaction import EMAIL, PHONE
+from broadcaster.core.wording import count
 from broadcaster.delivery.alert_store import announce_change
 from broadcaster.records.holds import covers, covers_moment, list_holds
 
@@ -139,9 +140,10 @@ def plan(session: Session, district: DistrictConfig, now: dt.datetime | None = N
         years = retention.years_for(category)
         days = retention.sms_recipient_days
         if now >= add_years(communicated, years):
-            scope, rule = CONTENT, f"{category}: {years} years after the communication"
+            scope, rule = CONTENT, f"{category}: {count(years, 'year')} after the communication"
         elif days and (mid, RECIPIENTS) not in done and now >= communicated + dt.timedelta(days):
-            scope, rule = RECIPIENTS, f"SMS recipients: {days} days after the communication"
+            scope = RECIPIENTS
+            rule = f"SMS recipients: {count(days, 'day')} after the communication"
         else:
             continue
         phones = _phones(session, mid)
@@ -261,8 +263,9 @@ def purge(
     if dry_run or result.empty:
         return result
     rules = sorted({d.rule for d in result.due})
-    if result.opt_out_entries:
-        rules.append(f"opt-outs: {district.retention.sms_recipient_days} days after the request")
+    days = district.retention.sms_recipient_days
+    if result.opt_out_entries and days:  # opt-outs are only due when the period is set
+        rules.append(f"opt-outs: {count(days, 'day')} after the request")
     if result.inbox_numbers or result.inbox_content:
         rules.append("families' texts: from their arrival")
     details = {

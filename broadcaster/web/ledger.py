@@ -20,6 +20,7 @@ from feedgen.feed import FeedGenerator
 from flask import Blueprint, Response, jsonify, request
 
 from broadcaster.core import ledger_tree
+from broadcaster.core.wording import count
 from broadcaster.records import checkpoints, signing
 from broadcaster.web import context
 from broadcaster.web.public import absolute_url
@@ -87,7 +88,9 @@ def checkpoints_feed() -> Response:
     for item in reversed(recent):  # feedgen prepends: the newest ends up first
         entry = fg.add_entry()
         entry.id(f"{absolute_url('ledger.checkpoint')}#{item.size}")
-        entry.title(f"Checkpoint: {item.size} entries, signed by key {item.key_id}")
+        entry.title(
+            f"Checkpoint: {count(item.size, 'entry', 'entries')}, signed by key {item.key_id}"
+        )
         entry.updated(item.signed_at)
         entry.published(item.signed_at)
         entry.content(item.note, type="text")

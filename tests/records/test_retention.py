@@ -108,6 +108,10 @@ def test_phone_numbers_then_content_go_on_schedule_and_the_ledger_still_verifies
         refused = run("records", "purge", "--as", "ana", token=tokens["ana"])
         assert refused.exit_code == 2 and "takes the records_officer role" in refused.stderr
         planned = purge(run, tokens, "--dry-run")
+        said = run("records", "purge", "--dry-run", "--as", "dev", token=tokens["dev"]).stdout
+        assert "(SMS recipients: 90 days after the communication;" in said
+        assert "6 ledger payloads, 6 phone numbers" in said
+        assert "would destroy the phone numbers in 1 opt-out entry" in said
         assert [(d["message"], d["scope"]) for d in planned["due"]] == [(mid, "recipients")]
         assert planned["destruction_record"] is None
         with session_factory() as session:
@@ -221,3 +225,27 @@ def test_holds_keep_what_they_cover_until_released(
     assert events.count("records.hold_placed") == 2 and events.count("records.hold_released") == 1
     assert events.count("records.purged") == 2
     assert run("records", "verify").exit_code == 0
+
+
+def test_a_refused_hold_names_the_command_lines_options(run, tokens):
+    """The service words what is missing; the command line adds its option (the console its
+    field: tests/web/test_console_records.py)."""
+
+    def said(*args: str) -> str:
+        result = run(*args, "--as", "dev", token=tokens["dev"])
+        assert result.exit_code == 2 and len(result.stderr.strip().splitlines()) == 1
+        return result.stderr.strip()
+
+    hold = ("records", "hold", "--reason", "litigation")
+    assert said(*hold, "--from", "2026-03-01") == (
+        "error: a hold on a range of days needs its last day; add --to YYYY-MM-DD"
+    )
+    assert said(*hold, "--from", "2026-03-31", "--to", "2026-03-01") == (
+        "error: the last day (2026-03-01) is before the first (2026-03-31)"
+    )
+    assert said("records", "hold", "--message", "1", "--reason", " ") == (
+        "error: say why the records are held; add --reason TEXT"
+    )
+    assert said("records", "release", "99") == (
+        "error: no hold 99; `broadcaster records holds` lists them"
+    )

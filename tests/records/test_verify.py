@@ -73,6 +73,13 @@ def test_an_untouched_ledger_verifies_against_its_checkpoint(run, signed):
     ]
 
 
+def test_a_ledger_of_one_entry_says_so_in_the_singular(run):
+    """The signing key's entry, alone."""
+    verified = run("records", "verify")
+    assert verified.exit_code == 0, verified.output
+    assert verified.stdout.splitlines()[0] == "ledger intact: 1 entry verified"
+
+
 def test_a_cut_tail_with_the_head_and_tree_rewritten_is_caught(run, signed, db_url):
     _, second = signed
     keep = second.size - 3  # cut into what the second checkpoint signed, and its own entry

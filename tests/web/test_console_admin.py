@@ -62,7 +62,7 @@ def test_an_admin_disables_enables_unlocks_and_replaces_a_token(console, run, se
 
     assert console.browser().login("ana", "not ana's password").status_code == 403
     assert it.post("/console/users/ana/unlock").status_code == 302
-    assert "(1 address(es))" in body(it.get("/console/users"))
+    assert "sign-in delays are cleared (1 address)." in body(it.get("/console/users"))
 
     shown = it.post("/console/users/ana/token")
     assert shown.status_code == 200 and shown.headers["Cache-Control"] == "no-store"

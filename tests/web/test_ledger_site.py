@@ -46,6 +46,7 @@ def test_the_site_publishes_checkpoints_keys_and_proofs(run, signed_district, we
     feed = etree.fromstring(requests.get(f"{site}/ledger/checkpoints.atom", timeout=10).content)
     entries = feed.findall(f"{ATOM}entry")
     assert [e.findtext(f"{ATOM}content") for e in entries] == [new.note, old.note]
+    assert entries[0].findtext(f"{ATOM}title").startswith(f"Checkpoint: {new.size} entries,")
 
 
 @ON_SQLITE

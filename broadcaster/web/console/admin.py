@@ -17,6 +17,7 @@ from broadcaster.core.config_fields import ROLES
 from broadcaster.core.errors import BadInput, BroadcasterError
 from broadcaster.core.models import User
 from broadcaster.core.permissions import require
+from broadcaster.core.wording import count
 from broadcaster.web import context
 from broadcaster.web.console import console
 from broadcaster.web.console.auth import acting_user, signed_in
@@ -147,7 +148,9 @@ def user_enable(name: str) -> ResponseReturnValue:
 def user_unlock(name: str) -> ResponseReturnValue:
     def act(db: Session, user: User, by: User) -> str:
         cleared = login_throttle.unlock(db, context.district(), user, by)
-        return f"{user.name}'s sign-in delays are cleared ({cleared} address(es))."
+        return (
+            f"{user.name}'s sign-in delays are cleared ({count(cleared, 'address', 'addresses')})."
+        )
 
     return _act(name, act)
 
