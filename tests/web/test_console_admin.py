@@ -44,8 +44,11 @@ def test_an_admin_disables_enables_unlocks_and_replaces_a_token(console, run, se
     it = console.signed_in("it")
     page = body(it.get("/console/users"))
     assert 'href="/console/users" aria-current="page">Users</a>' in page
-    assert re.search(r'id="user-ben" data-state="enabled">\s*<th scope="row">'
-                     r'<a href="/console/users/ben">ben</a></th>\s*<td>approver</td>', page)  # fmt: skip
+    row = (
+        r'id="user-ben" data-state="enabled">\s*<th scope="row">'
+        r'<a href="/console/users/ben">ben</a></th>\s*<td>approver</td>'
+    )
+    assert re.search(row, page)
     ben = console.signed_in("ben")
 
     assert it.post("/console/users/ben/disable").status_code == 302
