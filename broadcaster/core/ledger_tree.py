@@ -105,11 +105,7 @@ def inclusion_proofs(session: Session, seqs: list[int], size: int) -> dict[int, 
     bad = next((seq for seq in seqs if not 1 <= seq <= size), None)
     if bad is not None:
         raise TreeError(f"entry {bad} is not in a tree of {size} entries")
-    ranges = {seq: merkle.inclusion_ranges(seq - 1, size) for seq in seqs}
-    parts = {seq: [merkle.complete_parts(a, b) for a, b in r] for seq, r in ranges.items()}
-    flat = list(dict.fromkeys(p for ps in parts.values() for pp in ps for p in pp))
-    known = dict(zip(flat, _hashes(session, flat), strict=True))
-    return {seq: [merkle.fold([known[p] for p in pp]) for pp in ps] for seq, ps in parts.items()}
+    return _proofs(session, {seq: merkle.inclusion_ranges(seq - 1, size) for seq in seqs})
 
 
 def consistency_proof(session: Session, old_size: int, new_size: int) -> list[bytes]:
@@ -117,7 +113,7 @@ def consistency_proof(session: Session, old_size: int, new_size: int) -> list[by
     _check_sizes(session, new_size)
     if not 0 < old_size <= new_size:
         raise TreeError(f"no consistency proof from {old_size} to {new_size} entries")
-    return _proof(session, merkle.consistency_ranges(old_size, new_size))
+    return _proofs(session, {new_size: merkle.consistency_ranges(old_size, new_size)})[new_size]
 
 
 def _check_sizes(session: Session, size: int) -> None:
@@ -126,11 +122,16 @@ def _check_sizes(session: Session, size: int) -> None:
         raise TreeError(f"the tree has {have} entries, not {size}")
 
 
-def _proof(session: Session, ranges: list[tuple[int, int]]) -> list[bytes]:
-    parts = [merkle.complete_parts(a, b) for a, b in ranges]
-    flat = [p for ps in parts for p in ps]
+def _proofs(session: Session, ranges: dict[int, list[tuple[int, int]]]) -> dict[int, list[bytes]]:
+    """Each key's proof from its subtree ranges: every node any of them needs is read once."""
+    needed = (p for rs in ranges.values() for a, b in rs for p in merkle.complete_parts(a, b))
+    flat = list(dict.fromkeys(needed))
     known = dict(zip(flat, _hashes(session, flat), strict=True))
-    return [merkle.fold([known[p] for p in ps]) for ps in parts]
+
+    def node(level: int, i: int) -> bytes:
+        return known[(level, i)]
+
+    return {key: merkle.proof_from(rs, node) for key, rs in ranges.items()}
 
 
 def _hashes(session: Session, parts: list[tuple[int, int]]) -> list[bytes]:
@@ -249,9 +250,3 @@ def recompute(session: Session, at: Iterable[int] = ()) -> Recomputed:
         result.bad_seq = size
         result.problem = "the tree's right edge kept in the ledger head does not match the entries"
     return result
-
-
-def recompute_root(session: Session) -> tuple[int, bytes]:
-    """Size and root of the tree rebuilt from the entry rows alone."""
-    result = recompute(session)
-    return result.size, result.root

@@ -76,9 +76,8 @@ def complete_parts(start: int, end: int) -> list[tuple[int, int]]:
     """The complete subtrees, as (level, index), whose hashes make MTH(D[start:end]) for a range
     the tree has as a node, left to right (one part when the range is itself complete)."""
     parts: list[tuple[int, int]] = []
-    while end - start > 0:
-        size = end - start
-        level = size.bit_length() - 1 if size & (size - 1) == 0 else split(size).bit_length() - 1
+    while start < end:
+        level = (end - start).bit_length() - 1  # the biggest power of two that fits
         parts.append((level, start >> level))
         start += 1 << level
     return parts
