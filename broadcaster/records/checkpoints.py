@@ -35,7 +35,7 @@ from broadcaster.records import signing
 from broadcaster.records.signing import NoteError, Signer, VerifierKey
 
 EVENT = "records.checkpoint"
-TIME_FORMAT = "%Y-%m-%dT%H:%M:%SZ"
+TIME_FORMAT = signing.TIME_FORMAT
 _SIZE = re.compile(r"0|[1-9][0-9]{0,18}")
 _TIME = re.compile(r"time (\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ)")
 
@@ -104,21 +104,27 @@ def first_uncovered(session: Session, size: int) -> dt.datetime | None:
 
 
 def _from_row(row: LedgerCheckpoint) -> Checkpoint:
+    """A stored checkpoint as its row says (records verify believes only its signed note)."""
     origin = row.note.split("\n", 1)[0]
     return Checkpoint(
-        row.tree_size, bytes.fromhex(row.root_hash), row.signed_at, row.key_id, row.note, origin
+        row.tree_size, _root(row.root_hash), row.signed_at, row.key_id, row.note, origin
     )
 
 
+def _root(text: str) -> bytes:
+    """A row's root as bytes; an edited one that is not hex matches nothing."""
+    try:
+        return bytes.fromhex(text)
+    except ValueError:
+        return b""
+
+
 def latest(session: Session) -> Checkpoint | None:
-    row = session.scalars(
-        select(LedgerCheckpoint).order_by(LedgerCheckpoint.tree_size.desc()).limit(1)
-    ).first()
-    return _from_row(row) if row else None
+    return next(iter(recent(session, 1)), None)
 
 
-def recent(session: Session, limit: int = 50) -> list[Checkpoint]:
-    """The newest checkpoints first (the Atom feed's entries)."""
+def recent(session: Session, limit: int | None = 50) -> list[Checkpoint]:
+    """The newest checkpoints first (the Atom feed's entries; every one with no limit)."""
     rows = session.scalars(
         select(LedgerCheckpoint).order_by(LedgerCheckpoint.tree_size.desc()).limit(limit)
     )

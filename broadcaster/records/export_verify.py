@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from broadcaster.core import ledger, merkle
+from broadcaster.core.errors import BadInput
 from broadcaster.records import checkpoints, export_signing, signing, witness
 from broadcaster.records.checkpoints import Checkpoint
 from broadcaster.records.export_files import FORMAT, MANIFEST, manifest_bytes
@@ -67,21 +68,17 @@ def verify_export(
     notes: list[str] = []
     try:
         manifest = _manifest(folder)
-        signed_by = _signature(folder, manifest, keys, witness_store, notes)
+        signed = _signature(folder, manifest, keys, witness_store, notes)
         files = _files(folder, manifest)
         rows = _ledger(folder, manifest)
-        checkpoint = (
-            _evidence(folder, rows, _trusted(folder, keys, witness_store), witness_store)
-            if signed_by
-            else None
-        )
+        checkpoint = _evidence(folder, rows, signed[1], witness_store) if signed else None
     except _Bad as bad:
         return ExportCheck(False, 0, 0, bad.problem, bad.file)
     return ExportCheck(
         True,
         files,
         len(rows),
-        signed_by=signed_by,
+        signed_by=signed[0] if signed else None,
         checkpoint_size=checkpoint.size if checkpoint else None,
         notes=tuple(notes),
     )
@@ -92,16 +89,20 @@ def _trusted(
 ) -> list[VerifierKey]:
     if keys:
         return keys
-    source, path = (
-        ("the witness's keys", witness_store / "keys") if witness_store else (KEYS, folder / KEYS)
-    )
+    if witness_store:
+        where = str(witness_store / "keys")
+        try:
+            pinned = witness.pinned_keys(witness_store)
+        except BadInput as exc:
+            raise _Bad(where, f"the witness's keys: {exc}") from None
+        if not pinned:
+            raise _Bad(where, f"the witness {witness_store} has no key pinned: is it a witness?")
+        return pinned
+    path = folder / KEYS
     try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-        if witness_store:
-            return [signing.parse_verifier_key(json.loads(line)["verifier_key"]) for line in lines]
-        return [signing.parse_verifier_key(line) for line in lines]
-    except (OSError, UnicodeDecodeError, ValueError, KeyError, TypeError) as exc:
-        raise _Bad(str(path), f"{source} cannot be read as verifier keys ({exc})") from None
+        return [signing.parse_verifier_key(line) for line in path.read_text("utf-8").splitlines()]
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        raise _Bad(str(path), f"{KEYS} cannot be read as verifier keys ({exc})") from None
 
 
 def _signature(
@@ -110,9 +111,10 @@ def _signature(
     keys: list[VerifierKey] | None,
     witness_store: Path | None,
     notes: list[str],
-) -> str | None:
-    """The key id that signed the export (its files checked against the signed list), or None
-    for an unsigned export, which is refused when a key or witness was given to check it."""
+) -> tuple[str, list[VerifierKey]] | None:
+    """The key id that signed the export (its files checked against the signed list) and the
+    keys trusted to check it, or None for an unsigned export, which is refused when a key or
+    witness was given to check it."""
     path = folder / SIGNATURE
     claimed = manifest.get("signed_by")
     if not path.exists():
@@ -143,7 +145,7 @@ def _signature(
                 f"{name} was changed: its SHA-256 does not match the file list key {key_id} "
                 f"signed ({SIGNATURE})",
             )
-    return key_id
+    return key_id, trusted
 
 
 def _evidence(

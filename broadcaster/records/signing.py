@@ -29,8 +29,10 @@ import hashlib
 import json
 import os
 import stat
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
@@ -50,6 +52,8 @@ KEY_EVENT = "records.key"
 # Notes we sign or read are a few hundred bytes; a larger one is refused before any parsing.
 MAX_NOTE_BYTES = 16 * 1024
 MAX_SIGNATURES = 16
+# Times in notes, key records and checkpoints: UTC to the second, as tlog-checkpoint writes them.
+TIME_FORMAT = "%Y-%m-%dT%H:%M:%SZ"
 
 
 class NoteError(ValueError):
@@ -161,8 +165,6 @@ def generate(name: str) -> Signer:
 
 def origin(district: DistrictConfig) -> str:
     """The log's name: the public site's host, then /ledger."""
-    from urllib.parse import urlsplit
-
     host = urlsplit(district.district.alerts_url).hostname or "localhost"
     return f"{host.encode('idna').decode('ascii')}/ledger"
 
@@ -305,7 +307,7 @@ def handover_text(old: VerifierKey, new: VerifierKey, at: dt.datetime) -> str:
         f"{old.name} key handover\n"
         f"old {old.text}\n"
         f"new {new.text}\n"
-        f"time {at.astimezone(dt.UTC).strftime('%Y-%m-%dT%H:%M:%SZ')}\n"
+        f"time {at.astimezone(dt.UTC).strftime(TIME_FORMAT)}\n"
     )
 
 
@@ -318,6 +320,10 @@ class KeyRecord:
     verifier_key: str
     created_at: str
     handover: str | None = None
+
+    def line(self) -> str:
+        """One line of a key history (the `.pub-history` file, /ledger/key/history)."""
+        return json.dumps(self.__dict__, sort_keys=True) + "\n"
 
 
 def _write_key(path: Path, signer: Signer) -> None:
@@ -333,7 +339,7 @@ def _append_history(path: Path, record: KeyRecord) -> None:
     history = history_path(path)
     owner_only.ensure_file(history)  # public, but only the owner appends to it
     with history.open("a", encoding="ascii") as handle:
-        handle.write(json.dumps(record.__dict__, sort_keys=True) + "\n")
+        handle.write(record.line())
 
 
 def _record(session: Session, record: KeyRecord) -> None:
@@ -389,7 +395,7 @@ def create_key(session: Session, path: Path, name: str, *, lost: bool = False) -
         session,
         path,
         _pending(path, signer),
-        KeyRecord(signer.key_id, signer.public_key, _now_text()),
+        KeyRecord(signer.key_id, signer.public_key, now_text()),
     )
     return signer
 
@@ -400,13 +406,13 @@ def rotate_key(session: Session, path: Path) -> tuple[Signer, Signer]:
     old = load_signer(path)
     new = generate(old.name)
     handover = sign_note(handover_text(old.verifier, new.verifier, utcnow()), old, new)
-    record = KeyRecord(new.key_id, new.public_key, _now_text(), handover)
+    record = KeyRecord(new.key_id, new.public_key, now_text(), handover)
     _install(session, path, _pending(path, new), record)
     return old, new
 
 
-def _now_text() -> str:
-    return utcnow().strftime("%Y-%m-%dT%H:%M:%SZ")
+def now_text() -> str:
+    return utcnow().strftime(TIME_FORMAT)
 
 
 def key_records(session: Session) -> list[KeyRecord]:
@@ -415,7 +421,7 @@ def key_records(session: Session) -> list[KeyRecord]:
         KeyRecord(
             r.key_id,
             r.verifier_key,
-            r.created_at.strftime("%Y-%m-%dT%H:%M:%SZ"),
+            r.created_at.strftime(TIME_FORMAT),
             r.handover,
         )
         for r in rows
@@ -428,6 +434,11 @@ def chain_keys(records: list[KeyRecord], *, restarts: bool = False) -> list[Veri
     `restarts`, a key recorded without a handover (`keygen --lost`: the key before it was lost)
     is accepted too: the district's own verifier trusts its database's account of a loss; a
     witness does not, and takes a new key only from its operator."""
+    return list(_chained(records, restarts))
+
+
+def _chained(records: list[KeyRecord], restarts: bool) -> Iterator[VerifierKey]:
+    """chain_keys's walk, a key at a time: the keys before a bad handover are yielded first."""
     keys: list[VerifierKey] = []
     for record in records:
         key = parse_verifier_key(record.verifier_key)
@@ -441,7 +452,7 @@ def chain_keys(records: list[KeyRecord], *, restarts: bool = False) -> list[Veri
             ):
                 raise NoteError(f"the handover to key {key.key_id} is not signed by both keys")
         keys.append(key)
-    return keys
+        yield key
 
 
 def public_keys(session: Session) -> dict[str, Ed25519PublicKey]:
@@ -450,14 +461,13 @@ def public_keys(session: Session) -> dict[str, Ed25519PublicKey]:
     checkpoint signed by a key past it is then refused as unknown, which is what a verifier
     should report). The database is not the root of trust: a witness pins the key it first
     saw, and the `.pub-history` file beside the key is kept apart from the database."""
-    records = key_records(session)
-    trusted: list[VerifierKey] = []
-    for end in range(1, len(records) + 1):
-        try:
-            trusted = chain_keys(records[:end], restarts=True)
-        except NoteError:
-            break
-    return {k.key_id: k.key for k in trusted}
+    trusted: dict[str, Ed25519PublicKey] = {}
+    try:
+        for key in _chained(key_records(session), restarts=True):
+            trusted[key.key_id] = key.key
+    except NoteError:
+        pass  # the keys up to the bad handover stay trusted
+    return trusted
 
 
 def read_history(path: Path) -> list[KeyRecord]:

@@ -17,13 +17,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from broadcaster.core import ledger, ledger_tree, merkle
 from broadcaster.core.config import DistrictConfig
 from broadcaster.core.errors import BadInput
-from broadcaster.core.models import LedgerCheckpoint
 from broadcaster.records import checkpoints, signing
 from broadcaster.records.checkpoints import Checkpoint, Keys
 from broadcaster.records.signing import NoteError, VerifierKey
@@ -83,7 +81,7 @@ def verify_records(session: Session, keys: Keys | None = None) -> RecordsVerific
     chain = ledger.verify(session)
     if not chain.ok:
         return RecordsVerification(False, chain.entries, 0, None, chain.problem, chain.bad_seq)
-    signed = _all_checkpoints(session)
+    signed = checkpoints.recent(session, limit=None)  # as their rows say; notes checked
     tree = ledger_tree.recompute(session, at=[c.size for c in signed])
     result = RecordsVerification(True, chain.entries, tree.size)
     if tree.bad_seq is not None:
@@ -136,23 +134,6 @@ def verify_records(session: Session, keys: Keys | None = None) -> RecordsVerific
     return result
 
 
-def _all_checkpoints(session: Session) -> list[Checkpoint]:
-    """Every stored checkpoint, newest first, as its row says (the sizes at which the tree's
-    roots are needed; each note is verified before it is believed)."""
-    rows = session.scalars(select(LedgerCheckpoint).order_by(LedgerCheckpoint.tree_size.desc()))
-    return [
-        Checkpoint(
-            r.tree_size,
-            _hex(r.root_hash),
-            r.signed_at,
-            r.key_id,
-            r.note,
-            r.note.split("\n", 1)[0],
-        )
-        for r in rows
-    ]
-
-
 def _matches(row: Checkpoint, roots_at: dict[int, bytes], keys: Keys) -> bool:
     if roots_at.get(row.size) != row.root:
         return False
@@ -161,14 +142,6 @@ def _matches(row: Checkpoint, roots_at: dict[int, bytes], keys: Keys) -> bool:
     except NoteError:
         return False
     return signed.size == row.size and signed.root == row.root
-
-
-def _hex(text: str) -> bytes:
-    """A row's root as bytes; an edited one that is not hex matches nothing."""
-    try:
-        return bytes.fromhex(text)
-    except ValueError:
-        return b""
 
 
 def _when(checkpoint: Checkpoint) -> str:

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import datetime as dt
 import fcntl
 import json
 from collections.abc import Iterator
@@ -31,7 +30,7 @@ from broadcaster.core import merkle, owner_only
 from broadcaster.core.errors import BadInput
 from broadcaster.records import signing
 from broadcaster.records.checkpoints import Checkpoint, parse_and_verify
-from broadcaster.records.signing import KeyRecord, NoteError, VerifierKey
+from broadcaster.records.signing import KeyRecord, NoteError, VerifierKey, now_text
 
 TIMEOUT_S = 10.0
 MAX_RESPONSE_BYTES = 256 * 1024  # a proof is a few KB; the key history a few per rotation
@@ -97,16 +96,24 @@ def _pinned(store: Path, base: str, key_text: str | None) -> list[VerifierKey]:
     """The keys this witness trusts. Each was checked as it joined the store (the store is this
     witness's own); `--key` adds one by the operator's decision, e.g. the district's new key
     after it lost the old one. The log's own key is taken on trust only by an empty store."""
-    keys = [_parse_key(r["verifier_key"]) for r in _lines(store / "keys")]
+    keys = pinned_keys(store)
     given = _parse_key(key_text) if key_text else None
     if given is not None and given.key_id not in {k.key_id for k in keys}:
-        _append(store / "keys", KeyRecord(given.key_id, given.text, _now()).__dict__)
+        _append(store / "keys", KeyRecord(given.key_id, given.text, now_text()).__dict__)
         return [*keys, given]
     if keys:
         return keys
     key = _parse_key(_fetch(f"{base}/ledger/key").decode("ascii", errors="replace"))
-    _append(store / "keys", KeyRecord(key.key_id, key.text, _now()).__dict__)
+    _append(store / "keys", KeyRecord(key.key_id, key.text, now_text()).__dict__)
     return [key]
+
+
+def pinned_keys(store: Path) -> list[VerifierKey]:
+    """The keys this witness trusts, as its `keys` file lists them (BadInput: not readable)."""
+    try:
+        return [_parse_key(r["verifier_key"]) for r in _lines(store / "keys")]
+    except (OSError, UnicodeDecodeError, ValueError, KeyError, TypeError) as exc:
+        raise BadInput(f"{store / 'keys'} cannot be read as verifier keys ({exc})") from None
 
 
 def _parse_key(text: str) -> VerifierKey:
@@ -134,10 +141,6 @@ def _follow_rotation(store: Path, base: str, keys: list[VerifierKey]) -> list[Ve
     for record in newer:
         _append(store / "keys", record.__dict__)
     return chained
-
-
-def _now() -> str:
-    return dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def _consistency(base: str, old: int, new: int) -> list[bytes]:
@@ -176,7 +179,7 @@ def observe(url: str, store: Path, key_text: str | None = None) -> Observation:
             return Observation(True, checkpoint.size, False, previous, checkpoint.key_id)
         _append(
             store / "checkpoints",
-            {**checkpoint.view, "note": checkpoint.note, "kept_at": _now(), "from": base},
+            {**checkpoint.view, "note": checkpoint.note, "kept_at": now_text(), "from": base},
         )
         return Observation(True, checkpoint.size, True, previous, checkpoint.key_id)
 

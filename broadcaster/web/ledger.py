@@ -14,7 +14,6 @@ No sign-in: all of it is public by design, and none of it holds a secret or pers
 from __future__ import annotations
 
 import base64
-import json
 
 from feedgen.feed import FeedGenerator
 from flask import Blueprint, Response, jsonify, request
@@ -69,7 +68,7 @@ def key() -> Response:
 def key_history() -> Response:
     with context.reading() as session:
         records = signing.key_records(session)
-    return _text("".join(json.dumps(r.__dict__, sort_keys=True) + "\n" for r in records))
+    return _text("".join(r.line() for r in records))
 
 
 @ledger_site.get("/ledger/checkpoints.atom")
