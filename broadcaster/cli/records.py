@@ -51,10 +51,7 @@ def records_group() -> None:
 def records_verify(app: App, key_texts: tuple[str, ...], as_json: bool) -> None:
     """Check the ledger's hash chain, its Merkle tree and the newest signed checkpoint; exit 1
     naming the first entry affected."""
-    try:
-        keys = [signing.parse_verifier_key(text) for text in key_texts] or None
-    except signing.NoteError as exc:
-        raise BadInput(f"--key: {exc}") from None
+    keys = _given_keys(key_texts)
     app.prepare()
     keys = keys or verification.trusted_keys(app.district)
     # One snapshot: entries that workers append while the walk runs are not "removed" ones.
@@ -273,10 +270,7 @@ def records_verify_export(
         raise BadInput("give --key or --witness, not both")
     if witness_store is not None and not (witness_store / "keys").is_file():
         raise BadInput(f"--witness {witness_store}: not a witness folder (no keys file in it)")
-    try:
-        keys = [signing.parse_verifier_key(text) for text in key_texts] or None
-    except signing.NoteError as exc:
-        raise BadInput(f"--key: {exc}") from None
+    keys = _given_keys(key_texts)
     result = export_verify.verify_export(folder, keys, witness_store)
     if as_json:
         emit_json(dataclasses.asdict(result))
@@ -305,6 +299,14 @@ def report_cmd(app: App, message_id: int, as_json: bool) -> None:
     with app.session() as session:
         view = report.after_action(session, messages.get_message(session, message_id))
     emit_json(view) if as_json else print_report(view)
+
+
+def _given_keys(texts: tuple[str, ...]) -> list[signing.VerifierKey] | None:
+    """The public keys given with --key (None: none given)."""
+    try:
+        return [signing.parse_verifier_key(text) for text in texts] or None
+    except signing.NoteError as exc:
+        raise BadInput(f"--key: {exc}") from None
 
 
 records_group.add_command(records_keygen)

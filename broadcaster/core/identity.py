@@ -160,9 +160,7 @@ def set_roles(
     if roles == user.roles:
         raise BadInput(f"{user.name} already has the roles {', '.join(roles)}")
     if "admin" not in roles and _is_admin(user, district) and user.disabled_at is None:
-        others = [u for u in _enabled_admins(session, district) if u.id != user.id]
-        if not others:
-            raise Refused(f"{user.name} is the last enabled admin; add or enable another first")
+        _keep_an_admin(session, district, user)
     before, user.roles = user.roles, roles
     ledger.append(
         session,
@@ -225,9 +223,7 @@ def set_disabled(
     if (user.disabled_at is not None) == disabled:
         raise BadInput(f"{user.name} is already {'disabled' if disabled else 'enabled'}")
     if disabled and _is_admin(user, district):
-        others = [u for u in _enabled_admins(session, district) if u.id != user.id]
-        if not others:
-            raise Refused(f"{user.name} is the last enabled admin; add or enable another first")
+        _keep_an_admin(session, district, user)
     if disabled:
         user.disabled_at = utcnow()
         user.session_version += 1  # every console session of the user ends now
@@ -235,6 +231,13 @@ def set_disabled(
         user.disabled_at = None
     event = "user.disabled" if disabled else "user.enabled"
     ledger.append(session, event, {"name": user.name, "by": by.name}, actor=by.name)
+
+
+def _keep_an_admin(session: Session, district: DistrictConfig, user: User) -> None:
+    """Refuse to take `user`, an enabled admin, out of the admins when no other is enabled:
+    without one nobody could manage users again."""
+    if not any(u.id != user.id for u in _enabled_admins(session, district)):
+        raise Refused(f"{user.name} is the last enabled admin; add or enable another first")
 
 
 def _is_admin(user: User, district: DistrictConfig) -> bool:
