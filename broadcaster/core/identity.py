@@ -294,12 +294,14 @@ def get_user(session: Session, name: str) -> User:
 
 
 def list_users(session: Session, district: DistrictConfig) -> list[dict[str, Any]]:
-    return [
-        {
-            "name": u.name,
-            "roles": effective_roles(u, district),
-            "created_at": u.created_at.isoformat(),
-            "disabled": u.disabled_at is not None,
-        }
-        for u in session.scalars(select(User).order_by(User.name))
-    ]
+    return [user_view(u, district) for u in session.scalars(select(User).order_by(User.name))]
+
+
+def user_view(user: User, district: DistrictConfig) -> dict[str, Any]:
+    """What `users list` and the console show of a user (no hash, token or identity)."""
+    return {
+        "name": user.name,
+        "roles": effective_roles(user, district),
+        "created_at": user.created_at.isoformat(),
+        "disabled": user.disabled_at is not None,
+    }

@@ -45,7 +45,7 @@ def user_page(name: str, error: str | None = None, code: int = 200) -> ResponseR
     with context.reading() as db:
         require(acting_user(db), "manage_users", context.district())
         user = identity.get_user(db, name)
-        shown = next(u for u in identity.list_users(db, context.district()) if u["name"] == name)
+        shown = identity.user_view(user, context.district())
         has_password = user.password_hash is not None
     listed = context.district().users.get(name)
     page = render_template(
