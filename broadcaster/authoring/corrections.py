@@ -29,7 +29,7 @@ from broadcaster.authoring import messages
 from broadcaster.authoring.catalog import Catalog
 from broadcaster.core import follow_ups, ledger
 from broadcaster.core.config import DistrictConfig
-from broadcaster.core.errors import Refused
+from broadcaster.core.errors import REASON, Refused
 from broadcaster.core.lifecycle import transition
 from broadcaster.core.models import Delivery, Message, User, utcnow
 from broadcaster.core.permissions import require
@@ -60,8 +60,7 @@ def update(
     if original.state not in UPDATABLE:
         raise Refused(
             f"message {original.id} is {original.state.replace('_', ' ')}; an update follows a "
-            "message that went "
-            "out (sent or partially sent)"
+            "message that went out (sent or partially sent)"
         )
     if at_once:
         require(author, "approve_pre_approved", district)
@@ -102,7 +101,7 @@ def retract(
     that went out, enqueued when the transaction commits, and one correction text per phone the
     original reached, written and enqueued by a worker after it. Returns the notice and the
     batches, for counting."""
-    reason = check_reason("reason", reason, "a retraction needs a reason", messages.REASON)
+    reason = check_reason("reason", reason, "a retraction needs a reason", REASON)
     require(actor, "retract", district)
     _withdraw_held(session, district, original)
     transition(session, original, "retract", actor, district, reason=reason)

@@ -24,7 +24,7 @@ from broadcaster.authoring.variables import parse_values, untranslated
 from broadcaster.core import ledger
 from broadcaster.core.config import DistrictConfig, Settings
 from broadcaster.core.config_fields import CHANNELS, FAMILY_CHANNELS
-from broadcaster.core.errors import BadInput, Needed, NotFound, Refused
+from broadcaster.core.errors import REASON, BadInput, Needed, NotFound, Refused
 from broadcaster.core.languages import language
 from broadcaster.core.lifecycle import STATES, transition
 from broadcaster.core.models import Approval, Message, User, utcnow
@@ -40,7 +40,6 @@ from broadcaster.delivery.dispatch import Batch
 from broadcaster.delivery.expansion import audience_size
 
 QUIET_REASON_MAX = 300  # messages.quiet_override's length
-REASON = Needed("reason", shape="TEXT")  # what a rejection or retraction without a reason lacks
 
 
 @dataclass(frozen=True)

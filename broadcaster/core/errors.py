@@ -23,6 +23,10 @@ class Needed:
         return name if kind == "variables" else None
 
 
+# What a rejection, a retraction or a hold given no reason lacks.
+REASON = Needed("reason", shape="TEXT")
+
+
 class BroadcasterError(Exception):
     """Base class. The CLI prints the message and exits with `exit_code`."""
 

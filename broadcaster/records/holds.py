@@ -17,7 +17,7 @@ from sqlalchemy.orm import Session
 from broadcaster.authoring.messages import get_message
 from broadcaster.core import ledger
 from broadcaster.core.config import DistrictConfig
-from broadcaster.core.errors import BadInput, Needed, NotFound, Refused
+from broadcaster.core.errors import REASON, BadInput, Needed, NotFound, Refused
 from broadcaster.core.models import RecordHold, User, utcnow
 from broadcaster.core.permissions import require
 from broadcaster.core.text_safety import check_reason
@@ -79,9 +79,7 @@ def place(
     last: dt.date | None = None,
 ) -> RecordHold:
     require(actor, "manage_records", district)
-    reason = check_reason(
-        "reason", reason, "say why the records are held", Needed("reason", shape="TEXT")
-    )
+    reason = check_reason("reason", reason, "say why the records are held", REASON)
     days = days_asked(district, "a hold on a range of days", first, last)
     if message_id is not None and days is not None:
         raise BadInput("hold one message or a range of days, not both")
